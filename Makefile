@@ -1,0 +1,48 @@
+# Substrate — build, test, demo. `make help` lists targets.
+SHELL := /bin/bash
+BUN := node_modules/.bin/bun
+TSC := node_modules/.bin/tsc
+
+.PHONY: help setup build build-native test test-unit test-integration test-e2e typecheck demo bench release clean
+
+help:
+	@echo "setup         install Debian + npm dependencies (root, idempotent)"
+	@echo "build         all six binaries into dist/ (cross targets included)"
+	@echo "build-native  only this machine's agent + host binaries (what tests use)"
+	@echo "test          typecheck + native build + the whole bun test suite"
+	@echo "demo          build, start an agent, run commands in a world"
+	@echo "bench         run every benchmark in bench/"
+
+setup:
+	bash scripts/setup.sh
+
+build:
+	$(BUN) scripts/build.ts --all
+
+build-native:
+	$(BUN) scripts/build.ts --native
+
+typecheck:
+	$(TSC) --noEmit -p .
+
+# The whole suite: unit, integration (real namespaces as root) and e2e (guest harness).
+test: typecheck build-native
+	$(BUN) test --timeout 120000 tests/
+
+test-unit:
+	$(BUN) test tests/unit
+
+test-integration: build-native
+	$(BUN) test --timeout 120000 tests/integration
+
+test-e2e: build-native
+	$(BUN) test --timeout 300000 tests/e2e
+
+demo: build-native
+	bash scripts/demo.sh
+
+bench: build-native
+	$(BUN) bench/run.ts
+
+clean:
+	rm -rf dist .tmp

@@ -1,0 +1,49 @@
+/** GET /v1/capabilities: what this agent and kernel can do (negotiation + doctor input). */
+import { z } from "zod";
+import { VersionInfo } from "./common.ts";
+import { WorldBackendName } from "./world.ts";
+
+export const CgroupMode = z.enum(["v2", "v1", "hybrid", "none"]);
+export type CgroupMode = z.infer<typeof CgroupMode>;
+
+export const Features = z.strictObject({
+  namespaces: z.strictObject({
+    mount: z.boolean(),
+    pid: z.boolean(),
+    uts: z.boolean(),
+    ipc: z.boolean(),
+    net: z.boolean(),
+    user: z.boolean(),
+  }),
+  overlay: z.boolean(),
+  fuse_overlayfs: z.boolean(),
+  cgroup: CgroupMode,
+  nft: z.boolean(),
+  landlock: z.strictObject({ supported: z.boolean(), abi: z.number().int().nullable() }),
+  seccomp: z.boolean(),
+  pty: z.boolean(),
+});
+export type Features = z.infer<typeof Features>;
+
+export const WorldStats = z.strictObject({
+  active: z.number().int().nonnegative(),
+  created: z.number().int().nonnegative(),
+  /** executes served by an already-running world */
+  reused: z.number().int().nonnegative(),
+  executes: z.number().int().nonnegative(),
+  /** reused / executes (0 when no execute yet); spec goal > 0.9 */
+  reuse_ratio: z.number().min(0).max(1),
+});
+export type WorldStats = z.infer<typeof WorldStats>;
+
+export const Capabilities = z.strictObject({
+  api_version: z.literal("v1"),
+  agent: VersionInfo,
+  kernel: z.string(),
+  arch: z.string(),
+  backend: WorldBackendName,
+  features: Features,
+  worlds: WorldStats,
+  uptime_ms: z.number().int().nonnegative(),
+});
+export type Capabilities = z.infer<typeof Capabilities>;

@@ -1,0 +1,45 @@
+/** World description shared by the broker, the backends and the agent (spec: WorldSpec, FsDiff). */
+import { z } from "zod";
+
+/** Spec: `cpu: "2"` (CPUs, string per schema), `memory: "2Gi"`; `pids` is ours (fork-bomb guard). */
+export const ResourceLimits = z.strictObject({
+  cpu: z.string().regex(/^\d+(\.\d+)?$/, 'expected a CPU count such as "2" or "0.5"').optional(),
+  memory: z
+    .string()
+    .regex(/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$/, 'expected a size such as "512Mi" or "2Gi"')
+    .optional(),
+  pids: z.number().int().positive().optional(),
+});
+export type ResourceLimits = z.infer<typeof ResourceLimits>;
+
+export const FsMode = z.enum(["writable", "read_only"]);
+export const FsIsolation = z.enum(["workspace", "full"]);
+
+export const WorldSpec = z.strictObject({
+  reuse_session: z.boolean().default(true),
+  isolate_network: z.boolean().default(true),
+  limits: ResourceLimits.default({}),
+  enable_preload: z.boolean().default(false),
+  allowed_domains: z.array(z.string()).default([]),
+  project_dir: z.string().startsWith("/", "project_dir must be an absolute path"),
+  fs_mode: FsMode.default("writable"),
+  fs_isolation: FsIsolation.default("workspace"),
+});
+export type WorldSpec = z.infer<typeof WorldSpec>;
+/** What a caller may send: everything but project_dir optional. */
+export const WorldSpecInput = WorldSpec.partial();
+export type WorldSpecInput = z.infer<typeof WorldSpecInput>;
+
+/** Spec FsDiff {writes, mods, deletes}, plus the spec's smart-truncation fields. */
+export const FsDiff = z.strictObject({
+  writes: z.array(z.string()),
+  mods: z.array(z.string()),
+  deletes: z.array(z.string()),
+  truncated: z.boolean().optional(),
+  tree_hash: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
+  summary: z.string().optional(),
+});
+export type FsDiff = z.infer<typeof FsDiff>;
+
+export const WorldBackendName = z.enum(["linux-local", "mac-lima"]);
+export type WorldBackendName = z.infer<typeof WorldBackendName>;
