@@ -86,7 +86,7 @@ describe("rejections", () => {
 
 describe("report schemas round-trip", () => {
   test("ReplayReport", () => {
-    const r = {
+    const r: ReplayReport = {
       span_id: "spn_0192f1c2-7a00-7000-8000-0000000000aa",
       reproduced: true,
       cmd: "make",
@@ -114,7 +114,7 @@ describe("report schemas round-trip", () => {
       reason: "Command explicitly denied",
       pattern: "rm -rf /",
       recorded: "ran",
-    };
+    } as const;
     expect(PolicyCheckResult.parse(JSON.parse(JSON.stringify(r)))).toEqual(r);
   });
 });
