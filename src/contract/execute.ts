@@ -25,7 +25,10 @@ export const ExecuteRequest = z
     cwd: AbsPath.optional(),
     env: z.record(z.string(), z.string()).optional(),
     pty: z.boolean().default(false),
-    agent_id: z.string().trim().min(1, "agent_id is required for API calls"),
+    agent_id: z
+      .string({ error: "agent_id is required for API calls" })
+      .trim()
+      .min(1, "agent_id is required for API calls"),
     profile: z.string().optional(),
     budget: Budget.optional(),
     /** Run in a fresh overlay world: writes never touch the project; fs_diff returned. */

@@ -1,0 +1,118 @@
+#!/usr/bin/env bun
+/**
+ * substrate-world-agent: serves the /v1 API on a Unix socket and runs commands in worlds.
+ *
+ *   substrate-world-agent [--listen /run/substrate.sock] [--state-dir DIR] [--pid-file F]
+ *   substrate-world-agent --version [--json]
+ *
+ * Hidden: `__world CONFIG` is the in-world spawner (see world/spawner.ts).
+ */
+import { parseArgs } from "node:util";
+import { writeFileSync, rmSync } from "node:fs";
+import { runSpawner } from "./world/spawner.ts";
+import { selfArgv } from "./self.ts";
+import { versionInfo, versionString } from "../src/version.ts";
+
+const USAGE = `substrate-world-agent — the Substrate world service
+
+Usage:
+  substrate-world-agent [--listen PATH] [--state-dir DIR] [--pid-file FILE]
+  substrate-world-agent --version [--json]
+
+Options:
+  --listen PATH     Unix socket to bind when not socket-activated (default /run/substrate.sock,
+                    or $SUBSTRATE_WORLD_SOCKET)
+  --state-dir DIR   where worlds keep their runtime files (default /run/substrate)
+  --pid-file FILE   write our PID here (removed on exit)
+  --version         print the build version (--json: {version, commit, agent_hash, target})
+
+Under systemd socket activation (LISTEN_FDS=1) the agent serves the inherited fd 3.`;
+
+const log = (msg: string) => process.stderr.write(`substrate-world-agent: ${msg}\n`);
+
+async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"?: string }): Promise<number> {
+  const [{ listen, ListenError }, { WorldManager }, { WorldAgentService }, { buildRouter }] = await Promise.all([
+    import("./server.ts"),
+    import("./world/manager.ts"),
+    import("./service.ts"),
+    import("../src/api/router.ts"),
+  ]);
+  const stateDir = values["state-dir"] ?? process.env.SUBSTRATE_STATE_DIR ?? "/run/substrate";
+  const path = values.listen ?? process.env.SUBSTRATE_WORLD_SOCKET ?? "/run/substrate.sock";
+  const worlds = new WorldManager({ stateDir, selfArgv: selfArgv(), log });
+  const stale = worlds.sweepStale();
+  if (stale.length) log(`removed ${stale.length} stale world dir(s) from a previous run`);
+  const svc = new WorldAgentService(worlds);
+  let server;
+  try {
+    server = await listen(buildRouter(svc), { path });
+  } catch (e) {
+    if (e instanceof ListenError) {
+      log(e.message);
+      return e.exitCode;
+    }
+    throw e;
+  }
+  if (values["pid-file"]) writeFileSync(values["pid-file"], `${process.pid}\n`);
+  log(`${versionString()} listening on ${server.path} (${server.mode})`);
+
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${sig}: stopping`);
+    await server.close();
+    await worlds.shutdown();
+    if (values["pid-file"]) rmSync(values["pid-file"], { force: true });
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+  return await new Promise<number>(() => {});
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "__world") {
+    await runSpawner(JSON.parse(argv[1] ?? "{}"));
+    return -1; // keep serving; the lifeline decides when we exit
+  }
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        listen: { type: "string" },
+        "state-dir": { type: "string" },
+        "pid-file": { type: "string" },
+        version: { type: "boolean" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    log(`${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    console.log(values.json ? JSON.stringify(versionInfo()) : `substrate-world-agent ${versionString()}`);
+    return 0;
+  }
+  return serve(values);
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code >= 0) process.exit(code);
+    },
+    (e) => {
+      log(`internal error: ${(e as Error).stack ?? e}`);
+      process.exit(1);
+    },
+  );
+}

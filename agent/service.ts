@@ -1,0 +1,160 @@
+/** The world agent's implementation of the API: executes land in real worlds. */
+import { existsSync, statSync } from "node:fs";
+import { arch } from "node:os";
+import { isAbsolute, relative } from "node:path";
+import {
+  newSpanId,
+  WorldSpec,
+  type Capabilities,
+  type ExecuteRequest,
+  type ExecuteResponse,
+} from "../src/contract/index.ts";
+import { ApiError, type AgentService, type OutputSink, type WorldInfo } from "../src/api/service.ts";
+import { versionInfo } from "../src/version.ts";
+import { detectFeatures, kernelRelease } from "./features.ts";
+import type { WorldManager } from "./world/manager.ts";
+import { WorldStartError } from "./world/session.ts";
+
+/** Output kept per stream for the buffered (non-stream) response. */
+export const MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const inside = (dir: string, p: string): boolean => {
+  const r = relative(dir, p);
+  return r === "" || (!r.startsWith("..") && !isAbsolute(r));
+};
+
+/** Paths a command can see besides the project (rootfs.ts). */
+const VISIBLE = ["/tmp", "/root", "/var/tmp", "/usr", "/etc", "/opt"];
+
+class Capture {
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+  truncated = false;
+  push(b: Uint8Array) {
+    if (this.size + b.length > MAX_CAPTURE_BYTES) {
+      this.truncated = true;
+      b = b.subarray(0, Math.max(0, MAX_CAPTURE_BYTES - this.size));
+    }
+    this.size += b.length;
+    if (b.length) this.chunks.push(b);
+  }
+  b64(): string {
+    return Buffer.concat(this.chunks).toString("base64");
+  }
+}
+
+export class WorldAgentService implements AgentService {
+  private readonly started = Date.now();
+  private features = detectFeatures();
+
+  constructor(private readonly worlds: WorldManager) {}
+
+  async capabilities(): Promise<Capabilities> {
+    return {
+      api_version: "v1",
+      agent: versionInfo(),
+      kernel: kernelRelease(),
+      arch: arch(),
+      backend: "linux-local",
+      features: this.features,
+      worlds: this.worlds.worldStats(),
+      uptime_ms: Date.now() - this.started,
+    };
+  }
+
+  /** Resolve and check the world spec and cwd of a request; throws 400s a caller can fix. */
+  resolve(req: ExecuteRequest): { spec: WorldSpec; cwd: string } {
+    const projectDir = req.world?.project_dir ?? req.cwd;
+    if (!projectDir)
+      throw new ApiError("bad_request", "cwd or world.project_dir is required", "send the absolute project directory as cwd");
+    if (!existsSync(projectDir) || !statSync(projectDir).isDirectory())
+      throw new ApiError("bad_request", `project directory ${projectDir} does not exist or is not a directory`);
+    const parsed = WorldSpec.safeParse({ ...req.world, project_dir: projectDir });
+    if (!parsed.success) throw new ApiError("bad_request", `world: ${parsed.error.issues.map((i) => i.message).join("; ")}`);
+    const cwd = req.cwd ?? projectDir;
+    if (!inside(projectDir, cwd) && !VISIBLE.some((v) => inside(v, cwd)))
+      throw new ApiError(
+        "bad_request",
+        `cwd ${cwd} is not visible in the world of project ${projectDir}`,
+        "use a cwd inside the project directory",
+      );
+    return { spec: parsed.data, cwd };
+  }
+
+  private env(req: ExecuteRequest, spec: WorldSpec, worldId: string): Record<string, string> {
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "xterm-256color", ...req.env };
+    // HOME must exist in the world; the host's usually does not (only the project is visible).
+    if (!inside(spec.project_dir, env.HOME!) && !["/root", "/tmp"].some((v) => inside(v, env.HOME!))) env.HOME = "/root";
+    env.SUBSTRATE_WORLD = "enabled";
+    env.SUBSTRATE_WORLD_ID = worldId;
+    env.SUBSTRATE_AGENT_ID = req.agent_id;
+    return env;
+  }
+
+  async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal): Promise<ExecuteResponse> {
+    const { spec, cwd } = this.resolve(req);
+    if (req.isolated)
+      throw new ApiError("unsupported", "isolated execution is not available in this agent build", "run without isolated: true");
+    let world;
+    try {
+      world = await this.worlds.session(spec);
+    } catch (e) {
+      if (e instanceof WorldStartError) throw new ApiError("unavailable", e.message, "run `substrate world doctor` to see which kernel feature is missing");
+      throw e;
+    }
+    const out = new Capture();
+    const err = new Capture();
+    const argv = req.argv ?? ["/bin/bash", "-c", req.cmd!];
+    const proc = world.spawn(
+      {
+        argv,
+        cwd,
+        env: this.env(req, spec, world.id),
+        timeout_ms: req.budget?.max_runtime_ms,
+        ...(req.pty ? { pty: { cols: 80, rows: 24 } } : {}),
+      },
+      {
+        onStdout: (b) => (sink ? sink.stdout(b) : out.push(b)),
+        onStderr: (b) => (sink ? sink.stderr(b) : err.push(b)),
+      },
+    );
+    const onAbort = () => proc.kill();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      if (req.stdin_b64 !== undefined) proc.write(Buffer.from(req.stdin_b64, "base64"));
+      proc.end();
+      const exit = await proc.exited;
+      return {
+        exit: exit.exit,
+        span_id: newSpanId(),
+        stdout_b64: out.b64(),
+        stderr_b64: err.b64(),
+        scopes_used: [],
+        world_id: world.id,
+      };
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === "not_found") throw new ApiError("bad_request", (e as Error).message, "check the command path");
+      throw e;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async listWorlds(): Promise<WorldInfo[]> {
+    return this.worlds.list().map((w) => ({
+      id: w.id,
+      project_dir: w.spec.project_dir,
+      isolated: w.isolated,
+      isolate_network: w.spec.isolate_network,
+      created_at: new Date(w.createdAt).toISOString(),
+      age_ms: Date.now() - w.createdAt,
+      execs: w.execs,
+    }));
+  }
+
+  async deleteWorld(id: string): Promise<boolean> {
+    return this.worlds.destroy(id);
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Owns the agent's worlds: one reusable session world per (project, spec) key, created on
+ * first use and shared by later executes (spec: "Session World (Reusable by Default)"),
+ * plus short-lived isolated worlds. Creation is de-duplicated, so concurrent first
+ * executes for one project build exactly one world.
+ */
+import { readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { WorldSpec, WorldStats } from "../../src/contract/index.ts";
+import { World, type WorldOptions } from "./session.ts";
+
+export interface ManagerOptions {
+  stateDir: string;
+  selfArgv: string[];
+  log?: (msg: string) => void;
+  /** Hardening for every world's spawner (see harden.ts); undefined = none. */
+  harden?: (spec: WorldSpec, isolated: boolean) => WorldOptions["harden"];
+}
+
+const sessionKey = (s: WorldSpec): string =>
+  JSON.stringify([s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload]);
+
+export class WorldManager {
+  private sessions = new Map<string, Promise<World>>();
+  private all = new Map<string, World>();
+  private stats = { created: 0, reused: 0, executes: 0 };
+
+  constructor(private readonly o: ManagerOptions) {}
+
+  /** Remove world dirs left by an agent that died without tearing down. */
+  sweepStale(): string[] {
+    const dir = join(this.o.stateDir, "worlds");
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return [];
+    }
+    const removed: string[] = [];
+    for (const n of names) {
+      if (this.all.has(n)) continue;
+      rmSync(join(dir, n), { recursive: true, force: true });
+      removed.push(n);
+    }
+    return removed;
+  }
+
+  private async create(spec: WorldSpec, extra: Partial<WorldOptions> = {}, isolated = false): Promise<World> {
+    const w = await World.create({
+      spec,
+      stateDir: this.o.stateDir,
+      selfArgv: this.o.selfArgv,
+      log: this.o.log,
+      harden: this.o.harden?.(spec, isolated),
+      ...extra,
+    });
+    this.stats.created++;
+    this.all.set(w.id, w);
+    void w.proc.exited.then(() => this.forget(w));
+    return w;
+  }
+
+  private forget(w: World): void {
+    this.all.delete(w.id);
+    for (const [k, p] of this.sessions) {
+      void p.then((x) => {
+        if (x === w && this.sessions.get(k) === p) this.sessions.delete(k);
+      }, () => {});
+    }
+  }
+
+  /** The session world for this spec: reused when alive, created otherwise. */
+  async session(spec: WorldSpec): Promise<World> {
+    this.stats.executes++;
+    if (!spec.reuse_session) return this.create(spec);
+    const key = sessionKey(spec);
+    const existing = this.sessions.get(key);
+    if (existing) {
+      this.stats.reused++;
+      return existing;
+    }
+    const p = this.create(spec);
+    this.sessions.set(key, p);
+    p.catch(() => this.sessions.delete(key));
+    return p;
+  }
+
+  /** A fresh world used once (isolated executes, replay). Caller destroys it. */
+  async ephemeral(spec: WorldSpec, extra: Partial<WorldOptions> = {}): Promise<World> {
+    this.stats.executes++;
+    return this.create(spec, extra, true);
+  }
+
+  get(id: string): World | undefined {
+    return this.all.get(id);
+  }
+
+  list(): World[] {
+    return [...this.all.values()];
+  }
+
+  async destroy(id: string): Promise<boolean> {
+    const w = this.all.get(id);
+    if (!w) return false;
+    this.forget(w);
+    await w.destroy();
+    return true;
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.all.values()].map((w) => w.destroy()));
+    this.sessions.clear();
+  }
+
+  worldStats(): WorldStats {
+    const { created, reused, executes } = this.stats;
+    return {
+      active: this.all.size,
+      created,
+      reused,
+      executes,
+      reuse_ratio: executes === 0 ? 0 : reused / executes,
+    };
+  }
+}

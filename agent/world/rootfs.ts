@@ -1,0 +1,122 @@
+/**
+ * Builds a world's root filesystem inside the world's private mount namespace, then
+ * pivot_roots into it. Runs in the spawner (already inside `unshare --mount --pid ...`).
+ *
+ * Layout: a small tmpfs root (read-only once built) holding read-only binds of the
+ * system dirs, the project read-write at its host path (or an overlay for isolated
+ * worlds), a fresh /proc for the world's PID namespace, a minimal /dev with its own
+ * devpts instance, and tmpfs /tmp, /root, /run, /dev/shm.
+ *
+ * Traps:
+ * - A read-only bind needs a second mount call: MS_BIND ignores MS_RDONLY on the first.
+ * - Debian 12 has merged /usr: /bin, /lib, /lib64, /sbin are symlinks; recreate them as
+ *   symlinks, binding them would follow the link and duplicate /usr.
+ * - The old root must be detached (MNT_DETACH) after pivot_root or host mounts stay
+ *   reachable through it.
+ */
+import { existsSync, lstatSync, mkdirSync, readlinkSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { chdir, mount, MNT_DETACH, MS, pivotRoot, umount2 } from "../../src/sys/libc.ts";
+
+export interface RootfsOptions {
+  /** Empty host directory the tmpfs root is mounted on (visible only in this mount ns). */
+  root: string;
+  /** Host project dir; appears at the same path inside the world. */
+  project: string;
+  /** Project read-only (world_fs_mode=read_only). */
+  projectReadOnly?: boolean;
+  /** Instead of a bind, mount this overlay on the project path (isolated worlds). */
+  projectOverlay?: (target: string) => void;
+  /** A file bind-mounted over /etc/resolv.conf (pinned DNS). */
+  resolvConf?: string;
+  /** Extra read-only binds (host path, same path inside). */
+  extraRo?: string[];
+}
+
+/** System directories made visible read-only. */
+export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
+const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
+
+function bindRo(src: string, dst: string, isFile = false): void {
+  if (isFile) {
+    mkdirSync(dirname(dst), { recursive: true });
+    if (!existsSync(dst)) writeFileSync(dst, "");
+  } else mkdirSync(dst, { recursive: true });
+  mount(src, dst, null, MS.BIND | MS.REC);
+  mount("none", dst, null, MS.REMOUNT | MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV);
+}
+
+function tmpfs(dst: string, opts: string, flags: bigint = MS.NOSUID | MS.NODEV): void {
+  mkdirSync(dst, { recursive: true });
+  mount("tmpfs", dst, "tmpfs", flags, opts);
+}
+
+export function buildRootfs(o: RootfsOptions): void {
+  // Nothing we mount may propagate back to the host (unshare set this too; be sure).
+  mount("none", "/", null, MS.REC | MS.PRIVATE);
+  mount("tmpfs", o.root, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755,size=64m");
+  const R = (p: string) => join(o.root, p);
+
+  for (const dir of [...SYSTEM_DIRS, ...(o.extraRo ?? [])]) {
+    let st;
+    try {
+      st = lstatSync(dir);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) {
+      mkdirSync(dirname(R(dir)), { recursive: true });
+      symlinkSync(readlinkSync(dir), R(dir));
+    } else if (st.isDirectory()) bindRo(dir, R(dir));
+    else if (st.isFile()) bindRo(dir, R(dir), true);
+  }
+
+  // /proc of the world's own PID namespace.
+  mkdirSync(R("/proc"), { recursive: true });
+  mount("proc", R("/proc"), "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC);
+
+  // Minimal /dev: a few character devices, our own devpts instance, shm.
+  tmpfs(R("/dev"), "mode=0755,size=64k", MS.NOSUID);
+  for (const n of DEV_NODES) {
+    if (!existsSync(`/dev/${n}`)) continue;
+    writeFileSync(R(`/dev/${n}`), "");
+    mount(`/dev/${n}`, R(`/dev/${n}`), null, MS.BIND);
+  }
+  mkdirSync(R("/dev/pts"), { recursive: true });
+  mount("devpts", R("/dev/pts"), "devpts", MS.NOSUID | MS.NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  symlinkSync("pts/ptmx", R("/dev/ptmx"));
+  symlinkSync("/proc/self/fd", R("/dev/fd"));
+  symlinkSync("/proc/self/fd/0", R("/dev/stdin"));
+  symlinkSync("/proc/self/fd/1", R("/dev/stdout"));
+  symlinkSync("/proc/self/fd/2", R("/dev/stderr"));
+  tmpfs(R("/dev/shm"), "mode=1777,size=64m");
+
+  // Writable scratch space that dies with the world.
+  tmpfs(R("/tmp"), "mode=1777");
+  tmpfs(R("/var/tmp"), "mode=1777");
+  tmpfs(R("/root"), "mode=0700");
+  tmpfs(R("/run"), "mode=0755");
+
+  // The project last, so it wins over scratch mounts when it lives under /tmp or /root.
+  const proj = R(o.project);
+  mkdirSync(proj, { recursive: true });
+  if (o.projectOverlay) o.projectOverlay(proj);
+  else {
+    mount(o.project, proj, null, MS.BIND | MS.REC);
+    if (o.projectReadOnly) mount("none", proj, null, MS.REMOUNT | MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV);
+  }
+
+  if (o.resolvConf) {
+    mount(o.resolvConf, R("/etc/resolv.conf"), null, MS.BIND);
+    mount("none", R("/etc/resolv.conf"), null, MS.REMOUNT | MS.BIND | MS.RDONLY);
+  }
+
+  // Switch roots and forget the host's.
+  mkdirSync(R("/.oldroot"), { recursive: true });
+  pivotRoot(o.root, R("/.oldroot"));
+  chdir("/");
+  umount2("/.oldroot", MNT_DETACH);
+  rmdirSync("/.oldroot");
+  // The root tmpfs itself becomes read-only: writes outside the project and scratch fail.
+  mount("none", "/", null, MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV, "mode=0755");
+}

@@ -1,0 +1,258 @@
+/**
+ * A world as the agent sees it: one `unshare` process tree with its own mount, PID, UTS,
+ * IPC and (usually) network namespaces, a spawner inside it, and a control socket.
+ *
+ *   unshare --mount --uts --ipc --pid --net --fork --kill-child --propagation private
+ *     └─ bash (PID 1 of the world: reaps orphans; exits when the spawner exits)
+ *          └─ <agent> __world CONFIG   (spawner: builds root, pivot_root, forks commands)
+ *
+ * Teardown closes the lifeline connection: the spawner exits, PID 1 exits, and the kernel
+ * kills everything left in the PID namespace. The mounts lived only in the world's mount
+ * namespace, so they vanish with it; nothing was ever mounted in the host's.
+ */
+import { createConnection, type Socket } from "node:net";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
+import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
+import type { WorldBootConfig } from "./spawner.ts";
+
+export interface WorldOptions {
+  spec: WorldSpec;
+  /** Per-agent state dir; worlds live under `<stateDir>/worlds/<id>`. */
+  stateDir: string;
+  /** argv that runs this agent binary (compiled: [exe]; dev: [bun, main.ts]). */
+  selfArgv: string[];
+  /** Isolated world: the project is an overlay (see overlay.ts). */
+  overlay?: { upper: string; work: string; userxattr?: boolean };
+  harden?: WorldBootConfig["harden"];
+  log?: (msg: string) => void;
+}
+
+export class WorldStartError extends Error {
+  override name = "WorldStartError";
+}
+
+export interface ExecIO {
+  onStdout?: (b: Uint8Array) => void;
+  onStderr?: (b: Uint8Array) => void;
+}
+
+/** A running command in a world (the ctl connection that carries it). */
+export class WorldProcess {
+  readonly started: Promise<number>;
+  readonly exited: Promise<CtlExit>;
+  private sock: Socket;
+
+  constructor(ctlPath: string, req: CtlExecRequest, io: ExecIO) {
+    this.sock = createConnection(ctlPath);
+    this.sock.setNoDelay?.(true);
+    let resolveStarted!: (pid: number) => void;
+    let rejectStarted!: (e: Error) => void;
+    this.started = new Promise((a, b) => {
+      resolveStarted = a;
+      rejectStarted = b;
+    });
+    this.started.catch(() => {});
+    this.exited = new Promise<CtlExit>((resolve, reject) => {
+      let done = false;
+      const fail = (e: Error) => {
+        if (done) return;
+        done = true;
+        rejectStarted(e);
+        reject(e);
+      };
+      const dec = new FrameDecoder((type, payload) => {
+        switch (type) {
+          case Frame.STARTED:
+            resolveStarted((JSON.parse(payload.toString()) as { pid: number }).pid);
+            break;
+          case Frame.STDOUT:
+            io.onStdout?.(payload);
+            break;
+          case Frame.STDERR:
+            io.onStderr?.(payload);
+            break;
+          case Frame.EXIT:
+            done = true;
+            resolve(JSON.parse(payload.toString()) as CtlExit);
+            break;
+          case Frame.ERROR: {
+            const e = JSON.parse(payload.toString()) as { code: string; message: string };
+            fail(Object.assign(new Error(e.message), { code: e.code }));
+            break;
+          }
+        }
+      });
+      this.sock.on("data", (c: Buffer) => dec.push(c));
+      this.sock.on("error", (e) => fail(new WorldStartError(`world control socket: ${e.message}`)));
+      this.sock.on("close", () => fail(new WorldStartError("world closed the connection before the command exited")));
+    });
+    this.exited.catch(() => {});
+    this.sock.write(encodeFrame(Frame.REQUEST, JSON.stringify(req)));
+  }
+
+  write(data: Uint8Array | string): void {
+    this.sock.write(encodeFrame(Frame.STDIN, typeof data === "string" ? Buffer.from(data) : data));
+  }
+  end(): void {
+    this.sock.write(encodeFrame(Frame.STDIN_EOF));
+  }
+  resize(cols: number, rows: number): void {
+    this.sock.write(encodeFrame(Frame.RESIZE, JSON.stringify({ cols, rows })));
+  }
+  signal(signal: NodeJS.Signals): void {
+    this.sock.write(encodeFrame(Frame.SIGNAL, JSON.stringify({ signal })));
+  }
+  /** Drop the connection: the spawner kills the command's process group. */
+  kill(): void {
+    this.sock.destroy();
+  }
+}
+
+export class World {
+  readonly createdAt = Date.now();
+  /** Executes served (the first one included). */
+  execs = 0;
+  private lifeline?: Socket;
+  private closed?: Promise<void>;
+  hardening: unknown = null;
+
+  private constructor(
+    readonly id: string,
+    readonly spec: WorldSpec,
+    readonly dir: string,
+    readonly ctl: string,
+    readonly proc: ReturnType<typeof Bun.spawn>,
+    readonly isolated: boolean,
+  ) {}
+
+  /** Host PID of the `unshare` process: it sits in the world's net/mount/uts/ipc namespaces. */
+  get nsPid(): number {
+    return this.proc.pid;
+  }
+
+  static async create(o: WorldOptions): Promise<World> {
+    const id = newWorldId();
+    const dir = join(o.stateDir, "worlds", id);
+    const root = join(dir, "root");
+    const ctl = join(dir, "ctl.sock");
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    let resolvConf: string | undefined;
+    if (o.spec.isolate_network) {
+      // DNS is pinned to the world's own stub resolver (network.ts starts it).
+      resolvConf = join(dir, "resolv.conf");
+      writeFileSync(resolvConf, "nameserver 127.0.0.53\noptions edns0\n");
+    }
+    const boot: WorldBootConfig = {
+      id,
+      hostname: `substrate-${id.slice(-8)}`,
+      root,
+      ctl,
+      project: o.spec.project_dir,
+      projectReadOnly: o.spec.fs_mode === "read_only",
+      resolvConf,
+      overlay: o.overlay,
+      harden: o.harden,
+    };
+    const argv = [
+      "unshare",
+      "--mount",
+      "--uts",
+      "--ipc",
+      "--pid",
+      ...(o.spec.isolate_network ? ["--net"] : []),
+      "--fork",
+      "--kill-child",
+      "--propagation",
+      "private",
+      "--",
+      "/bin/bash",
+      "-c",
+      // PID 1 of the world: run the spawner, reap whatever gets orphaned, exit with it.
+      '"$@" & wait $!',
+      "substrate-init",
+      ...o.selfArgv,
+      "__world",
+      JSON.stringify(boot),
+    ];
+    const proc = Bun.spawn(argv, {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", SUBSTRATE_WORLD_SPAWNER: "1" },
+    });
+    const world = new World(id, o.spec, dir, ctl, proc, o.overlay !== undefined);
+    try {
+      world.hardening = await world.waitReady();
+      world.lifeline = await world.openLifeline();
+    } catch (e) {
+      await world.destroy();
+      throw e;
+    }
+    // Keep draining the spawner's stderr so it can never block on a full pipe.
+    void (async () => {
+      for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
+        o.log?.(`[${id}] ${new TextDecoder().decode(chunk).trimEnd()}`);
+      }
+    })().catch(() => {});
+    return world;
+  }
+
+  /** Reads the spawner's stdout until `ready {...}`; fails with its stderr if it dies. */
+  private async waitReady(): Promise<unknown> {
+    const reader = (this.proc.stdout as ReadableStream<Uint8Array>).getReader();
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      const line = text.split("\n").find((l) => l.startsWith("ready"));
+      if (line) {
+        reader.releaseLock();
+        // Drain the rest so the spawner never blocks on stdout.
+        void (async () => {
+          for await (const _ of this.proc.stdout as ReadableStream<Uint8Array>);
+        })().catch(() => {});
+        return (JSON.parse(line.slice(6) || "{}") as { harden?: unknown }).harden ?? null;
+      }
+    }
+    await this.proc.exited;
+    const err = (await new Response(this.proc.stderr as ReadableStream).text()).trim();
+    throw new WorldStartError(`world ${this.id} failed to start: ${err || `exit ${this.proc.exitCode}`}`);
+  }
+
+  private openLifeline(): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const s = createConnection(this.ctl, () => {
+        s.write(encodeFrame(Frame.LIFELINE));
+        resolve(s);
+      });
+      s.once("error", reject);
+    });
+  }
+
+  /** Start a command; the returned process streams output through `io`. */
+  spawn(req: CtlExecRequest, io: ExecIO = {}): WorldProcess {
+    this.execs++;
+    return new WorldProcess(this.ctl, req, io);
+  }
+
+  /** Tear the world down; idempotent. */
+  destroy(): Promise<void> {
+    this.closed ??= (async () => {
+      this.lifeline?.destroy();
+      const exited = this.proc.exited.then(() => true);
+      const inTime = await Promise.race([exited, Bun.sleep(3000).then(() => false)]);
+      if (!inTime) {
+        // --kill-child turns our SIGKILL of unshare into a SIGKILL of the world's PID 1.
+        this.proc.kill("SIGTERM");
+        await Promise.race([exited, Bun.sleep(2000)]);
+        this.proc.kill("SIGKILL");
+        await this.proc.exited;
+      }
+      rmSync(this.dir, { recursive: true, force: true });
+    })();
+    return this.closed;
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The in-world spawner: the agent binary in its hidden `__world` mode, started by
+ * `unshare ... --pid --fork` (see session.ts). It binds the control socket while it can
+ * still see the host path, builds and enters the world's root (rootfs.ts), then forks
+ * each command it is asked for. Restrictions applied to this process after pivot_root
+ * (no_new_privs, Landlock, seccomp) are inherited by every command, so they are paid
+ * once per world instead of once per command (a Bun re-exec costs 7-12 ms).
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import { constants as osConstants } from "node:os";
+import { writeFileSync } from "node:fs";
+import { buildRootfs } from "./rootfs.ts";
+import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
+import { sethostname } from "../../src/sys/libc.ts";
+
+/** Everything the agent tells the spawner about the world it is to build. */
+export interface WorldBootConfig {
+  id: string;
+  hostname: string;
+  /** Empty host dir the world's root tmpfs is mounted on. */
+  root: string;
+  /** Control socket path (host filesystem). */
+  ctl: string;
+  project: string;
+  projectReadOnly?: boolean;
+  resolvConf?: string;
+  /** Isolated world: project is an overlay with upper/work on disk. */
+  overlay?: { upper: string; work: string; userxattr?: boolean };
+  /** Hardening applied to the spawner after pivot_root, inherited by all commands. */
+  harden?: { mode: "baseline" | "isolated"; landlock: boolean };
+}
+
+/** Hooks other modules register to take part in building the world. */
+export interface SpawnerHooks {
+  mountOverlay?: (o: { lower: string; upper: string; work: string; target: string; userxattr?: boolean }) => void;
+  harden?: (cfg: WorldBootConfig) => unknown;
+}
+
+// How long to keep forwarding output after the command exited, for background jobs that
+// still hold the pipe (`server &`). After that, EXIT is sent and later output dropped.
+const OUTPUT_GRACE_MS = 300;
+
+function signalNumber(sig: string | null): number {
+  if (!sig) return 0;
+  return (osConstants.signals as Record<string, number>)[sig] ?? 0;
+}
+
+/** Starts one command; returns the handler for the caller's later frames. */
+function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: Buffer) => void {
+  let proc: ReturnType<typeof Bun.spawn>;
+  let finished = false;
+  let timedOut = false;
+  const send = (type: number, payload: Uint8Array) => {
+    if (!finished && !sock.destroyed) sock.write(encodeFrame(type, payload));
+  };
+  try {
+    if (req.pty) {
+      proc = Bun.spawn(req.argv, {
+        cwd: req.cwd,
+        env: req.env,
+        terminal: {
+          cols: req.pty.cols,
+          rows: req.pty.rows,
+          data: (_t, data) => send(Frame.STDOUT, data),
+        },
+      });
+    } else {
+      proc = Bun.spawn(req.argv, {
+        cwd: req.cwd,
+        env: req.env,
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "pipe",
+        // Own process group, so a kill reaches the whole pipeline, not just bash.
+        detached: true,
+      });
+    }
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    sendJson(sock, Frame.ERROR, {
+      code: err.code === "ENOENT" ? "not_found" : "spawn_failed",
+      message: `cannot run ${req.argv[0]}: ${err.message}`,
+    });
+    sock.end();
+    return () => {};
+  }
+  const pid = proc.pid;
+  sendJson(sock, Frame.STARTED, { pid });
+
+  const killGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(req.pty ? pid : -pid, sig);
+    } catch {
+      try {
+        proc.kill(sig);
+      } catch {}
+    }
+  };
+
+  const pumps: Promise<void>[] = [];
+  if (!req.pty) {
+    const pump = async (stream: ReadableStream<Uint8Array>, type: number) => {
+      for await (const chunk of stream) send(type, chunk);
+    };
+    pumps.push(pump(proc.stdout as ReadableStream<Uint8Array>, Frame.STDOUT).catch(() => {}));
+    pumps.push(pump(proc.stderr as ReadableStream<Uint8Array>, Frame.STDERR).catch(() => {}));
+  }
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  if (req.timeout_ms !== undefined) {
+    timer = setTimeout(() => {
+      timedOut = true;
+      killGroup("SIGKILL");
+    }, req.timeout_ms);
+  }
+
+  const stdinSink = req.pty ? undefined : (proc.stdin as import("bun").FileSink);
+  const onFrame = (type: number, payload: Buffer) => {
+    switch (type) {
+      case Frame.STDIN:
+        if (req.pty) proc.terminal?.write(payload);
+        else stdinSink?.write(payload);
+        break;
+      case Frame.STDIN_EOF:
+        if (req.pty) proc.terminal?.write("\x04");
+        else void stdinSink?.end();
+        break;
+      case Frame.RESIZE: {
+        const r = JSON.parse(payload.toString()) as { cols: number; rows: number };
+        proc.terminal?.resize(r.cols, r.rows);
+        break;
+      }
+      case Frame.SIGNAL: {
+        const s = JSON.parse(payload.toString()) as { signal: NodeJS.Signals };
+        killGroup(s.signal);
+        break;
+      }
+    }
+  };
+  // A caller that goes away takes its command with it.
+  sock.on("close", () => {
+    if (!finished) killGroup("SIGKILL");
+  });
+
+  void proc.exited.then(async (code) => {
+    if (timer) clearTimeout(timer);
+    await Promise.race([Promise.all(pumps), Bun.sleep(OUTPUT_GRACE_MS)]);
+    if (req.pty) await Bun.sleep(5); // let the last PTY read land
+    const sig = (proc.signalCode as string | null) ?? null;
+    const exit: CtlExit = {
+      exit: sig ? 128 + signalNumber(sig) : (code ?? 1),
+      signal: sig,
+      ...(timedOut ? { timed_out: true } : {}),
+    };
+    sendJson(sock, Frame.EXIT, exit);
+    finished = true;
+    sock.end();
+    if (req.pty) proc.terminal?.close();
+  });
+  return onFrame;
+}
+
+function onConnection(sock: Socket): void {
+  // First frame decides what the connection is; later frames go to the command.
+  let handler: ((type: number, payload: Buffer) => void) | undefined;
+  const dec = new FrameDecoder((type, payload) => {
+    if (handler) return handler(type, payload);
+    if (type === Frame.LIFELINE) {
+      // The agent holds this open for the world's whole life; losing it means the
+      // agent is gone, and so must the world be.
+      handler = () => {};
+      sock.on("close", () => process.exit(0));
+      return;
+    }
+    let req: CtlExecRequest;
+    try {
+      if (type !== Frame.REQUEST) throw new Error("expected REQUEST");
+      req = JSON.parse(payload.toString()) as CtlExecRequest;
+    } catch {
+      sock.destroy();
+      return;
+    }
+    handler = runCommand(sock, req);
+  });
+  sock.on("data", (c: Buffer) => {
+    try {
+      dec.push(c);
+    } catch {
+      sock.destroy();
+    }
+  });
+  sock.on("error", () => {});
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+}
+
+export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {}): Promise<void> {
+  // The OOM killer must pick the command, never the spawner (the world's lifeline holder).
+  try {
+    writeFileSync("/proc/self/oom_score_adj", "-1000");
+  } catch {}
+  const server = createServer({ pauseOnConnect: false }, onConnection);
+  await listen(server, cfg.ctl);
+
+  buildRootfs({
+    root: cfg.root,
+    project: cfg.project,
+    projectReadOnly: cfg.projectReadOnly,
+    resolvConf: cfg.resolvConf,
+    projectOverlay: cfg.overlay
+      ? (target) => {
+          if (!hooks.mountOverlay) throw new Error("isolated world requested but overlay support is not built in");
+          hooks.mountOverlay({ lower: cfg.project, upper: cfg.overlay!.upper, work: cfg.overlay!.work, target, userxattr: cfg.overlay!.userxattr });
+        }
+      : undefined,
+  });
+  sethostname(cfg.hostname);
+  let report: unknown = null;
+  if (cfg.harden && hooks.harden) report = hooks.harden(cfg);
+  process.stdout.write(`ready ${JSON.stringify({ harden: report })}\n`);
+}

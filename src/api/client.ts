@@ -1,0 +1,123 @@
+/**
+ * Typed client for the `/v1` API over a Unix socket (Bun's fetch `unix` option). Every
+ * response is validated with the contract; transport failures become AgentUnreachable,
+ * API errors become AgentApiError carrying the server's code and hint.
+ */
+import {
+  Capabilities,
+  ErrorBody,
+  ExecuteResponse,
+  ExecuteStreamFrame,
+  type ExecuteRequestInput,
+} from "../contract/index.ts";
+import { WorldInfo } from "./service.ts";
+import { z } from "zod";
+
+export class AgentUnreachable extends Error {
+  override name = "AgentUnreachable";
+  constructor(
+    readonly socketPath: string,
+    readonly reason: string,
+  ) {
+    super(`world agent unreachable at ${socketPath}: ${reason}`);
+  }
+}
+
+export class AgentApiError extends Error {
+  override name = "AgentApiError";
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClientOptions {
+  /** Abort a request after this long (capabilities probes); none by default. */
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+}
+
+export class AgentClient {
+  constructor(
+    readonly socketPath: string,
+    private readonly opts: ClientOptions = {},
+  ) {}
+
+  async request(method: string, path: string, body?: unknown, timeoutMs = this.opts.timeoutMs): Promise<Response> {
+    try {
+      return await fetch(`http://localhost${path}`, {
+        method,
+        unix: this.socketPath,
+        headers: { ...(body !== undefined ? { "content-type": "application/json" } : {}), ...this.opts.headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
+      } as RequestInit);
+    } catch (e) {
+      throw new AgentUnreachable(this.socketPath, (e as Error).message);
+    }
+  }
+
+  private async json<T extends z.ZodType>(schema: T, res: Response): Promise<z.infer<T>> {
+    const text = await res.text();
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      throw new AgentApiError(res.status, "internal", `agent answered ${res.status} with non-JSON: ${text.slice(0, 200)}`);
+    }
+    if (!res.ok) {
+      const eb = ErrorBody.safeParse(data);
+      if (eb.success) throw new AgentApiError(res.status, eb.data.error.code, eb.data.error.message, eb.data.error.hint);
+      throw new AgentApiError(res.status, "internal", `agent answered ${res.status}: ${text.slice(0, 200)}`);
+    }
+    const r = schema.safeParse(data);
+    if (!r.success) throw new AgentApiError(res.status, "internal", `agent response does not match the contract: ${r.error.message}`);
+    return r.data;
+  }
+
+  async capabilities(timeoutMs?: number): Promise<Capabilities> {
+    return this.json(Capabilities, await this.request("GET", "/v1/capabilities", undefined, timeoutMs));
+  }
+
+  async execute(req: ExecuteRequestInput): Promise<ExecuteResponse> {
+    return this.json(ExecuteResponse, await this.request("POST", "/v1/execute", { ...req, stream: false }));
+  }
+
+  /** Streamed execute: yields stdout/stderr frames, ends with `result` (or throws). */
+  async *executeStream(req: ExecuteRequestInput): AsyncGenerator<ExecuteStreamFrame> {
+    const res = await this.request("POST", "/v1/execute", { ...req, stream: true });
+    if (!res.ok || !res.headers.get("content-type")?.includes("ndjson")) {
+      await this.json(z.never(), res);
+      return;
+    }
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) buf += dec.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        const frame = ExecuteStreamFrame.parse(JSON.parse(line));
+        if (frame.type === "error") throw new AgentApiError(500, frame.error.code, frame.error.message, frame.error.hint);
+        yield frame;
+      }
+      if (done) break;
+    }
+  }
+
+  async listWorlds(): Promise<WorldInfo[]> {
+    return (await this.json(z.object({ worlds: z.array(WorldInfo) }), await this.request("GET", "/v1/worlds"))).worlds;
+  }
+
+  async deleteWorld(id: string): Promise<void> {
+    await this.json(z.object({ deleted: z.literal(true) }), await this.request("DELETE", `/v1/worlds/${encodeURIComponent(id)}`));
+  }
+}

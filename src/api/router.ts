@@ -1,0 +1,110 @@
+/**
+ * The `/v1` routes, built once from an AgentService (spec ADR-005: one router for the
+ * world agent and the host proxy). Every answer is JSON — errors included, never HTML,
+ * never a stack trace: `{error: {code, message, hint?}}` with the matching HTTP status.
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import {
+  errorBody,
+  ExecuteRequest,
+  httpStatusFor,
+  type ErrorCode,
+  type ExecuteStreamFrame,
+} from "../contract/index.ts";
+import { ApiError, type AgentService } from "./service.ts";
+
+/** Request bodies above this are refused with 413 before parsing. */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export function jsonError(c: Context, code: ErrorCode, message: string, hint?: string): Response {
+  return c.json(errorBody(code, message, hint), httpStatusFor(code) as 400);
+}
+
+/** Human-readable summary of a zod error: `field.path: problem; ...`. */
+export function describeZodError(e: z.ZodError): string {
+  return e.issues
+    .map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`)
+    .join("; ");
+}
+
+async function readJsonBody(c: Context): Promise<unknown> {
+  const len = Number(c.req.header("content-length") ?? "0");
+  if (len > MAX_BODY_BYTES) throw new ApiError("payload_too_large", `request body is ${len} bytes; the limit is ${MAX_BODY_BYTES}`);
+  const buf = await c.req.arrayBuffer();
+  if (buf.byteLength > MAX_BODY_BYTES)
+    throw new ApiError("payload_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(buf);
+  } catch {
+    throw new ApiError("bad_request", "request body is not valid UTF-8");
+  }
+  if (text.trim() === "") throw new ApiError("bad_request", "request body is empty; expected a JSON object");
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ApiError("bad_request", `request body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+export function parseWith<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  const r = schema.safeParse(body);
+  if (!r.success) throw new ApiError("bad_request", describeZodError(r.error));
+  return r.data;
+}
+
+export function buildRouter(svc: AgentService): Hono {
+  const app = new Hono();
+
+  app.get("/v1/capabilities", async (c) => c.json(await svc.capabilities()));
+
+  app.post("/v1/execute", async (c) => {
+    const req = parseWith(ExecuteRequest, await readJsonBody(c));
+    if (!req.stream) return c.json(await svc.execute(req, undefined, c.req.raw.signal));
+
+    // NDJSON: output frames as they come, then one `result` (or `error`) frame.
+    const enc = new TextEncoder();
+    const abort = new AbortController();
+    const body = new ReadableStream<Uint8Array>({
+      start(ctl) {
+        const send = (f: ExecuteStreamFrame) => {
+          try {
+            ctl.enqueue(enc.encode(`${JSON.stringify(f)}\n`));
+          } catch {}
+        };
+        const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+        svc
+          .execute(req, { stdout: (b) => send({ type: "stdout", data_b64: b64(b) }), stderr: (b) => send({ type: "stderr", data_b64: b64(b) }) }, abort.signal)
+          .then((result) => send({ type: "result", result }))
+          .catch((e) => {
+            const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
+            send({ type: "error", error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } });
+          })
+          .finally(() => {
+            try {
+              ctl.close();
+            } catch {}
+          });
+      },
+      cancel() {
+        abort.abort();
+      },
+    });
+    return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
+  });
+
+  app.get("/v1/worlds", async (c) => c.json({ worlds: await svc.listWorlds() }));
+  app.delete("/v1/worlds/:id", async (c) => {
+    const ok = await svc.deleteWorld(c.req.param("id"));
+    if (!ok) throw new ApiError("not_found", `no world ${c.req.param("id")}`);
+    return c.json({ deleted: true });
+  });
+
+  app.notFound((c) => jsonError(c, "not_found", `no route ${c.req.method} ${c.req.path}`, "see docs/API.md for the /v1 routes"));
+  app.onError((e, c) => {
+    if (e instanceof ApiError) return jsonError(c, e.code, e.message, e.hint);
+    return jsonError(c, "internal", `internal error: ${e.message}`);
+  });
+  return app;
+}
