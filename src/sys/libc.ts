@@ -80,6 +80,9 @@ export const NR = {
   landlock_add_rule: 445,
   landlock_restrict_self: 446,
   ptrace: { x64: 101, arm64: 117 }[ARCH],
+  capget: { x64: 125, arm64: 90 }[ARCH],
+  capset: { x64: 126, arm64: 91 }[ARCH],
+  openat: { x64: 257, arm64: 56 }[ARCH],
 } as const;
 
 export const MS = {
@@ -133,8 +136,22 @@ export const PR = {
   GET_NO_NEW_PRIVS: 39,
   CAPBSET_DROP: 24,
   SET_PDEATHSIG: 1,
+  GET_SECCOMP: 21,
+  CAPBSET_READ: 23,
+  CAP_AMBIENT: 47,
 } as const;
 
 export function prctl(option: number, a = 0n, b = 0n, c = 0n, d = 0n): number {
   return check(`prctl ${option}`, libc().prctl(option, a, b, c, d));
+}
+
+/** openat(AT_FDCWD, path, flags) → fd (O_PATH fds for Landlock rules). */
+export const O_PATH = 0x200000;
+export const O_CLOEXEC = 0x80000;
+export function openPath(path: string, flags = O_PATH | O_CLOEXEC): number {
+  const b = cstr(path);
+  return check(`open ${path}`, sys(NR.openat, BigInt.asUintN(64, -100n), BigInt(ptr(b)), BigInt(flags)));
+}
+export function closeFd(fd: number): void {
+  libc().close(fd);
 }

@@ -1,0 +1,212 @@
+/**
+ * Seccomp filter for world processes, built in TypeScript as classic BPF (no libseccomp).
+ *
+ * Spec ("Seccomp (Initial posture)"):
+ * - `baseline` (session worlds): default allow, `SECCOMP_RET_LOG` for the risky syscalls
+ *   mount umount2 pivot_root keyctl perf_event_open bpf. Where the kernel lacks the `log`
+ *   action (see /proc/sys/kernel/seccomp/actions_avail) they are allowed silently.
+ * - `isolated`: the same syscalls return EPERM, plus namespace-creating clone/unshare, setns,
+ *   the new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick,
+ *   mount_setattr), io_uring_* (EPERM), ptrace (EPERM) and clone3 (ENOSYS).
+ *
+ * Traps worth knowing:
+ * - The arch check comes first: on x86_64 a process can enter the kernel through the i386
+ *   (`int 0x80`) or x32 ABIs, whose syscall numbers differ — a filter that only matches
+ *   x86_64 numbers would let a 32-bit `mount` through. Foreign arch / x32 numbers get
+ *   ENOSYS in isolated mode and LOG in baseline mode.
+ * - clone3 passes its flags in a struct in memory, which BPF cannot read, so it cannot be
+ *   filtered by flags: it gets ENOSYS and glibc (pthread_create, posix_spawn) falls back to
+ *   clone(2), whose flags ARE in a register. Bun creates its threads with clone3 (strace) and
+ *   keeps working after the fallback; Bun.spawn uses vfork (no flags to filter).
+ * - CLONE_NEWTIME (0x80) is only a namespace flag for unshare/clone3; in clone(2) the low
+ *   byte is the exit signal, so the clone mask leaves it out.
+ * - Filters are applied with SECCOMP_FILTER_FLAG_TSYNC so every thread of the (multi-threaded)
+ *   Bun process gets it, not only the JS thread. TSYNC also sets no_new_privs on the threads.
+ */
+import { ptr } from "bun:ffi";
+import { readFileSync } from "node:fs";
+import { NR, PR, SyscallError, errno, prctl, sys } from "../../src/sys/libc.ts";
+
+export type SeccompMode = "baseline" | "isolated";
+
+const ARCH = process.arch === "arm64" ? "arm64" : "x64";
+const AUDIT_ARCH = { x64: 0xc000003e, arm64: 0xc00000b7 }[ARCH];
+/** x32 syscalls on x86_64 are the x86_64 table with this bit set. */
+const X32_SYSCALL_BIT = 0x40000000;
+
+/** Syscall numbers for the running arch (x86_64 table / asm-generic table). */
+const SYSCALLS: Record<string, number> = {
+  mount: { x64: 165, arm64: 40 }[ARCH],
+  umount2: { x64: 166, arm64: 39 }[ARCH],
+  pivot_root: { x64: 155, arm64: 41 }[ARCH],
+  keyctl: { x64: 250, arm64: 219 }[ARCH],
+  perf_event_open: { x64: 298, arm64: 241 }[ARCH],
+  bpf: { x64: 321, arm64: 280 }[ARCH],
+  clone: { x64: 56, arm64: 220 }[ARCH],
+  clone3: 435,
+  unshare: { x64: 272, arm64: 97 }[ARCH],
+  setns: { x64: 308, arm64: 268 }[ARCH],
+  ptrace: { x64: 101, arm64: 117 }[ARCH],
+  io_uring_setup: 425,
+  io_uring_enter: 426,
+  io_uring_register: 427,
+  open_tree: 428,
+  move_mount: 429,
+  fsopen: 430,
+  fsconfig: 431,
+  fsmount: 432,
+  fspick: 433,
+  mount_setattr: 442,
+};
+
+/** The spec's list of risky syscalls (logged in baseline, EPERM in isolated). */
+export const RISKY_SYSCALLS = ["mount", "umount2", "pivot_root", "keyctl", "perf_event_open", "bpf"] as const;
+const ISOLATED_EPERM = [
+  ...RISKY_SYSCALLS,
+  "setns",
+  "ptrace",
+  "io_uring_setup",
+  "io_uring_enter",
+  "io_uring_register",
+  "open_tree",
+  "move_mount",
+  "fsopen",
+  "fsconfig",
+  "fsmount",
+  "fspick",
+  "mount_setattr",
+] as const;
+
+const CLONE_NEWNS = 0x00020000;
+const CLONE_NEWCGROUP = 0x02000000;
+const CLONE_NEWUTS = 0x04000000;
+const CLONE_NEWIPC = 0x08000000;
+const CLONE_NEWUSER = 0x10000000;
+const CLONE_NEWPID = 0x20000000;
+const CLONE_NEWNET = 0x40000000;
+const CLONE_NEWTIME = 0x00000080;
+const NS_FLAGS_CLONE =
+  CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
+const NS_FLAGS_UNSHARE = NS_FLAGS_CLONE | CLONE_NEWTIME;
+
+const EPERM = 1;
+const ENOSYS = 38;
+
+const RET = {
+  KILL_PROCESS: 0x80000000,
+  ERRNO: 0x00050000,
+  LOG: 0x7ffc0000,
+  ALLOW: 0x7fff0000,
+} as const;
+
+// Classic BPF opcodes.
+const LD_W_ABS = 0x20;
+const JEQ_K = 0x15;
+const JGE_K = 0x35;
+const JSET_K = 0x45;
+const RET_K = 0x06;
+
+/** offsetof(struct seccomp_data, ...) */
+const OFF_NR = 0;
+const OFF_ARCH = 4;
+/** Low 32 bits of args[0] (little-endian on both supported arches). */
+const OFF_ARG0_LO = 16;
+
+type Insn = [code: number, jt: number, jf: number, k: number];
+
+const errnoRet = (e: number): number => (RET.ERRNO | (e & 0xffff)) >>> 0;
+
+export interface SeccompProgram {
+  mode: SeccompMode;
+  /** The action used for the risky syscalls: "log" | "allow" (no log support) | "errno". */
+  riskyAction: "log" | "allow" | "errno";
+  insns: Insn[];
+  /** struct sock_filter[] bytes, 8 per instruction. */
+  bytes: Uint8Array;
+}
+
+/** Actions this kernel supports (`log` is what baseline needs). */
+export function seccompActionsAvailable(): string[] {
+  try {
+    return readFileSync("/proc/sys/kernel/seccomp/actions_avail", "utf8").trim().split(/\s+/);
+  } catch {
+    return [];
+  }
+}
+
+/** Build the filter for `mode`. Pure: no syscall, so it is unit-testable. */
+export function buildSeccompFilter(mode: SeccompMode, opts: { logAvailable?: boolean } = {}): SeccompProgram {
+  const logAvailable = opts.logAvailable ?? seccompActionsAvailable().includes("log");
+  const p: Insn[] = [];
+  const baselineRisky = logAvailable ? RET.LOG : RET.ALLOW;
+  const foreign = mode === "isolated" ? errnoRet(ENOSYS) : baselineRisky;
+
+  // 1. arch check.
+  p.push([LD_W_ABS, 0, 0, OFF_ARCH]);
+  p.push([JEQ_K, 1, 0, AUDIT_ARCH]);
+  p.push([RET_K, 0, 0, foreign]);
+  // 2. syscall number; on x86_64 refuse the x32 range as foreign.
+  p.push([LD_W_ABS, 0, 0, OFF_NR]);
+  if (ARCH === "x64") {
+    p.push([JGE_K, 0, 1, X32_SYSCALL_BIT]);
+    p.push([RET_K, 0, 0, foreign]);
+  }
+  const simple = (name: string, ret: number): void => {
+    p.push([JEQ_K, 0, 1, SYSCALLS[name]]);
+    p.push([RET_K, 0, 0, ret >>> 0]);
+  };
+  /** if nr == name: (args[0] & mask) ? ret : ALLOW. The accumulator is clobbered, so return either way. */
+  const flagged = (name: string, mask: number, ret: number): void => {
+    p.push([JEQ_K, 0, 4, SYSCALLS[name]]);
+    p.push([LD_W_ABS, 0, 0, OFF_ARG0_LO]);
+    p.push([JSET_K, 0, 1, mask >>> 0]);
+    p.push([RET_K, 0, 0, ret >>> 0]);
+    p.push([RET_K, 0, 0, RET.ALLOW]);
+  };
+  if (mode === "baseline") {
+    for (const name of RISKY_SYSCALLS) simple(name, baselineRisky);
+  } else {
+    for (const name of ISOLATED_EPERM) simple(name, errnoRet(EPERM));
+    simple("clone3", errnoRet(ENOSYS));
+    flagged("clone", NS_FLAGS_CLONE, errnoRet(EPERM));
+    flagged("unshare", NS_FLAGS_UNSHARE, errnoRet(EPERM));
+  }
+  p.push([RET_K, 0, 0, RET.ALLOW]);
+
+  const bytes = new Uint8Array(p.length * 8);
+  const dv = new DataView(bytes.buffer);
+  p.forEach(([code, jt, jf, k], i) => {
+    dv.setUint16(i * 8, code, true);
+    dv.setUint8(i * 8 + 2, jt);
+    dv.setUint8(i * 8 + 3, jf);
+    dv.setUint32(i * 8 + 4, k >>> 0, true);
+  });
+  return { mode, riskyAction: mode === "isolated" ? "errno" : logAvailable ? "log" : "allow", insns: p, bytes };
+}
+
+const SECCOMP_SET_MODE_FILTER = 1n;
+const SECCOMP_FILTER_FLAG_TSYNC = 1n;
+
+/**
+ * Install the filter on every thread of this process (TSYNC). Requires no_new_privs or
+ * CAP_SYS_ADMIN; call it LAST in the hardening sequence (it may deny syscalls the other steps use).
+ * Returns the program that was installed.
+ */
+export function applySeccomp(mode: SeccompMode): SeccompProgram {
+  const prog = buildSeccompFilter(mode);
+  // struct sock_fprog { unsigned short len; /* pad */ struct sock_filter *filter; }
+  const fprog = new Uint8Array(16);
+  const dv = new DataView(fprog.buffer);
+  dv.setUint16(0, prog.insns.length, true);
+  dv.setBigUint64(8, BigInt(ptr(prog.bytes)), true);
+  const rc = sys(NR.seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, BigInt(ptr(fprog)));
+  if (rc < 0) throw new SyscallError(`seccomp(SET_MODE_FILTER, ${mode})`, errno());
+  // TSYNC: a positive return is the id of a thread that could not be synchronised.
+  if (rc > 0) throw new Error(`seccomp: thread ${rc} could not be synchronised (it has a conflicting filter)`);
+  return prog;
+}
+
+/** 0 = off, 1 = strict, 2 = filter (same value as `Seccomp:` in /proc/self/status). */
+export function seccompModeOfSelf(): number {
+  return prctl(PR.GET_SECCOMP);
+}
