@@ -5,3 +5,4 @@ export * from "./capabilities.ts";
 export * from "./span.ts";
 export * from "./doctor.ts";
 export * from "./hardening.ts";
+export * from "./fsdiff.ts";

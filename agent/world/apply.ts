@@ -1,0 +1,281 @@
+/**
+ * Lands an isolated world's result on the host project (apply), or throws it away (discard).
+ *
+ * applyDiff recomputes the full, untruncated change list from the upper dir against the
+ * project as it is NOW (collectChanges), so it lands exactly what the diff shows, never the
+ * truncated listing. Order: deletes (deepest first), then dirs (shallowest first), then files
+ * and symlinks. Each file is copied to a temp name in its target dir and renamed over the
+ * old one: a reader of the project never sees a half-written file.
+ *
+ * Decisions (docs/FS_DIFF.md):
+ * - Mode and mtime come from the upper entry. Owner: a modified path keeps its current owner;
+ *   a new path takes its parent dir's owner (the agent runs as root; the user's project must
+ *   not fill up with root-owned files, nor with a user namespace's mapped ids).
+ * - `paths` selects entries by their diff path: "a/b.txt" exactly, "dir/" = the dir entry and
+ *   everything under it. Missing parent dirs of a selected entry are created (mode from the
+ *   upper dir). A path matching nothing is an error (nothing is applied).
+ * - Fifos, sockets and device nodes are not recreated on the host: reported in `skipped`.
+ * - Apply after the world is gone (or at least idle): changing an overlay's lower layer under
+ *   a live mount is undefined behaviour in overlayfs. Last writer wins: host edits made since
+ *   the command are overwritten for the applied paths (no 3-way merge).
+ * - No write goes through a symlink: each target's parent must resolve to itself inside the
+ *   project (a world cannot plant `link -> /etc` and then write `link/passwd`, and neither
+ *   can a host-side symlink created since).
+ */
+import {
+  chmodSync,
+  copyFileSync,
+  constants,
+  lchownSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+} from "node:fs";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { collectChanges, compareUtf8, type Change, type MarkerOptions } from "./fsdiff.ts";
+import { OVERLAY_BASE } from "./overlay.ts";
+
+export class ApplyError extends Error {
+  constructor(
+    message: string,
+    readonly code: "unknown_paths" | "unsafe_path" | "io",
+    readonly paths: string[] = [],
+  ) {
+    super(message);
+    this.name = "ApplyError";
+  }
+}
+
+export interface ApplyResult {
+  /** Diff paths landed on the project, sorted. */
+  applied: string[];
+  /** Entries not applied (fifos, sockets, devices), with why. */
+  skipped: { path: string; reason: string }[];
+}
+
+export type ApplyOptions = MarkerOptions;
+
+const depth = (p: string): number => p.split("/").length;
+const strip = (p: string): string => (p.endsWith("/") ? p.slice(0, -1) : p);
+
+function select(all: Change[], paths: string[] | undefined): Change[] {
+  if (paths === undefined) return all;
+  const unknown: string[] = [];
+  const chosen = new Set<Change>();
+  for (const p of paths) {
+    let hit = false;
+    for (const c of all) {
+      if (c.path === p || (p.endsWith("/") && c.path.startsWith(p))) {
+        chosen.add(c);
+        hit = true;
+      }
+    }
+    if (!hit) unknown.push(p);
+  }
+  if (unknown.length > 0) {
+    throw new ApplyError(
+      `not in this diff: ${unknown.map((u) => JSON.stringify(u)).join(", ")} (use the paths of the fs diff; directories end with "/")`,
+      "unknown_paths",
+      unknown,
+    );
+  }
+  return all.filter((c) => chosen.has(c));
+}
+
+/**
+ * Applies the world's changes (all, or the entries selected by `paths`) to `projectDir`.
+ * `opts` must match how the overlay was mounted (strategy, userxattr).
+ */
+export async function applyDiff(
+  upperDir: string,
+  projectDir: string,
+  paths?: string[],
+  opts: ApplyOptions = {},
+): Promise<ApplyResult> {
+  const project = realpathSync(projectDir);
+  const all = collectChanges(upperDir, project, opts);
+  const chosen = select(all, paths);
+
+  const deletes = chosen.filter((c) => c.kind === "delete").sort((a, b) => depth(b.path) - depth(a.path));
+  const dirs = chosen
+    .filter((c) => c.kind !== "delete" && c.type === "dir")
+    .sort((a, b) => depth(a.path) - depth(b.path) || compareUtf8(a.path, b.path));
+  const leaves = chosen.filter((c) => c.kind !== "delete" && c.type !== "dir");
+
+  const applied: string[] = [];
+  const skipped: ApplyResult["skipped"] = [];
+  const target = (c: Change): string => join(project, strip(c.path));
+
+  for (const c of deletes) {
+    const t = target(c);
+    if (ownerOf(t) !== null) {
+      assertInside(project, dirname(t));
+      rmSync(t, { recursive: true, force: true });
+    }
+    applied.push(c.path);
+  }
+  for (const c of dirs) {
+    ensureParents(project, upperDir, strip(c.path));
+    landDir(project, c.upper as string, target(c));
+    applied.push(c.path);
+  }
+  for (const c of leaves) {
+    if (c.type === "other") {
+      skipped.push({ path: c.path, reason: "fifo, socket or device node: not recreated on the host" });
+      continue;
+    }
+    ensureParents(project, upperDir, c.path);
+    if (c.type === "symlink") landSymlink(c.upper as string, target(c));
+    else landFile(c.upper as string, target(c));
+    applied.push(c.path);
+  }
+  applied.sort(compareUtf8);
+  return { applied, skipped };
+}
+
+/** The parent of every write must be the real directory at that path inside the project. */
+function assertInside(project: string, dir: string): void {
+  let real: string;
+  try {
+    real = realpathSync(dir);
+  } catch (e) {
+    throw new ApplyError(`cannot resolve ${dir}: ${(e as Error).message}`, "io", [relative(project, dir)]);
+  }
+  const want = resolve(dir);
+  if (real !== want || !(real === project || real.startsWith(project + sep))) {
+    throw new ApplyError(
+      `refusing to write through a symlink: ${want} resolves to ${real}`,
+      "unsafe_path",
+      [relative(project, dir)],
+    );
+  }
+}
+
+/** Creates missing parent dirs of `rel` (mode from the upper dir, owner from their parent). */
+function ensureParents(project: string, upper: string, rel: string): void {
+  const parts = rel.split("/").slice(0, -1);
+  let cur = project;
+  let curUpper = upper;
+  for (const p of parts) {
+    cur = join(cur, p);
+    curUpper = join(curUpper, p);
+    let st;
+    try {
+      st = lstatSync(cur);
+    } catch {
+      st = null;
+    }
+    if (st === null) {
+      const mode = lstatSync(curUpper).mode & 0o7777;
+      mkdirSync(cur, { mode });
+      chmodSync(cur, mode); // mkdir's mode is filtered by the umask
+      inheritOwner(cur);
+    } else if (!st.isDirectory()) {
+      throw new ApplyError(`${cur} is not a directory (it changed on the host since the command ran)`, "unsafe_path", [
+        relative(project, cur),
+      ]);
+    }
+  }
+  assertInside(project, cur);
+}
+
+function inheritOwner(path: string): void {
+  const parent = lstatSync(dirname(path));
+  lchownSync(path, parent.uid, parent.gid);
+}
+
+function landDir(project: string, upperAbs: string, dst: string): void {
+  const st = lstatSync(upperAbs);
+  let cur;
+  try {
+    cur = lstatSync(dst);
+  } catch {
+    cur = null;
+  }
+  if (cur !== null && !cur.isDirectory()) rmSync(dst, { force: true });
+  if (cur === null || !cur.isDirectory()) {
+    mkdirSync(dst);
+    inheritOwner(dst);
+  }
+  chmodSync(dst, st.mode & 0o7777);
+  assertInside(project, dst);
+}
+
+const tmpName = (dst: string): string => join(dirname(dst), `.substrate-apply-${process.pid}-${Bun.randomUUIDv7()}`);
+
+function landFile(upperAbs: string, dst: string): void {
+  const st = lstatSync(upperAbs);
+  const old = ownerOf(dst);
+  const tmp = tmpName(dst);
+  try {
+    // COPYFILE_FICLONE: reflink where the filesystem can, plain copy otherwise.
+    copyFileSync(upperAbs, tmp, constants.COPYFILE_FICLONE);
+    chmodSync(tmp, st.mode & 0o7777);
+    if (old !== null) lchownSync(tmp, old.uid, old.gid);
+    else inheritOwner(tmp);
+    // chown clears setuid/setgid bits: set the mode again after it.
+    chmodSync(tmp, st.mode & 0o7777);
+    utimesSync(tmp, st.atime, st.mtime);
+    clearDirAt(dst);
+    renameSync(tmp, dst);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+function landSymlink(upperAbs: string, dst: string): void {
+  const st = lstatSync(upperAbs);
+  const old = ownerOf(dst);
+  const tmp = tmpName(dst);
+  try {
+    symlinkSync(readlinkSync(upperAbs), tmp);
+    if (old !== null) lchownSync(tmp, old.uid, old.gid);
+    else inheritOwner(tmp);
+    lutimesSync(tmp, st.atime, st.mtime);
+    clearDirAt(dst);
+    renameSync(tmp, dst);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {}
+    throw e;
+  }
+}
+
+/** rename(2) cannot replace a directory with a file: a dir there (type change) goes first. */
+function clearDirAt(dst: string): void {
+  try {
+    if (lstatSync(dst).isDirectory()) rmSync(dst, { recursive: true, force: true });
+  } catch {}
+}
+
+function ownerOf(path: string): { uid: number; gid: number } | null {
+  try {
+    const st = lstatSync(path);
+    return { uid: st.uid, gid: st.gid };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes an overlay dir (`<base>/<world_id>` with upper/ and work/) once its world is gone.
+ * Refuses anything outside `baseDir`. Idempotent.
+ */
+export async function discardOverlay(dir: string, baseDir: string = OVERLAY_BASE): Promise<void> {
+  const base = resolve(baseDir);
+  const d = resolve(dir);
+  if (dirname(d) !== base) {
+    throw new ApplyError(`refusing to remove ${d}: not an overlay dir directly under ${base}`, "unsafe_path", [d]);
+  }
+  // The kernel leaves work/work at mode 000; root removes it anyway, rmSync handles the rest.
+  rmSync(d, { recursive: true, force: true });
+}

@@ -1,0 +1,372 @@
+/**
+ * Turns an overlay upper dir into the spec's `FsDiff {writes, mods, deletes}` with smart
+ * truncation (at most 1000 files and 100 dirs listed, then `truncated`, `tree_hash`, `summary`).
+ * Semantics and the tree hash are defined in docs/FS_DIFF.md; keep the two in step.
+ *
+ * The diff is the difference between the lower tree (the host project) and the merged tree the
+ * world saw, read from the upper dir only where possible:
+ * - upper entry, no lower entry           → write (dirs end with "/" and their contents follow)
+ * - upper non-dir over a lower non-dir    → mod (any copy-up: content, chmod, chown, touch)
+ * - upper dir over a lower dir            → recurse; "d/" is a mod only if mode/owner changed
+ * - whiteout (0/0 char device, xwhiteout) → delete ("d/" for a directory: recursive)
+ * - opaque dir (rm -rf d; mkdir d)        → lower children absent from the upper dir are deletes
+ * - type change (file → dir or back)      → delete of the old + write of the new ("x" vs "x/")
+ * - rename (redirect_dir=off)             → the kernel copies up + whiteouts: delete + write
+ *
+ * Speed: one readdir (withFileTypes) per upper dir, one readdir per lower dir that also exists
+ * in the upper dir (names looked up in a Map, not lstat per file), lstat only for char devices
+ * (whiteout check) and dirs present in both layers, one lgetxattr (ffi) per upper dir. A new
+ * subtree (node_modules) costs one readdir per dir and nothing per file. Content is read only
+ * for the tree hash, i.e. when truncating.
+ *
+ * Trust: the upper dir is written by the world. Only the xattr namespace the mount used is
+ * honoured (overlayfs refuses to let the world set its own `trusted.overlay.*`/`user.overlay.*`
+ * through the merged view), symlinks are never followed, and names are taken verbatim.
+ */
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Dirent, type Stats } from "node:fs";
+import type { FsDiff } from "../../src/contract/world.ts";
+import { lgetxattrString } from "../../src/sys/xattr.ts";
+
+export const MAX_FILE_LIST = 1000;
+export const MAX_TRACKED_DIRS = 100;
+
+export type OverlayStrategy = "overlay" | "fuse";
+
+export interface OverlayDiffOptions {
+  /** Files (non-dir entries) listed before truncating. Spec: 1000. */
+  maxFiles?: number;
+  /** Dirs (entries ending in "/") listed before truncating. Spec: 100. */
+  maxDirs?: number;
+  /** Who wrote the upper dir: decides which whiteout/opaque markers are honoured. */
+  strategy?: OverlayStrategy;
+  /** The kernel overlay was mounted with `userxattr` (user namespace): `user.overlay.*`. */
+  userxattr?: boolean;
+  /** Also compute tree_hash when not truncated (replay wants it for every span). */
+  alwaysHash?: boolean;
+}
+
+export type ChangeKind = "write" | "mod" | "delete";
+export type EntryType = "file" | "dir" | "symlink" | "other";
+
+/** One changed path. `path` is relative to the project; directories end with "/". */
+export interface Change {
+  kind: ChangeKind;
+  path: string;
+  /** Type in the merged tree (writes/mods) or in the lower tree (deletes). */
+  type: EntryType;
+  /** Absolute path of the entry in the upper dir (writes and mods only). */
+  upper?: string;
+}
+
+export interface MarkerOptions {
+  strategy?: OverlayStrategy;
+  userxattr?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upper-dir walk
+
+type LowerIndex = Map<string, EntryType>;
+
+const typeOfDirent = (d: Dirent): EntryType =>
+  d.isDirectory() ? "dir" : d.isFile() ? "file" : d.isSymbolicLink() ? "symlink" : "other";
+
+function readLower(dir: string): LowerIndex {
+  const m: LowerIndex = new Map();
+  let ents: Dirent[];
+  try {
+    ents = readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return m;
+    throw e;
+  }
+  for (const d of ents) m.set(d.name, typeOfDirent(d));
+  return m;
+}
+
+const slash = (path: string, t: EntryType): string => (t === "dir" ? `${path}/` : path);
+
+interface Markers {
+  opaque: (dirAbs: string) => "y" | "x" | null;
+  /** The xattr marking a regular file as a whiteout (kernel ≥ 6.7 "xwhiteout"), or null. */
+  whiteoutXattr: string | null;
+  fuse: boolean;
+}
+
+function markers(o: MarkerOptions): Markers {
+  const fuse = o.strategy === "fuse";
+  // Kernel overlay: exactly one namespace, the one the mount used. fuse-overlayfs as root uses
+  // trusted.overlay.opaque, unprivileged user.fuseoverlayfs.opaque (plus .wh..wh..opq files).
+  const names = fuse
+    ? ["trusted.overlay.opaque", "user.fuseoverlayfs.opaque"]
+    : [o.userxattr ? "user.overlay.opaque" : "trusted.overlay.opaque"];
+  return {
+    fuse,
+    whiteoutXattr: fuse ? null : o.userxattr ? "user.overlay.whiteout" : "trusted.overlay.whiteout",
+    opaque(dirAbs) {
+      for (const n of names) {
+        const v = lgetxattrString(dirAbs, n);
+        if (v === "y") return "y";
+        // "x": the dir may hold xwhiteouts but is NOT opaque (kernel ≥ 6.7).
+        if (v === "x") return "x";
+      }
+      return null;
+    },
+  };
+}
+
+const FUSE_OPAQUE_FILE = ".wh..wh..opq";
+const WH_PREFIX = ".wh.";
+
+/**
+ * The full, untruncated list of changes between `lowerDir` and the merged view recorded in
+ * `upperDir`, in walk order (callers sort). Shared by overlayDiff and applyDiff.
+ */
+export function collectChanges(upperDir: string, lowerDir: string, o: MarkerOptions = {}): Change[] {
+  const mk = markers(o);
+  const out: Change[] = [];
+  walk(upperDir, lowerDir, "", false, mk, out);
+  return out;
+}
+
+/**
+ * @param lower  the lower dir at the same relative path, or null when there is none
+ * @param hidden true when the lower dir is hidden (this dir or an ancestor is opaque): lower
+ *               children missing from the upper dir are then deletes
+ */
+function walk(upper: string, lower: string | null, rel: string, hidden: boolean, mk: Markers, out: Change[]): void {
+  const ents = readdirSync(upper, { withFileTypes: true });
+  const lowerIdx = lower === null ? null : readLower(lower);
+  let isHidden = hidden;
+  let hasXwhiteouts = false;
+  if (lower !== null && rel !== "") {
+    // Opaque/xwhiteout flags only matter where a lower dir exists (never for the root).
+    const op = mk.opaque(upper);
+    if (op === "y") isHidden = true;
+    if (op === "x") hasXwhiteouts = true;
+  }
+  let fuseOpaque = false;
+  if (mk.fuse) for (const d of ents) if (d.name === FUSE_OPAQUE_FILE) fuseOpaque = true;
+  if (fuseOpaque) isHidden = true;
+
+  // Names present in the merged view at this level (for the opaque-delete pass).
+  const seen = isHidden && lowerIdx !== null ? new Set<string>() : null;
+
+  for (const d of ents) {
+    let name = d.name;
+    const abs = `${upper}/${name}`;
+    // fuse-overlayfs bookkeeping names: `.wh..wh..opq` (opaque marker), `.wh..opq` (its own
+    // 0/0 device), `.wh.<name>` (whiteout when mknod is not permitted).
+    if (mk.fuse && name.startsWith(WH_PREFIX)) {
+      if (name === FUSE_OPAQUE_FILE || name === ".wh..opq") continue;
+      name = name.slice(WH_PREFIX.length);
+      whiteout(name, rel, lowerIdx, out);
+      seen?.add(name);
+      continue;
+    }
+    if (d.isCharacterDevice()) {
+      if (lstatSync(abs).rdev === 0) {
+        whiteout(name, rel, lowerIdx, out);
+        seen?.add(name);
+        continue;
+      }
+    } else if (hasXwhiteouts && d.isFile() && mk.whiteoutXattr !== null && lgetxattrString(abs, mk.whiteoutXattr) !== null) {
+      whiteout(name, rel, lowerIdx, out);
+      seen?.add(name);
+      continue;
+    }
+    seen?.add(name);
+    const t = typeOfDirent(d);
+    const lt = lowerIdx?.get(name);
+    const path = rel + name;
+    if (t === "dir") {
+      if (lt === undefined) {
+        out.push({ kind: "write", path: `${path}/`, type: "dir", upper: abs });
+        walk(abs, null, `${path}/`, false, mk, out);
+      } else if (lt !== "dir") {
+        out.push({ kind: "delete", path, type: lt });
+        out.push({ kind: "write", path: `${path}/`, type: "dir", upper: abs });
+        walk(abs, null, `${path}/`, false, mk, out);
+      } else {
+        const lowerAbs = `${lower}/${name}`;
+        if (dirMetaChanged(abs, lowerAbs)) out.push({ kind: "mod", path: `${path}/`, type: "dir", upper: abs });
+        walk(abs, lowerAbs, `${path}/`, isHidden, mk, out);
+      }
+    } else if (lt === undefined) {
+      out.push({ kind: "write", path, type: t, upper: abs });
+    } else if (lt === "dir") {
+      out.push({ kind: "delete", path: `${path}/`, type: "dir" });
+      out.push({ kind: "write", path, type: t, upper: abs });
+    } else {
+      out.push({ kind: "mod", path, type: t, upper: abs });
+    }
+  }
+
+  if (seen !== null && lowerIdx !== null) {
+    for (const [name, lt] of lowerIdx) {
+      if (!seen.has(name)) out.push({ kind: "delete", path: slash(rel + name, lt), type: lt });
+    }
+  }
+}
+
+/** A whiteout for `name`: a delete only if the lower layer had something there. */
+function whiteout(name: string, rel: string, lowerIdx: LowerIndex | null, out: Change[]): void {
+  const lt = lowerIdx?.get(name);
+  if (lt !== undefined) out.push({ kind: "delete", path: slash(rel + name, lt), type: lt });
+}
+
+function dirMetaChanged(upperAbs: string, lowerAbs: string): boolean {
+  const a = lstatSync(upperAbs);
+  const b = lstatSync(lowerAbs);
+  return (a.mode & 0o7777) !== (b.mode & 0o7777) || a.uid !== b.uid || a.gid !== b.gid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordering, truncation, tree hash
+
+/** Code-point order (= UTF-8 byte order), independent of readdir order and locale. */
+export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (U+D800..DFFF) encode code points above U+FFFF: move them above U+E000..FFFF.
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+const KIND_LETTER: Record<ChangeKind, string> = { write: "W", mod: "M", delete: "D" };
+const KIND_RANK: Record<ChangeKind, number> = { mod: 0, delete: 1, write: 2 };
+
+export const sortChanges = (cs: Change[]): Change[] =>
+  cs.sort((a, b) => compareUtf8(a.path, b.path) || KIND_RANK[a.kind] - KIND_RANK[b.kind]);
+
+const isDirPath = (p: string): boolean => p.endsWith("/");
+
+const depth = (p: string): number => {
+  let n = 0;
+  for (let i = 0; i < p.length - 1; i++) if (p.charCodeAt(i) === 47) n++;
+  return n;
+};
+
+/**
+ * `sha256:<hex>` over the FULL sorted change list, one JSON array per line (docs/FS_DIFF.md):
+ *   ["W"|"M", path, "f", mode, size, "<sha256 of content>"]   regular file
+ *   ["W"|"M", path, "l", "<link target>"]                      symlink
+ *   ["W"|"M", path, "d", mode]                                 directory (path ends in "/")
+ *   ["W"|"M", path, "o", mode]                                 fifo, socket, device
+ *   ["D", path]                                                delete
+ * mode = st_mode & 07777 as a decimal integer; owners and timestamps are left out (they
+ * differ between runs and user-namespace mappings without the result differing).
+ */
+export function treeHash(sorted: Change[]): string {
+  const h = new Bun.CryptoHasher("sha256");
+  const buf = Buffer.allocUnsafe(1 << 16);
+  for (const c of sorted) {
+    let rec: (string | number)[];
+    if (c.kind === "delete" || c.upper === undefined) rec = [KIND_LETTER[c.kind], c.path];
+    else if (c.type === "symlink") rec = [KIND_LETTER[c.kind], c.path, "l", readlinkSync(c.upper)];
+    else if (c.type === "file") rec = [KIND_LETTER[c.kind], c.path, "f", ...fileDigest(c.upper, buf)];
+    else rec = [KIND_LETTER[c.kind], c.path, c.type === "dir" ? "d" : "o", lstatSync(c.upper).mode & 0o7777];
+    h.update(`${JSON.stringify(rec)}\n`);
+  }
+  return `sha256:${h.digest("hex")}`;
+}
+
+/** [mode, size, sha256 hex] of a regular file, read through one fd (open + fstat + reads). */
+function fileDigest(abs: string, buf: Buffer): [number, number, string] {
+  // O_NOFOLLOW: the entry was a regular file at walk time; never follow a swapped-in symlink.
+  const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const st: Stats = fstatSync(fd);
+    const h = new Bun.CryptoHasher("sha256");
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n <= 0) break;
+      h.update(buf.subarray(0, n));
+    }
+    return [st.mode & 0o7777, st.size, h.digest("hex")];
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface DiffSummary {
+  dirs: number;
+  files: number;
+}
+
+export function countChanges(cs: Change[]): DiffSummary {
+  let dirs = 0;
+  for (const c of cs) if (isDirPath(c.path)) dirs++;
+  return { dirs, files: cs.length - dirs };
+}
+
+/**
+ * Smart truncation. When more than `maxFiles` files or `maxDirs` dirs changed, list the most
+ * informative ones: mods, then deletes, then writes; within each, shallow paths first, then
+ * path order. (`npm install` then still shows `package-lock.json` and the top of
+ * `node_modules/`, not 1000 files deep in the first package.) The lists stay path-sorted.
+ */
+export function buildFsDiff(sorted: Change[], o: OverlayDiffOptions = {}): FsDiff {
+  const maxFiles = o.maxFiles ?? MAX_FILE_LIST;
+  const maxDirs = o.maxDirs ?? MAX_TRACKED_DIRS;
+  const { dirs, files } = countChanges(sorted);
+  const truncated = files > maxFiles || dirs > maxDirs;
+
+  let listed = sorted;
+  if (truncated) {
+    const byPriority = [...sorted].sort(
+      (a, b) => KIND_RANK[a.kind] - KIND_RANK[b.kind] || depth(a.path) - depth(b.path) || compareUtf8(a.path, b.path),
+    );
+    const keep = new Set<Change>();
+    let nf = 0;
+    let nd = 0;
+    for (const c of byPriority) {
+      if (isDirPath(c.path)) {
+        if (nd < maxDirs) {
+          nd++;
+          keep.add(c);
+        }
+      } else if (nf < maxFiles) {
+        nf++;
+        keep.add(c);
+      }
+      if (nf >= maxFiles && nd >= maxDirs) break;
+    }
+    listed = sorted.filter((c) => keep.has(c));
+  }
+
+  const diff: FsDiff = { writes: [], mods: [], deletes: [] };
+  for (const c of listed) {
+    if (c.kind === "write") diff.writes.push(c.path);
+    else if (c.kind === "mod") diff.mods.push(c.path);
+    else diff.deletes.push(c.path);
+  }
+  const counts = `${dirs} dirs, ${files} files`;
+  if (truncated) {
+    diff.truncated = true;
+    diff.tree_hash = treeHash(sorted);
+    diff.summary = `${counts} (truncated, see tree_hash)`;
+  } else {
+    if (o.alwaysHash) diff.tree_hash = treeHash(sorted);
+    diff.summary = counts;
+  }
+  return diff;
+}
+
+/**
+ * The fs diff of an overlay: `upperDir` as written by the world, `lowerDir` the project it was
+ * layered over (the host project, unchanged by the world).
+ */
+export async function overlayDiff(upperDir: string, lowerDir: string, opts: OverlayDiffOptions = {}): Promise<FsDiff> {
+  const changes = sortChanges(collectChanges(upperDir, lowerDir, opts));
+  return buildFsDiff(changes, opts);
+}

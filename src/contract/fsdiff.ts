@@ -1,0 +1,61 @@
+/**
+ * Routes for an isolated world's fs diff (issue 3 "Filesystem isolation and diff"): fetch the
+ * diff of a span, then apply it to the host project (all or per path) or discard it. The diff
+ * body itself is the spec's `FsDiff` (world.ts); semantics in docs/FS_DIFF.md.
+ *
+ *   GET  /v1/fs_diff/:span_id           → FsDiff
+ *   POST /v1/fs_diff/:span_id/apply     FsApplyRequest → FsApplyResponse
+ *   POST /v1/fs_diff/:span_id/discard   (no body)      → FsDiscardResponse
+ *
+ * Errors use ErrorBody: 404 not_found (unknown span, span not isolated, or already
+ * discarded), 400 bad_request (a path not in the diff; the message lists them), 409 ... none:
+ * applying is itself the user's decision, no approval round-trip.
+ */
+import { z } from "zod";
+import { SpanId } from "./common.ts";
+import { FsDiff } from "./world.ts";
+
+export const FS_DIFF_ROUTES = {
+  get: "/v1/fs_diff/:span_id",
+  apply: "/v1/fs_diff/:span_id/apply",
+  discard: "/v1/fs_diff/:span_id/discard",
+} as const;
+
+export const FsDiffParams = z.strictObject({ span_id: SpanId });
+export type FsDiffParams = z.infer<typeof FsDiffParams>;
+
+/** GET /v1/fs_diff/:span_id */
+export const FsDiffResponse = FsDiff;
+export type FsDiffResponse = z.infer<typeof FsDiffResponse>;
+
+/**
+ * A path exactly as the diff lists it: relative to the project, "/"-separated, directories
+ * with a trailing "/" (which selects the directory and everything under it).
+ */
+export const FsDiffPath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.startsWith("/"), "diff paths are relative to the project (no leading /)")
+  .refine((p) => !p.includes("\0"), "diff paths contain no NUL byte")
+  .refine(
+    (p) => p.split("/").every((seg, i, all) => (seg !== "" || i === all.length - 1) && seg !== "." && seg !== ".."),
+    'diff paths have no empty, "." or ".." segments',
+  );
+
+/** POST /v1/fs_diff/:span_id/apply — no `paths`: apply everything. */
+export const FsApplyRequest = z.strictObject({
+  paths: z.array(FsDiffPath).min(1).optional(),
+});
+export type FsApplyRequest = z.infer<typeof FsApplyRequest>;
+
+export const FsApplyResponse = z.strictObject({
+  /** diff paths landed on the host project, sorted */
+  applied: z.array(z.string()),
+  /** ours: entries that cannot be recreated on the host (fifos, sockets, devices) */
+  skipped: z.array(z.strictObject({ path: z.string(), reason: z.string() })),
+});
+export type FsApplyResponse = z.infer<typeof FsApplyResponse>;
+
+/** POST /v1/fs_diff/:span_id/discard */
+export const FsDiscardResponse = z.strictObject({ discarded: z.literal(true) });
+export type FsDiscardResponse = z.infer<typeof FsDiscardResponse>;
