@@ -8,10 +8,12 @@ import {
   type Capabilities,
   type ExecuteRequest,
   type ExecuteResponse,
+  type WorldDoctorReportV1,
 } from "../src/contract/index.ts";
 import { ApiError, type AgentService, type OutputSink, type WorldInfo } from "../src/api/service.ts";
 import { versionInfo } from "../src/version.ts";
 import { detectFeatures, kernelRelease } from "./features.ts";
+import { collectWorldDoctorReport } from "./doctor.ts";
 import type { WorldManager } from "./world/manager.ts";
 import { WorldStartError } from "./world/session.ts";
 
@@ -140,6 +142,11 @@ export class WorldAgentService implements AgentService {
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** GET /v1/doctor/world: Landlock ABI syscall + real overlay enumeration probe (agent/doctor.ts). */
+  async worldDoctor(): Promise<WorldDoctorReportV1> {
+    return collectWorldDoctorReport();
   }
 
   async listWorlds(): Promise<WorldInfo[]> {

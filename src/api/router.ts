@@ -94,6 +94,13 @@ export function buildRouter(svc: AgentService): Hono {
     return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
   });
 
+  // DS0: the world kernel's own readiness report. A throw becomes 500 + error body (onError
+  // below), so a failed collection can never be mistaken for ok=true.
+  app.get("/v1/doctor/world", async (c) => {
+    if (!svc.worldDoctor) throw new ApiError("unsupported", "this endpoint does not serve /v1/doctor/world");
+    return c.json(await svc.worldDoctor());
+  });
+
   app.get("/v1/worlds", async (c) => c.json({ worlds: await svc.listWorlds() }));
   app.delete("/v1/worlds/:id", async (c) => {
     const ok = await svc.deleteWorld(c.req.param("id"));

@@ -3,7 +3,7 @@
  * host proxy implements it by forwarding. `buildRouter` turns any implementation into the
  * same `/v1` HTTP surface, so both sockets answer identically.
  */
-import type { Capabilities, ErrorCode, ExecuteRequest, ExecuteResponse } from "../contract/index.ts";
+import type { Capabilities, ErrorCode, ExecuteRequest, ExecuteResponse, WorldDoctorReportV1 } from "../contract/index.ts";
 import { z } from "zod";
 
 export interface OutputSink {
@@ -27,6 +27,8 @@ export interface AgentService {
   execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal): Promise<ExecuteResponse>;
   listWorlds(): Promise<WorldInfo[]>;
   deleteWorld(id: string): Promise<boolean>;
+  /** GET /v1/doctor/world (DS0, agent/doctor.ts). Optional: a proxy without it answers 501. */
+  worldDoctor?(): Promise<WorldDoctorReportV1>;
 }
 
 /** An error with an API code; the router turns it into `{error:{code,message,hint}}`. */

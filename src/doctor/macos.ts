@@ -1,0 +1,170 @@
+/**
+ * macOS host doctor (spec P4.5 + DS0): the Lima VM that hosts the world.
+ *
+ * Read-only commands only: `limactl list` (never `start`), `sysctl`, and — when the VM is
+ * already Running — `limactl shell` for `systemctl is-active` and a curl of /v1/capabilities
+ * on the guest socket. A stopped VM is reported, never started.
+ *
+ * `limactl list NAME --json` prints one JSON object per line (not an array); an unknown
+ * name prints a warning on stderr and exits 1 (older Lima) or prints nothing (newer).
+ */
+import { Capabilities, LimaReport, MacosHostReport, macHostPrereqsOk } from "../contract/index.ts";
+import type { WorldSettings } from "./config.ts";
+import { enableFix, type HostProbe, type HostProbeOptions } from "./linux.ts";
+import { type DoctorLine, fail, info, pass, warn } from "./render.ts";
+import type { HostSystem } from "./system.ts";
+
+export const LIMA_INSTANCE = "substrate";
+export const GUEST_SOCKET = "/run/substrate.sock";
+const GUEST_TIMEOUT_MS = 15_000;
+
+/** `status` of the instance from `limactl list NAME --json` output; NotFound / Unknown otherwise. */
+export function parseLimaListStatus(stdout: string, name: string = LIMA_INSTANCE): string {
+  for (const line of stdout.split("\n")) {
+    const t = line.trim();
+    if (t === "") continue;
+    try {
+      const o = JSON.parse(t) as { name?: unknown; status?: unknown };
+      if (o.name === name && typeof o.status === "string" && o.status !== "") return o.status;
+    } catch {
+      return "Unknown";
+    }
+  }
+  return "NotFound";
+}
+
+export const limaShell = (...cmd: string[]): string[] => ["limactl", "shell", LIMA_INSTANCE, ...cmd];
+
+/** Guest `curl --unix-socket` GET; the status code comes back on the last line. */
+export const guestCurl = (route: string, maxTimeS: number): string[] =>
+  limaShell("curl", "-sS", "--max-time", String(maxTimeS), "--unix-socket", GUEST_SOCKET, "-w", "\\n%{http_code}", `http://localhost${route}`);
+
+/** Splits `body\n<code>` from guestCurl. */
+export function splitCurlStatus(stdout: string): { status: number | null; body: string } {
+  const i = stdout.lastIndexOf("\n");
+  const code = Number(stdout.slice(i + 1).trim());
+  return { status: Number.isInteger(code) && code > 0 ? code : null, body: i < 0 ? "" : stdout.slice(0, i) };
+}
+
+export async function probeMacHost(
+  sys: HostSystem,
+  settings: WorldSettings,
+  opts: HostProbeOptions,
+): Promise<HostProbe<MacosHostReport>> {
+  const lines: DoctorLine[] = [];
+  if (settings.world_enabled) lines.push(pass(`world isolation: enabled (${settings.enabled_source})`));
+  else lines.push(warn(`world isolation: disabled by ${settings.enabled_source}`, enableFix(settings.enabled_source)));
+
+  const lima: LimaReport = {
+    installed: sys.which("limactl") !== null,
+    virtualization: false,
+    vm_status: "Unknown",
+    service_active: false,
+    agent_caps_ok: false,
+    vsock_proxy: sys.which("vsock-proxy") !== null,
+  };
+  let dependencyMissing: string | null = null;
+
+  const hv = await sys.run(["sysctl", "-n", "kern.hv_support"], { timeoutMs: 5_000 });
+  lima.virtualization = hv.code === 0 && hv.stdout.trim() === "1";
+  if (lima.virtualization) lines.push(pass("virtualization: kern.hv_support=1"));
+  else {
+    lines.push(
+      fail(
+        `virtualization: unavailable (kern.hv_support=${hv.stdout.trim() || hv.error || "?"})`,
+        "use a Mac with Hypervisor.framework support (Apple silicon, or Intel with VT-x); inside a VM enable nested virtualization",
+      ),
+    );
+  }
+
+  if (!lima.installed) {
+    dependencyMissing = "limactl";
+    lines.push(fail("lima: limactl not found on PATH", "brew install lima"));
+  } else {
+    lines.push(pass("lima: limactl found"));
+    const list = await sys.run(["limactl", "list", LIMA_INSTANCE, "--json"], { timeoutMs: GUEST_TIMEOUT_MS });
+    if (list.error !== null) lima.vm_status = "Unknown";
+    else if (list.code === 0) lima.vm_status = parseLimaListStatus(list.stdout);
+    else lima.vm_status = /no instance|not found|does not exist/i.test(list.stderr) ? "NotFound" : "Unknown";
+
+    if (lima.vm_status === "Running") lines.push(pass(`lima VM '${LIMA_INSTANCE}': Running`));
+    else if (lima.vm_status === "NotFound") {
+      lines.push(fail(`lima VM '${LIMA_INSTANCE}': not created`, "substrate world warm   # creates and provisions the VM"));
+    } else if (lima.vm_status === "Unknown") {
+      const why = list.error ?? (list.stderr.trim().split("\n")[0] || "unreadable output");
+      lines.push(fail(`lima VM '${LIMA_INSTANCE}': status unknown (${why})`, `limactl list ${LIMA_INSTANCE}   # then: substrate world warm`));
+    } else {
+      lines.push(fail(`lima VM '${LIMA_INSTANCE}': ${lima.vm_status}`, "substrate world warm   # starts the VM (the doctor never does)"));
+    }
+
+    if (lima.vm_status === "Running" && opts.probeWorld) {
+      const units = await sys.run(
+        limaShell("systemctl", "is-active", "substrate-world-agent.socket", "substrate-world-agent.service"),
+        { timeoutMs: GUEST_TIMEOUT_MS },
+      );
+      const [sock, svc] = units.stdout.split("\n").map((s) => s.trim());
+      // Socket activation: an active .socket is enough, the service starts on first connect.
+      lima.service_active = sock === "active" || svc === "active";
+      if (lima.service_active) lines.push(pass(`guest: substrate-world-agent socket=${sock} service=${svc}`));
+      else {
+        lines.push(
+          fail(
+            `guest: substrate-world-agent not active (socket=${sock || "?"}, service=${svc || "?"})`,
+            "substrate world warm   # re-provisions; details: limactl shell substrate journalctl -u substrate-world-agent -n 50",
+          ),
+        );
+      }
+
+      const caps = await sys.run(guestCurl("/v1/capabilities", 5), { timeoutMs: GUEST_TIMEOUT_MS });
+      const { status, body } = splitCurlStatus(caps.stdout);
+      let capsError: string | null = null;
+      if (caps.code !== 0 || status === null) capsError = caps.stderr.trim().split("\n")[0] || caps.error || `exit ${caps.code}`;
+      else if (status !== 200) capsError = `HTTP ${status}`;
+      else {
+        try {
+          const r = Capabilities.safeParse(JSON.parse(body));
+          if (!r.success) capsError = `capabilities break the contract: ${r.error.issues[0]?.message}`;
+        } catch {
+          capsError = "capabilities response is not JSON";
+        }
+      }
+      lima.agent_caps_ok = capsError === null;
+      if (lima.agent_caps_ok) lines.push(pass(`guest: agent answered GET /v1/capabilities on ${GUEST_SOCKET}`));
+      else {
+        lines.push(
+          fail(
+            `guest: GET /v1/capabilities on ${GUEST_SOCKET} failed: ${capsError}`,
+            /permission denied/i.test(capsError ?? "")
+              ? "substrate world warm   # adds the lima user to group substrate; then: limactl stop substrate && limactl start substrate"
+              : "substrate world restart",
+          ),
+        );
+      }
+    } else if (!opts.probeWorld) {
+      lines.push(info("guest: agent not probed (world isolation disabled)"));
+    }
+  }
+
+  if (lima.vsock_proxy) lines.push(pass("vsock-proxy: found"));
+  else {
+    lines.push(
+      warn(
+        "vsock-proxy: not found (optional; the Lima socket/SSH forward is used instead)",
+        "optional: install vsock-proxy and put it on PATH to enable the vsock transport",
+      ),
+    );
+  }
+  lines.push(info(`world_fs_mode: ${settings.fs_mode}`));
+  lines.push(info(`world_fs_isolation: ${settings.fs_isolation}`));
+  lines.push(info(`world_fs_require_world: ${settings.require_world}`));
+
+  const draft = {
+    platform: "macos" as const,
+    world_fs_mode: settings.fs_mode,
+    world_fs_isolation: settings.fs_isolation,
+    world_fs_require_world: settings.require_world,
+    lima,
+  };
+  const report = MacosHostReport.parse({ ...draft, ok: settings.world_enabled && macHostPrereqsOk(draft) });
+  return { report, lines, dependencyMissing };
+}
