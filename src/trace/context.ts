@@ -61,9 +61,14 @@ export function policyCommit(policyFile: string | null | undefined): string | nu
   return `sha256:${contentHash.slice(0, 16)}`;
 }
 
-/** `world_image_version`: the agent build's identity, as embedded at build time. */
-export const worldImageVersion = (v: Pick<VersionInfo, "version" | "agent_hash">): string =>
-  `${v.version}+${v.agent_hash}`;
+/**
+ * `world_image_version`: the world agent build's identity, as embedded at build time
+ * (scripts/build.ts `--define`). Same text as src/version.ts `versionString`
+ * (`0.1.0+abc1234.9f86d081884c`); duplicated here because the agent imports src/trace
+ * and must not import host modules.
+ */
+export const worldImageVersion = (v: Pick<VersionInfo, "version" | "commit" | "agent_hash">): string =>
+  `${v.version}+${v.commit}.${v.agent_hash}`;
 
 export interface ReplayContextInput {
   cwd: string;

@@ -53,3 +53,20 @@ export function parentSpanFromEnv(env: Record<string, string | undefined> = proc
   const p = env.SUBSTRATE_SPAN_ID;
   return p && /^spn_[0-9a-f-]{36}$/.test(p) ? p : undefined;
 }
+export {
+  replaySpan,
+  replayRequest,
+  compareFsDiff,
+  driftWarnings,
+  summarizeDiff,
+  formatReplayReport,
+  checkSpansAgainstPolicy,
+  ReplayError,
+  POLICY_DRIFT,
+  IMAGE_DRIFT,
+  type ReplayWorld,
+  type ReplayOptions,
+  type DriftInput,
+  type PolicyDecision,
+  type PolicyEvaluate,
+} from "./replay.ts";

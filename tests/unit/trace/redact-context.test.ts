@@ -101,6 +101,6 @@ describe("replay context", () => {
   });
 
   test("worldImageVersion", () => {
-    expect(worldImageVersion({ version: "0.1.0", agent_hash: "3f2a" })).toBe("0.1.0+3f2a");
+    expect(worldImageVersion({ version: "0.1.0", commit: "abc1234", agent_hash: "3f2a" })).toBe("0.1.0+abc1234.3f2a");
   });
 });
