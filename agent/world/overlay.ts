@@ -12,7 +12,9 @@
  *   dir unreadable without overlay internals. Off, a rename is copy + whiteout, a chmod copies
  *   the file up: the upper dir is a plain tree of changed entries plus whiteouts.
  * - Under a user namespace the kernel cannot write `trusted.*` xattrs: mount with `userxattr`
- *   and it uses `user.overlay.*` instead (fsdiff must then be told `userxattr: true`).
+ *   and it uses `user.overlay.*` instead (fsdiff must then be told `userxattr: true`). The
+ *   kernel rejects `userxattr` together with `redirect_dir=off`; we pass `redirect_dir=nofollow`
+ *   then (no redirects created either way).
  * - Overlay option parsing splits on "," and ":": paths containing those (or "\") are refused
  *   here rather than mounting something else.
  * - The kernel overlay must be mounted inside the world's private mount namespace (never the
@@ -95,7 +97,10 @@ export function overlayMountData(m: Pick<OverlayMountSpec, "lower" | "upper" | "
       throw new OverlayError(`overlay path ${JSON.stringify(p)} contains ',', ':', '\\' or a newline`, "move the project to a path without those characters");
     }
   }
-  const opts = [`lowerdir=${m.lower}`, `upperdir=${m.upper}`, `workdir=${m.work}`, "redirect_dir=off", "metacopy=off", "index=off"];
+  // With userxattr the kernel refuses redirect_dir=off ("conflicting options", measured on
+  // 6.18): it only accepts nofollow there, which equally never creates redirects.
+  const redirect = m.userxattr ? "redirect_dir=nofollow" : "redirect_dir=off";
+  const opts = [`lowerdir=${m.lower}`, `upperdir=${m.upper}`, `workdir=${m.work}`, redirect, "metacopy=off", "index=off"];
   if (m.userxattr) opts.push("userxattr");
   return opts.join(",");
 }

@@ -1,0 +1,255 @@
+/**
+ * Overlay isolation + fs diff + apply, for real (root): each "world" is a private mount + PID
+ * namespace running the fixture, which mounts the overlay with mountOverlay (kernel overlay or
+ * fuse-overlayfs), runs shell commands in the merged dir and unmounts. The upper dir stays on
+ * disk, the test reads it like the agent does.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { applyDiff, ApplyError, discardOverlay } from "../../agent/world/apply.ts";
+import { collectChanges, overlayDiff, type OverlayStrategy } from "../../agent/world/fsdiff.ts";
+import { OverlayError, prepareOverlayDirs, probeFsStrategy } from "../../agent/world/overlay.ts";
+import { FsDiff, WorldFsStrategy } from "../../src/contract/index.ts";
+import { manifest, mountsUnder, processesMentioning, runInOverlay, writeTree } from "./overlay-helpers.ts";
+
+// On disk (ext4 here), like /var/lib/substrate/overlay: never tmpfs.
+let tmp: string;
+let base: string;
+let n = 0;
+const nextId = () => `wld_test_${n++}`;
+
+const LOWER: Record<string, string> = {
+  "keep.txt": "keep\n",
+  "mod.txt": "mod\n",
+  "del.txt": "del\n",
+  "chmod.sh": "#!/bin/sh\n",
+  "ren_src.txt": "ren\n",
+  "olddir/a.txt": "a\n",
+  "olddir/b.txt": "b\n",
+  "recreate/x.txt": "x\n",
+  "recreate/y.txt": "y\n",
+  "deldir/p.txt": "p\n",
+  "deldir/sub/q.txt": "q\n",
+  typechange: "file\n",
+  "src/nested/deep.txt": "deep\n",
+  "perm/f.txt": "f\n",
+};
+
+const OPS = [
+  "echo new > created.txt",
+  "echo more >> mod.txt",
+  "rm del.txt",
+  "chmod 755 chmod.sh",
+  "mv ren_src.txt ren_dst.txt",
+  "mv olddir newdir",
+  "mkdir -p fresh/inner && echo f > fresh/inner/f.txt",
+  "rm -rf recreate && mkdir recreate && echo y2 > recreate/y.txt && echo z > recreate/z.txt",
+  "rm -rf deldir",
+  "rm typechange && mkdir typechange && echo t > typechange/t.txt",
+  "ln -s keep.txt link",
+  "echo d >> src/nested/deep.txt",
+  "chmod 700 perm",
+].join("\n");
+
+const EXPECTED = {
+  writes: [
+    "created.txt",
+    "fresh/",
+    "fresh/inner/",
+    "fresh/inner/f.txt",
+    "link",
+    "newdir/",
+    "newdir/a.txt",
+    "newdir/b.txt",
+    "recreate/z.txt",
+    "ren_dst.txt",
+    "typechange/",
+    "typechange/t.txt",
+  ],
+  mods: ["chmod.sh", "mod.txt", "perm/", "recreate/y.txt", "src/nested/deep.txt"],
+  deletes: ["del.txt", "deldir/", "olddir/", "recreate/x.txt", "ren_src.txt", "typechange"],
+};
+
+function freshProject(name: string): string {
+  const p = join(tmp, name);
+  writeTree(p, LOWER, { "chmod.sh": 0o644, "perm/": 0o755 });
+  return p;
+}
+
+beforeAll(() => {
+  tmp = mkdtempSync("/var/tmp/substrate-overlay-test-");
+  base = join(tmp, "overlay");
+});
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+function fuseUsable(): boolean {
+  return Bun.which("fuse-overlayfs") !== null && existsSync("/dev/fuse");
+}
+
+const STRATEGIES: OverlayStrategy[] = ["overlay", ...(fuseUsable() ? (["fuse"] as const) : [])];
+
+describe.each(STRATEGIES)("strategy %s", (strategy) => {
+  test("create/modify/delete/rename/chmod/new-dir/recreated-dir/type-change all appear in the diff; host untouched", async () => {
+    const project = freshProject(`proj-${strategy}`);
+    const before = manifest(project);
+    const w = await runInOverlay(base, nextId(), project, OPS, { strategy });
+    expect(w.strategy).toBe(strategy);
+
+    const diff = await overlayDiff(w.dirs.upper, project, { strategy });
+    expect(FsDiff.parse(diff)).toEqual(diff);
+    expect(diff.writes).toEqual(EXPECTED.writes);
+    expect(diff.mods).toEqual(EXPECTED.mods);
+    expect(diff.deletes).toEqual(EXPECTED.deletes);
+    expect(diff.truncated).toBeUndefined();
+    expect(diff.summary).toBe("7 dirs, 16 files");
+    // Writes never touched the host project.
+    expect(manifest(project)).toEqual(before);
+  });
+
+  test("apply lands exactly the diff (project == what the world saw)", async () => {
+    const project = freshProject(`apply-${strategy}`);
+    const seen = join(tmp, `seen-${strategy}`);
+    mkdirSync(seen);
+    const w = await runInOverlay(base, nextId(), project, OPS, { strategy, snapshot: seen });
+    const res = await applyDiff(w.dirs.upper, project, undefined, { strategy });
+    expect(res.skipped).toEqual([]);
+    expect(res.applied).toEqual([...EXPECTED.writes, ...EXPECTED.mods, ...EXPECTED.deletes].sort());
+    expect(manifest(project)).toEqual(manifest(seen));
+    // Nothing left to apply: the upper dir now matches the project (only copy-ups remain as mods).
+    const again = collectChanges(w.dirs.upper, project, { strategy });
+    expect(again.filter((c) => c.kind !== "mod")).toEqual([]);
+    await discardOverlay(w.dirs.dir, base);
+    expect(existsSync(w.dirs.dir)).toBe(false);
+  });
+});
+
+test("apply per path lands only the selected entries; unknown paths apply nothing", async () => {
+  const project = freshProject("partial");
+  const original = join(tmp, "partial-orig");
+  cpSync(project, original, { recursive: true });
+  const w = await runInOverlay(base, nextId(), project, OPS);
+
+  await expect(applyDiff(w.dirs.upper, project, ["created.txt", "nope.txt"])).rejects.toBeInstanceOf(ApplyError);
+  expect(manifest(project)).toEqual(manifest(original));
+
+  const res = await applyDiff(w.dirs.upper, project, ["created.txt", "fresh/inner/f.txt", "newdir/", "del.txt"]);
+  expect(res.applied).toEqual(["created.txt", "del.txt", "fresh/inner/f.txt", "newdir/", "newdir/a.txt", "newdir/b.txt"]);
+  const after = manifest(project);
+  const expected = { ...manifest(original) };
+  delete expected["del.txt"];
+  expected["created.txt"] = after["created.txt"] as string;
+  expected["fresh/"] = "d 755";
+  expected["fresh/inner/"] = "d 755";
+  expected["fresh/inner/f.txt"] = after["fresh/inner/f.txt"] as string;
+  expected["newdir/"] = "d 755";
+  expected["newdir/a.txt"] = expected["olddir/a.txt"] as string;
+  expected["newdir/b.txt"] = expected["olddir/b.txt"] as string;
+  expect(after).toEqual(expected);
+  expect(after["created.txt"]).toMatch(/^f 644 /);
+});
+
+test("apply never writes through a symlink the host planted since the command", async () => {
+  const project = freshProject("symlink-guard");
+  const outside = join(tmp, "outside");
+  mkdirSync(outside);
+  const w = await runInOverlay(base, nextId(), project, "echo x > src/nested/new.txt");
+  // The host replaces src/nested with a symlink to a dir outside the project.
+  rmSync(join(project, "src/nested"), { recursive: true });
+  symlinkSync(outside, join(project, "src/nested"));
+  // Recomputed against the project as it is now, src/nested is a type change (symlink → dir):
+  // the symlink is replaced, nothing lands outside.
+  const res = await applyDiff(w.dirs.upper, project);
+  expect(res.applied).toEqual(["src/nested", "src/nested/", "src/nested/new.txt"]);
+  expect(readdirSync(outside)).toEqual([]);
+  expect(lstatSync(join(project, "src/nested")).isDirectory()).toBe(true);
+});
+
+test("smart truncation: ≤1000 files and ≤100 dirs listed, summary, stable tree hash", async () => {
+  // 150 dirs x 10 files, plus a mod that must stay listed despite the flood of writes.
+  const gen = (salt: string) =>
+    `for d in $(seq 1 150); do mkdir -p gen/d$d; for f in $(seq 1 10); do echo "$d-$f${salt}" > gen/d$d/f$f; done; done; echo more >> mod.txt`;
+  const p1 = freshProject("trunc1");
+  const p2 = freshProject("trunc2");
+  const p3 = freshProject("trunc3");
+  const w1 = await runInOverlay(base, nextId(), p1, gen(""));
+  const w2 = await runInOverlay(base, nextId(), p2, gen(""));
+  const w3 = await runInOverlay(base, nextId(), p3, gen("!"));
+  const d1 = await overlayDiff(w1.dirs.upper, p1);
+  const d2 = await overlayDiff(w2.dirs.upper, p2);
+  const d3 = await overlayDiff(w3.dirs.upper, p3);
+
+  expect(FsDiff.parse(d1)).toEqual(d1);
+  expect(d1.truncated).toBe(true);
+  expect(d1.summary).toBe("151 dirs, 1501 files (truncated, see tree_hash)");
+  const listed = [...d1.writes, ...d1.mods, ...d1.deletes];
+  expect(listed.filter((p) => p.endsWith("/")).length).toBe(100);
+  expect(listed.filter((p) => !p.endsWith("/")).length).toBe(1000);
+  expect(d1.mods).toEqual(["mod.txt"]);
+  expect(d1.writes).toContain("gen/");
+  expect(d1.tree_hash).toMatch(/^sha256:[0-9a-f]{64}$/);
+  // Same content in another world (other inode order, other mtimes) → same hash; different → different.
+  expect(d2.tree_hash).toBe(d1.tree_hash as string);
+  expect(d3.tree_hash).not.toBe(d1.tree_hash as string);
+  expect(d3.summary).toBe(d1.summary as string);
+
+  // Below the limits nothing is truncated and no hash unless asked.
+  const small = await overlayDiff(w1.dirs.upper, p1, { maxFiles: 5000, maxDirs: 500 });
+  expect(small.truncated).toBeUndefined();
+  expect(small.tree_hash).toBeUndefined();
+  expect(small.writes.length + small.mods.length).toBe(1652);
+  const hashed = await overlayDiff(w1.dirs.upper, p1, { maxFiles: 5000, maxDirs: 500, alwaysHash: true });
+  expect(hashed.tree_hash).toBe(d1.tree_hash as string);
+});
+
+test("userxattr: opaque dirs and whiteouts read from user.overlay.*", async () => {
+  const project = freshProject("userxattr");
+  const w = await runInOverlay(base, nextId(), project, OPS, { strategy: "overlay", userxattr: true });
+  const diff = await overlayDiff(w.dirs.upper, project, { userxattr: true });
+  expect(diff.writes).toEqual(EXPECTED.writes);
+  expect(diff.mods).toEqual(EXPECTED.mods);
+  expect(diff.deletes).toEqual(EXPECTED.deletes);
+  // Read with the wrong namespace, the opaque marker is invisible: the recreated dir's old
+  // content is then (wrongly) considered still visible. Proves the test can fail.
+  const wrong = await overlayDiff(w.dirs.upper, project);
+  expect(wrong.deletes).not.toContain("recreate/x.txt");
+});
+
+test("enumeration_v1 probe passes for each available strategy and reports the DS0 block", async () => {
+  for (const s of STRATEGIES) {
+    const r = await probeFsStrategy({ baseDir: join(tmp, "probe"), strategies: [s] });
+    expect(WorldFsStrategy.parse(r.world_fs_strategy)).toEqual({
+      primary: "overlay",
+      fallback: "fuse",
+      probe: { id: "enumeration_v1", probe_file: ".substrate_enum_probe", result: "pass", failure_reason: null },
+    });
+    expect(r.active).toBe(s);
+  }
+  const none = await probeFsStrategy({ baseDir: join(tmp, "probe"), strategies: [] });
+  expect(none.world_fs_strategy.probe.result).toBe("fail");
+  expect(none.world_fs_strategy.probe.failure_reason).toBe("no strategy probed");
+  expect(readdirSync(join(tmp, "probe"))).toEqual([]);
+});
+
+test("prepareOverlayDirs: on-disk layout, refuses tmpfs and unsafe ids; discard stays under base", async () => {
+  const d = prepareOverlayDirs("wld_layout", base);
+  expect(d).toEqual({ dir: join(base, "wld_layout"), upper: join(base, "wld_layout/upper"), work: join(base, "wld_layout/work") });
+  expect(statSync(d.dir).mode & 0o777).toBe(0o700);
+  expect(() => prepareOverlayDirs("../evil", base)).toThrow(OverlayError);
+  const shm = join("/dev/shm", `substrate-test-${process.pid}`);
+  try {
+    expect(() => prepareOverlayDirs("wld_x", shm)).toThrow(/tmpfs/);
+  } finally {
+    rmSync(shm, { recursive: true, force: true });
+  }
+  await expect(discardOverlay(tmp, base)).rejects.toBeInstanceOf(ApplyError);
+  await discardOverlay(d.dir, base);
+  expect(existsSync(d.dir)).toBe(false);
+});
+
+test("nothing left mounted and no fuse daemon left behind", () => {
+  expect(mountsUnder(tmp)).toEqual([]);
+  expect(processesMentioning(tmp)).toEqual([]);
+});
