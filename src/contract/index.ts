@@ -6,3 +6,4 @@ export * from "./span.ts";
 export * from "./doctor.ts";
 export * from "./hardening.ts";
 export * from "./fsdiff.ts";
+export * from "./config.ts";

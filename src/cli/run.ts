@@ -1,0 +1,102 @@
+/**
+ * `substrate -c 'cmd'`: resolve config, make sure a world is ready, run the command in it
+ * with output streamed to this terminal, exit with its exit code. World disabled → host.
+ * World enabled but unavailable → one warning line and the host, unless required (exit 3).
+ */
+import { fstatSync } from "node:fs";
+import type { EffectiveConfig, ExecuteRequestInput } from "../contract/index.ts";
+import { AgentApiError, AgentUnreachable } from "../api/client.ts";
+import { effectiveConfig } from "../config.ts";
+import { WorldUnavailable, type ReadyWorld } from "../world/backend.ts";
+import { selectBackend } from "./_backend.ts";
+import { CliError, ExitCode, signalExit } from "./_errors.ts";
+import { projectDirFor } from "./_project.ts";
+
+export interface RunOptions {
+  cmd: string;
+  worldFlag?: boolean;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+const say = (line: string) => process.stderr.write(`substrate: ${line}\n`);
+
+/** Env passed into the world: the caller's, minus what only makes sense on the host. */
+export function worldEnv(env: NodeJS.ProcessEnv, cwd: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) continue;
+    if (k.startsWith("LISTEN_") || k === "SUBSTRATE_WORLD_SOCKET" || k === "OLDPWD") continue;
+    out[k] = v;
+  }
+  out.PWD = cwd;
+  return out;
+}
+
+/** Piped or redirected stdin is forwarded (read fully first); a terminal is not. */
+async function readStdinIfRedirected(): Promise<Uint8Array | undefined> {
+  try {
+    const st = fstatSync(0);
+    if (!st.isFIFO() && !st.isFile()) return undefined;
+  } catch {
+    return undefined;
+  }
+  return new Uint8Array(await Bun.stdin.arrayBuffer());
+}
+
+export async function runOnHost(cmd: string, cwd: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const proc = Bun.spawn(["/bin/bash", "-c", cmd], { cwd, env: { ...env, SUBSTRATE_WORLD: "disabled" }, stdio: ["inherit", "inherit", "inherit"] });
+  const code = await proc.exited;
+  return signalExit((proc.signalCode as string | null) ?? null, code);
+}
+
+/** Ready world, or null = run on the host (after one warning line). */
+export async function readyOrFallback(cfg: EffectiveConfig, env: NodeJS.ProcessEnv): Promise<ReadyWorld | null> {
+  try {
+    const ready = await selectBackend(cfg, env).ensureReady({ start: true });
+    if (ready.note) say(ready.note);
+    return ready;
+  } catch (e) {
+    if (!(e instanceof WorldUnavailable)) throw e;
+    if (cfg.world_fs_require_world) throw new CliError(ExitCode.UNAVAILABLE, `world required but unavailable: ${e.message}`, e.hint);
+    say(`world unavailable (${e.message}); running on the host — ${e.hint}`);
+    return null;
+  }
+}
+
+export async function runCommandLine(o: RunOptions): Promise<number> {
+  const env = o.env ?? process.env;
+  const cwd = o.cwd ?? process.cwd();
+  const cfg = effectiveConfig({ env, worldFlag: o.worldFlag });
+  if (!cfg.world_enabled) return runOnHost(o.cmd, cwd, env);
+
+  const ready = await readyOrFallback(cfg, env);
+  if (!ready) return runOnHost(o.cmd, cwd, env);
+
+  const stdin = await readStdinIfRedirected();
+  const req: ExecuteRequestInput = {
+    cmd: o.cmd,
+    cwd,
+    env: worldEnv(env, cwd),
+    agent_id: env.SUBSTRATE_AGENT_ID || "human",
+    world: {
+      project_dir: projectDirFor(cwd),
+      isolate_network: cfg.isolate_network,
+      fs_mode: cfg.world_fs_mode,
+      fs_isolation: cfg.world_fs_isolation,
+    },
+    ...(stdin && stdin.length ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {}),
+  };
+  try {
+    for await (const f of ready.client.executeStream(req)) {
+      if (f.type === "stdout") process.stdout.write(Buffer.from(f.data_b64, "base64"));
+      else if (f.type === "stderr") process.stderr.write(Buffer.from(f.data_b64, "base64"));
+      else if (f.type === "result") return f.result.exit;
+    }
+  } catch (e) {
+    if (e instanceof AgentApiError) throw new CliError(e.status === 400 ? ExitCode.USAGE : ExitCode.UNAVAILABLE, e.message, e.hint);
+    if (e instanceof AgentUnreachable) throw new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");
+    throw e;
+  }
+  throw new CliError(ExitCode.UNAVAILABLE, "the world agent closed the stream before the command finished", "run `substrate world doctor`");
+}
