@@ -7,3 +7,4 @@ export * from "./doctor.ts";
 export * from "./hardening.ts";
 export * from "./fsdiff.ts";
 export * from "./config.ts";
+export * from "./policy.ts";

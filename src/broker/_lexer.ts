@@ -1,0 +1,548 @@
+/**
+ * A POSIX-shell (bash-flavoured) lexer + parser, just deep enough to find every simple command
+ * a line would run. Used for both sides of matching: the command line (lenient: never throws,
+ * a line bash would reject is still split as well as possible) and policy patterns (strict:
+ * every problem is reported so the policy is rejected at load time).
+ *
+ * What it understands: blanks, `\` escapes and line continuations, '…', "…" (with `\` `$` and
+ * backticks active inside), $'…' (ANSI-C), $"…", `$(…)`, backticks, `$((…))`, `${…}`, `<(…)`,
+ * `>(…)`, comments, `;` `&&` `||` `&` newline, `|` `|&`, `( … )` subshells, redirections with
+ * optional fd numbers, here-documents (their bodies are scanned for substitutions when the
+ * delimiter is unquoted, as bash would expand them).
+ *
+ * Every `$(…)`, backtick, process substitution and arithmetic substitution body is parsed
+ * recursively and its commands are reported in `out.substitutions`: `echo $(rm -rf /)` runs
+ * `rm -rf /`, so the broker must see it. Nesting deeper than MAX_DEPTH sets `out.tooDeep`
+ * (the broker refuses such lines instead of guessing).
+ *
+ * Words carry, per character, whether it is "active" (unquoted, so `*` `?` `[` are glob
+ * characters in a pattern) or literal (quoted, escaped or produced by expansion). Only the
+ * variables given in `vars` are expanded (`$HOME`, `${HOME}`, a leading `~`); every other `$X`
+ * stays as written.
+ */
+
+export const MAX_DEPTH = 32;
+
+export interface LexWord {
+  text: string;
+  /** per character: 0 = unquoted (glob-active), 1 = literal */
+  q: number[];
+}
+
+export interface SimpleCmd {
+  words: LexWord[];
+}
+export type Element = { cmd: SimpleCmd; group?: undefined } | { group: List; cmd?: undefined };
+export interface Pipeline {
+  elements: Element[];
+}
+export interface List {
+  pipelines: Pipeline[];
+}
+
+export interface ParseOut {
+  /** bodies of $(…), `…`, <(…), >(…), $((…)) and ${…} substitutions, each a list of its own */
+  substitutions: List[];
+  /** any of ; && || & | newline-separated commands, subshells or substitutions */
+  operators: boolean;
+  redirections: boolean;
+  tooDeep: boolean;
+  /** only filled in strict mode */
+  errors: string[];
+}
+
+export interface LexOptions {
+  vars: Readonly<Record<string, string>>;
+  strict: boolean;
+}
+
+const BLANK = new Set([" ", "\t", "\r"]);
+const META = new Set([" ", "\t", "\r", "\n", ";", "&", "|", "(", ")", "<", ">"]);
+const NAME_START = /[A-Za-z_]/;
+const NAME_CHAR = /[A-Za-z0-9_]/;
+
+export function parseLine(s: string, opts: LexOptions): { list: List; out: ParseOut } {
+  const out: ParseOut = { substitutions: [], operators: false, redirections: false, tooDeep: false, errors: [] };
+  const p = new Parser(s, opts, out, 0);
+  const list = p.parseList(null);
+  return { list, out };
+}
+
+class Parser {
+  i = 0;
+  private heredocs: { delim: string; strip: boolean; expand: boolean }[] = [];
+
+  constructor(
+    private readonly s: string,
+    private readonly opts: LexOptions,
+    private readonly out: ParseOut,
+    private readonly depth: number,
+  ) {}
+
+  private err(msg: string): void {
+    if (this.opts.strict) this.out.errors.push(msg);
+  }
+
+  /** Parse commands until the end of input or an unmatched `close` (consumed). */
+  parseList(close: ")" | null): List {
+    const s = this.s;
+    const list: List = { pipelines: [] };
+    let pipeline: Pipeline = { elements: [] };
+    let words: LexWord[] = [];
+    let pipeOpen = false; // a `|` was seen and needs a right-hand side
+
+    const finishCmd = (): void => {
+      if (words.length > 0) pipeline.elements.push({ cmd: { words } });
+      words = [];
+    };
+    const finishPipeline = (): void => {
+      finishCmd();
+      if (pipeline.elements.length > 0) list.pipelines.push(pipeline);
+      if (list.pipelines.length > 1) this.out.operators = true;
+      pipeline = { elements: [] };
+      pipeOpen = false;
+    };
+
+    for (;;) {
+      this.skipBlanks();
+      if (this.i >= s.length) {
+        if (close !== null) this.err(`missing \`${close}\``);
+        break;
+      }
+      const c = s[this.i];
+      if (c === ")") {
+        this.i++;
+        if (close === ")") break;
+        this.err("unexpected `)`");
+        continue;
+      }
+      if (c === "#" && words.length === 0) {
+        while (this.i < s.length && s[this.i] !== "\n") this.i++;
+        continue;
+      }
+      if (c === "\n") {
+        this.i++;
+        finishPipeline();
+        this.readHeredocBodies();
+        continue;
+      }
+      if (c === ";") {
+        this.i += s[this.i + 1] === ";" ? 2 : 1;
+        this.out.operators = true;
+        finishPipeline();
+        continue;
+      }
+      if (c === "&") {
+        if (s[this.i + 1] === ">") {
+          this.redirection();
+          continue;
+        }
+        this.i += s[this.i + 1] === "&" ? 2 : 1;
+        this.out.operators = true;
+        finishPipeline();
+        continue;
+      }
+      if (c === "|") {
+        if (s[this.i + 1] === "|") {
+          this.i += 2;
+          this.out.operators = true;
+          finishPipeline();
+          continue;
+        }
+        this.i += s[this.i + 1] === "&" ? 2 : 1;
+        this.out.operators = true;
+        finishCmd();
+        pipeOpen = true;
+        continue;
+      }
+      if (c === "(") {
+        this.i++;
+        finishCmd();
+        this.out.operators = true;
+        const inner = this.subList();
+        if (inner) pipeline.elements.push({ group: inner });
+        continue;
+      }
+      if ((c === "<" || c === ">") && s[this.i + 1] === "(") {
+        words.push(this.processSubstitution());
+        continue;
+      }
+      if (c === "<" || c === ">") {
+        this.redirection();
+        continue;
+      }
+      if (c >= "0" && c <= "9") {
+        let j = this.i;
+        while (j < s.length && s[j] >= "0" && s[j] <= "9") j++;
+        if ((s[j] === "<" || s[j] === ">") && s[j + 1] !== "(") {
+          this.i = j;
+          this.redirection();
+          continue;
+        }
+      }
+      const w = this.readWord();
+      if (w) words.push(w);
+    }
+    if (pipeOpen && words.length === 0 && pipeline.elements.length > 0) this.err("`|` without a command after it");
+    finishPipeline();
+    return list;
+  }
+
+  private skipBlanks(): void {
+    const s = this.s;
+    for (;;) {
+      if (BLANK.has(s[this.i])) this.i++;
+      else if (s[this.i] === "\\" && s[this.i + 1] === "\n") this.i += 2;
+      else return;
+    }
+  }
+
+  /** Parse `$(…)`-style bodies with a deeper parser that shares the input and position. */
+  private subList(): List | null {
+    if (this.depth + 1 > MAX_DEPTH) {
+      this.out.tooDeep = true;
+      this.err(`nesting deeper than ${MAX_DEPTH} levels`);
+      this.i = this.s.length;
+      return null;
+    }
+    const sub = new Parser(this.s, this.opts, this.out, this.depth + 1);
+    sub.i = this.i;
+    const list = sub.parseList(")");
+    this.i = sub.i;
+    return list;
+  }
+
+  private processSubstitution(): LexWord {
+    const start = this.i;
+    this.i += 2;
+    this.out.operators = true;
+    const list = this.subList();
+    if (list) this.out.substitutions.push(list);
+    const raw = this.s.slice(start, this.i);
+    return { text: raw, q: new Array(raw.length).fill(1) };
+  }
+
+  private redirection(): void {
+    const s = this.s;
+    this.out.redirections = true;
+    const ops = ["&>>", "&>", "<<<", "<<-", "<<", "<>", "<&", ">>", ">&", ">|", "<", ">"];
+    const op = ops.find((o) => s.startsWith(o, this.i)) ?? s[this.i];
+    this.i += op.length;
+    this.skipBlanks();
+    const target = this.readWord();
+    if (!target) {
+      this.err(`redirection \`${op}\` without a target`);
+      return;
+    }
+    if (op === "<<" || op === "<<-") {
+      this.heredocs.push({ delim: target.text, strip: op === "<<-", expand: target.q.every((x) => x === 0) });
+    }
+  }
+
+  /** After a newline: skip pending here-document bodies, scanning expanding ones for substitutions. */
+  private readHeredocBodies(): void {
+    const s = this.s;
+    for (const h of this.heredocs) {
+      const bodyStart = this.i;
+      let end = s.length;
+      let next = s.length;
+      let pos = this.i;
+      while (pos < s.length) {
+        let nl = s.indexOf("\n", pos);
+        if (nl < 0) nl = s.length;
+        let line = s.slice(pos, nl);
+        if (h.strip) line = line.replace(/^\t+/, "");
+        if (line === h.delim) {
+          end = pos;
+          next = Math.min(nl + 1, s.length);
+          break;
+        }
+        pos = nl + 1;
+      }
+      if (h.expand) this.scanSubstitutions(s.slice(bodyStart, end));
+      this.i = next;
+    }
+    this.heredocs = [];
+  }
+
+  /** Find `$(…)` and backtick substitutions in text that is otherwise not parsed (here-docs, `$((…))`, `${…}`). */
+  private scanSubstitutions(text: string): void {
+    if (!text.includes("$(") && !text.includes("`")) return;
+    if (this.depth + 1 > MAX_DEPTH) {
+      this.out.tooDeep = true;
+      return;
+    }
+    const sub = new Parser(text, this.opts, this.out, this.depth + 1);
+    while (sub.i < text.length) {
+      const c = text[sub.i];
+      if (c === "\\") sub.i += 2;
+      else if (c === "$" && text[sub.i + 1] === "(" && text[sub.i + 2] !== "(") {
+        sub.i += 2;
+        this.out.operators = true;
+        const list = sub.parseList(")");
+        this.out.substitutions.push(list);
+      } else if (c === "$" && text[sub.i + 1] === "(") {
+        sub.i += 3; // `$((`: keep scanning inside the arithmetic
+      } else if (c === "`") {
+        const w: LexWord = { text: "", q: [] };
+        sub.readBacktick(w);
+      } else sub.i++;
+    }
+  }
+
+  private readWord(): LexWord | null {
+    const s = this.s;
+    const w: LexWord = { text: "", q: [] };
+    const start = this.i;
+    while (this.i < s.length) {
+      const c = s[this.i];
+      if (META.has(c)) break;
+      if (c === "\\") {
+        if (s[this.i + 1] === "\n") {
+          this.i += 2;
+          continue;
+        }
+        if (this.i + 1 >= s.length) {
+          push(w, "\\", 1);
+          this.i++;
+          continue;
+        }
+        push(w, s[this.i + 1], 1);
+        this.i += 2;
+        continue;
+      }
+      if (c === "'") {
+        const end = s.indexOf("'", this.i + 1);
+        if (end < 0) {
+          this.err("unterminated single quote");
+          push(w, s.slice(this.i + 1), 1);
+          this.i = s.length;
+          break;
+        }
+        push(w, s.slice(this.i + 1, end), 1);
+        this.i = end + 1;
+        continue;
+      }
+      if (c === '"') {
+        this.readDouble(w);
+        continue;
+      }
+      if (c === "$") {
+        this.dollar(w, false);
+        continue;
+      }
+      if (c === "`") {
+        this.readBacktick(w);
+        continue;
+      }
+      if (c === "~" && this.i === start) {
+        const n = s[this.i + 1];
+        const home = this.opts.vars.HOME;
+        if (home !== undefined && (n === undefined || n === "/" || META.has(n))) {
+          push(w, home, 1);
+          this.i++;
+          continue;
+        }
+      }
+      push(w, c, 0);
+      this.i++;
+    }
+    return this.i > start ? w : null;
+  }
+
+  private readDouble(w: LexWord): void {
+    const s = this.s;
+    this.i++; // opening "
+    while (this.i < s.length) {
+      const c = s[this.i];
+      if (c === '"') {
+        this.i++;
+        return;
+      }
+      if (c === "\\") {
+        const n = s[this.i + 1];
+        if (n === "\n") {
+          this.i += 2;
+          continue;
+        }
+        if (n === "$" || n === "`" || n === '"' || n === "\\") {
+          push(w, n, 1);
+          this.i += 2;
+          continue;
+        }
+        push(w, "\\", 1);
+        this.i++;
+        continue;
+      }
+      if (c === "$") {
+        this.dollar(w, true);
+        continue;
+      }
+      if (c === "`") {
+        this.readBacktick(w);
+        continue;
+      }
+      push(w, c, 1);
+      this.i++;
+    }
+    this.err("unterminated double quote");
+  }
+
+  private readBacktick(w: LexWord): void {
+    const s = this.s;
+    const start = this.i;
+    this.i++;
+    let inner = "";
+    let closed = false;
+    while (this.i < s.length) {
+      const c = s[this.i];
+      if (c === "\\" && (s[this.i + 1] === "`" || s[this.i + 1] === "\\" || s[this.i + 1] === "$")) {
+        inner += s[this.i + 1];
+        this.i += 2;
+        continue;
+      }
+      if (c === "`") {
+        this.i++;
+        closed = true;
+        break;
+      }
+      inner += c;
+      this.i++;
+    }
+    if (!closed) this.err("unterminated backtick substitution");
+    this.out.operators = true;
+    if (this.depth + 1 > MAX_DEPTH) {
+      this.out.tooDeep = true;
+    } else {
+      const sub = new Parser(inner, this.opts, this.out, this.depth + 1);
+      this.out.substitutions.push(sub.parseList(null));
+    }
+    push(w, s.slice(start, this.i), 1);
+  }
+
+  private dollar(w: LexWord, inDouble: boolean): void {
+    const s = this.s;
+    const n = s[this.i + 1];
+    if (n === "'" && !inDouble) {
+      this.i += 2;
+      push(w, this.ansiC(), 1);
+      return;
+    }
+    if (n === '"' && !inDouble) {
+      this.i++;
+      this.readDouble(w);
+      return;
+    }
+    if (n === "(" && s[this.i + 2] === "(") {
+      // $(( arithmetic )): not commands, but may hold $(…) which are
+      const start = this.i;
+      const end = this.matchParens(this.i + 1);
+      this.i = end;
+      const raw = s.slice(start, end);
+      this.scanSubstitutions(raw.slice(3));
+      push(w, raw, 1);
+      return;
+    }
+    if (n === "(") {
+      const start = this.i;
+      this.i += 2;
+      this.out.operators = true;
+      const list = this.subList();
+      if (list) this.out.substitutions.push(list);
+      push(w, s.slice(start, this.i), 1);
+      return;
+    }
+    if (n === "{") {
+      const start = this.i;
+      let depth = 0;
+      let j = this.i + 1;
+      for (; j < s.length; j++) {
+        if (s[j] === "\\") j++;
+        else if (s[j] === "{") depth++;
+        else if (s[j] === "}" && --depth === 0) break;
+      }
+      if (j >= s.length) this.err("unterminated ${");
+      const end = Math.min(j + 1, s.length);
+      const body = s.slice(start + 2, Math.max(start + 2, end - 1));
+      this.i = end;
+      const v = this.opts.vars[body];
+      if (v !== undefined) push(w, v, 1);
+      else {
+        this.scanSubstitutions(body);
+        push(w, s.slice(start, end), 1);
+      }
+      return;
+    }
+    if (n !== undefined && NAME_START.test(n)) {
+      let j = this.i + 1;
+      while (j < s.length && NAME_CHAR.test(s[j])) j++;
+      const name = s.slice(this.i + 1, j);
+      const v = this.opts.vars[name];
+      push(w, v ?? `$${name}`, 1);
+      this.i = j;
+      return;
+    }
+    push(w, "$", inDouble ? 1 : 0);
+    this.i++;
+  }
+
+  /** From an opening `(` at `open`, the index after its matching `)` (quotes respected). */
+  private matchParens(open: number): number {
+    const s = this.s;
+    let depth = 0;
+    for (let j = open; j < s.length; j++) {
+      const c = s[j];
+      if (c === "\\") j++;
+      else if (c === "'") {
+        const e = s.indexOf("'", j + 1);
+        j = e < 0 ? s.length : e;
+      } else if (c === "(") depth++;
+      else if (c === ")" && --depth === 0) return j + 1;
+    }
+    this.err("unterminated $((");
+    return s.length;
+  }
+
+  private ansiC(): string {
+    const s = this.s;
+    let r = "";
+    while (this.i < s.length && s[this.i] !== "'") {
+      const c = s[this.i];
+      if (c !== "\\") {
+        r += c;
+        this.i++;
+        continue;
+      }
+      const n = s[this.i + 1];
+      this.i += 2;
+      const simple: Record<string, string> = { n: "\n", t: "\t", r: "\r", a: "\x07", b: "\b", e: "\x1b", E: "\x1b", f: "\f", v: "\v", "\\": "\\", "'": "'", '"': '"', "?": "?" };
+      if (n !== undefined && simple[n] !== undefined) r += simple[n];
+      else if (n === "x") {
+        const m = /^[0-9a-fA-F]{1,2}/.exec(s.slice(this.i));
+        if (m) {
+          r += String.fromCharCode(parseInt(m[0], 16));
+          this.i += m[0].length;
+        } else r += "\\x";
+      } else if (n !== undefined && n >= "0" && n <= "7") {
+        const m = /^[0-7]{1,3}/.exec(s.slice(this.i - 1))!;
+        r += String.fromCharCode(parseInt(m[0], 8));
+        this.i += m[0].length - 1;
+      } else r += `\\${n ?? ""}`;
+    }
+    if (this.i >= s.length) this.err("unterminated $'");
+    else this.i++;
+    return r;
+  }
+}
+
+function push(w: LexWord, text: string, q: 0 | 1): void {
+  w.text += text;
+  for (let k = 0; k < text.length; k++) w.q.push(q);
+}
+
+/** Quote a word for display so that the shell would read it back as the same word. */
+export function shellQuote(w: string): string {
+  if (w === "") return "''";
+  if (/^[A-Za-z0-9_\-+=.,/:@%^]+$/.test(w)) return w;
+  return `'${w.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,109 @@
+/**
+ * The approval cache (spec ApprovalCache): "session" and "always" answers keyed by
+ * {policy_id, cwd_prefix, command_pattern} and bound to the policy's content hash.
+ *
+ * - "always" entries persist in ~/.substrate/approvals.json (mode 0600, written atomically:
+ *   temp file + rename); an entry stops counting as soon as the policy it was given under
+ *   changes (different hash), and is pruned at the next write.
+ * - "session" entries belong to $SUBSTRATE_SESSION_ID when the shell set one (then they are in
+ *   the same file, so every `substrate -c` of that session sees them), else to this process.
+ * - A session that switches policy (another `.substrate-profile`, an edited policy) loses its
+ *   session approvals (spec: "resets on profile change").
+ */
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { ApprovalsFile, type ApprovalEntry, type ApprovalKey } from "../contract/policy.ts";
+
+const SESSION_TTL_MS = 24 * 3600 * 1000;
+
+export class ApprovalStore {
+  /** session entries of this process when there is no session id */
+  private memory: ApprovalEntry[] = [];
+  private memoryPolicy: { policy_id: string; policy_hash: string } | null = null;
+  private warned = false;
+
+  constructor(
+    readonly file: string,
+    private readonly warn: (msg: string) => void = (m) => process.stderr.write(`substrate: ${m}\n`),
+  ) {}
+
+  private read(): ApprovalsFile {
+    let text: string;
+    try {
+      text = readFileSync(this.file, "utf8");
+    } catch {
+      return { version: 1, entries: [], sessions: {} };
+    }
+    try {
+      return ApprovalsFile.parse(JSON.parse(text));
+    } catch (e) {
+      if (!this.warned) this.warn(`ignoring unreadable approval cache ${this.file} (${(e as Error).message.split("\n")[0]}); it will be rewritten`);
+      this.warned = true;
+      return { version: 1, entries: [], sessions: {} };
+    }
+  }
+
+  private write(f: ApprovalsFile): void {
+    mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
+    const now = Date.now();
+    f.entries = f.entries.filter((e) => e.scope === "always" || now - Date.parse(e.created_at) < SESSION_TTL_MS);
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(f, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(tmp, 0o600); // mode above is masked by umask; approvals are private
+    renameSync(tmp, this.file);
+  }
+
+  /**
+   * Tell the store which policy this session uses now. A change of policy (id or hash) clears
+   * the session's approvals and drops "always" entries bound to an older version of that policy.
+   * Returns true when something was cleared.
+   */
+  noteSession(sessionId: string | null, policyId: string, policyHash: string): boolean {
+    const marker = { policy_id: policyId, policy_hash: policyHash };
+    if (sessionId === null) {
+      const changed = this.memoryPolicy !== null && (this.memoryPolicy.policy_id !== policyId || this.memoryPolicy.policy_hash !== policyHash);
+      this.memoryPolicy = marker;
+      if (changed) this.memory = [];
+      return changed;
+    }
+    const f = this.read();
+    const prev = f.sessions[sessionId];
+    if (prev && prev.policy_id === policyId && prev.policy_hash === policyHash) return false;
+    const before = f.entries.length;
+    f.entries = f.entries.filter(
+      (e) => !(e.scope === "session" && e.session_id === sessionId) && !(e.scope === "always" && e.policy_id === policyId && e.policy_hash !== policyHash),
+    );
+    f.sessions[sessionId] = marker;
+    this.write(f);
+    return prev !== undefined && before !== f.entries.length;
+  }
+
+  /** The scope of a cached approval covering `key` under this policy version, or null. */
+  lookup(key: ApprovalKey, policyHash: string, sessionId: string | null): "session" | "always" | null {
+    const hit = (e: ApprovalEntry): boolean =>
+      e.policy_id === key.policy_id &&
+      e.policy_hash === policyHash &&
+      e.command_pattern === key.command_pattern &&
+      (key.cwd_prefix === e.cwd_prefix || e.cwd_prefix === "/" || key.cwd_prefix.startsWith(`${e.cwd_prefix}/`));
+    const f = this.read();
+    if (f.entries.some((e) => e.scope === "always" && hit(e))) return "always";
+    if (sessionId === null) return this.memory.some(hit) ? "session" : null;
+    return f.entries.some((e) => e.scope === "session" && e.session_id === sessionId && hit(e)) ? "session" : null;
+  }
+
+  record(key: ApprovalKey, policyHash: string, scope: "session" | "always", sessionId: string | null): void {
+    const entry: ApprovalEntry = { ...key, policy_hash: policyHash, scope, created_at: new Date().toISOString() };
+    if (scope === "session" && sessionId === null) {
+      this.memory.push(entry);
+      return;
+    }
+    const f = this.read();
+    f.entries.push(scope === "session" ? { ...entry, session_id: sessionId! } : entry);
+    this.write(f);
+  }
+
+  /** All entries currently on disk (for `policy show` and tests). */
+  entries(): ApprovalEntry[] {
+    return this.read().entries;
+  }
+}

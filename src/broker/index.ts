@@ -1,0 +1,21 @@
+/**
+ * The policy broker (spec sections 2 and 5): what the rest of Substrate calls.
+ *
+ *   loadEffectivePolicy(cwd)      → the policy in force for a directory (+ source, commit)
+ *   evaluate(cmd, cwd, policy)    → Decision (pure)
+ *   decideForCli({...})           → run / run_isolated / deny, with prompts and events
+ *   worldSpecFromPolicy(policy)   → WorldSpecInput for the world backend
+ *   PolicyBroker                  → long-lived holder with hot reload
+ */
+export { loadEffectivePolicy, loadEffectivePolicySync, PolicyError, findProfile, policiesDir, policyFileFor, substrateDir, projectDirFor, compileText, parsePolicyText, validatePolicy, BUILTIN_DEFAULT, PROFILE_FILE } from "./load.ts";
+export type { LoadedPolicy, LoadOptions, PolicySource } from "./load.ts";
+export type { CompiledPolicy, PolicyIssue } from "./compile.ts";
+export { evaluate, quickCheck, approvalKey } from "./evaluate.ts";
+export { decideForCli, deniedMessage } from "./decide.ts";
+export type { CliDecision, CliDecisionInput } from "./decide.ts";
+export { worldSpecFromPolicy } from "./world-spec.ts";
+export { PolicyBroker, RELOAD_STAMP } from "./reload.ts";
+export type { ReloadResult, BrokerOptions } from "./reload.ts";
+export { ApprovalStore } from "./approvals.ts";
+export { summarizeDiff } from "./prompt.ts";
+export { DEFAULT_POLICY_YAML } from "./default-policy.ts";
