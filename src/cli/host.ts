@@ -1,5 +1,6 @@
 /** `substrate host …` — host-scoped commands. */
 import { defineCommand } from "citty";
+import { getGlobals, worldFlag } from "./_globals.ts";
 
 const doctor = defineCommand({
   meta: {
@@ -12,7 +13,10 @@ const doctor = defineCommand({
   },
   async run({ rawArgs, args }) {
     const { runDoctorCli } = await import("../doctor/cli.ts");
-    process.exitCode = await runDoctorCli("host", rawArgs, { json: args.json, world: args.world });
+    process.exitCode = await runDoctorCli("host", rawArgs, {
+      json: args.json || getGlobals().json,
+      world: worldFlag(args, rawArgs), // subcommand flag wins over `substrate --no-world …`
+    });
   },
 });
 

@@ -13,6 +13,7 @@ const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => 
 
 /** Subcommands, one file each under src/cli/. Keep alphabetical. */
 export const subCommands: Record<string, Lazy> = {
+  host: lazy(() => import("./host.ts")), // host doctor (DS0)
   world: lazy(() => import("./world.ts")),
 };
 

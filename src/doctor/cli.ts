@@ -3,7 +3,8 @@
  * (bad flag → exit 2, citty itself ignores unknown flags), config errors → exit 2, anything
  * unexpected → exit 1 with one line, never a stack trace; JSON or text on stdout.
  */
-import { ConfigError, resolveWorldSettings, type WorldFlags } from "./config.ts";
+import { CliError } from "../cli/_errors.ts";
+import { resolveWorldSettings, type WorldFlags } from "./config.ts";
 import { EXIT, runHostDoctor } from "./host.ts";
 import { realSystem, type HostSystem } from "./system.ts";
 import { runWorldDoctor, type WorldDoctorSource } from "./world.ts";
@@ -49,9 +50,10 @@ export async function runDoctorCli(
     out(flags.json ? `${JSON.stringify(r.envelope, null, 2)}\n` : r.text);
     return r.exitCode;
   } catch (e) {
-    if (e instanceof ConfigError) {
-      err(`substrate ${kind} doctor: ${e.message}\nhint: ${e.hint}\n`);
-      return EXIT.usage;
+    if (e instanceof CliError) {
+      // e.g. a malformed ~/.substrate/config.toml → usage/config error (2)
+      err(`substrate ${kind} doctor: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ""}`);
+      return e.exitCode;
     }
     const m = e instanceof Error ? e.message : String(e);
     err(`substrate ${kind} doctor: internal error: ${m}\nhint: re-run with SUBSTRATE_DEBUG=1 and report it\n`);

@@ -27,8 +27,6 @@ export interface HostProbe<R> {
   dependencyMissing: string | null;
 }
 
-export const worldSocketPath = (env: HostSystem["env"]): string => env.SUBSTRATE_WORLD_SOCKET || DEFAULT_WORLD_SOCKET;
-
 /** Kernel overlay usable: registered, or a module the kernel will autoload at first mount. */
 function overlayPresent(sys: HostSystem): boolean {
   const fs = sys.readText("/proc/filesystems") ?? "";
@@ -213,7 +211,7 @@ export async function probeLinuxHost(
   lines.push(info(`world_fs_require_world: ${settings.require_world}`));
 
   // World socket: where the agent listens, who manages it, whether it answers.
-  const socketPath = worldSocketPath(sys.env);
+  const socketPath = settings.socket_path;
   const socketExists = sys.isSocket(socketPath);
   let units: Awaited<ReturnType<typeof systemdUnits>> = { socket: null, service: null, error: null };
   let probeError: string | null;

@@ -13,7 +13,7 @@ import {
 } from "../contract/index.ts";
 import type { WorldSettings } from "./config.ts";
 import { EXIT, probeHost } from "./host.ts";
-import { enableFix, worldSocketPath } from "./linux.ts";
+import { enableFix } from "./linux.ts";
 import { guestCurl, splitCurlStatus } from "./macos.ts";
 import { type DoctorLine, fail, info, pass, renderWorldText, warn } from "./render.ts";
 import type { HostSystem } from "./system.ts";
@@ -67,9 +67,10 @@ export const limaGuestSource =
     return interpretWorldResponse(r.code === 0 ? status : null, body, err === null ? null : `limactl shell curl failed: ${err}`);
   };
 
-export function defaultWorldSource(sys: HostSystem): WorldDoctorSource {
+export function defaultWorldSource(sys: HostSystem, settings: WorldSettings): WorldDoctorSource {
+  // On a Mac the agent socket lives in the guest, unless a host-side socket is named explicitly.
   if (sys.platform === "macos" && !sys.env.SUBSTRATE_WORLD_SOCKET) return limaGuestSource(sys);
-  return unixSocketSource(sys, worldSocketPath(sys.env));
+  return unixSocketSource(sys, settings.socket_path);
 }
 
 export function worldLines(world: WorldDoctorWorldBlock, settings: WorldSettings, platform: HostSystem["platform"]): DoctorLine[] {
@@ -117,7 +118,7 @@ export interface WorldDoctorResult {
 export async function runWorldDoctor(
   sys: HostSystem,
   settings: WorldSettings,
-  source: WorldDoctorSource = defaultWorldSource(sys),
+  source: WorldDoctorSource = defaultWorldSource(sys, settings),
 ): Promise<WorldDoctorResult> {
   const enabled = settings.world_enabled;
   const host = await probeHost(sys, settings, { probeWorld: enabled });

@@ -1,5 +1,6 @@
 /** `substrate world doctor [--json]` — world enforcement readiness, as reported by the agent. */
 import { defineCommand } from "citty";
+import { getGlobals, worldFlag } from "../_globals.ts";
 
 export default defineCommand({
   meta: {
@@ -13,6 +14,9 @@ export default defineCommand({
   },
   async run({ rawArgs, args }) {
     const { runDoctorCli } = await import("../../doctor/cli.ts");
-    process.exitCode = await runDoctorCli("world", rawArgs, { json: args.json, world: args.world });
+    process.exitCode = await runDoctorCli("world", rawArgs, {
+      json: args.json || getGlobals().json,
+      world: worldFlag(args, rawArgs), // subcommand flag wins over `substrate --no-world …`
+    });
   },
 });

@@ -64,6 +64,7 @@ export const settings = (over: Partial<WorldSettings> = {}): WorldSettings => ({
   fs_mode: "writable",
   fs_isolation: "workspace",
   require_world: false,
+  socket_path: "/run/substrate.sock",
   ...over,
 });
 

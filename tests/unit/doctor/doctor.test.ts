@@ -55,10 +55,9 @@ describe("host doctor: linux", () => {
     expect(r.text).toContain("FAIL  | agent socket: no listener at /run/substrate.sock\nINFO  | fix: substrate world warm");
   });
 
-  test("SUBSTRATE_WORLD_SOCKET moves the probe", async () => {
-    const spec = linuxHealthy({ env: { SUBSTRATE_WORLD_SOCKET: "/tmp/x.sock" } });
-    const sys = fakeSystem(spec);
-    const r = await runHostDoctor(sys, settings());
+  test("the configured socket path (SUBSTRATE_WORLD_SOCKET / world.socket) moves the probe", async () => {
+    const sys = fakeSystem(linuxHealthy());
+    const r = await runHostDoctor(sys, settings({ socket_path: "/tmp/x.sock" }));
     expect(r.envelope.host.platform === "linux" && r.envelope.host.world_socket.socket_path).toBe("/tmp/x.sock");
     expect(r.exitCode).toBe(4);
   });

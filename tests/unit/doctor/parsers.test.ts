@@ -1,9 +1,13 @@
 /** Parsers of tool output, the config resolver, the text renderer and the route's error path. */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CliError } from "../../../src/cli/_errors.ts";
 import { buildRouter } from "../../../src/api/router.ts";
 import type { AgentService } from "../../../src/api/service.ts";
 import { ErrorBody } from "../../../src/contract/index.ts";
-import { ConfigError, resolveWorldSettings } from "../../../src/doctor/config.ts";
+import { resolveWorldSettings } from "../../../src/doctor/config.ts";
 import { cgroupLayout, parseSystemctlShow } from "../../../src/doctor/linux.ts";
 import { parseLimaListStatus, splitCurlStatus } from "../../../src/doctor/macos.ts";
 import { fail, info, pass, renderLines, warn } from "../../../src/doctor/render.ts";
@@ -53,31 +57,47 @@ describe("limactl list --json (one object per line)", () => {
   });
 });
 
-describe("resolveWorldSettings", () => {
-  const sys = (env: Record<string, string> = {}, toml: string | null = null) => ({
-    env,
-    home: "/h",
-    readText: (p: string) => (p === "/h/.substrate/config.toml" ? toml : null),
-  });
+describe("resolveWorldSettings (through src/config.ts)", () => {
+  const home = mkdtempSync(join(tmpdir(), "doctor-cfg-"));
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+  const withConfig = (toml: string | null) => {
+    rmSync(join(home, ".substrate"), { recursive: true, force: true });
+    if (toml !== null) {
+      mkdirSync(join(home, ".substrate"));
+      writeFileSync(join(home, ".substrate", "config.toml"), toml);
+    }
+  };
+  const resolve = (env: Record<string, string>, flags: { world?: boolean } = {}) => resolveWorldSettings({ env, home }, flags);
+
   test("precedence: default < config < env < flags", () => {
-    expect(resolveWorldSettings(sys(), {}).world_enabled).toBe(true);
-    const cfg = '[world]\nenabled = false\nfs_mode = "read_only"\nfs_isolation = "full"\nrequire_world = true\n';
-    expect(resolveWorldSettings(sys({}, cfg), {})).toEqual({
+    withConfig(null);
+    expect(resolve({})).toMatchObject({ world_enabled: true, enabled_source: "default", socket_path: "/run/substrate.sock" });
+    withConfig('[world]\nenabled = false\nfs_mode = "read_only"\nfs_isolation = "full"\nrequire_world = true\nsocket = "/tmp/s.sock"\n');
+    expect(resolve({})).toEqual({
       world_enabled: false,
-      enabled_source: "/h/.substrate/config.toml (world.enabled)",
+      enabled_source: `${join(home, ".substrate", "config.toml")} (world.enabled)`,
       fs_mode: "read_only",
       fs_isolation: "full",
       require_world: true,
+      socket_path: "/tmp/s.sock",
     });
-    expect(resolveWorldSettings(sys({ SUBSTRATE_WORLD: "enabled" }, cfg), {}).world_enabled).toBe(true);
-    expect(resolveWorldSettings(sys({ SUBSTRATE_WORLD: "disabled" }), {}).enabled_source).toBe("SUBSTRATE_WORLD=disabled");
-    expect(resolveWorldSettings(sys({ SUBSTRATE_WORLD: "disabled" }), { world: true }).world_enabled).toBe(true);
-    expect(resolveWorldSettings(sys(), { world: false })).toMatchObject({ world_enabled: false, enabled_source: "--no-world" });
+    expect(resolve({ SUBSTRATE_WORLD: "enabled" }).world_enabled).toBe(true);
+    expect(resolve({ SUBSTRATE_WORLD_SOCKET: "/tmp/e.sock" }).socket_path).toBe("/tmp/e.sock");
+    withConfig(null);
+    expect(resolve({ SUBSTRATE_WORLD: "disabled" }).enabled_source).toBe("SUBSTRATE_WORLD=disabled");
+    expect(resolve({ SUBSTRATE_WORLD: "disabled" }, { world: true }).world_enabled).toBe(true);
+    expect(resolve({}, { world: false })).toMatchObject({ world_enabled: false, enabled_source: "--no-world" });
   });
-  test("bad config is a ConfigError with a hint", () => {
-    expect(() => resolveWorldSettings(sys({}, "[world\n"), {})).toThrow(ConfigError);
-    expect(() => resolveWorldSettings(sys({}, '[world]\nfs_mode = "rw"\n'), {})).toThrow(/fs_mode/);
-    expect(() => resolveWorldSettings(sys({}, "[world]\nenabled = 1\n"), {})).toThrow(/enabled/);
+  test("a bad config file is a usage error (exit 2) with a hint", () => {
+    withConfig("[world\n");
+    expect(() => resolve({})).toThrow(CliError);
+    try {
+      resolve({});
+    } catch (e) {
+      expect((e as CliError).exitCode).toBe(2);
+    }
+    withConfig('[world]\nfs_mode = "rw"\n');
+    expect(() => resolve({})).toThrow(/fs_mode/);
   });
 });
 
