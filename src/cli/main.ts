@@ -14,6 +14,8 @@ const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => 
 /** Subcommands, one file each under src/cli/. Keep alphabetical. */
 export const subCommands: Record<string, Lazy> = {
   host: lazy(() => import("./host.ts")), // host doctor (DS0)
+  policy: lazy(() => import("./policy.ts")), // policy init/validate/show/reload (issue 4)
+  shim: lazy(() => import("./shim.ts")), // PATH shims (issue 4)
   world: lazy(() => import("./world.ts")),
 };
 
