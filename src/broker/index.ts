@@ -19,3 +19,4 @@ export type { ReloadResult, BrokerOptions } from "./reload.ts";
 export { ApprovalStore } from "./approvals.ts";
 export { summarizeDiff } from "./prompt.ts";
 export { DEFAULT_POLICY_YAML } from "./default-policy.ts";
+export { policyEventToSpan } from "./events.ts";
