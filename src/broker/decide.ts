@@ -35,6 +35,8 @@ export interface CliDecisionInput {
 
 export interface CliDecision {
   action: "run" | "run_isolated" | "deny";
+  /** the policy's mode (observe never blocks) */
+  mode?: "observe" | "enforce";
   /** set when action is "deny": 126 (policy) or 2 (the policy itself is invalid) */
   exitCode?: number;
   /** what was printed to stderr, if anything */
@@ -79,7 +81,7 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
     ...(sessionId !== null ? { session_id: sessionId } : {}),
   } as const;
   const ts = (): string => new Date().toISOString();
-  const out = (o: Omit<CliDecision, "policy_id" | "policy_commit">): CliDecision => ({ policy_id: policy.id, policy_commit: loaded.commit, ...o });
+  const out = (o: Omit<CliDecision, "policy_id" | "policy_commit">): CliDecision => ({ policy_id: policy.id, policy_commit: loaded.commit, mode: policy.mode, ...o });
 
   const d = evaluate(input.cmd, input.cwd, policy);
   switch (d.kind) {
@@ -148,4 +150,21 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
       return out({ action: "run", decision: d, events: [approval(choice, "prompt")] });
     }
   }
+}
+
+/**
+ * A `run_isolated` decision when no world can run it (world disabled or unavailable): enforce
+ * mode refuses (126: running it on the host would ignore the policy), observe mode warns and
+ * lets it run on the host. Returns the exit code to stop with, or null to go on.
+ */
+export function isolationUnavailable(gate: CliDecision, stderr: { write(s: string): unknown }): number | null {
+  if (gate.action !== "run_isolated") return null;
+  const mode = gate.mode ?? "enforce";
+  const pattern = gate.decision?.kind === "allow_with_restrictions" ? gate.decision.pattern : null;
+  if (mode === "enforce") {
+    stderr.write(`${deniedMessage(gate.policy_id, "Command must run in an isolated world, and no world is available", pattern)}\n`);
+    return 126;
+  }
+  stderr.write(`substrate: policy ${gate.policy_id} wants an isolated world for this command (pattern: ${pattern}); none is available, running on the host (observe mode)\n`);
+  return null;
 }

@@ -5,6 +5,7 @@
  */
 import type { PolicyEvent, SpanInput } from "../contract/index.ts";
 import { newSpanId } from "../contract/index.ts";
+import { appendSpanSync, currentSessionId, parentSpanFromEnv } from "../trace/index.ts";
 
 export function policyEventToSpan(e: PolicyEvent, ids: { session_id: string; span_id?: string; parent_span?: string }): SpanInput {
   const span: SpanInput = {
@@ -22,4 +23,16 @@ export function policyEventToSpan(e: PolicyEvent, ids: { session_id: string; spa
   };
   if ((e.event_type === "policy_denied" || e.event_type === "policy_violation") && e.pattern !== null) span.pattern = e.pattern;
   return span;
+}
+
+/** Write the events of a decision to the trace (never fails the command: one warning instead). */
+export function recordPolicyEvents(events: readonly PolicyEvent[], stderr: { write(s: string): unknown } = process.stderr): void {
+  if (events.length === 0) return;
+  try {
+    const session = currentSessionId();
+    const parent = parentSpanFromEnv();
+    for (const e of events) appendSpanSync(policyEventToSpan(e, { session_id: session, ...(parent ? { parent_span: parent } : {}) }));
+  } catch (e) {
+    stderr.write(`substrate: could not write policy events to the trace: ${(e as Error).message.split("\n")[0]}\n`);
+  }
 }

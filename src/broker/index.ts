@@ -11,7 +11,7 @@ export { loadEffectivePolicy, loadEffectivePolicySync, PolicyError, findProfile,
 export type { LoadedPolicy, LoadOptions, PolicySource } from "./load.ts";
 export type { CompiledPolicy, PolicyIssue } from "./compile.ts";
 export { evaluate, quickCheck, approvalKey } from "./evaluate.ts";
-export { decideForCli, deniedMessage } from "./decide.ts";
+export { decideForCli, deniedMessage, isolationUnavailable } from "./decide.ts";
 export type { CliDecision, CliDecisionInput } from "./decide.ts";
 export { worldSpecFromPolicy } from "./world-spec.ts";
 export { PolicyBroker, RELOAD_STAMP } from "./reload.ts";
@@ -19,4 +19,4 @@ export type { ReloadResult, BrokerOptions } from "./reload.ts";
 export { ApprovalStore } from "./approvals.ts";
 export { summarizeDiff } from "./prompt.ts";
 export { DEFAULT_POLICY_YAML } from "./default-policy.ts";
-export { policyEventToSpan } from "./events.ts";
+export { policyEventToSpan, recordPolicyEvents } from "./events.ts";

@@ -68,10 +68,20 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   const env = o.env ?? process.env;
   const cwd = o.cwd ?? process.cwd();
   const cfg = effectiveConfig({ env, worldFlag: o.worldFlag });
-  if (!cfg.world_enabled) return runOnHost(o.cmd, cwd, env);
+
+  // Policy broker (src/broker, issue 4): every command is decided before it runs anywhere.
+  // deny → 126 (message already printed); run_isolated → `isolated: true` on the execute
+  // request; approvals are prompted on a TTY. Policy events go to the trace.
+  const { decideForCli, isolationUnavailable, recordPolicyEvents } = await import("../broker/index.ts");
+  const gate = await decideForCli({ cmd: o.cmd, cwd, isTTY: Boolean(process.stdin.isTTY), stdin: process.stdin, stderr: process.stderr });
+  recordPolicyEvents(gate.events);
+  if (gate.action === "deny") return gate.exitCode ?? ExitCode.DENIED;
+  const hostGate = (): number | null => isolationUnavailable(gate, process.stderr); // isolation needs a world
+
+  if (!cfg.world_enabled) return hostGate() ?? runOnHost(o.cmd, cwd, env);
 
   const ready = await readyOrFallback(cfg, env);
-  if (!ready) return runOnHost(o.cmd, cwd, env);
+  if (!ready) return hostGate() ?? runOnHost(o.cmd, cwd, env);
 
   const stdin = await readStdinIfRedirected();
   const req: ExecuteRequestInput = {
@@ -79,6 +89,7 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
     cwd,
     env: worldEnv(env, cwd),
     agent_id: env.SUBSTRATE_AGENT_ID || "human",
+    isolated: gate.action === "run_isolated", // policy `commands.isolated` (issue 4)
     world: {
       project_dir: projectDirFor(cwd),
       isolate_network: cfg.isolate_network,
