@@ -77,7 +77,7 @@ describe("GET /v1/doctor/world on the real agent", () => {
     const report = WorldDoctorReportV1.parse(await r.json());
     expect(report.landlock.supported).toBe(kernelSaysLandlock());
     // Same kernel, same answer as the agent's capabilities (which the host probe also reads).
-    const caps = await (await fetch("http://localhost/v1/capabilities", { unix: sock } as RequestInit)).json();
+    const caps = (await (await fetch("http://localhost/v1/capabilities", { unix: sock } as RequestInit)).json()) as { features: { landlock: unknown } };
     expect(caps.features.landlock).toEqual({ supported: report.landlock.supported, abi: report.landlock.abi });
     expect(report.collected_at_utc).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(report.world_fs_strategy.probe).toEqual({ id: "enumeration_v1", probe_file: ".substrate_enum_probe", result: "pass", failure_reason: null });
