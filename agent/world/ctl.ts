@@ -55,21 +55,64 @@ export function encodeFrame(type: number, payload: Uint8Array | string = new Uin
 
 export const MAX_FRAME = 64 * 1024 * 1024;
 
-/** Incremental frame decoder: feed chunks, get whole frames. */
+/**
+ * Incremental frame decoder: feed chunks, get whole frames. Linear in the bytes fed: chunks
+ * are kept in a list and joined only once a whole frame is there (a 64 KiB frame arriving
+ * in 1-byte pieces must not cost 64K re-copies).
+ */
 export class FrameDecoder {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private len = 0;
   constructor(private readonly onFrame: (type: number, payload: Buffer) => void) {}
 
+  /** Remove and return the first n buffered bytes (n <= len). */
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      const parts: Buffer[] = [];
+      let got = 0;
+      while (got < n) {
+        const c = this.chunks[0]!;
+        const want = n - got;
+        if (c.length <= want) {
+          parts.push(c);
+          got += c.length;
+          this.chunks.shift();
+        } else {
+          parts.push(c.subarray(0, want));
+          this.chunks[0] = c.subarray(want);
+          got = n;
+        }
+      }
+      out = Buffer.concat(parts, n);
+    }
+    this.len -= n;
+    return out;
+  }
+
+  private peekHeader(): { type: number; len: number } | null {
+    if (this.len < 5) return null;
+    if (this.chunks[0]!.length < 5) this.chunks.unshift(this.take(5)), (this.len += 5);
+    const h = this.chunks[0]!;
+    return { type: h[0]!, len: h.readUInt32BE(1) };
+  }
+
   push(chunk: Buffer): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    while (this.buf.length >= 5) {
-      const len = this.buf.readUInt32BE(1);
-      if (len > MAX_FRAME) throw new Error(`ctl frame too large (${len} bytes)`);
-      if (this.buf.length < 5 + len) return;
-      const type = this.buf[0]!;
-      const payload = this.buf.subarray(5, 5 + len);
-      this.buf = this.buf.subarray(5 + len);
-      this.onFrame(type, payload);
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.len += chunk.length;
+    for (;;) {
+      const h = this.peekHeader();
+      if (!h) return;
+      if (h.len > MAX_FRAME) throw new Error(`ctl frame too large (${h.len} bytes)`);
+      if (this.len < 5 + h.len) return;
+      this.take(5);
+      this.onFrame(h.type, h.len === 0 ? Buffer.alloc(0) : this.take(h.len));
     }
   }
 }

@@ -1,0 +1,102 @@
+/**
+ * Start a real world agent for a test on a private socket and state dir, and stop exactly
+ * that process afterwards. Uses the compiled agent when `make build-native` produced one
+ * (what users run), else the source.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { AgentClient } from "../../src/api/client.ts";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BUN = process.execPath;
+const arch = process.arch === "arm64" ? "arm64" : "x64";
+export const AGENT_BIN = join(ROOT, "dist", `substrate-world-agent-linux-${arch}`);
+export const HOST_BIN = join(ROOT, "dist", `substrate-linux-${arch}`);
+
+export const agentArgv = (): string[] => (existsSync(AGENT_BIN) ? [AGENT_BIN] : [BUN, join(ROOT, "agent/main.ts")]);
+export const hostArgv = (): string[] => (existsSync(HOST_BIN) ? [HOST_BIN] : [BUN, join(ROOT, "src/main.ts")]);
+
+export interface TestAgent {
+  pid: number;
+  socket: string;
+  stateDir: string;
+  dir: string;
+  client: AgentClient;
+  proc: ReturnType<typeof Bun.spawn>;
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(o: { env?: Record<string, string>; argv?: string[]; launcher?: string[]; socket?: string } = {}): Promise<TestAgent> {
+  const dir = mkdtempSync(join(tmpdir(), "substrate-test-"));
+  const socket = o.socket ?? join(dir, "agent.sock");
+  const stateDir = join(dir, "state");
+  const argv = [...(o.launcher ?? []), ...(o.argv ?? agentArgv()), ...(o.launcher ? [] : ["--listen", socket]), "--state-dir", stateDir];
+  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...o.env } });
+  let err = "";
+  void (async () => {
+    for await (const c of proc.stderr as ReadableStream<Uint8Array>) err += new TextDecoder().decode(c);
+  })();
+  const client = new AgentClient(socket);
+  for (let i = 0; i < 400; i++) {
+    if (proc.exitCode !== null) throw new Error(`agent exited ${proc.exitCode}: ${err}`);
+    try {
+      await client.capabilities(500);
+      break;
+    } catch {
+      await Bun.sleep(25);
+    }
+  }
+  return {
+    pid: proc.pid,
+    socket,
+    stateDir,
+    dir,
+    client,
+    proc,
+    stderr: () => err,
+    async stop() {
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+      await proc.exited;
+      clearTimeout(t);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Mount entries that mention a path (leak checks). */
+export const mountsUnder = (path: string): string[] =>
+  (require("node:fs").readFileSync("/proc/self/mountinfo", "utf8") as string).split("\n").filter((l) => l.includes(path));
+
+/** PIDs whose command line mentions `needle` (leak checks; never used to kill). */
+export function pidsMentioning(needle: string): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync("/proc")) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      if (require("node:fs").readFileSync(`/proc/${p}/cmdline`, "utf8").includes(needle)) out.push(Number(p));
+    } catch {}
+  }
+  return out;
+}
+
+/** Retry a probe until it succeeds or the deadline passes (startup races, not timing asserts). */
+export async function eventually<T>(probe: () => Promise<T>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      return await probe();
+    } catch (e) {
+      if (Date.now() > end) throw e;
+      await Bun.sleep(25);
+    }
+  }
+}
+
+export const b64 = (s: string): string => Buffer.from(s, "base64").toString("utf8");
+
+export function tempProject(prefix = "substrate-proj-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
