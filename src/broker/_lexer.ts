@@ -60,6 +60,8 @@ const BLANK = new Set([" ", "\t", "\r"]);
 const META = new Set([" ", "\t", "\r", "\n", ";", "&", "|", "(", ")", "<", ">"]);
 const NAME_START = /[A-Za-z_]/;
 const NAME_CHAR = /[A-Za-z0-9_]/;
+/** what may appear inside $(( … )) for us to treat it as arithmetic */
+const ARITH = /^[\sA-Za-z0-9_+\-*/%<>=!&|^~?:,.()[\]$#{}]*$/;
 
 export function parseLine(s: string, opts: LexOptions): { list: List; out: ParseOut } {
   const out: ParseOut = { substitutions: [], operators: false, redirections: false, tooDeep: false, errors: [] };
@@ -116,7 +118,8 @@ class Parser {
         this.err("unexpected `)`");
         continue;
       }
-      if (c === "#" && words.length === 0) {
+      if (c === "#") {
+        // at a word start (we just skipped blanks/operators): a comment to the end of the line
         while (this.i < s.length && s[this.i] !== "\n") this.i++;
         continue;
       }
@@ -433,8 +436,9 @@ class Parser {
       this.readDouble(w);
       return;
     }
-    if (n === "(" && s[this.i + 2] === "(") {
-      // $(( arithmetic )): not commands, but may hold $(…) which are
+    if (n === "(" && s[this.i + 2] === "(" && this.isArithmetic()) {
+      // $(( arithmetic )): not commands, but may hold $(…) which are. Anything that cannot be
+      // arithmetic (quotes, backslashes) is read as `$( (subshell) )`, as bash falls back to.
       const start = this.i;
       const end = this.matchParens(this.i + 1);
       this.i = end;
@@ -486,8 +490,19 @@ class Parser {
     this.i++;
   }
 
+  /**
+   * At `$((`: bash reads arithmetic when the inner `(` closes right before the outer `)`
+   * (`$(( 1 + 2 ))`); otherwise (`$((cmd) )`) it is a command substitution of a subshell.
+   * Text with quotes or backslashes cannot be arithmetic either: parse it as commands.
+   */
+  private isArithmetic(): boolean {
+    const outerEnd = this.matchParens(this.i + 1, false);
+    const innerEnd = this.matchParens(this.i + 2, false);
+    return innerEnd === outerEnd - 1 && ARITH.test(this.s.slice(this.i + 3, innerEnd - 1));
+  }
+
   /** From an opening `(` at `open`, the index after its matching `)` (quotes respected). */
-  private matchParens(open: number): number {
+  private matchParens(open: number, report = true): number {
     const s = this.s;
     let depth = 0;
     for (let j = open; j < s.length; j++) {
@@ -499,7 +514,7 @@ class Parser {
       } else if (c === "(") depth++;
       else if (c === ")" && --depth === 0) return j + 1;
     }
-    this.err("unterminated $((");
+    if (report) this.err("unterminated $((");
     return s.length;
   }
 

@@ -137,9 +137,18 @@ export function parsePolicyText(text: string, file: string): unknown {
 /** Schema validation; every zod issue becomes `path: what was expected`. */
 export function validatePolicy(raw: unknown, file: string): Policy {
   if (raw === null || raw === undefined) throw new PolicyError(file, [{ path: "", message: "the file is empty: expected a mapping with at least `id` and `name`" }]);
-  const r = Policy.safeParse(raw);
+  const r = Policy.safeParse(dropNulls(raw));
   if (r.success) return r.data;
   throw new PolicyError(file, r.error.issues.map(issueOf), "see docs/POLICY.md (schema: docs/policy.json); `substrate policy init` writes a valid example");
+}
+
+/** YAML `key:` with nothing after it is null: read it as "not set" (the schema default applies). */
+function dropNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(dropNulls);
+  if (v === null || typeof v !== "object") return v;
+  const o: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) if (x !== null) o[k] = dropNulls(x);
+  return o;
 }
 
 function issueOf(i: z.core.$ZodIssue): PolicyIssue {

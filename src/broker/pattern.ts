@@ -178,7 +178,7 @@ const RESERVED = new Set(["!", "{", "}", "if", "then", "elif", "else", "fi", "do
 
 export function analyze(line: string, vars: Readonly<Record<string, string>>): Analysis {
   const a: Analysis = { units: [], roots: [], pipes: [], operators: false, redirections: false, tooDeep: false };
-  addLine(a, line, vars, 0);
+  a.roots = addLine(a, line, vars, 0);
   return a;
 }
 
@@ -257,6 +257,9 @@ function makeUnit(a: Analysis, lw: LexWord[], vars: Readonly<Record<string, stri
     const next = unwrap(cur);
     if (next === null || next.words.length === 0) break;
     transparent &&= next.transparent;
+    // `env X=1 { cmd; }` / `nohup X=1 cmd` fail to run cmd, but over-matching is the safe side:
+    // drop reserved words and assignments there too
+    while (next.words.length > 1 && (RESERVED.has(next.words[0]) || ASSIGN.test(next.words[0]))) next.words = next.words.slice(1);
     forms.push(next.words);
     if (transparent) allowForms.push(next.words);
     cur = next.words;
