@@ -422,10 +422,11 @@ async function boot(name: string): Promise<void> {
     [
       "bash",
       "-c",
-      `${script} && exec systemd-nspawn --quiet --boot --directory="$1" --machine="$2" --hostname="lima-$2" --register=no --keep-unit --console=passive --private-network`,
+      `${script} && exec systemd-nspawn --quiet --boot --directory="$1" --machine="$2" --hostname="lima-$2" --register=no --keep-unit --console=passive --private-network "\${@:3}"`,
       "lima-emu",
       rootfs,
       name,
+      ...bindArgs(dir),
     ],
     { detached: true, stdin: "ignore", stdout: log, stderr: log },
   );
@@ -505,6 +506,45 @@ async function boot(name: string): Promise<void> {
     const failed = guestExec(g, ["systemctl", "--failed", "--no-legend", "--plain"]).stdout.trim();
     warn(`guest booted degraded; failed units:\n${failed}`);
   }
+}
+
+/** Paths of the guest system that a host mount must never shadow. */
+const SYSTEM_DIRS = new Set(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var", GUEST_HOME]);
+
+/**
+ * The profile's `mounts:` as nspawn bind mounts (virtiofs stand-in): same path in the
+ * guest unless `mountPoint` says otherwise, read-only unless `writable: true` (Lima's
+ * default). "~" is the host user's home. A mount that would shadow a guest system
+ * directory (e.g. "~" = /root when tests run as root) is skipped with a warning.
+ */
+function bindArgs(dir: string): string[] {
+  let mounts: unknown[] = [];
+  try {
+    mounts = loadProfile(join(dir, "lima.yaml")).mounts;
+  } catch {}
+  const out: string[] = [];
+  const expand = (p: string) => (p === "~" ? homedir() : p.startsWith("~/") ? join(homedir(), p.slice(2)) : p);
+  for (const m of mounts) {
+    if (!m || typeof m !== "object") continue;
+    const { location, mountPoint, writable } = m as { location?: unknown; mountPoint?: unknown; writable?: unknown };
+    if (typeof location !== "string") continue;
+    const src = resolve(expand(location));
+    const dst = typeof mountPoint === "string" && mountPoint ? resolve(expand(mountPoint)) : src;
+    if (SYSTEM_DIRS.has(dst)) {
+      warn(`mount ${location} → ${dst} skipped: it would shadow the guest's ${dst}`);
+      continue;
+    }
+    if (!existsSync(src)) {
+      warn(`mount ${location} skipped: ${src} does not exist on the host`);
+      continue;
+    }
+    if (src.includes(":") || dst.includes(":")) {
+      warn(`mount ${location} skipped: nspawn cannot bind paths containing ':'`);
+      continue;
+    }
+    out.push(`${writable === true ? "--bind" : "--bind-ro"}=${src}:${dst}`);
+  }
+  return out;
 }
 
 function profileSsh(dir: string): Record<string, unknown> {

@@ -1,0 +1,158 @@
+#!/bin/sh
+# Guest provision step for the Substrate world VM (run as root inside the Lima guest by
+# `substrate world warm`, after `limactl copy` staged the files). Idempotent: every step
+# checks before it changes anything, and a re-run on a healthy guest changes nothing.
+#
+#   provision.sh --user USER --stage DIR [--writable PATH]... [--repair]
+#
+#   --user      the SSH (default Lima) user; added to the `substrate` group
+#   --stage     directory holding substrate-world-agent (optional) and the two unit files
+#   --writable  a writable host mount (project): added to the service's ReadWritePaths
+#   --repair    restart the socket even when no file changed (wrong owner/mode, stopped)
+#
+# Prints `provision: ...` progress lines and, last, `PROVISION_RESULT changed=a,b,c`.
+# Exit codes: 0 ok, 2 usage, 3 the agent binary is missing, 4 not root, 1 anything else.
+set -eu
+
+user=""
+stage=""
+repair=0
+writable=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --user) user=$2; shift 2 ;;
+  --stage) stage=$2; shift 2 ;;
+  --writable) writable="$writable
+$2"; shift 2 ;;
+  --repair) repair=1; shift ;;
+  *) echo "provision: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "provision: must run as root (limactl shell substrate sudo ...)" >&2; exit 4; }
+[ -n "$stage" ] && [ -d "$stage" ] || { echo "provision: --stage DIR is required and must exist" >&2; exit 2; }
+
+AGENT=/usr/local/bin/substrate-world-agent
+UNITS=/etc/systemd/system
+SOCKET=substrate-world-agent.socket
+SERVICE=substrate-world-agent.service
+changed=""
+note() { echo "provision: $*"; }
+mark() { changed="$changed $1"; }
+
+# 1. The group that may use /run/substrate.sock, and the SSH user in it. (A running SSH
+#    master connection keeps its old groups: the host reconnects after this.)
+if ! getent group substrate >/dev/null; then
+  groupadd --system substrate
+  mark group
+fi
+if [ -n "$user" ] && ! id -nG "$user" | tr ' ' '\n' | grep -qx substrate; then
+  usermod -aG substrate "$user"
+  mark membership
+fi
+
+# 2. The agent binary: replaced atomically (a running agent keeps its old inode).
+if [ -f "$stage/substrate-world-agent" ] && ! cmp -s "$stage/substrate-world-agent" "$AGENT"; then
+  install -D -m 0755 -o root -g root "$stage/substrate-world-agent" "$AGENT.new"
+  mv -f "$AGENT.new" "$AGENT"
+  mark agent
+fi
+if [ ! -x "$AGENT" ]; then
+  echo "provision: $AGENT is missing; copy it in first (substrate world warm does)" >&2
+  exit 3
+fi
+
+# 3. Units, exactly as shipped.
+for u in "$SOCKET" "$SERVICE"; do
+  if [ -f "$stage/$u" ] && ! cmp -s "$stage/$u" "$UNITS/$u"; then
+    install -m 0644 -o root -g root "$stage/$u" "$UNITS/$u"
+    mark "$u"
+  fi
+done
+
+# 4. ProtectSystem=strict makes everything read-only for the agent; the project mounts
+#    must stay writable for the worlds, so they are added in a drop-in.
+dropin_dir="$UNITS/$SERVICE.d"
+dropin="$dropin_dir/50-writable-mounts.conf"
+paths=$(printf '%s\n' "$writable" | sed '/^$/d' | sort -u | sed 's/^/-/' | paste -sd' ' -)
+if [ -n "$paths" ]; then
+  want=$(printf '# Written by substrate provision.sh: writable project mounts.\n[Service]\nReadWritePaths=%s\n' "$paths")
+  if [ "$(cat "$dropin" 2>/dev/null || true)" != "$want" ]; then
+    mkdir -p "$dropin_dir"
+    printf '%s\n' "$want" >"$dropin"
+    mark dropin
+  fi
+elif [ -e "$dropin" ]; then
+  rm -f "$dropin"
+  mark dropin
+fi
+
+install -d -m 0750 /var/lib/substrate
+install -d -m 0700 /var/lib/substrate/overlay
+
+# 5. Pinned DNS (spec Appendix A): dnsmasq on 127.0.0.53 instead of systemd-resolved.
+#    Only when the guest has a network at all (the Linux test harness has none).
+if [ "${SUBSTRATE_PIN_DNS:-auto}" != off ] && command -v dnsmasq >/dev/null && ip route show default 2>/dev/null | grep -q .; then
+  conf=/etc/substrate/dnsmasq.conf
+  want=$(printf 'port=53\nlisten-address=127.0.0.53\nbind-interfaces\nno-resolv\nserver=1.1.1.1\nserver=1.0.0.1\ncache-size=1000')
+  if [ "$(cat "$conf" 2>/dev/null || true)" != "$want" ] || ! systemctl is-active --quiet substrate-dns.service; then
+    mkdir -p /etc/substrate
+    printf '%s\n' "$want" >"$conf"
+    cat >"$UNITS/substrate-dns.service" <<'EOF'
+[Unit]
+Description=Substrate pinned DNS (dnsmasq on 127.0.0.53)
+After=network.target
+Conflicts=systemd-resolved.service
+
+[Service]
+ExecStart=/usr/sbin/dnsmasq --keep-in-foreground --conf-file=/etc/substrate/dnsmasq.conf
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+EOF
+    systemctl daemon-reload
+    systemctl disable --now systemd-resolved.service >/dev/null 2>&1 || true
+    if systemctl enable --now substrate-dns.service >/dev/null 2>&1; then
+      rm -f /etc/resolv.conf
+      echo 'nameserver 127.0.0.53' >/etc/resolv.conf
+      mark dns
+    else
+      note "WARNING: pinned DNS (dnsmasq) failed to start; re-enabling systemd-resolved"
+      systemctl enable --now systemd-resolved.service >/dev/null 2>&1 || true
+    fi
+  fi
+else
+  note "pinned DNS skipped (no default route or no dnsmasq)"
+fi
+
+# 6. systemd: the socket enabled and listening; a changed agent/unit restarts both so the
+#    next connection gets the new agent (worlds of the old one are disposable).
+if [ -n "$changed" ] || [ "$repair" = 1 ]; then
+  systemctl daemon-reload
+fi
+if [ "$(systemctl is-enabled "$SOCKET" 2>/dev/null || true)" != enabled ]; then
+  systemctl enable "$SOCKET" >/dev/null 2>&1
+  mark enable
+fi
+case " $changed " in
+*" agent "* | *" $SOCKET "* | *" $SERVICE "* | *" dropin "* | *" group "*) restart=1 ;;
+*) restart=$repair ;;
+esac
+if [ "$restart" = 1 ]; then
+  systemctl stop "$SERVICE" "$SOCKET" >/dev/null 2>&1 || true
+  rm -f /run/substrate.sock
+  mark restart
+fi
+if ! systemctl is-active --quiet "$SOCKET"; then
+  systemctl start "$SOCKET"
+  case " $changed " in *" restart "*) ;; *) mark start ;; esac
+fi
+note "socket $(stat -c '%U:%G %a' /run/substrate.sock 2>/dev/null || echo missing)"
+
+# 7. Linger: the socket is a system unit, so it needs no user session; user units that
+#    talk to it after logout do.
+if [ -n "$user" ] && [ "$(loginctl show-user "$user" --property=Linger --value 2>/dev/null || echo no)" != yes ]; then
+  note "hint: for user services that must survive logout: sudo loginctl enable-linger $user"
+fi
+
+echo "PROVISION_RESULT changed=$(echo $changed | tr ' ' ',')"
