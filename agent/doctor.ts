@@ -29,6 +29,7 @@ import type { OverlayStrategy } from "./world/fsdiff.ts";
 import { probeFsStrategy } from "./world/overlay.ts";
 
 const LANDLOCK_CREATE_RULESET_VERSION = 1n;
+const EPERM = 1;
 const ENOSYS = 38;
 const EOPNOTSUPP = 95;
 
@@ -45,6 +46,15 @@ export function detectLandlock(): LandlockReport {
       supported: false,
       abi: null,
       reason: "Landlock is built in but disabled at boot (add landlock to the lsm= kernel parameter)",
+    };
+  }
+  if (e === EPERM) {
+    // The kernel never answers the VERSION query with EPERM: a seccomp filter did (container
+    // runtimes such as systemd-nspawn or Docker's default profile deny unknown syscalls so).
+    return {
+      supported: false,
+      abi: null,
+      reason: "landlock syscalls are blocked by a seccomp filter (container runtime such as systemd-nspawn or Docker); allow landlock_create_ruleset, landlock_add_rule, landlock_restrict_self",
     };
   }
   return {

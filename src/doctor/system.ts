@@ -98,11 +98,21 @@ function platformOf(p: NodeJS.Platform): DoctorPlatform {
   return "linux";
 }
 
+/**
+ * Test hook: `SUBSTRATE_DOCTOR_PLATFORM=macos|linux|windows` makes the doctor take that
+ * platform's probe path on any OS (used to run the macOS variant for real against the limactl
+ * emulator on Linux). Not a user setting; nothing else reads it.
+ */
+function platformOverride(env: HostSystem["env"]): DoctorPlatform | undefined {
+  const p = env.SUBSTRATE_DOCTOR_PLATFORM;
+  return p === "linux" || p === "macos" || p === "windows" ? p : undefined;
+}
+
 /** The real machine. `overrides` lets tests swap single members (e.g. platform + run). */
 export function realSystem(overrides: Partial<HostSystem> = {}): HostSystem {
   const env = overrides.env ?? process.env;
   return {
-    platform: platformOf(process.platform),
+    platform: platformOverride(env) ?? platformOf(process.platform),
     env,
     euid: process.geteuid?.() ?? 0,
     home: env.HOME ?? homedir(),
