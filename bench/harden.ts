@@ -18,13 +18,15 @@ const child = join(import.meta.dir, "fixtures", "harden-bench-child.ts");
 const dir = mkdtempSync(join(tmpdir(), "substrate-bench-harden-"));
 
 try {
-  const results: Record<string, { harden: number[]; trueBefore: number[]; trueAfter: number[]; shBefore: number[]; shAfter: number[] }> = {};
+  type Series = { harden: number[]; trueBefore: number[]; trueAfter: number[]; shBefore: number[]; shAfter: number[] };
+  const results: Record<string, Series> = {};
   for (const mode of ["baseline", "isolated"] as const) {
-    const r = (results[mode] = { harden: [], trueBefore: [], trueAfter: [], shBefore: [], shAfter: [] });
+    const r: Series = { harden: [], trueBefore: [], trueAfter: [], shBefore: [], shAfter: [] };
+    results[mode] = r;
     for (let i = 0; i < RUNS; i++) {
       const p = Bun.spawnSync([process.execPath, child, mode, dir], { stdout: "pipe", stderr: "inherit" });
-      const o = JSON.parse(p.stdout.toString()) as Record<keyof typeof r, number>;
-      for (const k of Object.keys(r) as (keyof typeof r)[]) r[k].push(o[k]);
+      const o = JSON.parse(p.stdout.toString()) as Record<keyof Series, number>;
+      for (const k of Object.keys(r) as (keyof Series)[]) r[k].push(o[k]);
     }
   }
   const f = (n: number) => n.toFixed(3).padStart(8);
