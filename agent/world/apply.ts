@@ -14,7 +14,9 @@
  * - `paths` selects entries by their diff path: "a/b.txt" exactly, "dir/" = the dir entry and
  *   everything under it. Missing parent dirs of a selected entry are created (mode from the
  *   upper dir). A path matching nothing is an error (nothing is applied).
- * - Fifos, sockets and device nodes are not recreated on the host: reported in `skipped`.
+ * - Fifos, sockets and device nodes are not recreated on the host: reported in `skipped`, as
+ *   are entries whose name is not valid UTF-8 (the diff shows them lossily; they cannot be
+ *   selected by path, and landing bytes the user never saw is not what apply is for).
  * - Apply after the world is gone (or at least idle): changing an overlay's lower layer under
  *   a live mount is undefined behaviour in overlayfs. Last writer wins: host edits made since
  *   the command are overwritten for the applied paths (no 3-way merge).
@@ -39,7 +41,7 @@ import {
   utimesSync,
 } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
-import { collectChanges, compareUtf8, type Change, type MarkerOptions } from "./fsdiff.ts";
+import { collectChanges, compareUtf8, type Change, type FsPath, type MarkerOptions } from "./fsdiff.ts";
 import { OVERLAY_BASE } from "./overlay.ts";
 
 export class ApplyError extends Error {
@@ -113,7 +115,11 @@ export async function applyDiff(
   const skipped: ApplyResult["skipped"] = [];
   const target = (c: Change): string => join(project, strip(c.path));
 
+  for (const c of chosen) {
+    if (c.lossy) skipped.push({ path: c.path, reason: "name is not valid UTF-8: rename it to apply" });
+  }
   for (const c of deletes) {
+    if (c.lossy) continue;
     const t = target(c);
     if (ownerOf(t) !== null) {
       assertInside(project, dirname(t));
@@ -122,21 +128,24 @@ export async function applyDiff(
     applied.push(c.path);
   }
   for (const c of dirs) {
+    if (c.lossy) continue;
     ensureParents(project, upperDir, strip(c.path));
-    landDir(project, c.upper as string, target(c));
+    landDir(project, c.upper as FsPath, target(c));
     applied.push(c.path);
   }
   for (const c of leaves) {
+    if (c.lossy) continue;
     if (c.type === "other") {
       skipped.push({ path: c.path, reason: "fifo, socket or device node: not recreated on the host" });
       continue;
     }
     ensureParents(project, upperDir, c.path);
-    if (c.type === "symlink") landSymlink(c.upper as string, target(c));
-    else landFile(c.upper as string, target(c));
+    if (c.type === "symlink") landSymlink(c.upper as FsPath, target(c));
+    else landFile(c.upper as FsPath, target(c));
     applied.push(c.path);
   }
   applied.sort(compareUtf8);
+  skipped.sort((a, b) => compareUtf8(a.path, b.path));
   return { applied, skipped };
 }
 
@@ -191,7 +200,7 @@ function inheritOwner(path: string): void {
   lchownSync(path, parent.uid, parent.gid);
 }
 
-function landDir(project: string, upperAbs: string, dst: string): void {
+function landDir(project: string, upperAbs: FsPath, dst: string): void {
   const st = lstatSync(upperAbs);
   let cur;
   try {
@@ -210,7 +219,7 @@ function landDir(project: string, upperAbs: string, dst: string): void {
 
 const tmpName = (dst: string): string => join(dirname(dst), `.substrate-apply-${process.pid}-${Bun.randomUUIDv7()}`);
 
-function landFile(upperAbs: string, dst: string): void {
+function landFile(upperAbs: FsPath, dst: string): void {
   const st = lstatSync(upperAbs);
   const old = ownerOf(dst);
   const tmp = tmpName(dst);
@@ -231,7 +240,7 @@ function landFile(upperAbs: string, dst: string): void {
   }
 }
 
-function landSymlink(upperAbs: string, dst: string): void {
+function landSymlink(upperAbs: FsPath, dst: string): void {
   const st = lstatSync(upperAbs);
   const old = ownerOf(dst);
   const tmp = tmpName(dst);

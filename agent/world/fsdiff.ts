@@ -48,6 +48,9 @@ export interface OverlayDiffOptions {
 export type ChangeKind = "write" | "mod" | "delete";
 export type EntryType = "file" | "dir" | "symlink" | "other";
 
+/** A path as the fs calls take it: a Buffer only when a component is not valid UTF-8. */
+export type FsPath = string | Buffer;
+
 /** One changed path. `path` is relative to the project; directories end with "/". */
 export interface Change {
   kind: ChangeKind;
@@ -55,7 +58,12 @@ export interface Change {
   /** Type in the merged tree (writes/mods) or in the lower tree (deletes). */
   type: EntryType;
   /** Absolute path of the entry in the upper dir (writes and mods only). */
-  upper?: string;
+  upper?: FsPath;
+  /**
+   * A component of the name is not valid UTF-8: `path` shows it with U+FFFD (lossy), `upper`
+   * holds the exact bytes. applyDiff skips such entries (they cannot be named in the API).
+   */
+  lossy?: true;
 }
 
 export interface MarkerOptions {
@@ -66,29 +74,75 @@ export interface MarkerOptions {
 // ---------------------------------------------------------------------------------------------
 // Upper-dir walk
 
-type LowerIndex = Map<string, EntryType>;
+type RawType = EntryType | "chardev";
+interface Ent {
+  /** Display name (UTF-8; U+FFFD for invalid bytes). */
+  name: string;
+  /** Exact bytes when `name` is lossy, else null. */
+  raw: Buffer | null;
+  type: RawType;
+}
+type LowerIndex = Map<string, Ent>;
 
-const typeOfDirent = (d: Dirent): EntryType =>
-  d.isDirectory() ? "dir" : d.isFile() ? "file" : d.isSymbolicLink() ? "symlink" : "other";
+const SLASH = Buffer.from("/");
+const direntType = (d: Dirent): RawType =>
+  d.isDirectory()
+    ? "dir"
+    : d.isFile()
+      ? "file"
+      : d.isSymbolicLink()
+        ? "symlink"
+        : d.isCharacterDevice()
+          ? "chardev"
+          : "other";
+const statType = (st: Stats): RawType =>
+  st.isDirectory() ? "dir" : st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : st.isCharacterDevice() ? "chardev" : "other";
+const publicType = (t: RawType): EntryType => (t === "chardev" ? "other" : t);
 
-function readLower(dir: string): LowerIndex {
+function childPath(parent: FsPath, e: Ent): FsPath {
+  if (typeof parent === "string" && e.raw === null) return `${parent}/${e.name}`;
+  return Buffer.concat([typeof parent === "string" ? Buffer.from(parent) : parent, SLASH, e.raw ?? Buffer.from(e.name)]);
+}
+
+/**
+ * readdir with types. Fast path: string names. A name that is not valid UTF-8 comes back with
+ * U+FFFD and cannot be opened by that string (a world could otherwise break the whole diff with
+ * one such name): then the dir is re-read as bytes (Bun 1.4.4 ignores withFileTypes with
+ * encoding "buffer", so types come from lstat on that rare path).
+ */
+function listDir(dir: FsPath): Ent[] {
+  if (typeof dir === "string") {
+    const ents = readdirSync(dir, { withFileTypes: true });
+    let lossy = false;
+    for (const d of ents) if (d.name.includes("\uFFFD")) lossy = true;
+    if (!lossy) return ents.map((d) => ({ name: d.name, raw: null, type: direntType(d) }));
+  }
+  return (readdirSync(dir, { encoding: "buffer" }) as Buffer[]).map((b) => {
+    const name = b.toString("utf8");
+    const e: Ent = { name, raw: Buffer.from(name).equals(b) ? null : b, type: "other" };
+    e.type = statType(lstatSync(childPath(dir, e)));
+    return e;
+  });
+}
+
+function readLower(dir: FsPath): LowerIndex {
   const m: LowerIndex = new Map();
-  let ents: Dirent[];
+  let ents: Ent[];
   try {
-    ents = readdirSync(dir, { withFileTypes: true });
+    ents = listDir(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return m;
     throw e;
   }
-  for (const d of ents) m.set(d.name, typeOfDirent(d));
+  for (const d of ents) m.set(d.name, d);
   return m;
 }
 
 const slash = (path: string, t: EntryType): string => (t === "dir" ? `${path}/` : path);
 
 interface Markers {
-  opaque: (dirAbs: string) => "y" | "x" | null;
+  opaque: (dirAbs: FsPath) => "y" | "x" | null;
   /** The xattr marking a regular file as a whiteout (kernel ≥ 6.7 "xwhiteout"), or null. */
   whiteoutXattr: string | null;
   fuse: boolean;
@@ -126,7 +180,7 @@ const WH_PREFIX = ".wh.";
 export function collectChanges(upperDir: string, lowerDir: string, o: MarkerOptions = {}): Change[] {
   const mk = markers(o);
   const out: Change[] = [];
-  walk(upperDir, lowerDir, "", false, mk, out);
+  walk(upperDir, lowerDir, "", false, false, mk, out);
   return out;
 }
 
@@ -134,9 +188,18 @@ export function collectChanges(upperDir: string, lowerDir: string, o: MarkerOpti
  * @param lower  the lower dir at the same relative path, or null when there is none
  * @param hidden true when the lower dir is hidden (this dir or an ancestor is opaque): lower
  *               children missing from the upper dir are then deletes
+ * @param lossy  an ancestor's name is not valid UTF-8
  */
-function walk(upper: string, lower: string | null, rel: string, hidden: boolean, mk: Markers, out: Change[]): void {
-  const ents = readdirSync(upper, { withFileTypes: true });
+function walk(
+  upper: FsPath,
+  lower: FsPath | null,
+  rel: string,
+  hidden: boolean,
+  lossy: boolean,
+  mk: Markers,
+  out: Change[],
+): void {
+  const ents = listDir(upper);
   const lowerIdx = lower === null ? null : readLower(lower);
   let isHidden = hidden;
   let hasXwhiteouts = false;
@@ -146,77 +209,83 @@ function walk(upper: string, lower: string | null, rel: string, hidden: boolean,
     if (op === "y") isHidden = true;
     if (op === "x") hasXwhiteouts = true;
   }
-  let fuseOpaque = false;
-  if (mk.fuse) for (const d of ents) if (d.name === FUSE_OPAQUE_FILE) fuseOpaque = true;
-  if (fuseOpaque) isHidden = true;
+  if (mk.fuse && !isHidden) for (const d of ents) if (d.name === FUSE_OPAQUE_FILE) isHidden = true;
 
   // Names present in the merged view at this level (for the opaque-delete pass).
   const seen = isHidden && lowerIdx !== null ? new Set<string>() : null;
+  const push = (c: Change, l: boolean) => out.push(l ? { ...c, lossy: true } : c);
 
   for (const d of ents) {
-    let name = d.name;
-    const abs = `${upper}/${name}`;
+    const abs = childPath(upper, d);
+    const l = lossy || d.raw !== null;
     // fuse-overlayfs bookkeeping names: `.wh..wh..opq` (opaque marker), `.wh..opq` (its own
     // 0/0 device), `.wh.<name>` (whiteout when mknod is not permitted).
-    if (mk.fuse && name.startsWith(WH_PREFIX)) {
-      if (name === FUSE_OPAQUE_FILE || name === ".wh..opq") continue;
-      name = name.slice(WH_PREFIX.length);
-      whiteout(name, rel, lowerIdx, out);
+    if (mk.fuse && d.name.startsWith(WH_PREFIX)) {
+      if (d.name === FUSE_OPAQUE_FILE || d.name === ".wh..opq") continue;
+      const name = d.name.slice(WH_PREFIX.length);
+      whiteout(name, rel, lowerIdx, l, out);
       seen?.add(name);
       continue;
     }
-    if (d.isCharacterDevice()) {
+    if (d.type === "chardev") {
       if (lstatSync(abs).rdev === 0) {
-        whiteout(name, rel, lowerIdx, out);
-        seen?.add(name);
+        whiteout(d.name, rel, lowerIdx, l, out);
+        seen?.add(d.name);
         continue;
       }
-    } else if (hasXwhiteouts && d.isFile() && mk.whiteoutXattr !== null && lgetxattrString(abs, mk.whiteoutXattr) !== null) {
-      whiteout(name, rel, lowerIdx, out);
-      seen?.add(name);
+    } else if (hasXwhiteouts && d.type === "file" && mk.whiteoutXattr !== null && lgetxattrString(abs, mk.whiteoutXattr) !== null) {
+      whiteout(d.name, rel, lowerIdx, l, out);
+      seen?.add(d.name);
       continue;
     }
-    seen?.add(name);
-    const t = typeOfDirent(d);
-    const lt = lowerIdx?.get(name);
-    const path = rel + name;
+    seen?.add(d.name);
+    const t = publicType(d.type);
+    const le = lowerIdx?.get(d.name);
+    const lt = le === undefined ? undefined : publicType(le.type);
+    const path = rel + d.name;
     if (t === "dir") {
-      if (lt === undefined) {
-        out.push({ kind: "write", path: `${path}/`, type: "dir", upper: abs });
-        walk(abs, null, `${path}/`, false, mk, out);
+      if (le === undefined || lt === undefined) {
+        push({ kind: "write", path: `${path}/`, type: "dir", upper: abs }, l);
+        walk(abs, null, `${path}/`, false, l, mk, out);
       } else if (lt !== "dir") {
-        out.push({ kind: "delete", path, type: lt });
-        out.push({ kind: "write", path: `${path}/`, type: "dir", upper: abs });
-        walk(abs, null, `${path}/`, false, mk, out);
+        push({ kind: "delete", path, type: lt }, l || le.raw !== null);
+        push({ kind: "write", path: `${path}/`, type: "dir", upper: abs }, l);
+        walk(abs, null, `${path}/`, false, l, mk, out);
       } else {
-        const lowerAbs = `${lower}/${name}`;
-        if (dirMetaChanged(abs, lowerAbs)) out.push({ kind: "mod", path: `${path}/`, type: "dir", upper: abs });
-        walk(abs, lowerAbs, `${path}/`, isHidden, mk, out);
+        const lowerAbs = childPath(lower as FsPath, le);
+        if (dirMetaChanged(abs, lowerAbs)) push({ kind: "mod", path: `${path}/`, type: "dir", upper: abs }, l);
+        walk(abs, lowerAbs, `${path}/`, isHidden, l || le.raw !== null, mk, out);
       }
     } else if (lt === undefined) {
-      out.push({ kind: "write", path, type: t, upper: abs });
+      push({ kind: "write", path, type: t, upper: abs }, l);
     } else if (lt === "dir") {
-      out.push({ kind: "delete", path: `${path}/`, type: "dir" });
-      out.push({ kind: "write", path, type: t, upper: abs });
+      push({ kind: "delete", path: `${path}/`, type: "dir" }, l);
+      push({ kind: "write", path, type: t, upper: abs }, l);
     } else {
-      out.push({ kind: "mod", path, type: t, upper: abs });
+      push({ kind: "mod", path, type: t, upper: abs }, l);
     }
   }
 
   if (seen !== null && lowerIdx !== null) {
-    for (const [name, lt] of lowerIdx) {
-      if (!seen.has(name)) out.push({ kind: "delete", path: slash(rel + name, lt), type: lt });
+    for (const [name, le] of lowerIdx) {
+      if (seen.has(name)) continue;
+      const lt = publicType(le.type);
+      push({ kind: "delete", path: slash(rel + name, lt), type: lt }, lossy || le.raw !== null);
     }
   }
 }
 
 /** A whiteout for `name`: a delete only if the lower layer had something there. */
-function whiteout(name: string, rel: string, lowerIdx: LowerIndex | null, out: Change[]): void {
-  const lt = lowerIdx?.get(name);
-  if (lt !== undefined) out.push({ kind: "delete", path: slash(rel + name, lt), type: lt });
+function whiteout(name: string, rel: string, lowerIdx: LowerIndex | null, lossy: boolean, out: Change[]): void {
+  const le = lowerIdx?.get(name);
+  if (le === undefined) return;
+  const lt = publicType(le.type);
+  const c: Change = { kind: "delete", path: slash(rel + name, lt), type: lt };
+  if (lossy || le.raw !== null) c.lossy = true;
+  out.push(c);
 }
 
-function dirMetaChanged(upperAbs: string, lowerAbs: string): boolean {
+function dirMetaChanged(upperAbs: FsPath, lowerAbs: FsPath): boolean {
   const a = lstatSync(upperAbs);
   const b = lstatSync(lowerAbs);
   return (a.mode & 0o7777) !== (b.mode & 0o7777) || a.uid !== b.uid || a.gid !== b.gid;
@@ -281,7 +350,7 @@ export function treeHash(sorted: Change[]): string {
 }
 
 /** [mode, size, sha256 hex] of a regular file, read through one fd (open + fstat + reads). */
-function fileDigest(abs: string, buf: Buffer): [number, number, string] {
+function fileDigest(abs: FsPath, buf: Buffer): [number, number, string] {
   // O_NOFOLLOW: the entry was a regular file at walk time; never follow a swapped-in symlink.
   const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {

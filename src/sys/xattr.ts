@@ -18,6 +18,7 @@ function open() {
 }
 let lib: ReturnType<typeof open> | undefined;
 
+const NUL = Buffer.from([0]);
 const ENODATA = 61;
 const ENOTSUP = 95;
 const ERANGE = 34;
@@ -29,9 +30,10 @@ let scratch = Buffer.alloc(256);
  * The value of xattr `name` on `path` (not following symlinks), or null when the attribute is
  * absent or the filesystem has no xattrs. Other errors (EACCES, ENOENT...) throw.
  */
-export function lgetxattr(path: string, name: string): Buffer | null {
+export function lgetxattr(path: string | Buffer, name: string): Buffer | null {
   lib ??= open();
-  const p = Buffer.from(`${path}\0`);
+  // Buffer paths carry names that are not valid UTF-8, byte for byte.
+  const p = typeof path === "string" ? Buffer.from(`${path}\0`) : Buffer.concat([path, NUL]);
   const n = Buffer.from(`${name}\0`);
   for (;;) {
     const rc = Number(lib.symbols.lgetxattr(ptr(p), ptr(n), ptr(scratch), BigInt(scratch.length)));
@@ -42,12 +44,12 @@ export function lgetxattr(path: string, name: string): Buffer | null {
       scratch = Buffer.alloc(scratch.length * 16);
       continue;
     }
-    throw new Error(`lgetxattr ${path} ${name}: errno ${e}`);
+    throw new Error(`lgetxattr ${path.toString()} ${name}: errno ${e}`);
   }
 }
 
 /** The attribute as a string (UTF-8), or null when absent. */
-export function lgetxattrString(path: string, name: string): string | null {
+export function lgetxattrString(path: string | Buffer, name: string): string | null {
   const v = lgetxattr(path, name);
   return v === null ? null : v.toString("utf8");
 }

@@ -167,6 +167,23 @@ test("apply never writes through a symlink the host planted since the command", 
   expect(lstatSync(join(project, "src/nested")).isDirectory()).toBe(true);
 });
 
+test("names that are not valid UTF-8 neither break the diff nor get applied", async () => {
+  const project = freshProject("lossy");
+  const w = await runInOverlay(
+    base,
+    nextId(),
+    project,
+    `d=$(printf 'dir\\377'); mkdir "$d"; echo y > "$d/f"; echo x > "$(printf 'bad\\377name')"; echo ok > ok.txt`,
+  );
+  const diff = await overlayDiff(w.dirs.upper, project, { alwaysHash: true });
+  expect(diff.writes).toEqual(["bad\uFFFDname", "dir\uFFFD/", "dir\uFFFD/f", "ok.txt"]);
+  expect(diff.tree_hash).toMatch(/^sha256:/);
+  const res = await applyDiff(w.dirs.upper, project);
+  expect(res.applied).toEqual(["ok.txt"]);
+  expect(res.skipped.map((s) => s.path)).toEqual(["bad\uFFFDname", "dir\uFFFD/", "dir\uFFFD/f"]);
+  expect(readdirSync(project).filter((n) => n.includes("\uFFFD"))).toEqual([]);
+});
+
 test("smart truncation: ≤1000 files and ≤100 dirs listed, summary, stable tree hash", async () => {
   // 150 dirs x 10 files, plus a mod that must stay listed despite the flood of writes.
   const gen = (salt: string) =>
