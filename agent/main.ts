@@ -31,11 +31,12 @@ Under systemd socket activation (LISTEN_FDS=1) the agent serves the inherited fd
 const log = (msg: string) => process.stderr.write(`substrate-world-agent: ${msg}\n`);
 
 async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"?: string }): Promise<number> {
-  const [{ listen, ListenError }, { WorldManager }, { WorldAgentService }, { buildRouter }] = await Promise.all([
+  const [{ listen, ListenError }, { WorldManager }, { WorldAgentService }, { buildRouter }, { StreamServer }] = await Promise.all([
     import("./server.ts"),
     import("./world/manager.ts"),
     import("./service.ts"),
     import("../src/api/router.ts"),
+    import("./stream.ts"), // issue 6: GET /v1/stream (WebSocket)
   ]);
   const stateDir = values["state-dir"] ?? process.env.SUBSTRATE_STATE_DIR ?? "/run/substrate";
   const path = values.listen ?? process.env.SUBSTRATE_WORLD_SOCKET ?? "/run/substrate.sock";
@@ -43,9 +44,10 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   const stale = worlds.sweepStale();
   if (stale.length) log(`removed ${stale.length} stale world dir(s) from a previous run`);
   const svc = new WorldAgentService(worlds);
+  const streams = new StreamServer({ svc, worlds, log });
   let server;
   try {
-    server = await listen(buildRouter(svc), { path });
+    server = await listen(buildRouter(svc), { path }, streams.onUpgrade);
   } catch (e) {
     if (e instanceof ListenError) {
       log(e.message);
@@ -61,6 +63,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     if (stopping) return;
     stopping = true;
     log(`${sig}: stopping`);
+    streams.close();
     await server.close();
     await worlds.shutdown();
     if (values["pid-file"]) rmSync(values["pid-file"], { force: true });

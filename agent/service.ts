@@ -5,8 +5,13 @@ import { isAbsolute, relative } from "node:path";
 import {
   newSpanId,
   WorldSpec,
+  type ApprovalAnswer,
+  type BudgetStatus,
   type Capabilities,
   type ExecuteRequest,
+  type RequestScopesRequest,
+  type RequestScopesResponse,
+  type Span,
   type ExecuteResponse,
   type WorldDoctorReportV1,
 } from "../src/contract/index.ts";
@@ -16,6 +21,9 @@ import { detectFeatures, kernelRelease } from "./features.ts";
 import { collectWorldDoctorReport } from "./doctor.ts";
 import type { WorldManager } from "./world/manager.ts";
 import { WorldStartError } from "./world/session.ts";
+import { AgentBudgets } from "./budget.ts";
+import { ScopeRegistry } from "./scopes.ts";
+import { findSpan } from "../src/trace/reader.ts";
 
 /** Output kept per stream for the buffered (non-stream) response. */
 export const MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
@@ -49,6 +57,9 @@ class Capture {
 export class WorldAgentService implements AgentService {
   private readonly started = Date.now();
   private features = detectFeatures();
+  /** Issue 6: per-agent budgets (429 + rate_limit span) and scope grants (sealed-fd tokens). */
+  readonly budgets = new AgentBudgets((m) => process.stderr.write(`substrate-world-agent: ${m}\n`));
+  readonly scopes = new ScopeRegistry();
 
   constructor(private readonly worlds: WorldManager) {}
 
@@ -84,7 +95,8 @@ export class WorldAgentService implements AgentService {
     return { spec: parsed.data, cwd };
   }
 
-  private env(req: ExecuteRequest, spec: WorldSpec, worldId: string): Record<string, string> {
+  /** Public for agent/stream.ts (issue 6). */
+  env(req: Pick<ExecuteRequest, "env" | "agent_id">, spec: WorldSpec, worldId: string): Record<string, string> {
     const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "xterm-256color", ...req.env };
     // HOME must exist in the world; the host's usually does not (only the project is visible).
     if (!inside(spec.project_dir, env.HOME!) && !["/root", "/tmp"].some((v) => inside(v, env.HOME!))) env.HOME = "/root";
@@ -98,13 +110,19 @@ export class WorldAgentService implements AgentService {
     const { spec, cwd } = this.resolve(req);
     if (req.isolated)
       throw new ApiError("unsupported", "isolated execution is not available in this agent build", "run without isolated: true");
+    // Issue 6: the budget is checked (and one exec taken) before anything starts.
+    const lease = this.budgets.acquire({ agent_id: req.agent_id, budget: req.budget, cmd: req.cmd ?? req.argv!.join(" "), cwd });
     let world;
     try {
       world = await this.worlds.session(spec);
     } catch (e) {
+      lease.settle(0);
       if (e instanceof WorldStartError) throw new ApiError("unavailable", e.message, "run `substrate world doctor` to see which kernel feature is missing");
       throw e;
     }
+    const spanId = newSpanId();
+    const token = this.scopes.tokenFor(req.agent_id, spanId, world.id);
+    const t0 = performance.now(); // runtime budget: the command's time, not the world's start
     const out = new Capture();
     const err = new Capture();
     const argv = req.argv ?? ["/bin/bash", "-c", req.cmd!];
@@ -113,7 +131,8 @@ export class WorldAgentService implements AgentService {
         argv,
         cwd,
         env: this.env(req, spec, world.id),
-        timeout_ms: req.budget?.max_runtime_ms,
+        timeout_ms: lease.timeoutMs,
+        scope_token: `${JSON.stringify(token)}\n`,
         ...(req.pty ? { pty: { cols: 80, rows: 24 } } : {}),
       },
       {
@@ -129,10 +148,10 @@ export class WorldAgentService implements AgentService {
       const exit = await proc.exited;
       return {
         exit: exit.exit,
-        span_id: newSpanId(),
+        span_id: spanId,
         stdout_b64: out.b64(),
         stderr_b64: err.b64(),
-        scopes_used: [],
+        scopes_used: token.scopes,
         world_id: world.id,
       };
     } catch (e) {
@@ -141,7 +160,26 @@ export class WorldAgentService implements AgentService {
       throw e;
     } finally {
       signal?.removeEventListener("abort", onAbort);
+      lease.settle(performance.now() - t0);
     }
+  }
+
+  // Issue 6 routes -------------------------------------------------------------------------
+
+  async trace(spanId: string): Promise<Span | undefined> {
+    return findSpan(spanId);
+  }
+
+  async requestScopes(req: RequestScopesRequest): Promise<RequestScopesResponse> {
+    return { agent_id: req.agent_id, ...this.scopes.request(req.agent_id, req.scopes, req.reason) };
+  }
+
+  async approveScopes(a: ApprovalAnswer): Promise<RequestScopesResponse> {
+    return this.scopes.answer(a);
+  }
+
+  async budget(agentId: string): Promise<BudgetStatus | undefined> {
+    return this.budgets.tracker.status(agentId);
   }
 
   /** GET /v1/doctor/world: Landlock ABI syscall + real overlay enumeration probe (agent/doctor.ts). */

@@ -36,6 +36,11 @@ export interface CtlExecRequest {
   pty?: { cols: number; rows: number };
   /** Kill the command after this many ms (runtime budget). */
   timeout_ms?: number;
+  /**
+   * Issue 6 (agent/scopes.ts): the scope token text. The spawner puts it in a sealed memfd
+   * given to the command as fd 3 (`SUBSTRATE_SCOPE_FD=3`); it never enters an environment.
+   */
+  scope_token?: string;
 }
 
 export interface CtlExit {

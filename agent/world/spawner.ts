@@ -12,6 +12,8 @@ import { writeFileSync } from "node:fs";
 import { buildRootfs } from "./rootfs.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { sethostname } from "../../src/sys/libc.ts";
+import { closeSync } from "node:fs";
+import { SCOPE_FD, sealedScopeFd } from "../scopes.ts";
 
 /** Everything the agent tells the spawner about the world it is to build. */
 export interface WorldBootConfig {
@@ -53,11 +55,19 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
   const send = (type: number, payload: Uint8Array) => {
     if (!finished && !sock.destroyed) sock.write(encodeFrame(type, payload));
   };
+  // Issue 6: scope token → sealed memfd as the command's fd 3 (see agent/scopes.ts).
+  let scopeFd: number | undefined;
   try {
+    if (req.scope_token !== undefined) {
+      scopeFd = sealedScopeFd(req.scope_token);
+      req.env.SUBSTRATE_SCOPE_FD = String(SCOPE_FD);
+    }
+    const extra = scopeFd === undefined ? [] : [scopeFd];
     if (req.pty) {
       proc = Bun.spawn(req.argv, {
         cwd: req.cwd,
         env: req.env,
+        ...(extra.length ? { stdio: ["inherit", "inherit", "inherit", ...extra] as ["inherit", "inherit", "inherit", number] } : {}),
         terminal: {
           cols: req.pty.cols,
           rows: req.pty.rows,
@@ -68,14 +78,13 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
       proc = Bun.spawn(req.argv, {
         cwd: req.cwd,
         env: req.env,
-        stdin: "pipe",
-        stdout: "pipe",
-        stderr: "pipe",
+        stdio: ["pipe", "pipe", "pipe", ...extra],
         // Own process group, so a kill reaches the whole pipeline, not just bash.
         detached: true,
       });
     }
   } catch (e) {
+    if (scopeFd !== undefined) closeSync(scopeFd);
     const err = e as NodeJS.ErrnoException;
     sendJson(sock, Frame.ERROR, {
       code: err.code === "ENOENT" ? "not_found" : "spawn_failed",
@@ -84,6 +93,8 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
     sock.end();
     return () => {};
   }
+  // The child holds its own fd 3 now; our copy goes, so the token lives only in the command.
+  if (scopeFd !== undefined) closeSync(scopeFd);
   const pid = proc.pid;
   sendJson(sock, Frame.STARTED, { pid });
 

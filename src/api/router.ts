@@ -3,11 +3,13 @@
  * world agent and the host proxy). Every answer is JSON — errors included, never HTML,
  * never a stack trace: `{error: {code, message, hint?}}` with the matching HTTP status.
  */
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import {
+  ApprovalAnswer,
   errorBody,
   ExecuteRequest,
+  RequestScopesRequest,
   httpStatusFor,
   type ErrorCode,
   type ExecuteStreamFrame,
@@ -54,8 +56,14 @@ export function parseWith<T extends z.ZodType>(schema: T, body: unknown): z.infe
   return r.data;
 }
 
-export function buildRouter(svc: AgentService): Hono {
+export interface RouterOptions {
+  /** Issue 6: middleware run before every route (the host proxy's auth, limits, audit). */
+  middleware?: MiddlewareHandler[];
+}
+
+export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
   const app = new Hono();
+  for (const m of opts.middleware ?? []) app.use("*", m);
 
   app.get("/v1/capabilities", async (c) => c.json(await svc.capabilities()));
 
@@ -108,9 +116,41 @@ export function buildRouter(svc: AgentService): Hono {
     return c.json({ deleted: true });
   });
 
+  // Issue 6 (agent/stream.ts): the WebSocket upgrade is taken before Hono sees the request;
+  // a plain GET lands here.
+  app.get("/v1/stream", () => {
+    throw new ApiError("bad_request", "GET /v1/stream needs a WebSocket upgrade", "connect with a WebSocket client; see docs/API.md#stream");
+  });
+  app.get("/v1/trace/:span_id", async (c) => {
+    if (!svc.trace) throw new ApiError("unsupported", "this endpoint does not serve /v1/trace");
+    const id = c.req.param("span_id");
+    if (!/^spn_[0-9a-f-]{36}$/.test(id)) throw new ApiError("bad_request", `span id ${JSON.stringify(id.slice(0, 80))} is not spn_<uuidv7>`);
+    const span = await svc.trace(id);
+    if (!span) throw new ApiError("not_found", `no span ${id} in this trace`, "spans are kept in the trace file of the process that ran the command");
+    return c.json(span);
+  });
+  app.post("/v1/request_scopes", async (c) => {
+    if (!svc.requestScopes) throw new ApiError("unsupported", "this endpoint does not serve /v1/request_scopes");
+    return c.json(await svc.requestScopes(parseWith(RequestScopesRequest, await readJsonBody(c))));
+  });
+  app.post("/v1/request_scopes/approve", async (c) => {
+    if (!svc.approveScopes) throw new ApiError("unsupported", "this endpoint does not serve /v1/request_scopes/approve");
+    return c.json(await svc.approveScopes(parseWith(ApprovalAnswer, await readJsonBody(c))));
+  });
+  app.get("/v1/budgets/:agent_id", async (c) => {
+    if (!svc.budget) throw new ApiError("unsupported", "this endpoint does not serve /v1/budgets");
+    const id = c.req.param("agent_id");
+    const st = await svc.budget(id);
+    if (!st) throw new ApiError("not_found", `agent ${JSON.stringify(id.slice(0, 80))} has no budget`, "send `budget` with an execute to set one");
+    return c.json(st);
+  });
+
   app.notFound((c) => jsonError(c, "not_found", `no route ${c.req.method} ${c.req.path}`, "see docs/API.md for the /v1 routes"));
   app.onError((e, c) => {
-    if (e instanceof ApiError) return jsonError(c, e.code, e.message, e.hint);
+    if (e instanceof ApiError) {
+      if (e.extra) return c.json({ ...errorBody(e.code, e.message, e.hint), ...e.extra }, httpStatusFor(e.code) as 400);
+      return jsonError(c, e.code, e.message, e.hint);
+    }
     return jsonError(c, "internal", `internal error: ${e.message}`);
   });
   return app;

@@ -3,7 +3,18 @@
  * host proxy implements it by forwarding. `buildRouter` turns any implementation into the
  * same `/v1` HTTP surface, so both sockets answer identically.
  */
-import type { Capabilities, ErrorCode, ExecuteRequest, ExecuteResponse, WorldDoctorReportV1 } from "../contract/index.ts";
+import type {
+  ApprovalAnswer,
+  BudgetStatus,
+  Capabilities,
+  ErrorCode,
+  ExecuteRequest,
+  ExecuteResponse,
+  RequestScopesRequest,
+  RequestScopesResponse,
+  Span,
+  WorldDoctorReportV1,
+} from "../contract/index.ts";
 import { z } from "zod";
 
 export interface OutputSink {
@@ -29,6 +40,15 @@ export interface AgentService {
   deleteWorld(id: string): Promise<boolean>;
   /** GET /v1/doctor/world (DS0, agent/doctor.ts). Optional: a proxy without it answers 501. */
   worldDoctor?(): Promise<WorldDoctorReportV1>;
+  // Issue 6 (optional: an implementation without them answers 501 unsupported).
+  /** GET /v1/trace/:span_id: the span (its command_complete line when there is one). */
+  trace?(spanId: string): Promise<Span | undefined>;
+  /** POST /v1/request_scopes: 200 when held, else throws ApiError approval_required (extra.approval). */
+  requestScopes?(req: RequestScopesRequest): Promise<RequestScopesResponse>;
+  /** POST /v1/request_scopes/approve: answer a pending approval. */
+  approveScopes?(a: ApprovalAnswer): Promise<RequestScopesResponse>;
+  /** GET /v1/budgets/:agent_id (ours). */
+  budget?(agentId: string): Promise<BudgetStatus | undefined>;
 }
 
 /** An error with an API code; the router turns it into `{error:{code,message,hint}}`. */
@@ -38,6 +58,8 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly hint?: string,
+    /** Issue 6: extra top-level fields of the error body (e.g. `approval` of a 409). */
+    readonly extra?: Record<string, unknown>,
   ) {
     super(message);
   }

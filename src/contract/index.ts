@@ -8,3 +8,6 @@ export * from "./hardening.ts";
 export * from "./fsdiff.ts";
 export * from "./config.ts";
 export * from "./policy.ts";
+export * from "./stream.ts";
+export * from "./lima.ts";
+export * from "./net.ts";

@@ -83,6 +83,10 @@ export const NR = {
   capget: { x64: 125, arm64: 90 }[ARCH],
   capset: { x64: 126, arm64: 91 }[ARCH],
   openat: { x64: 257, arm64: 56 }[ARCH],
+  // issue 6 (agent/scopes.ts): sealing the scope-token memfd and rewinding it
+  fcntl: { x64: 72, arm64: 25 }[ARCH],
+  lseek: { x64: 8, arm64: 62 }[ARCH],
+  getsockopt: { x64: 55, arm64: 209 }[ARCH],
 } as const;
 
 export const MS = {
