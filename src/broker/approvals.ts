@@ -43,7 +43,17 @@ export class ApprovalStore {
     }
   }
 
+  /** Never fails the command: an unwritable cache costs the remembered approvals, with one warning. */
   private write(f: ApprovalsFile): void {
+    try {
+      this.writeOrThrow(f);
+    } catch (e) {
+      if (!this.warned) this.warn(`cannot write the approval cache ${this.file}: ${(e as Error).message.split("\n")[0]}`);
+      this.warned = true;
+    }
+  }
+
+  private writeOrThrow(f: ApprovalsFile): void {
     mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
     const now = Date.now();
     f.entries = f.entries.filter((e) => e.scope === "always" || now - Date.parse(e.created_at) < SESSION_TTL_MS);

@@ -83,6 +83,11 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
   const ts = (): string => new Date().toISOString();
   const out = (o: Omit<CliDecision, "policy_id" | "policy_commit">): CliDecision => ({ policy_id: policy.id, policy_commit: loaded.commit, mode: policy.mode, ...o });
 
+  // Every command tells the approval cache which policy is in force, so that a session that
+  // moves into another profile loses its session approvals even if no approval is needed there.
+  const store = input.store ?? new ApprovalStore(join(substrateDir(input.home !== undefined ? { home: input.home } : {}), "approvals.json"));
+  store.noteSession(sessionId, policy.id, policy.hash);
+
   const d = evaluate(input.cmd, input.cwd, policy);
   switch (d.kind) {
     case "allow":
@@ -103,8 +108,6 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
           decision: d,
           events: [{ ...base, ts: ts(), event_type: "policy_violation", reason: d.reason, pattern: d.pattern, would: "approval_required" }],
         });
-      const store = input.store ?? new ApprovalStore(join(substrateDir(input.home !== undefined ? { home: input.home } : {}), "approvals.json"));
-      store.noteSession(sessionId, policy.id, policy.hash);
       const approval = (reason: ApprovalChoice, source: "prompt" | "cache" | "auto_approve" | "non_interactive"): PolicyEvent => ({
         ...base,
         ts: ts(),
