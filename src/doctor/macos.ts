@@ -97,7 +97,17 @@ export async function probeMacHost(
       lines.push(fail(`lima VM '${LIMA_INSTANCE}': ${lima.vm_status}`, "substrate world warm   # starts the VM (the doctor never does)"));
     }
 
-    if (lima.vm_status === "Running" && opts.probeWorld) {
+    // A warm/rebuild is replacing the guest's agent or units right now: what the guest answers
+    // is transient, so do not probe it; report the rebuild loudly instead (ok=false, exit 4).
+    const rebuild = lima.vm_status === "Running" && opts.probeWorld ? sys.limaRebuild() : null;
+    if (rebuild !== null) {
+      lines.push(
+        fail(
+          `guest: a rebuild is in progress (phase ${rebuild.phase}, substrate pid ${rebuild.pid}); agent not probed`,
+          `wait for that \`substrate world warm\` (pid ${rebuild.pid}) to finish, then re-run this doctor`,
+        ),
+      );
+    } else if (lima.vm_status === "Running" && opts.probeWorld) {
       const units = await sys.run(
         limaShell("systemctl", "is-active", "substrate-world-agent.socket", "substrate-world-agent.service"),
         { timeoutMs: GUEST_TIMEOUT_MS },

@@ -7,6 +7,7 @@
 import { existsSync, lstatSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import type { DoctorPlatform } from "../contract/index.ts";
+import { rebuildInProgress } from "../lima/state.ts";
 
 export interface CommandResult {
   /** Exit code; null when the process could not start or was killed. */
@@ -37,6 +38,8 @@ export interface HostSystem {
   run: CommandRunner;
   /** GET `http://localhost{route}` over a Unix socket. */
   httpGetUnix(socketPath: string, route: string, timeoutMs: number): Promise<HttpProbeResult>;
+  /** macOS: a `substrate world warm` rebuild running right now (src/lima/state.ts), or null. */
+  limaRebuild(): { phase: string; pid: number } | null;
 }
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -135,6 +138,7 @@ export function realSystem(overrides: Partial<HostSystem> = {}): HostSystem {
     which: (cmd) => Bun.which(cmd, { PATH: `${env.PATH ?? ""}:/usr/local/sbin:/usr/sbin:/sbin` }),
     run: spawnRunner,
     httpGetUnix,
+    limaRebuild: () => rebuildInProgress(env as NodeJS.ProcessEnv),
     ...overrides,
   };
 }

@@ -19,6 +19,7 @@ export interface FakeSpec {
   commands?: Record<string, Partial<CommandResult>>;
   /** key: `${socket} ${route}` */
   http?: Record<string, Partial<HttpProbeResult>>;
+  rebuild?: { phase: string; pid: number };
 }
 
 export interface FakeSystem extends HostSystem {
@@ -48,6 +49,7 @@ export function fakeSystem(spec: FakeSpec): FakeSystem {
       if (r === undefined) return { code: null, stdout: "", stderr: "", error: `ENOENT: ${argv[0]} (unscripted: ${key})` };
       return { code: 0, stdout: "", stderr: "", error: null, ...r };
     },
+    limaRebuild: () => spec.rebuild ?? null,
     httpGetUnix: async (sock, route) => {
       const key = `${sock} ${route}`;
       fetched.push(key);

@@ -157,6 +157,14 @@ describe("host doctor: macos (injected platform + runner)", () => {
     expect(r.envelope.host.platform === "macos" && r.envelope.host.lima.service_active).toBe(true);
   });
 
+  test("a warm/rebuild in progress: guest not probed, FAIL with the pid, exit 4", async () => {
+    const sys = fakeSystem(macHealthy({ rebuild: { phase: "provisioning", pid: 4242 } }));
+    const r = await runHostDoctor(sys, settings());
+    expect(r.exitCode).toBe(4);
+    expect(sys.ran.some((c) => c.startsWith("limactl shell"))).toBe(false);
+    expect(r.text).toContain("FAIL  | guest: a rebuild is in progress (phase provisioning, substrate pid 4242)");
+  });
+
   test("vsock-proxy missing is a WARN, not a failure", async () => {
     const r = await runHostDoctor(fakeSystem(macHealthy({ bins: ["limactl"] })), settings());
     expect(r.exitCode).toBe(0);
