@@ -33,6 +33,15 @@ export const DEFAULT_DEV_RW: readonly string[] = [
   "/dev/shm",
 ];
 
+/**
+ * The writable paths of a world built by rootfs.ts: the project (unless read-only; for an
+ * isolated world it is the overlay mounted at the project path) and the world's scratch
+ * tmpfs mounts. Pass as `landlock.rw`.
+ */
+export function worldRwPaths(project: string, projectReadOnly = false): string[] {
+  return [...(projectReadOnly ? [] : [project]), "/tmp", "/var/tmp", "/root", "/run"];
+}
+
 export interface HardenOptions {
   mode: HardeningMode;
   /**
