@@ -26,9 +26,9 @@ const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** How to run `substrate` from a shim: the compiled binary, or bun + the entry script in dev. */
 export function substrateInvocation(): string[] {
-  const exe = process.execPath;
-  const isBun = /(^|\/)bun(-debug)?$/.test(exe);
-  return isBun ? [exe, Bun.main] : [exe];
+  // compiled: Bun.main is inside the binary's virtual fs (/$bunfs/...); from source it is a real .ts file
+  const main = Bun.main;
+  return /\.(ts|js|mjs)$/.test(main) && existsSync(main) ? [process.execPath, main] : [process.execPath];
 }
 
 export function shimScript(name: string, shimDir: string, substrate: string[]): string {
