@@ -349,19 +349,36 @@ export function treeHash(sorted: Change[]): string {
   return `sha256:${h.digest("hex")}`;
 }
 
-/** [mode, size, sha256 hex] of a regular file, read through one fd (open + fstat + reads). */
+/**
+ * [mode, size, sha256 hex] of a regular file, read through one fd: open + fstat + read(s) +
+ * close. The upper dir is static (the world is gone), so reading stops at st_size: no extra
+ * read() to see EOF, and files up to 64 KiB (most of a node_modules) take one read and a
+ * one-shot hash.
+ */
 function fileDigest(abs: FsPath, buf: Buffer): [number, number, string] {
   // O_NOFOLLOW: the entry was a regular file at walk time; never follow a swapped-in symlink.
   const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const st: Stats = fstatSync(fd);
+    const mode = st.mode & 0o7777;
+    if (st.size <= buf.length) {
+      let got = 0;
+      while (got < st.size) {
+        const n = readSync(fd, buf, got, st.size - got, null);
+        if (n <= 0) break;
+        got += n;
+      }
+      return [mode, got, Bun.CryptoHasher.hash("sha256", buf.subarray(0, got), "hex") as string];
+    }
     const h = new Bun.CryptoHasher("sha256");
+    let total = 0;
     for (;;) {
       const n = readSync(fd, buf, 0, buf.length, null);
       if (n <= 0) break;
+      total += n;
       h.update(buf.subarray(0, n));
     }
-    return [st.mode & 0o7777, st.size, h.digest("hex")];
+    return [mode, total, h.digest("hex")];
   } finally {
     closeSync(fd);
   }

@@ -52,12 +52,12 @@ export async function runInOverlay(
   id: string,
   lower: string,
   script: string,
-  opts: { strategy?: OverlayStrategy; userxattr?: boolean; snapshot?: string } = {},
+  opts: { strategy?: OverlayStrategy | "auto"; userxattr?: boolean; snapshot?: string; work?: string } = {},
 ): Promise<WorldRun> {
   const dirs = prepareOverlayDirs(id, base);
   const target = join(dirs.dir, "merged");
   mkdirSync(target);
-  const spec = { lower, upper: dirs.upper, work: dirs.work, target, script, ...opts };
+  const spec = { lower, upper: dirs.upper, work: opts.work ?? dirs.work, target, script, ...opts };
   const r = await runInPrivateMountNs([process.execPath, FIXTURE, JSON.stringify(spec)], { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`overlay run failed (code ${r.code}, signal ${r.signal}): ${r.stderr}`);
   const line = r.stdout.trim().split("\n").pop() as string;

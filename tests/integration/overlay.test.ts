@@ -126,6 +126,29 @@ describe.each(STRATEGIES)("strategy %s", (strategy) => {
   });
 });
 
+test.if(fuseUsable())("auto strategy falls back to fuse-overlayfs when the kernel overlay refuses the mount", async () => {
+  // A workdir on another filesystem (tmpfs) than the upperdir: the kernel refuses (EINVAL),
+  // fuse-overlayfs mounts. New files work there; copy-ups would hit EXDEV, so only create.
+  const project = freshProject("fallback");
+  const shmWork = join("/dev/shm", `substrate-test-work-${process.pid}`);
+  mkdirSync(shmWork);
+  try {
+    await expect(runInOverlay(base, nextId(), project, "echo n > new.txt", { strategy: "overlay", work: shmWork })).rejects.toThrow(
+      /mount overlay/,
+    );
+    const w = await runInOverlay(base, nextId(), project, "echo n > new.txt", { work: shmWork });
+    expect(w.strategy).toBe("fuse");
+    expect(await overlayDiff(w.dirs.upper, project, { strategy: "fuse" })).toEqual({
+      writes: ["new.txt"],
+      mods: [],
+      deletes: [],
+      summary: "0 dirs, 1 files",
+    });
+  } finally {
+    rmSync(shmWork, { recursive: true, force: true });
+  }
+});
+
 test("apply per path lands only the selected entries; unknown paths apply nothing", async () => {
   const project = freshProject("partial");
   const original = join(tmp, "partial-orig");
