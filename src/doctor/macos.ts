@@ -150,6 +150,14 @@ export async function probeMacHost(
           ),
         );
       }
+      // P4.5 extras, informational only: guest root disk usage and nft presence.
+      const extra = await sys.run(limaShell("sh", "-c", "df -P / | tail -n 1; command -v nft || echo missing"), { timeoutMs: GUEST_TIMEOUT_MS });
+      if (extra.code === 0) {
+        const [df, nft] = extra.stdout.trim().split("\n");
+        const cols = (df ?? "").trim().split(/\s+/);
+        if (cols.length >= 5) lines.push(info(`guest disk /: ${cols[4]} used (${Math.round(Number(cols[3]) / 1048576)} GiB free)`));
+        lines.push(info(`guest nft: ${nft === "missing" || !nft ? "missing" : nft}`));
+      }
     } else if (!opts.probeWorld) {
       lines.push(info("guest: agent not probed (world isolation disabled)"));
     }

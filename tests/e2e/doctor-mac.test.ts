@@ -84,6 +84,8 @@ describe("macOS doctor against the Lima guest harness", () => {
     const t = await doctor(["host", "doctor"]);
     expect(t.stdout).toContain("PASS  | lima VM 'substrate': Running");
     expect(t.stdout).toContain("PASS  | guest: agent answered GET /v1/capabilities on /run/substrate.sock");
+    expect(t.stdout).toMatch(/INFO {2}\| guest disk \/: \d+% used/);
+    expect(t.stdout).toContain("INFO  | guest nft: /usr/sbin/nft");
   }, 120_000);
 
   test("world doctor: the agent's report from inside the guest; landlock read from the guest kernel", async () => {

@@ -118,6 +118,7 @@ describe("host doctor: macos (injected platform + runner)", () => {
     expect(r.exitCode).toBe(0);
     checkText(r.text, HOST_HEADER);
     expect(sys.ran.some((c) => /limactl (start|stop|create|delete|copy)/.test(c))).toBe(false);
+    expect(r.text).toContain("INFO  | guest disk /: 4% used (90 GiB free)\nINFO  | guest nft: /usr/sbin/nft");
   });
 
   test("limactl missing: dependency unavailable, exit 3, brew fix", async () => {
