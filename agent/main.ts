@@ -41,7 +41,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   const stateDir = values["state-dir"] ?? process.env.SUBSTRATE_STATE_DIR ?? "/run/substrate";
   const path = values.listen ?? process.env.SUBSTRATE_WORLD_SOCKET ?? "/run/substrate.sock";
   const worlds = new WorldManager({ stateDir, selfArgv: selfArgv(), log });
-  const stale = worlds.sweepStale();
+  const stale = await worlds.sweepStale();
   if (stale.length) log(`removed ${stale.length} stale world dir(s) from a previous run`);
   const svc = new WorldAgentService(worlds);
   const streams = new StreamServer({ svc, worlds, log });

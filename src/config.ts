@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import TOML from "@iarna/toml";
-import { ConfigFile, type EffectiveConfig } from "./contract/index.ts";
+import { ConfigFile, type EffectiveConfig } from "./contract/config.ts";
 import { CliError, ExitCode } from "./cli/_errors.ts";
 
 export const DEFAULT_SOCKET = "/run/substrate.sock";

@@ -7,7 +7,20 @@
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { WorldSpec, WorldStats } from "../../src/contract/index.ts";
+import { createConnection } from "node:net";
 import { World, type WorldOptions } from "./session.ts";
+
+/** Does a spawner answer on this control socket? */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(path);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
 
 export interface ManagerOptions {
   stateDir: string;
@@ -27,8 +40,12 @@ export class WorldManager {
 
   constructor(private readonly o: ManagerOptions) {}
 
-  /** Remove world dirs left by an agent that died without tearing down. */
-  sweepStale(): string[] {
+  /**
+   * Remove world dirs left by an agent that died without tearing down. A dir whose
+   * spawner still answers belongs to a live world (another agent sharing this state dir)
+   * and is left alone.
+   */
+  async sweepStale(): Promise<string[]> {
     const dir = join(this.o.stateDir, "worlds");
     let names: string[] = [];
     try {
@@ -39,6 +56,7 @@ export class WorldManager {
     const removed: string[] = [];
     for (const n of names) {
       if (this.all.has(n)) continue;
+      if (await answers(join(dir, n, "ctl.sock"))) continue;
       rmSync(join(dir, n), { recursive: true, force: true });
       removed.push(n);
     }
@@ -69,6 +87,12 @@ export class WorldManager {
     }
   }
 
+  /** Forget and destroy a session world that stopped working (its ctl socket is gone). */
+  async discardBroken(w: World): Promise<void> {
+    this.forget(w);
+    await w.destroy();
+  }
+
   /** The session world for this spec: reused when alive, created otherwise. */
   async session(spec: WorldSpec): Promise<World> {
     this.stats.executes++;
@@ -76,8 +100,18 @@ export class WorldManager {
     const key = sessionKey(spec);
     const existing = this.sessions.get(key);
     if (existing) {
-      this.stats.reused++;
-      return existing;
+      const w = await existing.catch(() => null);
+      if (w?.healthy()) {
+        this.stats.reused++;
+        return w;
+      }
+      // Its spawner died or its dir was removed under it: replace it, don't keep failing.
+      if (w) {
+        this.o.log?.(`session world ${w.id} is broken; replacing it`);
+        await this.discardBroken(w);
+      }
+      if (this.sessions.get(key) === existing) this.sessions.delete(key);
+      return this.session(spec).finally(() => this.stats.executes--);
     }
     const p = this.create(spec);
     this.sessions.set(key, p);

@@ -11,7 +11,7 @@
  * namespace, so they vanish with it; nothing was ever mounted in the host's.
  */
 import { createConnection, type Socket } from "node:net";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
@@ -230,6 +230,11 @@ export class World {
       });
       s.once("error", reject);
     });
+  }
+
+  /** Alive and reachable: the spawner runs and its control socket is still there. */
+  healthy(): boolean {
+    return this.proc.exitCode === null && this.closed === undefined && existsSync(this.ctl);
   }
 
   /** Start a command; the returned process streams output through `io`. */

@@ -3,13 +3,11 @@
  * response is validated with the contract; transport failures become AgentUnreachable,
  * API errors become AgentApiError carrying the server's code and hint.
  */
-import {
-  Capabilities,
-  ErrorBody,
-  ExecuteResponse,
-  ExecuteStreamFrame,
-  type ExecuteRequestInput,
-} from "../contract/index.ts";
+// Specific contract files, not the index: the `substrate -c` hot path must not pay for
+// building every schema of the project (zod construction costs tens of ms).
+import { Capabilities } from "../contract/capabilities.ts";
+import { ErrorBody } from "../contract/common.ts";
+import { ExecuteResponse, ExecuteStreamFrame, type ExecuteRequestInput } from "../contract/execute.ts";
 import { WorldInfo } from "./service.ts";
 import { z } from "zod";
 

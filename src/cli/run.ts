@@ -5,9 +5,9 @@
  */
 import { fstatSync } from "node:fs";
 import type { EffectiveConfig, ExecuteRequestInput } from "../contract/index.ts";
-import { AgentApiError, AgentUnreachable } from "../api/client.ts";
+import { AgentApiError, AgentUnreachable, type AgentClient } from "../api/client.ts";
 import { effectiveConfig } from "../config.ts";
-import { WorldUnavailable, type ReadyWorld } from "../world/backend.ts";
+import { WorldUnavailable, type ReadyWorld, type WorldBackend } from "../world/backend.ts";
 import { selectBackend } from "./_backend.ts";
 import { CliError, ExitCode, signalExit } from "./_errors.ts";
 import { projectDirFor } from "./_project.ts";
@@ -44,16 +44,26 @@ async function readStdinIfRedirected(): Promise<Uint8Array | undefined> {
   return new Uint8Array(await Bun.stdin.arrayBuffer());
 }
 
-export async function runOnHost(cmd: string, cwd: string, env: NodeJS.ProcessEnv): Promise<number> {
-  const proc = Bun.spawn(["/bin/bash", "-c", cmd], { cwd, env: { ...env, SUBSTRATE_WORLD: "disabled" }, stdio: ["inherit", "inherit", "inherit"] });
+export async function runOnHost(cmd: string, cwd: string, env: NodeJS.ProcessEnv, stdin?: Uint8Array): Promise<number> {
+  // stdin already consumed (read for the world) is handed over; otherwise inherited.
+  const proc = Bun.spawn(["/bin/bash", "-c", cmd], {
+    cwd,
+    env: { ...env, SUBSTRATE_WORLD: "disabled" },
+    stdio: [stdin ? "pipe" : "inherit", "inherit", "inherit"],
+  });
+  if (stdin) {
+    const sink = proc.stdin as import("bun").FileSink;
+    sink.write(stdin);
+    void sink.end();
+  }
   const code = await proc.exited;
   return signalExit((proc.signalCode as string | null) ?? null, code);
 }
 
 /** Ready world, or null = run on the host (after one warning line). */
-export async function readyOrFallback(cfg: EffectiveConfig, env: NodeJS.ProcessEnv): Promise<ReadyWorld | null> {
+export async function readyOrFallback(cfg: EffectiveConfig, env: NodeJS.ProcessEnv, backend: WorldBackend = selectBackend(cfg, env)): Promise<ReadyWorld | null> {
   try {
-    const ready = await selectBackend(cfg, env).ensureReady({ start: true });
+    const ready = await backend.ensureReady({ start: true });
     if (ready.note) say(ready.note);
     return ready;
   } catch (e) {
@@ -80,9 +90,7 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
 
   if (!cfg.world_enabled) return hostGate() ?? runOnHost(o.cmd, cwd, env);
 
-  const ready = await readyOrFallback(cfg, env);
-  if (!ready) return hostGate() ?? runOnHost(o.cmd, cwd, env);
-
+  const backend = selectBackend(cfg, env);
   const stdin = await readStdinIfRedirected();
   const req: ExecuteRequestInput = {
     cmd: o.cmd,
@@ -98,16 +106,38 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
     },
     ...(stdin && stdin.length ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {}),
   };
-  try {
-    for await (const f of ready.client.executeStream(req)) {
-      if (f.type === "stdout") process.stdout.write(Buffer.from(f.data_b64, "base64"));
-      else if (f.type === "stderr") process.stderr.write(Buffer.from(f.data_b64, "base64"));
-      else if (f.type === "result") return f.result.exit;
+
+  // Hot path: the agent is usually there; don't pay a probe round trip to find out.
+  const optimistic = backend.optimisticClient?.();
+  if (optimistic) {
+    try {
+      return await streamExecute(optimistic, req);
+    } catch (e) {
+      // Refused before anything ran: start/locate the agent below. Anything else is real.
+      if (!(e instanceof AgentUnreachable)) throw mapClientError(e);
     }
+  }
+  const ready = await readyOrFallback(cfg, env, backend);
+  if (!ready) return hostGate() ?? runOnHost(o.cmd, cwd, env, stdin);
+  try {
+    return await streamExecute(ready.client, req);
   } catch (e) {
-    if (e instanceof AgentApiError) throw new CliError(e.status === 400 ? ExitCode.USAGE : ExitCode.UNAVAILABLE, e.message, e.hint);
-    if (e instanceof AgentUnreachable) throw new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");
-    throw e;
+    throw mapClientError(e);
+  }
+}
+
+/** Stream one execute to this terminal; resolves with the command's exit code. */
+async function streamExecute(client: AgentClient, req: ExecuteRequestInput): Promise<number> {
+  for await (const f of client.executeStream(req)) {
+    if (f.type === "stdout") process.stdout.write(Buffer.from(f.data_b64, "base64"));
+    else if (f.type === "stderr") process.stderr.write(Buffer.from(f.data_b64, "base64"));
+    else if (f.type === "result") return f.result.exit;
   }
   throw new CliError(ExitCode.UNAVAILABLE, "the world agent closed the stream before the command finished", "run `substrate world doctor`");
+}
+
+function mapClientError(e: unknown): unknown {
+  if (e instanceof AgentApiError) return new CliError(e.status === 400 ? ExitCode.USAGE : ExitCode.UNAVAILABLE, e.message, e.hint);
+  if (e instanceof AgentUnreachable) return new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");
+  return e;
 }

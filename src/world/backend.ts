@@ -19,6 +19,11 @@ export interface WorldBackend {
   readonly name: WorldBackendName;
   /** Find (or start, when allowed) an agent; throws WorldUnavailable with a next step. */
   ensureReady(o: { start: boolean }): Promise<ReadyWorld>;
+  /**
+   * A client for the agent that is probably there, without probing it (the hot path tries
+   * it first and falls back to ensureReady only when the connection is refused).
+   */
+  optimisticClient?(): AgentClient | null;
 }
 
 export class WorldUnavailable extends Error {

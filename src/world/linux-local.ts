@@ -68,6 +68,10 @@ export class LinuxLocalBackend implements WorldBackend {
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
+  optimisticClient(): AgentClient {
+    return new AgentClient(this.socketPath);
+  }
+
   async ensureReady(o: { start: boolean }): Promise<ReadyWorld> {
     const client = new AgentClient(this.socketPath);
     try {

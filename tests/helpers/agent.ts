@@ -28,10 +28,10 @@ export interface TestAgent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(o: { env?: Record<string, string>; argv?: string[]; launcher?: string[]; socket?: string } = {}): Promise<TestAgent> {
+export async function startAgent(o: { env?: Record<string, string>; argv?: string[]; launcher?: string[]; socket?: string; stateDir?: string } = {}): Promise<TestAgent> {
   const dir = mkdtempSync(join(tmpdir(), "substrate-test-"));
   const socket = o.socket ?? join(dir, "agent.sock");
-  const stateDir = join(dir, "state");
+  const stateDir = o.stateDir ?? join(dir, "state");
   const argv = [...(o.launcher ?? []), ...(o.argv ?? agentArgv()), ...(o.launcher ? [] : ["--listen", socket]), "--state-dir", stateDir];
   const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...o.env } });
   let err = "";

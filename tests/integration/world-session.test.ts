@@ -118,3 +118,21 @@ describe("session world", () => {
     expect((await agent.client.listWorlds()).map((w) => w.id)).toEqual([b.world_id]);
   });
 });
+
+describe("robustness", () => {
+  test("a session world whose control socket vanished is replaced, not reused", async () => {
+    const a = await exec("true");
+    rmSync(join(agent.stateDir, "worlds", a.world_id, "ctl.sock"));
+    const b = await exec("echo healed");
+    expect(b64(b.stdout_b64)).toBe("healed\n");
+    expect(b.world_id).not.toBe(a.world_id);
+  });
+
+  test("a second agent on the same state dir does not sweep a live agent's worlds", async () => {
+    const a = await exec("true");
+    const other = await startAgent({ stateDir: agent.stateDir });
+    await other.stop();
+    const b = await exec("true");
+    expect(b.world_id).toBe(a.world_id);
+  });
+});
