@@ -35,10 +35,10 @@ async function world(mode: "baseline" | "isolated"): Promise<World> {
   worlds.push(w);
   return w;
 }
-async function sh(w: World, cmd: string): Promise<{ exit: number; out: string }> {
+async function sh(w: World, cmd: string, pty?: { cols: number; rows: number }): Promise<{ exit: number; out: string }> {
   let out = "";
   const p = w.spawn(
-    { argv: ["/bin/bash", "-c", cmd], cwd: project, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root" } },
+    { argv: ["/bin/bash", "-c", cmd], cwd: project, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root" }, pty },
     { onStdout: (b) => (out += Buffer.from(b).toString()), onStderr: (b) => (out += Buffer.from(b).toString()) },
   );
   const e = await p.exited;
@@ -75,6 +75,11 @@ describe.each(["isolated", "baseline"] as const)("%s world", (mode) => {
     );
     expect(r.out.split("\n").slice(0, 5)).toEqual(["p-ok", "t-ok", "sysctl-denied", "oom-denied", "0"]);
     expect(readFileSync(join(project, `from-${mode}.txt`), "utf8")).toBe(`${mode}\n`);
+  });
+  test("a PTY works under Landlock's ioctl rule (terminal size, tty name)", async () => {
+    const r = await sh(w, "tty; stty size", { cols: 101, rows: 31 });
+    expect(r.out).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.out).toContain("31 101");
   });
   test("ptrace of a process outside the Landlock domain (the world's PID 1) fails", async () => {
     const r = await sh(w, "strace -qq -p 1 -e trace=none 2>&1 & sleep 0.3; kill %1 2>/dev/null; wait");
