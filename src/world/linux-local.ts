@@ -23,6 +23,10 @@ export function agentInstallDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, versionString());
 }
 
+/** The default socket's agent keeps /run/substrate/agent.pid; any other socket `<socket>.pid`. */
+export const pidFileFor = (socketPath: string): string =>
+  socketPath === "/run/substrate.sock" ? PID_FILE : `${socketPath}.pid`;
+
 export interface StartedAgent {
   pid: number;
   socketPath: string;
@@ -33,7 +37,7 @@ export async function startManualAgent(socketPath: string, env: NodeJS.ProcessEn
   mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
   const argv = await agentCommand(agentInstallDir(env), env);
   const logFd = openSync(LOG_FILE, "a", 0o640);
-  const proc = Bun.spawn([...argv, "--listen", socketPath, "--pid-file", PID_FILE], {
+  const proc = Bun.spawn([...argv, "--listen", socketPath, "--pid-file", pidFileFor(socketPath)], {
     stdin: "ignore",
     stdout: logFd,
     stderr: logFd,
