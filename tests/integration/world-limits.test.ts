@@ -1,0 +1,64 @@
+/**
+ * The host-side and spawner-side pieces composed the way a world uses them:
+ *   host:    [...cgroup.enterArgvPrefix(), "unshare", ...userns flags, --mount --pid --fork ...]
+ *   inside:  protectFromOom() → hardenSelf() → commands via guard.unprotected(Bun.spawn)
+ * A memory hog in such a world is OOM-killed; the spawner survives and reports it; the
+ * world's cgroup is empty and removed at teardown.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createWorldCgroup, detectCgroupMode, removeCgroupBaseIfEmpty } from "../../agent/world/cgroups.ts";
+import { prepareIdMapHelpers, userNamespaceSupport, worldIdMap } from "../../agent/world/userns.ts";
+
+const SPAWNER = join(import.meta.dir, "fixtures", "limited-spawner.ts");
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "substrate-wl-"));
+  chmodSync(dir, 0o755);
+});
+afterAll(() => {
+  removeCgroupBaseIfEmpty();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe.if(detectCgroupMode() !== "none")("a limited, hardened world", () => {
+  for (const userns of [false, true]) {
+    test.if(!userns || userNamespaceSupport().available)(`memory hog OOM-killed, spawner alive (user namespace: ${userns})`, async () => {
+      const rw = join(dir, `rw-${userns}`);
+      mkdirSync(rw);
+      if (userns) chownSync(rw, 1000, 1000);
+      const cg = await createWorldCgroup(`wld_wl-${process.pid}-${userns}`, { memory: "256Mi", pids: 256 });
+      if ("degraded" in cg) throw new Error(cg.degraded);
+      try {
+        const h = userns ? prepareIdMapHelpers(join(dir, "idmap"), worldIdMap(rw)) : undefined;
+        const argv = [
+          ...cg.enterArgvPrefix(),
+          "unshare",
+          ...(h?.unshareArgs ?? []),
+          "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--",
+          process.execPath, SPAWNER,
+          JSON.stringify({ rw, hog: "head -c 4G /dev/zero | tail -n 1 > /dev/null" }),
+        ];
+        const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...(h ? { PATH: `${h.env.PATH}:${process.env.PATH}` } : {}) } });
+        const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+        h?.remove();
+        expect(err).toBe("");
+        expect(code).toBe(0);
+        const r = JSON.parse(out);
+        expect(r.degraded).toEqual([]);
+        expect(r.alive).toBe(true);
+        expect(r.hogExit).toBe(137);
+        expect(r.selfAdj).toBe(r.self); // protection restored after each spawn, with caps dropped
+        expect(r.childAdj).toBe(r.commands);
+        expect(Number(r.commands)).toBeGreaterThan(Number(r.self));
+        expect(r.uid).toBe("0");
+        expect((await cg.stats()).oom_kills).toBeGreaterThanOrEqual(1);
+      } finally {
+        await cg.destroy();
+      }
+      for (const p of cg.paths) expect(existsSync(p)).toBe(false);
+    });
+  }
+});
