@@ -154,3 +154,21 @@ describe("GET /v1/doctor/world route", () => {
     expect(ErrorBody.parse(await res.json()).error.code).toBe("unsupported");
   });
 });
+
+describe("runDoctorCli", () => {
+  test("an unexpected error → exit 1, one line + hint, no stack trace", async () => {
+    const { runDoctorCli } = await import("../../../src/doctor/cli.ts");
+    const { fakeSystem, linuxHealthy } = await import("./_fake.ts");
+    const sys = fakeSystem(linuxHealthy({ env: { HOME: "/nonexistent-home" } }));
+    sys.readText = () => {
+      throw new Error("EIO: i/o error, read");
+    };
+    let out = "";
+    let err = "";
+    const code = await runDoctorCli("host", [], {}, { sys, out: (s) => (out += s), err: (s) => (err += s) });
+    expect(code).toBe(1);
+    expect(out).toBe("");
+    expect(err).toContain("substrate host doctor: internal error: EIO: i/o error, read");
+    expect(err).not.toContain("    at ");
+  });
+});
