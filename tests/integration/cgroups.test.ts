@@ -72,6 +72,7 @@ describe.if(usable)("limits", () => {
     expect(res.self_adj_after).toBe(res.want_self);
     expect(Number(res.want_commands)).toBeGreaterThan(Number(res.want_self));
     expect(res.alive).toBe(true);
+    expect(res.child_fds).not.toContain("oom_score_adj");
     expect(res.hog_exit).toBe(137); // sh reports tail's SIGKILL
     expect((await cg.stats()).oom_kills).toBeGreaterThanOrEqual(1);
   });
