@@ -24,6 +24,9 @@
  * through the merged view), symlinks are never followed, and names are taken verbatim.
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Dirent, type Stats } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { OverlayMountRecord } from "../../src/contract/fsdiff.ts";
 import type { FsDiff } from "../../src/contract/world.ts";
 import { lgetxattrString } from "../../src/sys/xattr.ts";
 
@@ -173,12 +176,38 @@ function markers(o: MarkerOptions): Markers {
 const FUSE_OPAQUE_FILE = ".wh..wh..opq";
 const WH_PREFIX = ".wh.";
 
+export const MOUNT_RECORD = "mount.json";
+
+/** Records how `upper` was mounted, in `<dir>/mount.json` (only for `<dir>/upper` layouts). */
+export function writeMountRecord(upper: string, rec: OverlayMountRecord): void {
+  if (basename(upper) !== "upper") return;
+  writeFileSync(join(dirname(upper), MOUNT_RECORD), `${JSON.stringify(OverlayMountRecord.parse(rec))}\n`);
+}
+
+/** The mount record next to `upper`, or null (absent or unreadable: defaults apply). */
+export function readMountRecord(upper: string): OverlayMountRecord | null {
+  try {
+    const r = OverlayMountRecord.safeParse(JSON.parse(readFileSync(join(dirname(upper), MOUNT_RECORD), "utf8")));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Explicit options win; otherwise the mount record; otherwise kernel overlay, trusted.*. */
+function markerOptions(upper: string, o: MarkerOptions): MarkerOptions {
+  if (o.strategy !== undefined && o.userxattr !== undefined) return o;
+  const rec = readMountRecord(upper);
+  return { strategy: o.strategy ?? rec?.strategy, userxattr: o.userxattr ?? rec?.userxattr };
+}
+
 /**
  * The full, untruncated list of changes between `lowerDir` and the merged view recorded in
- * `upperDir`, in walk order (callers sort). Shared by overlayDiff and applyDiff.
+ * `upperDir`, in walk order (callers sort). Shared by overlayDiff and applyDiff. Marker
+ * options default to the mount record mountOverlay left next to the upper dir.
  */
 export function collectChanges(upperDir: string, lowerDir: string, o: MarkerOptions = {}): Change[] {
-  const mk = markers(o);
+  const mk = markers(markerOptions(upperDir, o));
   const out: Change[] = [];
   walk(upperDir, lowerDir, "", false, false, mk, out);
   return out;

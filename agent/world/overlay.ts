@@ -26,7 +26,7 @@ import { ENUM_PROBE_FILE, ENUM_PROBE_ID, type WorldFsStrategy } from "../../src/
 import { fuseDeviceAvailable, fuseOverlayfsBinary, fuseOverlayfsOptions, mountFuseOverlay } from "../../src/sys/fuse_overlayfs.ts";
 import { mount, MNT_DETACH, SyscallError, umount2 } from "../../src/sys/libc.ts";
 import { runShInPrivateMountNs } from "../../src/sys/unshare.ts";
-import { collectChanges, type OverlayStrategy } from "./fsdiff.ts";
+import { collectChanges, writeMountRecord, type OverlayStrategy } from "./fsdiff.ts";
 
 export const OVERLAY_BASE = "/var/lib/substrate/overlay";
 const TMPFS_MAGIC = 0x01021994;
@@ -108,9 +108,16 @@ export function overlayMountData(m: Pick<OverlayMountSpec, "lower" | "upper" | "
 /**
  * Mounts the project overlay on `target`. Call it INSIDE the world's private mount namespace
  * (the spawner, before pivot_root; e.g. as rootfs.ts's `projectOverlay` callback). Synchronous.
- * Returns the strategy used; pass it (and userxattr) to overlayDiff/applyDiff.
+ * Returns the strategy used and records it (with userxattr) in `<dir>/mount.json`, which
+ * overlayDiff/applyDiff read when not told explicitly.
  */
 export function mountOverlay(m: OverlayMountSpec): OverlayStrategy {
+  const s = mountOverlayOnly(m);
+  writeMountRecord(m.upper, { strategy: s, userxattr: s === "overlay" && m.userxattr === true });
+  return s;
+}
+
+function mountOverlayOnly(m: OverlayMountSpec): OverlayStrategy {
   const strategy = m.strategy ?? "auto";
   let kernelError: string | null = null;
   if (strategy !== "fuse") {

@@ -8,8 +8,8 @@
  *   POST /v1/fs_diff/:span_id/discard   (no body)      → FsDiscardResponse
  *
  * Errors use ErrorBody: 404 not_found (unknown span, span not isolated, or already
- * discarded), 400 bad_request (a path not in the diff; the message lists them), 409 ... none:
- * applying is itself the user's decision, no approval round-trip.
+ * discarded), 400 bad_request (a path not in the diff; the message lists them). Applying is
+ * itself the user's decision: no approval round-trip.
  */
 import { z } from "zod";
 import { SpanId } from "./common.ts";
@@ -59,3 +59,14 @@ export type FsApplyResponse = z.infer<typeof FsApplyResponse>;
 /** POST /v1/fs_diff/:span_id/discard */
 export const FsDiscardResponse = z.strictObject({ discarded: z.literal(true) });
 export type FsDiscardResponse = z.infer<typeof FsDiscardResponse>;
+
+/**
+ * `<overlay dir>/mount.json`, written by mountOverlay next to upper/ and work/ (ours, on disk
+ * only): how the upper dir was produced, so the agent reads its whiteout/opaque markers right
+ * even when the spawner's caller did not pass the strategy along.
+ */
+export const OverlayMountRecord = z.strictObject({
+  strategy: z.enum(["overlay", "fuse"]),
+  userxattr: z.boolean(),
+});
+export type OverlayMountRecord = z.infer<typeof OverlayMountRecord>;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { applyDiff, ApplyError, discardOverlay } from "../../agent/world/apply.ts";
-import { collectChanges, overlayDiff, type OverlayStrategy } from "../../agent/world/fsdiff.ts";
+import { collectChanges, overlayDiff, readMountRecord, type OverlayStrategy } from "../../agent/world/fsdiff.ts";
 import { OverlayError, prepareOverlayDirs, probeFsStrategy } from "../../agent/world/overlay.ts";
 import { FsDiff, WorldFsStrategy } from "../../src/contract/index.ts";
 import { manifest, mountsUnder, processesMentioning, runInOverlay, writeTree } from "./overlay-helpers.ts";
@@ -98,7 +98,9 @@ describe.each(STRATEGIES)("strategy %s", (strategy) => {
     const w = await runInOverlay(base, nextId(), project, OPS, { strategy });
     expect(w.strategy).toBe(strategy);
 
-    const diff = await overlayDiff(w.dirs.upper, project, { strategy });
+    // No options: the mount record mountOverlay left next to upper/ says how to read it.
+    expect(readMountRecord(w.dirs.upper)).toEqual({ strategy, userxattr: false });
+    const diff = await overlayDiff(w.dirs.upper, project);
     expect(FsDiff.parse(diff)).toEqual(diff);
     expect(diff.writes).toEqual(EXPECTED.writes);
     expect(diff.mods).toEqual(EXPECTED.mods);
@@ -114,7 +116,7 @@ describe.each(STRATEGIES)("strategy %s", (strategy) => {
     const seen = join(tmp, `seen-${strategy}`);
     mkdirSync(seen);
     const w = await runInOverlay(base, nextId(), project, OPS, { strategy, snapshot: seen });
-    const res = await applyDiff(w.dirs.upper, project, undefined, { strategy });
+    const res = await applyDiff(w.dirs.upper, project);
     expect(res.skipped).toEqual([]);
     expect(res.applied).toEqual([...EXPECTED.writes, ...EXPECTED.mods, ...EXPECTED.deletes].sort());
     expect(manifest(project)).toEqual(manifest(seen));
@@ -247,13 +249,14 @@ test("smart truncation: ≤1000 files and ≤100 dirs listed, summary, stable tr
 test("userxattr: opaque dirs and whiteouts read from user.overlay.*", async () => {
   const project = freshProject("userxattr");
   const w = await runInOverlay(base, nextId(), project, OPS, { strategy: "overlay", userxattr: true });
-  const diff = await overlayDiff(w.dirs.upper, project, { userxattr: true });
+  expect(readMountRecord(w.dirs.upper)).toEqual({ strategy: "overlay", userxattr: true });
+  const diff = await overlayDiff(w.dirs.upper, project);
   expect(diff.writes).toEqual(EXPECTED.writes);
   expect(diff.mods).toEqual(EXPECTED.mods);
   expect(diff.deletes).toEqual(EXPECTED.deletes);
   // Read with the wrong namespace, the opaque marker is invisible: the recreated dir's old
   // content is then (wrongly) considered still visible. Proves the test can fail.
-  const wrong = await overlayDiff(w.dirs.upper, project);
+  const wrong = await overlayDiff(w.dirs.upper, project, { strategy: "overlay", userxattr: false });
   expect(wrong.deletes).not.toContain("recreate/x.txt");
 });
 

@@ -6,6 +6,7 @@ import {
   FsDiffParams,
   FsDiffResponse,
   FsDiscardResponse,
+  OverlayMountRecord,
 } from "../../../src/contract/index.ts";
 
 const rt = <T>(schema: { parse: (v: unknown) => T }, v: T) => expect(schema.parse(JSON.parse(JSON.stringify(v)))).toEqual(v);
@@ -47,4 +48,11 @@ test("FsApplyResponse / FsDiscardResponse / params round-trip", () => {
     apply: "/v1/fs_diff/:span_id/apply",
     discard: "/v1/fs_diff/:span_id/discard",
   });
+});
+
+test("OverlayMountRecord round-trips; strategy enum and strictness enforced", () => {
+  rt(OverlayMountRecord, { strategy: "overlay", userxattr: true });
+  rt(OverlayMountRecord, { strategy: "fuse", userxattr: false });
+  expect(OverlayMountRecord.safeParse({ strategy: "bind", userxattr: false }).success).toBe(false);
+  expect(OverlayMountRecord.safeParse({ strategy: "fuse" }).success).toBe(false);
 });
