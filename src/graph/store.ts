@@ -19,34 +19,39 @@ import type { Span } from "../contract/index.ts";
 import { parseSpanLine, traceFiles } from "../trace/reader.ts";
 import { PrivacyFilter, type PrivacyConfig } from "./privacy.ts";
 
+/*
+ * Integer surrogate keys (rowids) for spans and files: edges are pairs of integers, which
+ * keeps a 100k-span graph compact and its joins cheap. Span rids grow in ingest order,
+ * which is trace order, so "newest first" is "highest rid first" (an index walk, no sort).
+ * Per-agent counters (spans, failures, files written) are kept up to date at ingest, so
+ * `graph agent` never aggregates over all of an agent's spans.
+ */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS span (
-  id TEXT PRIMARY KEY, cmd TEXT, exit INTEGER, ts TEXT, event_type TEXT,
+  rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, cmd TEXT, exit INTEGER, ts TEXT, event_type TEXT,
   session_id TEXT, agent_id TEXT, cwd TEXT, world_id TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS file (path TEXT PRIMARY KEY, hash TEXT, dir TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dir (path TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS agent (id TEXT PRIMARY KEY, type TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wrote (
-  span_id TEXT NOT NULL, file_path TEXT NOT NULL, kind TEXT NOT NULL, bytes INTEGER,
-  PRIMARY KEY (span_id, file_path)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS wrote_by_file ON wrote (file_path, span_id);
-CREATE TABLE IF NOT EXISTS read (
-  span_id TEXT NOT NULL, file_path TEXT NOT NULL, PRIMARY KEY (span_id, file_path)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS read_by_file ON read (file_path, span_id);
-CREATE TABLE IF NOT EXISTS executed_by (
-  span_id TEXT NOT NULL, agent_id TEXT NOT NULL, PRIMARY KEY (span_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS executed_by_agent ON executed_by (agent_id, span_id);
-CREATE TABLE IF NOT EXISTS parent_of (
-  parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS parent_of_child ON parent_of (child);
-CREATE TABLE IF NOT EXISTS ingest_state (
-  ino INTEGER PRIMARY KEY, off INTEGER NOT NULL, head TEXT NOT NULL, path TEXT
 );
+CREATE TABLE IF NOT EXISTS file (fid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, hash TEXT, dir TEXT);
+CREATE TABLE IF NOT EXISTS dir (path TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent (
+  id TEXT PRIMARY KEY, type TEXT, spans INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+  first_ts TEXT, last_ts TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wrote (
+  span INTEGER NOT NULL, file INTEGER NOT NULL, kind TEXT NOT NULL, bytes INTEGER, PRIMARY KEY (span, file)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS wrote_by_file ON wrote (file, span);
+CREATE TABLE IF NOT EXISTS read (span INTEGER NOT NULL, file INTEGER NOT NULL, PRIMARY KEY (span, file)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS read_by_file ON read (file, span);
+CREATE TABLE IF NOT EXISTS executed_by (span INTEGER PRIMARY KEY, agent TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS executed_by_agent ON executed_by (agent, span);
+CREATE TABLE IF NOT EXISTS parent_of (parent INTEGER NOT NULL, child INTEGER NOT NULL, PRIMARY KEY (parent, child)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parent_of_child ON parent_of (child);
+CREATE TABLE IF NOT EXISTS agent_file (
+  agent TEXT NOT NULL, file INTEGER NOT NULL, writes INTEGER NOT NULL, PRIMARY KEY (agent, file)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS agent_file_top ON agent_file (agent, writes);
+CREATE TABLE IF NOT EXISTS ingest_state (ino INTEGER PRIMARY KEY, off INTEGER NOT NULL, head TEXT NOT NULL, path TEXT);
 `;
 
 /** Events that stand for a command (become Span nodes). */
@@ -57,6 +62,9 @@ const NODE_EVENTS = new Set<Span["event_type"]>([
   "policy_denied",
   "replay",
 ]);
+
+/** Above this many matching edges a directory is "dense": walk spans newest-first instead of sorting. */
+const DENSE_DIR_EDGES = 5000;
 
 export interface ChangedFile {
   path: string;
@@ -91,20 +99,17 @@ export interface SyncStats {
   invalid: number;
 }
 
+type Row = Record<string, unknown>;
+
 export class SpanGraph {
   readonly db: Database;
   readonly privacy: PrivacyFilter;
-  private st!: {
-    spanInsert: Statement;
-    spanComplete: Statement;
-    file: Statement;
-    dir: Statement;
-    agent: Statement;
-    wrote: Statement;
-    read: Statement;
-    executed: Statement;
-    parent: Statement;
-  };
+  private readonly fids = new Map<string, number>();
+  private st!: Record<
+    | "spanGet" | "spanNew" | "spanStub" | "spanComplete" | "file" | "dir" | "agentNew" | "agentSpan" | "agentFail"
+    | "wrote" | "read" | "executed" | "parent" | "agentFile",
+    Statement
+  >;
 
   /** Open (creating) `<dir>/graph.db`. */
   constructor(
@@ -117,31 +122,40 @@ export class SpanGraph {
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
     this.db.exec(SCHEMA);
     this.privacy = new PrivacyFilter(privacy, home);
-    this.prepare();
-  }
-
-  private prepare(): void {
-    const q = (s: string) => this.db.prepare(s);
+    const q = (sql: string) => this.db.prepare(sql);
     this.st = {
-      spanInsert: q(
-        `INSERT OR IGNORE INTO span (id, cmd, exit, ts, event_type, session_id, agent_id, cwd, world_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      // a completion overrides what the start line said
-      spanComplete: q(
+      spanGet: q("SELECT rid, exit, event_type FROM span WHERE id = ?"),
+      spanNew: q(
         `INSERT INTO span (id, cmd, exit, ts, event_type, session_id, agent_id, cwd, world_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET cmd = excluded.cmd, exit = excluded.exit, event_type = excluded.event_type,
-           world_id = coalesce(excluded.world_id, span.world_id)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rid`,
       ),
-      file: q(`INSERT INTO file (path, hash, dir) VALUES (?, ?, ?)
-               ON CONFLICT (path) DO UPDATE SET hash = coalesce(excluded.hash, file.hash)`),
+      // a parent seen (as parent_span) before its own line: a node with only its id
+      spanStub: q("INSERT INTO span (id) VALUES (?) RETURNING rid"),
+      // the completion (or the first real line of a stub) fills the node in
+      spanComplete: q(
+        `UPDATE span SET cmd = ?, exit = ?, ts = coalesce(ts, ?), event_type = ?, session_id = coalesce(session_id, ?),
+           agent_id = coalesce(agent_id, ?), cwd = coalesce(cwd, ?), world_id = coalesce(?, world_id) WHERE rid = ?`,
+      ),
+      file: q(
+        `INSERT INTO file (path, hash, dir) VALUES (?, ?, ?)
+         ON CONFLICT (path) DO UPDATE SET hash = coalesce(excluded.hash, file.hash) RETURNING fid`,
+      ),
       dir: q("INSERT OR IGNORE INTO dir (path) VALUES (?)"),
-      agent: q("INSERT OR IGNORE INTO agent (id, type) VALUES (?, ?)"),
-      wrote: q("INSERT OR REPLACE INTO wrote (span_id, file_path, kind, bytes) VALUES (?, ?, ?, ?)"),
-      read: q("INSERT OR IGNORE INTO read (span_id, file_path) VALUES (?, ?)"),
-      executed: q("INSERT OR IGNORE INTO executed_by (span_id, agent_id) VALUES (?, ?)"),
+      agentNew: q("INSERT OR IGNORE INTO agent (id, type) VALUES (?, ?)"),
+      agentSpan: q(
+        `UPDATE agent SET spans = spans + 1,
+           first_ts = CASE WHEN first_ts IS NULL OR ?1 < first_ts THEN ?1 ELSE first_ts END,
+           last_ts = CASE WHEN last_ts IS NULL OR ?1 > last_ts THEN ?1 ELSE last_ts END WHERE id = ?2`,
+      ),
+      agentFail: q("UPDATE agent SET failures = failures + 1 WHERE id = ?"),
+      wrote: q("INSERT OR IGNORE INTO wrote (span, file, kind, bytes) VALUES (?, ?, ?, ?)"),
+      read: q("INSERT OR IGNORE INTO read (span, file) VALUES (?, ?)"),
+      executed: q("INSERT OR IGNORE INTO executed_by (span, agent) VALUES (?, ?)"),
       parent: q("INSERT OR IGNORE INTO parent_of (parent, child) VALUES (?, ?)"),
+      agentFile: q(
+        `INSERT INTO agent_file (agent, file, writes) VALUES (?, ?, 1)
+         ON CONFLICT (agent, file) DO UPDATE SET writes = writes + 1`,
+      ),
     };
   }
 
@@ -149,7 +163,7 @@ export class SpanGraph {
     this.db.close();
   }
 
-  /** Ingest spans (one transaction). Privacy filters decide which files become nodes. */
+  /** Ingest spans (one transaction). Privacy filters decide which files become nodes. Idempotent. */
   ingest(spans: Iterable<Span>): number {
     let n = 0;
     const tx = this.db.transaction((list: Iterable<Span>) => {
@@ -159,59 +173,88 @@ export class SpanGraph {
     return n;
   }
 
+  private spanRid(id: string): number {
+    const r = this.st.spanGet.get(id) as { rid: number } | null;
+    return r ? r.rid : (this.st.spanStub.get(id) as { rid: number }).rid;
+  }
+
   private ingestOne(s: Span): boolean {
     if (!NODE_EVENTS.has(s.event_type)) return false;
-    const row = [s.span_id, s.cmd ?? null, s.exit ?? null, s.ts, s.event_type, s.session_id, s.agent_id, s.cwd ?? null, s.world_id ?? null];
-    (s.event_type === "command_start" ? this.st.spanInsert : this.st.spanComplete).run(...row);
-    this.st.agent.run(s.agent_id, s.agent_id === "human" ? "human" : "agent");
-    this.st.executed.run(s.span_id, s.agent_id);
-    if (s.parent_span) this.st.parent.run(s.parent_span, s.span_id);
-    if (s.replay_of) this.st.parent.run(s.replay_of, s.span_id);
+    const prev = this.st.spanGet.get(s.span_id) as { rid: number; exit: number | null; event_type: string | null } | null;
+    const exit = s.exit ?? null;
+    let rid: number;
+    let counted = false; // first real line of this span: counts for its agent
+    let completedNow = false; // exit became known with this line
+    if (!prev) {
+      rid = (
+        this.st.spanNew.get(s.span_id, s.cmd ?? null, exit, s.ts, s.event_type, s.session_id, s.agent_id, s.cwd ?? null, s.world_id ?? null) as {
+          rid: number;
+        }
+      ).rid;
+      counted = true;
+      completedNow = exit !== null;
+    } else {
+      rid = prev.rid;
+      const stub = prev.event_type === null;
+      const upgrade = s.event_type !== "command_start" && (stub || prev.event_type === "command_start");
+      if (stub || upgrade)
+        this.st.spanComplete.run(s.cmd ?? null, exit, s.ts, s.event_type, s.session_id, s.agent_id, s.cwd ?? null, s.world_id ?? null, rid);
+      counted = stub;
+      completedNow = upgrade && prev.exit === null && exit !== null;
+    }
+    this.st.agentNew.run(s.agent_id, s.agent_id === "human" ? "human" : "agent");
+    if (counted) this.st.agentSpan.run(s.ts, s.agent_id);
+    if (completedNow && exit !== 0) this.st.agentFail.run(s.agent_id);
+    this.st.executed.run(rid, s.agent_id);
+    if (s.parent_span) this.st.parent.run(this.spanRid(s.parent_span), rid);
+    if (s.replay_of) this.st.parent.run(this.spanRid(s.replay_of), rid);
     const base = s.replay_context?.cwd ?? s.cwd;
     const d = s.fs_diff;
     if (d) {
-      for (const p of d.writes) this.fileEdge(s.span_id, base, p, "write");
-      for (const p of d.mods) this.fileEdge(s.span_id, base, p, "mod");
-      for (const p of d.deletes) this.fileEdge(s.span_id, base, p, "delete");
+      for (const p of d.writes) this.fileEdge(rid, s.agent_id, base, p, "write");
+      for (const p of d.mods) this.fileEdge(rid, s.agent_id, base, p, "mod");
+      for (const p of d.deletes) this.fileEdge(rid, s.agent_id, base, p, "delete");
     }
-    // READ edges come from scopes of the form `fs.read:<path>` (exact files the world saw read)
+    // READ edges come from scopes of the form `fs.read:<path>` (files the world saw read)
     for (const sc of s.scopes_used ?? []) {
       if (!sc.startsWith("fs.read:")) continue;
       const abs = absolutize(base, sc.slice("fs.read:".length));
-      if (abs && this.privacy.shouldIndex(abs)) {
-        this.fileNode(abs, null);
-        this.st.read.run(s.span_id, abs);
-      }
+      if (abs && this.privacy.shouldIndex(abs)) this.st.read.run(rid, this.fileNode(abs, null));
     }
     return true;
   }
 
-  private fileEdge(span: string, base: string | undefined, p: string, kind: ChangedFile["kind"]): void {
+  private fileEdge(rid: number, agent: string, base: string | undefined, p: string, kind: ChangedFile["kind"]): void {
     const abs = absolutize(base, p);
     if (!abs || !this.privacy.shouldIndex(abs)) return;
     let hash: string | null = null;
     let bytes: number | null = null;
-    if (kind !== "delete") {
+    // Opt-in hashing reads the file on this host; the world may have been isolated, so the
+    // file may be absent or differ (then no hash). Without hashing nothing is read or stat'ed.
+    if (kind !== "delete" && this.privacy.shouldHash(abs)) {
       try {
         const st = fs.statSync(abs);
-        if (st.isFile()) {
+        if (st.isFile() && st.size <= 16 * 1024 * 1024) {
           bytes = st.size;
-          // opt-in hashing; the world may have been isolated, so the file may not exist here
-          if (this.privacy.shouldHash(abs) && st.size <= 16 * 1024 * 1024)
-            hash = `sha256:${createHash("sha256").update(fs.readFileSync(abs)).digest("hex")}`;
+          hash = `sha256:${createHash("sha256").update(fs.readFileSync(abs)).digest("hex")}`;
         }
       } catch {
-        /* not on this host (isolated world) */
+        /* not on this host */
       }
     }
-    this.fileNode(abs, hash);
-    this.st.wrote.run(span, abs, kind, bytes);
+    const fid = this.fileNode(abs, hash);
+    if (this.st.wrote.run(rid, fid, kind, bytes).changes === 1) this.st.agentFile.run(agent, fid);
   }
 
-  private fileNode(abs: string, hash: string | null): void {
+  private fileNode(abs: string, hash: string | null): number {
+    const known = hash === null ? this.fids.get(abs) : undefined;
+    if (known !== undefined) return known;
     const dir = dirname(abs);
     this.st.dir.run(dir);
-    this.st.file.run(abs, hash, dir);
+    const fid = (this.st.file.get(abs, hash, dir) as { fid: number }).fid;
+    if (this.fids.size > 500_000) this.fids.clear();
+    this.fids.set(abs, fid);
+    return fid;
   }
 
   /**
@@ -279,15 +322,17 @@ export class SpanGraph {
 
   /** `graph what-changed <span>`: files the span (and its descendant spans) wrote, modified or deleted. */
   whatChanged(spanId: string): ChangedFile[] {
+    // CROSS JOIN pins the join order: start from the (tiny) span tree, never from `wrote`.
     return this.db
       .prepare(
-        `WITH RECURSIVE tree(id, depth) AS (
-           SELECT ?, 0
-           UNION SELECT p.child, tree.depth + 1 FROM parent_of p JOIN tree ON p.parent = tree.id WHERE tree.depth < 32
+        `WITH RECURSIVE tree(rid, depth) AS (
+           SELECT rid, 0 FROM span WHERE id = ?
+           UNION SELECT p.child, tree.depth + 1 FROM tree CROSS JOIN parent_of p ON p.parent = tree.rid WHERE tree.depth < 32
          )
-         SELECT w.file_path AS path, w.kind AS kind, f.hash AS hash, w.span_id AS span_id
-         FROM tree JOIN wrote w ON w.span_id = tree.id JOIN file f ON f.path = w.file_path
-         ORDER BY w.file_path`,
+         SELECT f.path AS path, w.kind AS kind, f.hash AS hash, s.id AS span_id
+         FROM tree CROSS JOIN wrote w ON w.span = tree.rid CROSS JOIN file f ON f.fid = w.file
+              CROSS JOIN span s ON s.rid = w.span
+         ORDER BY f.path, s.rid`,
       )
       .all(spanId) as ChangedFile[];
   }
@@ -295,60 +340,77 @@ export class SpanGraph {
   /** `graph who-wrote <path>`: spans that wrote the file (or anything under the directory), newest first. */
   whoWrote(path: string, limit = 100): Writer[] {
     const p = path.replace(/\/+$/, "") || "/";
-    return this.db
+    const cols = `s.id AS span_id, s.ts AS ts, s.cmd AS cmd, s.agent_id AS agent_id, s.exit AS exit, f.path AS path, w.kind AS kind`;
+    const exact = this.db
       .prepare(
-        `SELECT w.span_id AS span_id, s.ts AS ts, s.cmd AS cmd, s.agent_id AS agent_id, s.exit AS exit,
-                w.file_path AS path, w.kind AS kind
-         FROM wrote w JOIN span s ON s.id = w.span_id
-         WHERE w.file_path = ?1 OR (w.file_path >= ?2 AND w.file_path < ?3)
-         ORDER BY s.ts DESC, w.span_id DESC LIMIT ?4`,
+        `SELECT ${cols} FROM file f CROSS JOIN wrote w INDEXED BY wrote_by_file ON w.file = f.fid
+         CROSS JOIN span s ON s.rid = w.span WHERE f.path = ? ORDER BY w.span DESC LIMIT ?`,
       )
-      .all(p, `${p === "/" ? "" : p}/`, `${p === "/" ? "" : p}0`, limit) as Writer[];
+      .all(p, limit) as Writer[];
+    const lo = `${p === "/" ? "" : p}/`;
+    const hi = `${p === "/" ? "" : p}0`; // "0" follows "/" in byte order: [lo, hi) = everything under p/
+    const edges = (
+      this.db
+        .prepare(
+          `SELECT count(*) AS n FROM (SELECT 1 FROM file f CROSS JOIN wrote w INDEXED BY wrote_by_file ON w.file = f.fid
+           WHERE f.path >= ? AND f.path < ? LIMIT ${DENSE_DIR_EDGES})`,
+        )
+        .get(lo, hi) as { n: number }
+    ).n;
+    if (edges === 0) return exact;
+    // dense directory: walk `wrote` newest-first until `limit` rows match (no sort of 100k rows);
+    // sparse: collect the few matching edges through the file index and sort them.
+    const under =
+      edges >= DENSE_DIR_EDGES
+        ? (this.db
+            .prepare(
+              `SELECT ${cols} FROM wrote w CROSS JOIN file f ON f.fid = w.file CROSS JOIN span s ON s.rid = w.span
+               WHERE f.path >= ? AND f.path < ? ORDER BY w.span DESC LIMIT ?`,
+            )
+            .all(lo, hi, limit) as Writer[])
+        : (this.db
+            .prepare(
+              `SELECT ${cols} FROM file f CROSS JOIN wrote w INDEXED BY wrote_by_file ON w.file = f.fid
+               CROSS JOIN span s ON s.rid = w.span WHERE f.path >= ? AND f.path < ? ORDER BY w.span DESC LIMIT ?`,
+            )
+            .all(lo, hi, limit) as Writer[]);
+    return exact.length === 0 ? under : [...exact, ...under].slice(0, limit);
   }
 
   /** `graph agent <id>`: what an agent did. undefined when the agent is unknown. */
   agent(id: string, recent = 20): AgentSummary | undefined {
-    const head = this.db
-      .prepare(
-        `SELECT count(*) AS spans, sum(CASE WHEN s.exit IS NOT NULL AND s.exit != 0 THEN 1 ELSE 0 END) AS failures,
-                min(s.ts) AS first_ts, max(s.ts) AS last_ts
-         FROM executed_by e JOIN span s ON s.id = e.span_id WHERE e.agent_id = ?`,
-      )
-      .get(id) as { spans: number; failures: number | null; first_ts: string | null; last_ts: string | null };
-    if (!head || head.spans === 0) return undefined;
+    const a = this.db.prepare("SELECT spans, failures, first_ts, last_ts FROM agent WHERE id = ?").get(id) as
+      | { spans: number; failures: number; first_ts: string | null; last_ts: string | null }
+      | null;
+    if (!a || a.spans === 0) return undefined;
     const recentRows = this.db
       .prepare(
         `SELECT s.id AS span_id, s.ts AS ts, s.cmd AS cmd, s.exit AS exit
-         FROM executed_by e JOIN span s ON s.id = e.span_id WHERE e.agent_id = ?
-         ORDER BY e.span_id DESC LIMIT ?`,
+         FROM executed_by e INDEXED BY executed_by_agent CROSS JOIN span s ON s.rid = e.span
+         WHERE e.agent = ? ORDER BY e.span DESC LIMIT ?`,
       )
       .all(id, recent) as AgentSummary["recent"];
-    const files = this.db
+    const top = this.db
       .prepare(
-        `SELECT w.file_path AS path, count(*) AS writes
-         FROM executed_by e JOIN wrote w ON w.span_id = e.span_id WHERE e.agent_id = ?
-         GROUP BY w.file_path ORDER BY writes DESC, path LIMIT 10`,
+        `SELECT f.path AS path, af.writes AS writes FROM agent_file af INDEXED BY agent_file_top
+         CROSS JOIN file f ON f.fid = af.file WHERE af.agent = ? ORDER BY af.writes DESC LIMIT 10`,
       )
       .all(id) as AgentSummary["top_files"];
-    const distinct = this.db
-      .prepare(
-        `SELECT count(DISTINCT w.file_path) AS n FROM executed_by e JOIN wrote w ON w.span_id = e.span_id WHERE e.agent_id = ?`,
-      )
-      .get(id) as { n: number };
+    const distinct = this.db.prepare("SELECT count(*) AS n FROM agent_file WHERE agent = ?").get(id) as { n: number };
     return {
       agent_id: id,
-      spans: head.spans,
-      failures: head.failures ?? 0,
-      first_ts: head.first_ts,
-      last_ts: head.last_ts,
+      spans: a.spans,
+      failures: a.failures,
+      first_ts: a.first_ts,
+      last_ts: a.last_ts,
       files_written: distinct.n,
       recent: recentRows,
-      top_files: files,
+      top_files: top,
     };
   }
 
   counts(): Record<string, number> {
-    const c = (t: string) => (this.db.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n;
+    const c = (t: string) => (this.db.prepare(`SELECT count(*) AS n FROM ${t}`).get() as Row).n as number;
     return {
       spans: c("span"),
       files: c("file"),
