@@ -3,9 +3,9 @@
  * (`command`, `reason`, `pattern`, `policy_id`, `session_id`); the trace's Span schema names the
  * command `cmd` and needs a span id, so this is the one place that maps one onto the other.
  */
-import type { PolicyEvent, SpanInput } from "../contract/index.ts";
-import { newSpanId } from "../contract/index.ts";
-import { appendSpanSync, currentSessionId, parentSpanFromEnv } from "../trace/index.ts";
+import { newSpanId } from "../contract/common.ts";
+import type { PolicyEvent } from "../contract/policy.ts";
+import type { SpanInput } from "../contract/span.ts";
 
 export function policyEventToSpan(e: PolicyEvent, ids: { session_id: string; span_id?: string; parent_span?: string }): SpanInput {
   const span: SpanInput = {
@@ -25,10 +25,14 @@ export function policyEventToSpan(e: PolicyEvent, ids: { session_id: string; spa
   return span;
 }
 
-/** Write the events of a decision to the trace (never fails the command: one warning instead). */
-export function recordPolicyEvents(events: readonly PolicyEvent[], stderr: { write(s: string): unknown } = process.stderr): void {
+/**
+ * Write the events of a decision to the trace (never fails the command: one warning instead).
+ * The trace module is imported only when there is something to write (most commands: nothing).
+ */
+export async function recordPolicyEvents(events: readonly PolicyEvent[], stderr: { write(s: string): unknown } = process.stderr): Promise<void> {
   if (events.length === 0) return;
   try {
+    const { appendSpanSync, currentSessionId, parentSpanFromEnv } = await import("../trace/index.ts");
     const session = currentSessionId();
     const parent = parentSpanFromEnv();
     for (const e of events) appendSpanSync(policyEventToSpan(e, { session_id: session, ...(parent ? { parent_span: parent } : {}) }));

@@ -84,7 +84,7 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   // request; approvals are prompted on a TTY. Policy events go to the trace.
   const { decideForCli, isolationUnavailable, recordPolicyEvents } = await import("../broker/index.ts");
   const gate = await decideForCli({ cmd: o.cmd, cwd, isTTY: Boolean(process.stdin.isTTY), stdin: process.stdin, stderr: process.stderr });
-  recordPolicyEvents(gate.events);
+  await recordPolicyEvents(gate.events);
   if (gate.action === "deny") return gate.exitCode ?? ExitCode.DENIED;
   const hostGate = (): number | null => isolationUnavailable(gate, process.stderr); // isolation needs a world
 

@@ -54,11 +54,11 @@ const remove = defineCommand({
 const check = defineCommand({
   meta: { name: "check", description: "Used by the shims: quick policy check (deny list) of CMD ARGS; exit 126 when denied" },
   args: { argv: { type: "positional", required: false, description: "-- CMD ARGS...", valueHint: "-- CMD ARGS..." } },
-  run({ rawArgs }) {
+  async run({ rawArgs }) {
     const k = rawArgs.indexOf("--");
     const argv = k >= 0 ? rawArgs.slice(k + 1) : rawArgs;
     if (argv.length === 0) throw new CliError(ExitCode.USAGE, "shim check needs a command", "usage: substrate shim check -- CMD ARGS...");
-    const r = runShimCheck({ argv, cwd: process.cwd(), stderr: process.stderr });
+    const r = await runShimCheck({ argv, cwd: process.cwd(), stderr: process.stderr });
     process.exitCode = r.exitCode;
   },
 });

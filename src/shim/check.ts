@@ -7,9 +7,8 @@
 import type { PolicyEvent } from "../contract/index.ts";
 import { deniedMessage } from "../broker/decide.ts";
 import { quickCheck } from "../broker/evaluate.ts";
-import { policyEventToSpan } from "../broker/events.ts";
+import { recordPolicyEvents } from "../broker/events.ts";
 import { loadEffectivePolicySync, PolicyError } from "../broker/load.ts";
-import { appendSpanSync, currentSessionId, parentSpanFromEnv } from "../trace/index.ts";
 
 export interface ShimCheckInput {
   argv: string[];
@@ -19,7 +18,7 @@ export interface ShimCheckInput {
   env?: Record<string, string | undefined>;
 }
 
-export function runShimCheck(i: ShimCheckInput): { exitCode: number; event?: PolicyEvent } {
+export async function runShimCheck(i: ShimCheckInput): Promise<{ exitCode: number; event?: PolicyEvent }> {
   const env = i.env ?? process.env;
   let loaded;
   try {
@@ -33,18 +32,21 @@ export function runShimCheck(i: ShimCheckInput): { exitCode: number; event?: Pol
   const d = quickCheck(i.argv, i.cwd, p);
   if (d.kind !== "deny") return { exitCode: 0 };
   const command = i.argv.join(" ");
-  const sessionId = currentSessionId(env);
-  const base = { ts: new Date().toISOString(), command, policy_id: p.id, session_id: sessionId, cwd: i.cwd, component: "shim" as const, policy_commit: loaded.commit };
+  const sessionId = env.SUBSTRATE_SESSION_ID;
+  const base = {
+    ts: new Date().toISOString(),
+    command,
+    policy_id: p.id,
+    ...(sessionId ? { session_id: sessionId } : {}),
+    cwd: i.cwd,
+    component: "shim" as const,
+    policy_commit: loaded.commit,
+  };
   const event: PolicyEvent =
     p.mode === "enforce"
       ? { ...base, event_type: "policy_denied", reason: d.reason, pattern: d.pattern }
       : { ...base, event_type: "policy_violation", reason: d.reason, pattern: d.pattern, would: "deny" };
-  try {
-    const parent = parentSpanFromEnv(env);
-    appendSpanSync(policyEventToSpan(event, { session_id: sessionId, ...(parent ? { parent_span: parent } : {}) }));
-  } catch (e) {
-    i.stderr.write(`substrate: could not write the trace: ${(e as Error).message.split("\n")[0]}\n`);
-  }
+  await recordPolicyEvents([event], i.stderr);
   if (p.mode !== "enforce") return { exitCode: 0, event };
   i.stderr.write(`${deniedMessage(p.id, d.reason, d.pattern)}\n`);
   return { exitCode: 126, event };
