@@ -80,6 +80,11 @@ export interface LandlockPaths {
   rx?: string[];
   /** ABI >= 6: confine abstract unix sockets and signals to the domain. Default true. */
   scoped?: boolean;
+  /**
+   * Behave as if the kernel had this (lower) ABI: handle only the rights it knows. For tests
+   * of the older-kernel paths on a new kernel, and to pin behaviour across a fleet.
+   */
+  abi?: number;
 }
 
 export interface LandlockResult {
@@ -102,8 +107,9 @@ export class LandlockUnavailable extends Error {
 
 /** Restrict the calling thread (and all its future children) to the given paths. */
 export function applyLandlock(paths: LandlockPaths): LandlockResult {
-  const abi = landlockAbi();
-  if (abi === null) throw new LandlockUnavailable();
+  const kernelAbi = landlockAbi();
+  if (kernelAbi === null) throw new LandlockUnavailable();
+  const abi = Math.min(kernelAbi, paths.abi ?? kernelAbi);
   const handled = handledFsRights(abi);
   const scoped = (paths.scoped ?? true) && abi >= 6;
 
