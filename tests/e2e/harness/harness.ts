@@ -11,6 +11,7 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { instanceKey } from "./lima-emu.ts";
 
 export const HARNESS_DIR = import.meta.dir;
 export const LIMACTL = join(HARNESS_DIR, "limactl");
@@ -168,7 +169,8 @@ export function leftovers(g: Guest, rec: Recorded = recorded(g)): string[] {
   const out: string[] = [];
   for (const p of rec.pids) if (procAlive(p)) out.push(`process ${p.pid} still running`);
   for (const h of readdirSync(CGROUP_ROOT)) {
-    if (existsSync(join(CGROUP_ROOT, h, `lima-emu-${g.name}`))) out.push(`cgroup ${h}/lima-emu-${g.name}`);
+    const cg = `lima-emu-${instanceKey(g.name, g.dir)}`;
+    if (existsSync(join(CGROUP_ROOT, h, cg))) out.push(`cgroup ${h}/${cg}`);
   }
   for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
     const mp = line.split(" ")[4];

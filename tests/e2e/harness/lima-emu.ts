@@ -254,7 +254,14 @@ function instanceJson(i: Inspected): Record<string, unknown> {
 
 // ---------------------------------------------------------------- cgroups
 
-const cgroupName = (name: string) => `lima-emu-${name}`;
+/**
+ * Host-global names (cgroups, nspawn's machine name) must be unique per instance DIR, not
+ * per NAME: two LIMA_HOMEs (parallel test files) may both have a "substrate", and cleaning
+ * one must never SIGKILL the other's guest.
+ */
+export const instanceKey = (name: string, dir: string = instDir(name)): string =>
+  `${name}-${new Bun.CryptoHasher("sha256").update(resolve(dir)).digest("hex").slice(0, 8)}`;
+const cgroupName = (name: string) => `lima-emu-${instanceKey(name)}`;
 
 function cgroupPids(dir: string): number[] {
   const out: number[] = [];
@@ -415,17 +422,18 @@ async function boot(name: string): Promise<void> {
   await removeCgroups(name);
   for (const root of CGROUP_ROOTS) mkdirSync(join(root, cgroupName(name)), { recursive: true });
   installIdentity(dir);
-  const log = openSync(join(dir, "serial.log"), "w");
+  const log = openSync(join(dir, "serial.log"), "a");
   // The launcher enters the instance's own cgroups before exec'ing nspawn (see header).
   const script = CGROUP_ROOTS.map((r) => `echo $$ > ${join(r, cgroupName(name), "cgroup.procs")}`).join(" && ");
   const child = Bun.spawn(
     [
       "bash",
       "-c",
-      `${script} && exec systemd-nspawn --quiet --boot --directory="$1" --machine="$2" --hostname="lima-$2" --register=no --keep-unit --console=passive --private-network "\${@:3}"`,
+      `${script} && exec systemd-nspawn --boot --directory="$1" --machine="$3" --hostname="lima-$2" --register=no --keep-unit --console=passive --private-network "\${@:4}"`,
       "lima-emu",
       rootfs,
       name,
+      instanceKey(name),
       ...bindArgs(dir),
     ],
     { detached: true, stdin: "ignore", stdout: log, stderr: log },
@@ -656,6 +664,8 @@ async function cmdCreate(argv: string[], andStart: boolean): Promise<number> {
     const image = guestImage();
     unpack(image, join(dir, "rootfs"));
     setGuestHostname(join(dir, "rootfs"), `lima-${name}`);
+    // Persistent journal: after a guest dies, `journalctl -D DIR/rootfs/var/log/journal` tells why.
+    mkdirSync(join(dir, "rootfs", "var/log/journal"), { recursive: true });
     writeFileSync(join(dir, "lima.yaml"), yamlText);
     rmSync(tmp, { force: true });
   } catch (e) {
