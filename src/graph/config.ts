@@ -1,32 +1,21 @@
 /**
- * Graph settings from `~/.substrate/config.toml`:
+ * Graph settings from `~/.substrate/config.toml` (the `[graph]` table of the ConfigFile
+ * contract, src/contract/config.ts — parsed with the same schema so the CLI and the graph
+ * never disagree about what the file says):
  *
  *   [graph]
  *   enabled = true            # off by default (spec: opt-in)
- *   index_user_docs = false
- *   hash_files = false        # content hashing, opt-in
- *   hash_code_only = true
- *   ignore_paths = ["~/work/private"]   # added to the built-in privacy defaults
+ *   index_user_docs = false   # index non-code files too
+ *   hash_non_code = false     # content hashes for non-code files (code files are hashed)
  *
- * Only the `[graph]` table is read here; the rest of the file belongs to the CLI config.
+ * `SUBSTRATE_HOME` moves the whole `~/.substrate` directory (as for the rest of the CLI).
  */
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import TOML from "@iarna/toml";
-import { z } from "zod";
+import { ConfigFile } from "../contract/config.ts";
 import { defaultPrivacy, type PrivacyConfig } from "./privacy.ts";
-
-const GraphTable = z
-  .object({
-    enabled: z.boolean().default(false),
-    index_user_docs: z.boolean().default(false),
-    hash_files: z.boolean().default(false),
-    hash_code_only: z.boolean().default(true),
-    ignore_paths: z.array(z.string()).default([]),
-  })
-  .partial()
-  .loose();
 
 export interface GraphConfig {
   enabled: boolean;
@@ -34,7 +23,7 @@ export interface GraphConfig {
   dir: string;
   home: string;
   privacy: PrivacyConfig;
-  /** where the settings came from, for error messages */
+  /** the config file read (or "defaults") */
   source: string;
 }
 
@@ -48,44 +37,37 @@ export class GraphConfigError extends Error {
   }
 }
 
-export const homeOf = (env: Record<string, string | undefined> = process.env): string => env.HOME || homedir();
-export const configFilePath = (env: Record<string, string | undefined> = process.env): string =>
-  join(homeOf(env), ".substrate", "config.toml");
+type Env = Record<string, string | undefined>;
+export const homeOf = (env: Env = process.env): string => env.HOME || homedir();
+const substrateDir = (env: Env): string => env.SUBSTRATE_HOME || join(homeOf(env), ".substrate");
+export const configFilePath = (env: Env = process.env): string => join(substrateDir(env), "config.toml");
 
-export function loadGraphConfig(env: Record<string, string | undefined> = process.env): GraphConfig {
+export function loadGraphConfig(env: Env = process.env): GraphConfig {
   const home = homeOf(env);
   const file = configFilePath(env);
-  const privacy = defaultPrivacy();
-  const base: GraphConfig = { enabled: false, dir: join(home, ".substrate", "graph"), home, privacy, source: "defaults" };
+  const base: GraphConfig = { enabled: false, dir: join(substrateDir(env), "graph"), home, privacy: defaultPrivacy(), source: "defaults" };
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch {
     return base;
   }
-  let doc: Record<string, unknown>;
+  let raw: unknown;
   try {
-    doc = TOML.parse(text) as Record<string, unknown>;
+    raw = TOML.parse(text);
   } catch (e) {
-    throw new GraphConfigError(file, `invalid TOML: ${(e as Error).message}`);
+    throw new GraphConfigError(file, `invalid TOML: ${(e as Error).message.split("\n")[0]}`);
   }
-  if (doc.graph === undefined) return { ...base, source: file };
-  const r = GraphTable.safeParse(doc.graph);
+  const r = ConfigFile.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    throw new GraphConfigError(file, `graph.${issue.path.join(".")}: ${issue.message}`);
+    throw new GraphConfigError(file, `${issue.path.join(".") || "(root)"}: ${issue.message}`);
   }
-  const g = r.data;
+  const g = r.data.graph;
   return {
-    enabled: g.enabled ?? false,
-    dir: base.dir,
-    home,
+    ...base,
+    enabled: g.enabled,
     source: file,
-    privacy: {
-      ignore_paths: [...privacy.ignore_paths, ...(g.ignore_paths ?? [])],
-      index_user_docs: g.index_user_docs ?? privacy.index_user_docs,
-      hash_files: g.hash_files ?? privacy.hash_files,
-      hash_code_only: g.hash_code_only ?? privacy.hash_code_only,
-    },
+    privacy: { ...base.privacy, index_user_docs: g.index_user_docs, hash_non_code: g.hash_non_code },
   };
 }

@@ -22,19 +22,16 @@ export const DEFAULT_IGNORE_PATHS: readonly string[] = ["~/.ssh", "~/Library", "
 
 export interface PrivacyConfig {
   ignore_paths: string[];
-  /** hash only code files even when hashing is on (spec default true) */
-  hash_code_only: boolean;
   /** index non-code files too (spec default false) */
   index_user_docs: boolean;
-  /** content hashing at all: opt-in (default false) */
-  hash_files: boolean;
+  /** hash non-code files too (spec `hash_code_only: true` = this false, the default) */
+  hash_non_code: boolean;
 }
 
 export const defaultPrivacy = (): PrivacyConfig => ({
   ignore_paths: [...DEFAULT_IGNORE_PATHS],
-  hash_code_only: true,
   index_user_docs: false,
-  hash_files: false,
+  hash_non_code: false,
 });
 
 function globToRegExp(glob: string): RegExp {
@@ -93,9 +90,9 @@ export class PrivacyFilter {
     return this.config.index_user_docs || this.isCode(abs);
   }
 
-  /** Hash content? Opt-in; non-code files only when hash_code_only is off. */
+  /** Hash content? Indexed code files yes; indexed non-code files only with hash_non_code. */
   shouldHash(abs: string): boolean {
-    if (!this.config.hash_files || !this.shouldIndex(abs)) return false;
-    return this.isCode(abs) || !this.config.hash_code_only;
+    if (!this.shouldIndex(abs)) return false;
+    return this.isCode(abs) || this.config.hash_non_code;
   }
 }

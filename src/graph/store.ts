@@ -229,8 +229,8 @@ export class SpanGraph {
     if (!abs || !this.privacy.shouldIndex(abs)) return;
     let hash: string | null = null;
     let bytes: number | null = null;
-    // Opt-in hashing reads the file on this host; the world may have been isolated, so the
-    // file may be absent or differ (then no hash). Without hashing nothing is read or stat'ed.
+    // Hashing reads the file on this host after the fact: the world may have been isolated,
+    // so the file may be absent (then no hash) or changed since (the hash is "as last seen").
     if (kind !== "delete" && this.privacy.shouldHash(abs)) {
       try {
         const st = fs.statSync(abs);

@@ -59,6 +59,12 @@ describe("config", () => {
     fs.writeFileSync(join(home, ".substrate", "config.toml"), "[graph]\nenabled = \"yes\"\n");
     expect(() => loadGraphConfig(env)).toThrow(GraphConfigError);
     expect(() => loadGraphConfig(env)).toThrow(/config\.toml: graph\.enabled/);
+    // SUBSTRATE_HOME moves the directory, as for the rest of the CLI
+    const alt = join(home, "alt");
+    fs.mkdirSync(alt);
+    fs.writeFileSync(join(alt, "config.toml"), "[graph]\nenabled = true\nhash_non_code = true\n");
+    const c2 = loadGraphConfig({ ...env, SUBSTRATE_HOME: alt });
+    expect(c2).toMatchObject({ enabled: true, dir: join(alt, "graph"), privacy: { hash_non_code: true, index_user_docs: false } });
     enable();
   });
 });
@@ -82,17 +88,35 @@ describe("privacy filter", () => {
   ])("%s ignored=%p", (p, ignored) => {
     expect(f.ignored(p)).toBe(ignored);
   });
-  test("code only unless index_user_docs; hashing opt-in", () => {
+  test("code only unless index_user_docs; non-code hashing opt-in (hash_non_code)", () => {
     expect(f.shouldIndex("/w/a.ts")).toBe(true);
     expect(f.shouldIndex("/w/notes.md")).toBe(false);
-    expect(f.shouldHash("/w/a.ts")).toBe(false);
-    const docs = new PrivacyFilter({ ...defaultPrivacy(), index_user_docs: true, hash_files: true }, "/home/u");
+    expect(f.shouldHash("/w/a.ts")).toBe(true);
+    expect(f.shouldHash("/w/.env")).toBe(false);
+    const docs = new PrivacyFilter({ ...defaultPrivacy(), index_user_docs: true }, "/home/u");
     expect(docs.shouldIndex("/w/notes.md")).toBe(true);
     expect(docs.shouldIndex("/w/.env")).toBe(false);
     expect(docs.shouldHash("/w/a.ts")).toBe(true);
-    expect(docs.shouldHash("/w/notes.md")).toBe(false); // hash_code_only
-    const all = new PrivacyFilter({ ...defaultPrivacy(), index_user_docs: true, hash_files: true, hash_code_only: false }, "/h");
+    expect(docs.shouldHash("/w/notes.md")).toBe(false);
+    const all = new PrivacyFilter({ ...defaultPrivacy(), index_user_docs: true, hash_non_code: true }, "/h");
     expect(all.shouldHash("/w/notes.md")).toBe(true);
+  });
+
+  test("hashes land in File nodes: code files hashed, non-code only with hash_non_code", () => {
+    const dir = fs.mkdtempSync(join(home, "hash-"));
+    fs.writeFileSync(join(dir, "a.ts"), "x");
+    fs.writeFileSync(join(dir, "n.md"), "y");
+    const s = { ...span({ cmd: "w", cwd: dir, fs_diff: { writes: ["a.ts", "n.md"], mods: [], deletes: [] } }), agent_id: "human" };
+    const g1 = new SpanGraph(join(dir, "g1"), { ...defaultPrivacy(), index_user_docs: true }, home);
+    g1.ingest([s as never]);
+    const rows = (g: SpanGraph) => Object.fromEntries((g.db.prepare("SELECT path, hash FROM file").all() as { path: string; hash: string | null }[]).map((r) => [r.path.slice(dir.length + 1), r.hash]));
+    expect(rows(g1)["a.ts"]).toBe(`sha256:${new Bun.CryptoHasher("sha256").update("x").digest("hex")}`);
+    expect(rows(g1)["n.md"]).toBeNull();
+    g1.close();
+    const g2 = new SpanGraph(join(dir, "g2"), { ...defaultPrivacy(), index_user_docs: true, hash_non_code: true }, home);
+    g2.ingest([s as never]);
+    expect(rows(g2)["n.md"]).toMatch(/^sha256:/);
+    g2.close();
   });
 });
 
