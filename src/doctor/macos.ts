@@ -151,7 +151,7 @@ export async function probeMacHost(
         );
       }
       // P4.5 extras, informational only: guest root disk usage and nft presence.
-      const extra = await sys.run(limaShell("sh", "-c", "df -P / | tail -n 1; command -v nft || echo missing"), { timeoutMs: GUEST_TIMEOUT_MS });
+      const extra = await sys.run(limaShell("sh", "-c", "df -P / | tail -n 1; PATH=\"$PATH:/usr/sbin:/sbin\"; command -v nft || echo missing"), { timeoutMs: GUEST_TIMEOUT_MS });
       if (extra.code === 0) {
         const [df, nft] = extra.stdout.trim().split("\n");
         const cols = (df ?? "").trim().split(/\s+/);

@@ -159,7 +159,7 @@ export function macHealthy(over: Partial<FakeSpec> = {}): FakeSpec {
       "sysctl -n kern.hv_support": { stdout: "1\n" },
       "limactl list substrate --json": { stdout: LIMA_LIST_RUNNING },
       "limactl shell substrate systemctl is-active substrate-world-agent.socket substrate-world-agent.service": { stdout: "active\nactive\n" },
-      "limactl shell substrate sh -c df -P / | tail -n 1; command -v nft || echo missing": {
+      "limactl shell substrate sh -c df -P / | tail -n 1; PATH=\"$PATH:/usr/sbin:/sbin\"; command -v nft || echo missing": {
         stdout: "/dev/vda1 102687672 3210984 94217848 4% /\n/usr/sbin/nft\n",
       },
       [guestCurlKey("/v1/capabilities", 5)]: { stdout: `${JSON.stringify(CAPABILITIES)}\n200` },
