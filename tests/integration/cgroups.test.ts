@@ -48,6 +48,16 @@ test("a bad limit is a config error, not a degradation", async () => {
   await expect(createWorldCgroup("../escape", {})).rejects.toThrow(/invalid world id/);
 });
 
+test.if(usable)("degradation: where no backend can be used (an unprivileged agent), one warning and no limits", () => {
+  const p = Bun.spawnSync(
+    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, join(import.meta.dir, "fixtures", "cgroup-unprivileged.ts")],
+    { stdout: "pipe", stderr: "pipe", cwd: "/" },
+  );
+  expect(p.stderr.toString()).toBe("");
+  const r = JSON.parse(p.stdout.toString());
+  expect(r.degraded).toMatch(/^cgroups \((v1|v2)\): cannot create the world's cgroup: .*(EACCES|permission denied).*runs without limits/i);
+});
+
 describe.if(usable)("limits", () => {
   test("the enter prefix puts the process in the cgroup from its first instruction; default pids.max", async () => {
     const cg = await make({});

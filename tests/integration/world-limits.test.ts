@@ -1,6 +1,6 @@
 /**
  * The host-side and spawner-side pieces composed the way a world uses them:
- *   host:    [...cgroup.enterArgvPrefix(), "unshare", ...userns flags, --mount --pid --fork ...]
+ *   host:    confineWorld() → [...argvPrefix, "unshare", ...unshareArgs, --mount --pid --fork ...]
  *   inside:  protectFromOom() → hardenSelf() → commands via guard.unprotected(Bun.spawn)
  * A memory hog in such a world is OOM-killed; the spawner survives and reports it; the
  * world's cgroup is empty and removed at teardown.
@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createWorldCgroup, detectCgroupMode, removeCgroupBaseIfEmpty } from "../../agent/world/cgroups.ts";
-import { prepareIdMapHelpers, userNamespaceSupport, worldIdMap } from "../../agent/world/userns.ts";
+import { detectCgroupMode, removeCgroupBaseIfEmpty } from "../../agent/world/cgroups.ts";
+import { confineWorld } from "../../agent/world/confine.ts";
+import { userNamespaceSupport } from "../../agent/world/userns.ts";
 
 const SPAWNER = join(import.meta.dir, "fixtures", "limited-spawner.ts");
 let dir: string;
@@ -29,21 +30,28 @@ describe.if(detectCgroupMode() !== "none")("a limited, hardened world", () => {
       const rw = join(dir, `rw-${userns}`);
       mkdirSync(rw);
       if (userns) chownSync(rw, 1000, 1000);
-      const cg = await createWorldCgroup(`wld_wl-${process.pid}-${userns}`, { memory: "256Mi", pids: 256 });
-      if ("degraded" in cg) throw new Error(cg.degraded);
+      const c = await confineWorld({
+        worldId: `wld_wl-${process.pid}-${userns}`,
+        limits: { memory: "256Mi", pids: 256 },
+        projectDir: rw,
+        userns,
+        helperDir: join(dir, "idmap"),
+      });
+      expect(c.warnings).toEqual([]);
+      expect(c.userns).toEqual(userns ? { rootUid: 1000, rootGid: 1000 } : null);
+      const cg = c.cgroup!;
       try {
-        const h = userns ? prepareIdMapHelpers(join(dir, "idmap"), worldIdMap(rw)) : undefined;
         const argv = [
-          ...cg.enterArgvPrefix(),
+          ...c.argvPrefix,
           "unshare",
-          ...(h?.unshareArgs ?? []),
+          ...c.unshareArgs,
           "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--",
           process.execPath, SPAWNER,
           JSON.stringify({ rw, hog: "head -c 4G /dev/zero | tail -n 1 > /dev/null" }),
         ];
-        const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...(h ? { PATH: `${h.env.PATH}:${process.env.PATH}` } : {}) } });
+        const env = { ...process.env, ...c.env, ...(c.env.PATH ? { PATH: `${c.env.PATH}:${process.env.PATH}` } : {}) };
+        const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env });
         const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-        h?.remove();
         expect(err).toBe("");
         expect(code).toBe(0);
         const r = JSON.parse(out);
@@ -56,8 +64,9 @@ describe.if(detectCgroupMode() !== "none")("a limited, hardened world", () => {
         expect(r.uid).toBe("0");
         expect((await cg.stats()).oom_kills).toBeGreaterThanOrEqual(1);
       } finally {
-        await cg.destroy();
+        await c.destroy();
       }
+      expect(existsSync(join(dir, "idmap"))).toBe(false);
       for (const p of cg.paths) expect(existsSync(p)).toBe(false);
     });
   }
