@@ -98,15 +98,16 @@ export function findProfile(cwd: string): { id: string; file: string } | null {
   }
 }
 
-/** `$PROJECT`: the directory of the selecting `.substrate-profile`, else the git work tree root, else cwd. */
-export function projectDirFor(cwd: string, profileFile?: string): string {
-  if (profileFile) return dirname(profileFile);
-  let dir = resolve(cwd);
-  for (;;) {
-    if (existsSync(join(dir, ".git"))) return dir;
-    const up = dirname(dir);
-    if (up === dir) return resolve(cwd);
-    dir = up;
+/**
+ * `$PROJECT`: the nearest ancestor of cwd holding `.git` or `.substrate-profile`, else cwd —
+ * the same rule as the world's project directory (src/cli/_project.ts), so `$PROJECT/**` in a
+ * policy names exactly the directory the world mounts as the project.
+ */
+export function projectDirFor(cwd: string): string {
+  const start = resolve(cwd);
+  for (let d = start; ; d = dirname(d)) {
+    if (existsSync(join(d, ".git")) || existsSync(join(d, PROFILE_FILE))) return d;
+    if (dirname(d) === d) return start;
   }
 }
 
@@ -241,7 +242,7 @@ export function loadEffectivePolicySync(cwd: string, opts: LoadOptions = {}): Lo
   const home = homeOf(opts);
   const profile = findProfile(cwd);
   const id = profile?.id ?? "default";
-  const project = projectDirFor(cwd, profile?.file);
+  const project = projectDirFor(cwd);
   const file = policyFileFor(id, opts);
   if (file === null) {
     if (id !== "default")
