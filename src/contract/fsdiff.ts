@@ -12,7 +12,7 @@
  * itself the user's decision: no approval round-trip.
  */
 import { z } from "zod";
-import { SpanId } from "./common.ts";
+import { SpanId, WorldId } from "./common.ts";
 import { FsDiff } from "./world.ts";
 
 export const FS_DIFF_ROUTES = {
@@ -70,3 +70,14 @@ export const OverlayMountRecord = z.strictObject({
   userxattr: z.boolean(),
 });
 export type OverlayMountRecord = z.infer<typeof OverlayMountRecord>;
+
+/**
+ * `<overlay dir>/result.json` (ours, on disk only): which span an isolated result belongs to
+ * and which project it applies to; written once the isolated world is gone.
+ */
+export const IsolatedResultRecord = z.strictObject({
+  span_id: SpanId,
+  world_id: WorldId,
+  project_dir: z.string().startsWith("/", "project_dir must be an absolute path"),
+});
+export type IsolatedResultRecord = z.infer<typeof IsolatedResultRecord>;

@@ -6,6 +6,7 @@ import {
   FsDiffParams,
   FsDiffResponse,
   FsDiscardResponse,
+  IsolatedResultRecord,
   OverlayMountRecord,
 } from "../../../src/contract/index.ts";
 
@@ -55,4 +56,15 @@ test("OverlayMountRecord round-trips; strategy enum and strictness enforced", ()
   rt(OverlayMountRecord, { strategy: "fuse", userxattr: false });
   expect(OverlayMountRecord.safeParse({ strategy: "bind", userxattr: false }).success).toBe(false);
   expect(OverlayMountRecord.safeParse({ strategy: "fuse" }).success).toBe(false);
+});
+
+test("IsolatedResultRecord round-trips and checks ids", () => {
+  const r = {
+    span_id: "spn_0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+    world_id: "wld_0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+    project_dir: "/home/u/p",
+  };
+  rt(IsolatedResultRecord, r);
+  expect(IsolatedResultRecord.safeParse({ ...r, project_dir: "rel" }).success).toBe(false);
+  expect(IsolatedResultRecord.safeParse({ ...r, span_id: r.world_id }).success).toBe(false);
 });

@@ -1,0 +1,119 @@
+/**
+ * The results of isolated executes, by span id: what the `/v1/fs_diff/:span_id` routes serve
+ * (contract: src/contract/fsdiff.ts). After an isolated world is destroyed, its overlay dir
+ * (`<base>/<world_id>/{upper,work,mount.json}`) stays until the user applies or discards it;
+ * `register` adds `result.json` there (span id + project), so results survive an agent restart
+ * (`lookup` falls back to scanning the base dir).
+ *
+ * Errors are the API's `ApiError` (`not_found`, `bad_request`, `internal`), which the shared
+ * router already turns into `ErrorBody` + `httpStatusFor(code)`.
+ */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ApiError } from "../../src/api/service.ts";
+import { type FsApplyResponse, type FsDiscardResponse, IsolatedResultRecord } from "../../src/contract/fsdiff.ts";
+import type { FsDiff } from "../../src/contract/world.ts";
+import { ApplyError, applyDiff, discardOverlay } from "./apply.ts";
+import { overlayDiff, type OverlayDiffOptions } from "./fsdiff.ts";
+import { OVERLAY_BASE } from "./overlay.ts";
+
+export const RESULT_RECORD = "result.json";
+
+interface Entry {
+  dir: string;
+  rec: IsolatedResultRecord;
+  /** The upper dir is static once the world is gone: the diff is computed once. */
+  diff?: Promise<FsDiff>;
+}
+
+export class IsolatedResults {
+  private readonly byspan = new Map<string, Entry>();
+
+  constructor(
+    private readonly baseDir: string = OVERLAY_BASE,
+    private readonly diffOptions: OverlayDiffOptions = {},
+  ) {}
+
+  /**
+   * Call after the isolated world is destroyed (nothing mounted, no process writing the upper
+   * dir). `dir` is prepareOverlayDirs(...).dir.
+   */
+  register(dir: string, rec: IsolatedResultRecord): void {
+    const r = IsolatedResultRecord.parse(rec);
+    writeFileSync(join(dir, RESULT_RECORD), `${JSON.stringify(r)}\n`);
+    this.byspan.set(r.span_id, { dir, rec: r });
+  }
+
+  private lookup(spanId: string): Entry {
+    let e = this.byspan.get(spanId);
+    if (e === undefined) {
+      // After an agent restart: find the dir whose result.json names this span.
+      for (const name of safeReaddir(this.baseDir)) {
+        const dir = join(this.baseDir, name);
+        const rec = readRecord(dir);
+        if (rec !== null) this.byspan.set(rec.span_id, { dir, rec });
+      }
+      e = this.byspan.get(spanId);
+    }
+    if (e === undefined || !existsSync(join(e.dir, "upper"))) {
+      this.byspan.delete(spanId);
+      throw new ApiError(
+        "not_found",
+        `no isolated result for span ${spanId}`,
+        "only isolated executes have a diff, and a discarded result is gone; see `substrate trace` for the span",
+      );
+    }
+    return e;
+  }
+
+  /** GET /v1/fs_diff/:span_id */
+  async diff(spanId: string): Promise<FsDiff> {
+    const e = this.lookup(spanId);
+    e.diff ??= overlayDiff(join(e.dir, "upper"), e.rec.project_dir, this.diffOptions);
+    return e.diff;
+  }
+
+  /** POST /v1/fs_diff/:span_id/apply */
+  async apply(spanId: string, paths?: string[]): Promise<FsApplyResponse> {
+    const e = this.lookup(spanId);
+    try {
+      const r = await applyDiff(join(e.dir, "upper"), e.rec.project_dir, paths);
+      e.diff = undefined; // the project changed: a later GET recomputes against it
+      return r;
+    } catch (err) {
+      if (err instanceof ApplyError) {
+        throw new ApiError(
+          err.code === "unknown_paths" ? "bad_request" : "internal",
+          err.message,
+          err.code === "unknown_paths" ? "GET the diff and use its paths (directories end with /)" : undefined,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** POST /v1/fs_diff/:span_id/discard */
+  async discard(spanId: string): Promise<FsDiscardResponse> {
+    const e = this.lookup(spanId);
+    await discardOverlay(e.dir, this.baseDir);
+    this.byspan.delete(spanId);
+    return { discarded: true };
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function readRecord(dir: string): IsolatedResultRecord | null {
+  try {
+    const r = IsolatedResultRecord.safeParse(JSON.parse(readFileSync(join(dir, RESULT_RECORD), "utf8")));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
+}
