@@ -46,11 +46,12 @@ export interface HardenOptions {
   mode: HardeningMode;
   /**
    * Paths writable inside the world (project or overlay merged dir, the world's /tmp).
-   * DEFAULT_DEV_RW is added unless `devRw` replaces it. `ro` (read-only, no exec) paths
-   * are optional; everything else is readable and executable.
+   * DEFAULT_DEV_RW is added unless `devRw` replaces it. `rx` (read + execute) defaults to
+   * ["/"]: everything else readable and executable. Landlock only ever ADDS rights along a
+   * path, so `ro` (read, no exec) is only meaningful with an `rx` narrower than "/".
    * `false`: skip Landlock entirely (reported as degraded).
    */
-  landlock: { rw: string[]; ro?: string[]; devRw?: string[] } | false;
+  landlock: { rw: string[]; ro?: string[]; rx?: string[]; devRw?: string[] } | false;
   /** Capabilities to keep (default DEFAULT_KEEP_CAPS). */
   keepCaps?: readonly string[];
 }
@@ -83,7 +84,7 @@ export function hardenSelf(opts: HardenOptions): HardeningReport {
   } else {
     const rw = [...opts.landlock.rw, ...(opts.landlock.devRw ?? DEFAULT_DEV_RW)];
     try {
-      const r = applyLandlock({ rw, ro: opts.landlock.ro?.length ? opts.landlock.ro : undefined, rx: ["/"] });
+      const r = applyLandlock({ rw, ro: opts.landlock.ro, rx: opts.landlock.rx ?? ["/"] });
       report.landlock = {
         applied: true,
         abi: r.abi,
