@@ -70,14 +70,14 @@ describe("limactl emulator", () => {
     expect(o.sshLocalPort).toBeGreaterThan(0);
     expect(g.limactl(["list", NAME, "--format", "json"]).stdout).toBe(r.stdout);
     expect(g.limactl(["list", NAME, "--format", "{{.Status}}"]).stdout).toBe("Running\n");
-  });
+  }, 120_000);
 
   test("list of an unknown name: warning on stderr, exit 1", () => {
     const r = g.limactl(["list", "no-such-instance", "--json"]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain("No instance matching no-such-instance found");
-  });
+  }, 120_000);
 
   test("creating twice fails with 'already exists'", () => {
     const f = join(scratch, "p.yaml");
@@ -85,7 +85,7 @@ describe("limactl emulator", () => {
     const r = g.limactl(["start", "--tty=false", "--name", NAME, f]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("already exists");
-  });
+  }, 120_000);
 
   test("shell: Lima's quoting (each arg single-quoted) survives tricky arguments", () => {
     const args = ["it's", "$HOME", "a  b", '"dq"', "`id`", "semi;colon", "", "back\\slash", "*"];
@@ -93,7 +93,7 @@ describe("limactl emulator", () => {
     expect(out).toBe(args.map((a) => `[${a}]\n`).join(""));
     // Leading NAME=VALUE arguments become env assignments, quoted like Lima does.
     expect(g.sh("FOO=x y", "sh", "-c", 'echo "$FOO"')).toBe("x y\n");
-  });
+  }, 120_000);
 
   test("shell: runs as the default user in its home, login environment, exit code propagates", () => {
     expect(g.sh("id", "-un").trim()).toBe("lima");
@@ -105,7 +105,7 @@ describe("limactl emulator", () => {
     expect(r.stderr).toBe("err\n");
     expect(g.limactl(["shell", "--workdir", "/tmp", NAME, "pwd"]).stdout).toBe("/tmp\n");
     expect(g.limactl(["shell", "--workdir", "/nonexistent", NAME, "pwd"]).code).toBe(1);
-  });
+  }, 120_000);
 
   test("shell: the guest runs systemd as PID 1 with a private network", () => {
     expect(g.sh("cat", "/proc/1/comm").trim()).toBe("systemd");
@@ -113,7 +113,7 @@ describe("limactl emulator", () => {
     expect(g.sh("hostname").trim()).toBe(`lima-${NAME}`);
     const links = g.sh("ip", "-o", "link", "show").trim().split("\n");
     expect(links.map((l) => l.split(":")[1]!.trim())).toEqual(["lo"]);
-  });
+  }, 120_000);
 
   test("copy: host → guest (file, rename, dir with -r) as the default user", () => {
     const f = join(scratch, "tool.sh");
@@ -135,7 +135,7 @@ describe("limactl emulator", () => {
     expect(noR.code).toBe(1);
     expect(g.limactl(["copy", "-r", d, `${NAME}:`]).code).toBe(0);
     expect(g.sh("cat", "tree/sub/a.txt")).toBe("A");
-  });
+  }, 120_000);
 
   test("copy: as the default user, a root-owned destination is refused (as on a real VM)", () => {
     const f = join(scratch, "x");
@@ -144,7 +144,7 @@ describe("limactl emulator", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Permission denied/);
     expect(g.limactl(["shell", NAME, "test", "-e", "/usr/local/bin/x"]).code).toBe(1);
-  });
+  }, 120_000);
 
   test("copy: guest → host (relative path under the user's home, dir with -r)", () => {
     g.sh("sh", "-c", "mkdir -p out/deep && echo hello > out/deep/h.txt && echo one > one.txt");
@@ -156,7 +156,7 @@ describe("limactl emulator", () => {
     expect(g.limactl(["copy", "-r", `${NAME}:out`, dd]).code).toBe(0);
     expect(readFileSync(join(dd, "deep", "h.txt"), "utf8")).toBe("hello\n");
     expect(g.limactl(["copy", `${NAME}:missing.txt`, dst]).code).toBe(1);
-  });
+  }, 120_000);
 
   test("ssh2 connects with the instance's ssh.config and runs a command", async () => {
     const ep = parseSshConfig(readFileSync(join(g.dir, "ssh.config"), "utf8"));
@@ -165,7 +165,7 @@ describe("limactl emulator", () => {
     expect(ep.port).toBe(g.info().sshLocalPort as number);
     const r = await sshExec(g, "id -un; systemctl is-active ssh");
     expect(r).toEqual({ out: "lima\nactive\n", code: 0 });
-  });
+  }, 120_000);
 
   test("stop → Stopped (second stop fails, delete of a running instance fails); start keeps the disk", () => {
     g.sh("sh", "-c", "echo persisted > keep.txt");
@@ -188,7 +188,7 @@ describe("limactl emulator", () => {
     const twice = g.limactl(["start", NAME]);
     expect(twice.code).toBe(0);
     expect(twice.stderr).toContain("already running");
-  });
+  }, 120_000);
 
   test("stop -f kills the guest (PID 1) and start works again", () => {
     const st = JSON.parse(readFileSync(join(g.dir, "emu.json"), "utf8"));
@@ -198,7 +198,7 @@ describe("limactl emulator", () => {
     expect(g.info().status).toBe("Stopped");
     expect(g.limactl(["start", NAME]).code).toBe(0);
     expect(g.sh("echo", "back")).toBe("back\n");
-  });
+  }, 120_000);
 
   test("delete -f leaves nothing behind (processes, cgroups, port, mounts, dir)", () => {
     const st = JSON.parse(readFileSync(join(g.dir, "emu.json"), "utf8"));
@@ -209,5 +209,5 @@ describe("limactl emulator", () => {
     expect(statSync(g.limaHome).isDirectory()).toBe(true);
     rmSync(g.limaHome, { recursive: true, force: true });
     g = undefined as unknown as Guest;
-  });
+  }, 120_000);
 });
