@@ -15,6 +15,8 @@ const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => 
 export const subCommands: Record<string, Lazy> = {
   host: lazy(() => import("./host.ts")), // host doctor (DS0)
   policy: lazy(() => import("./policy.ts")), // policy init/validate/show/reload (issue 4)
+  proxy: lazy(() => import("./proxy.ts")), // host proxy for the agent API (issue 6)
+  shell: lazy(() => import("./shell.ts")), // interactive shell in the world (issue 6)
   shim: lazy(() => import("./shim.ts")), // PATH shims (issue 4)
   world: lazy(() => import("./world.ts")),
 };
@@ -28,6 +30,7 @@ export const rootCommand = defineCommand({
   args: {
     c: { type: "string", description: "Run CMD in the world and exit with its exit code", valueHint: "CMD" },
     world: { type: "boolean", description: "Require the world (--no-world: run on the host)" },
+    pty: { type: "boolean", description: "With -c: run CMD on a PTY in the world (raw terminal, resize, exit code)" },
     version: { type: "boolean", description: "Print the version (--json: as JSON)" },
     json: { type: "boolean", description: "Machine-readable output where the command prints data" },
   },
@@ -89,6 +92,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (root.cmd !== undefined) {
       if (root.rest.length) throw new CliError(ExitCode.USAGE, `unexpected argument ${root.rest[0]} after -c`, "quote the whole command: substrate -c 'cmd args'");
+      if (root.pty) {
+        // Issue 6: `--pty -c` goes through the /v1/stream PTY (src/cli/_pty.ts).
+        const { runPtyCommandLine } = await import("./_pty.ts");
+        return await runPtyCommandLine({ cmd: root.cmd, worldFlag: root.world });
+      }
       const { runCommandLine } = await import("./run.ts");
       return await runCommandLine({ cmd: root.cmd, worldFlag: root.world });
     }

@@ -1,0 +1,167 @@
+/**
+ * `substrate` (no command) / `substrate shell`: the user's own shell, interactive, inside
+ * the session world, through the PTY stream (_pty.ts). Ctrl-C/Ctrl-Z, job control, vim
+ * and resizing behave as in a local terminal because the world has a real PTY and our
+ * terminal is raw.
+ *
+ * Builtins: `cd` and `export` change the shell's own state and never reach a world as a
+ * command, so the spec wants them logged as `builtin_command` spans. For bash we export a
+ * PROMPT_COMMAND that, after each new history entry starting with `cd`/`export`, prints a
+ * private OSC sequence `ESC ] 6973 ; base64(cmd) ; base64(PWD) BEL`. The PTY carries it
+ * to us; `OscTap` removes it from the output (the user never sees it) and we write the
+ * span. Other shells (zsh, fish) run fine without this hook (documented gap).
+ *
+ * World unavailable → one message (readyOrFallback) and the same shell on the host, unless
+ * the world is required (exit 3).
+ */
+import { defineCommand } from "citty";
+import { ExitCode, signalExit } from "./_errors.ts";
+import { worldFlag } from "./_globals.ts";
+
+const OSC_MARK = Buffer.from("\x1b]6973;");
+const BEL = 0x07;
+
+/** bash: report new `cd`/`export` history entries as OSC 6973 (see the header). */
+export const PROMPT_HOOK =
+  '__sl=$(HISTTIMEFORMAT= builtin history 1); __sk=${__sl%%[!0-9 ]*}; __sk=${__sk// /}; ' +
+  'if [ "${__sn-}" != "$__sk" ]; then if [ -n "${__sn+x}" ]; then __sc=${__sl#*[0-9]  }; ' +
+  'case $__sc in cd|cd\\ *|export|export\\ *) builtin printf \'\\033]6973;%s;%s\\007\' ' +
+  '"$(builtin printf %s "$__sc" | base64 -w0)" "$(builtin printf %s "$PWD" | base64 -w0)";; esac; fi; __sn=$__sk; fi';
+
+/**
+ * Removes OSC 6973 sequences from a byte stream (they may be split across chunks) and hands
+ * their payload to `onMessage`. Bytes that might start a sequence are held back until the
+ * next chunk, or flushed by `flushLater` shortly after, so a lone ESC is never stuck.
+ */
+export class OscTap {
+  private carry: Buffer = Buffer.alloc(0);
+  private timer?: ReturnType<typeof setTimeout>;
+  constructor(
+    private readonly onMessage: (payload: string) => void,
+    private readonly flushLater?: (b: Buffer) => void,
+  ) {}
+
+  push(chunk: Buffer): Buffer {
+    if (this.timer) clearTimeout(this.timer);
+    const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
+    this.carry = Buffer.alloc(0);
+    const out: Buffer[] = [];
+    let i = 0;
+    for (;;) {
+      const s = buf.indexOf(OSC_MARK, i);
+      if (s < 0) {
+        const keep = partialPrefix(buf, i);
+        out.push(buf.subarray(i, buf.length - keep));
+        this.carry = Buffer.from(buf.subarray(buf.length - keep));
+        break;
+      }
+      out.push(buf.subarray(i, s));
+      const e = buf.indexOf(BEL, s);
+      if (e < 0) {
+        if (buf.length - s > 65536) out.push(buf.subarray(s)); // not ours after all
+        else this.carry = Buffer.from(buf.subarray(s));
+        break;
+      }
+      this.onMessage(buf.subarray(s + OSC_MARK.length, e).toString("latin1"));
+      i = e + 1;
+    }
+    if (this.carry.length && this.flushLater) {
+      this.timer = setTimeout(() => {
+        const c = this.carry;
+        this.carry = Buffer.alloc(0);
+        if (c.length) this.flushLater!(c);
+      }, 50);
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+}
+
+/** Length of the longest suffix of buf[from..] that is a proper prefix of OSC_MARK. */
+function partialPrefix(buf: Buffer, from: number): number {
+  for (let k = Math.min(OSC_MARK.length - 1, buf.length - from); k > 0; k--) {
+    if (buf.subarray(buf.length - k).equals(OSC_MARK.subarray(0, k))) return k;
+  }
+  return 0;
+}
+
+const b64 = (s: string | undefined): string => (s ? Buffer.from(s, "base64").toString("utf8") : "");
+
+async function hostShell(shell: string, cwd: string): Promise<number> {
+  const proc = Bun.spawn([shell, "-i"], { cwd, env: { ...process.env, SUBSTRATE_WORLD: "disabled" }, stdio: ["inherit", "inherit", "inherit"] });
+  const code = await proc.exited;
+  return signalExit((proc.signalCode as string | null) ?? null, code);
+}
+
+export async function runShell(o: { worldFlag?: boolean; shell?: string }): Promise<number> {
+  const env = process.env;
+  const cwd = process.cwd();
+  const shell = o.shell ?? env.SHELL ?? "/bin/bash";
+  const [{ effectiveConfig }, run, { projectDirFor }, { runStream, StreamConnectError }, trace] = await Promise.all([
+    import("../config.ts"),
+    import("./run.ts"),
+    import("./_project.ts"),
+    import("./_pty.ts"),
+    import("../trace/index.ts"),
+  ]);
+  const cfg = effectiveConfig({ env, worldFlag: o.worldFlag });
+  if (!cfg.world_enabled) return hostShell(shell, cwd);
+  const ready = await run.readyOrFallback(cfg, env);
+  if (!ready) return hostShell(shell, cwd);
+
+  const sessionId = trace.currentSessionId(env);
+  const tap = new OscTap(
+    (payload) => {
+      const [cmd, pwd] = payload.split(";");
+      const line = b64(cmd);
+      if (!line) return;
+      void trace
+        .appendSpan({
+          ts: new Date().toISOString(),
+          event_type: "builtin_command",
+          session_id: sessionId,
+          span_id: trace.newSpanId(),
+          component: "shell",
+          agent_id: env.SUBSTRATE_AGENT_ID || "human",
+          world_id: undefined,
+          cwd: b64(pwd) || undefined,
+          cmd: line,
+        })
+        .catch(() => {});
+    },
+    (b) => process.stdout.write(b),
+  );
+  const shellEnv = run.worldEnv(env, cwd);
+  shellEnv.SUBSTRATE_SESSION_ID = sessionId;
+  if (/(^|\/)bash$/.test(shell)) shellEnv.PROMPT_COMMAND = shellEnv.PROMPT_COMMAND ? `${PROMPT_HOOK}; ${shellEnv.PROMPT_COMMAND}` : PROMPT_HOOK;
+  try {
+    return await runStream({
+      socketPath: ready.socketPath,
+      start: {
+        type: "start",
+        argv: [shell, "-i"],
+        cwd,
+        env: shellEnv,
+        agent_id: env.SUBSTRATE_AGENT_ID || "human",
+        pty: true,
+        world: { project_dir: projectDirFor(cwd), isolate_network: cfg.isolate_network, fs_mode: cfg.world_fs_mode, fs_isolation: cfg.world_fs_isolation },
+      },
+      filter: (b) => tap.push(b),
+    });
+  } catch (e) {
+    if (!(e instanceof StreamConnectError) || cfg.world_fs_require_world) throw e;
+    process.stderr.write(`substrate: world unavailable (${e.message}); running ${shell} on the host\n`);
+    return hostShell(shell, cwd);
+  }
+}
+
+export default defineCommand({
+  meta: { name: "shell", description: "Interactive shell inside the world (the default when substrate runs without a command)" },
+  args: {
+    shell: { type: "string", description: "Shell to run (default $SHELL, else /bin/bash)", valueHint: "PATH" },
+    world: { type: "boolean", description: "--world requires the world; --no-world runs the shell on the host" },
+  },
+  async run({ args, rawArgs }) {
+    process.exitCode = await runShell({ worldFlag: worldFlag(args, rawArgs), shell: args.shell });
+    if (process.exitCode === undefined) process.exitCode = ExitCode.OK;
+  },
+});
