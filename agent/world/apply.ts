@@ -32,6 +32,7 @@ import {
   lstatSync,
   lutimesSync,
   mkdirSync,
+  readdirSync,
   readlinkSync,
   realpathSync,
   renameSync,
@@ -287,4 +288,38 @@ export async function discardOverlay(dir: string, baseDir: string = OVERLAY_BASE
   }
   // The kernel leaves work/work at mode 000; root removes it anyway, rmSync handles the rest.
   rmSync(d, { recursive: true, force: true });
+}
+
+/**
+ * Garbage-collects overlay dirs under `baseDir`: results never applied nor discarded, dirs of
+ * worlds that died before registering, and leftover `probe-*` dirs. Removes those whose
+ * directory mtime is older than `olderThanMs`, except the ids in `keep` (live worlds and
+ * results the caller still wants). Returns the removed names, sorted. Call it with the world
+ * manager's live ids, never while a listed world might still be mounting.
+ */
+export function gcOverlayDirs(opts: { baseDir?: string; olderThanMs: number; keep?: Iterable<string>; now?: number }): string[] {
+  const base = resolve(opts.baseDir ?? OVERLAY_BASE);
+  const keep = new Set(opts.keep ?? []);
+  const cutoff = (opts.now ?? Date.now()) - opts.olderThanMs;
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (keep.has(name)) continue;
+    const d = join(base, name);
+    let st;
+    try {
+      st = lstatSync(d);
+    } catch {
+      continue;
+    }
+    if (!st.isDirectory() || st.mtimeMs > cutoff) continue;
+    rmSync(d, { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed.sort();
 }

@@ -4,7 +4,9 @@
  * "agent restart" (new instance finds the result on disk), discard (then not_found).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from "node:fs";
+import { gcOverlayDirs } from "../../agent/world/apply.ts";
+import { prepareOverlayDirs } from "../../agent/world/overlay.ts";
 import { join } from "node:path";
 import { IsolatedResults } from "../../agent/world/isolated_results.ts";
 import { ApiError } from "../../src/api/service.ts";
@@ -59,4 +61,15 @@ test("diff / apply / restart / discard by span id", async () => {
   expect(await code(again.diff(spanId))).toBe("not_found");
   expect(await code(results.apply(spanId))).toBe("not_found");
   expect(mountsUnder(tmp)).toEqual([]);
+});
+
+test("gcOverlayDirs removes old unkept overlay dirs only", () => {
+  const base = join(tmp, "gc");
+  const now = Date.now();
+  for (const n of ["wld_old", "wld_kept", "wld_new", "probe-old"]) prepareOverlayDirs(n, base);
+  const old = new Date(now - 3_600_000);
+  for (const n of ["wld_old", "wld_kept", "probe-old"]) utimesSync(join(base, n), old, old);
+  expect(gcOverlayDirs({ baseDir: base, olderThanMs: 600_000, keep: ["wld_kept"], now })).toEqual(["probe-old", "wld_old"]);
+  expect(readdirSync(base).sort()).toEqual(["wld_kept", "wld_new"]);
+  expect(gcOverlayDirs({ baseDir: join(tmp, "missing"), olderThanMs: 0 })).toEqual([]);
 });
