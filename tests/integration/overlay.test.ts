@@ -5,7 +5,7 @@
  * disk, the test reads it like the agent does.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { applyDiff, ApplyError, discardOverlay } from "../../agent/world/apply.ts";
 import { collectChanges, overlayDiff, readMountRecord, type OverlayStrategy } from "../../agent/world/fsdiff.ts";
@@ -174,6 +174,31 @@ test("apply per path lands only the selected entries; unknown paths apply nothin
   expected["newdir/b.txt"] = expected["olddir/b.txt"] as string;
   expect(after).toEqual(expected);
   expect(after["created.txt"]).toMatch(/^f 644 /);
+});
+
+test("apply: new paths take the parent's owner, mods keep theirs, modes and mtimes land, fifos are skipped", async () => {
+  const project = join(tmp, "owners");
+  writeTree(project, { "mine.txt": "m\n", "sub/": "" });
+  chownSync(project, 1000, 1000);
+  chownSync(join(project, "sub"), 1000, 1000);
+  chownSync(join(project, "mine.txt"), 1234, 1234);
+  const w = await runInOverlay(
+    base,
+    nextId(),
+    project,
+    "echo new > sub/new.txt; chmod 640 sub/new.txt; touch -d 2001-02-03T04:05:06Z sub/new.txt; echo more >> mine.txt; mkfifo pipe; mkdir -m 750 d2",
+  );
+  const res = await applyDiff(w.dirs.upper, project);
+  expect(res.applied).toEqual(["d2/", "mine.txt", "sub/new.txt"]);
+  expect(res.skipped).toEqual([{ path: "pipe", reason: "fifo, socket or device node: not recreated on the host" }]);
+  const n = lstatSync(join(project, "sub/new.txt"));
+  expect([n.uid, n.gid, n.mode & 0o7777]).toEqual([1000, 1000, 0o640]);
+  expect(n.mtime.toISOString()).toBe("2001-02-03T04:05:06.000Z");
+  const m = lstatSync(join(project, "mine.txt"));
+  expect([m.uid, m.gid]).toEqual([1234, 1234]);
+  const d = lstatSync(join(project, "d2"));
+  expect([d.uid, d.mode & 0o7777]).toEqual([1000, 0o750]);
+  expect(existsSync(join(project, "pipe"))).toBe(false);
 });
 
 test("apply never writes through a symlink the host planted since the command", async () => {
