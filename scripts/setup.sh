@@ -11,6 +11,7 @@ DEB_PACKAGES=(
   bubblewrap fuse-overlayfs fuse3 zstd attr
   debootstrap systemd-container socat openssh-client
   dash ruby vim-tiny
+  fzf  # issue 6: the PTY stream test drives fzf
 )
 
 missing=()
