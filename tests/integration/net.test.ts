@@ -178,16 +178,23 @@ describe.skipIf(!isRoot)("world network", () => {
     // The world keeps lo only; no route out.
     expect((await addrList({ netnsPid: fx.worldPid })).map((a) => a.ifname).filter((n) => n === "eth0")).toEqual([]);
     await fx.killWorld();
-    // No process (dnsmasq especially) still holds the world's netns.
-    const holders = readdirSync("/proc")
-      .filter((d) => /^\d+$/.test(d))
-      .filter((d) => {
-        try {
-          return statSync(`/proc/${d}/ns/net`).ino === netnsIno;
-        } catch {
-          return false;
-        }
-      });
+    // No process (dnsmasq especially) still holds the world's netns. The world's own child
+    // dies asynchronously (--kill-child = PDEATHSIG), so wait for the kernel to reap it.
+    const holdersOf = (): string[] =>
+      readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return statSync(`/proc/${d}/ns/net`).ino === netnsIno;
+          } catch {
+            return false;
+          }
+        });
+    let holders = holdersOf();
+    for (let i = 0; i < 300 && holders.length > 0; i++) {
+      await Bun.sleep(10);
+      holders = holdersOf();
+    }
     expect(holders).toEqual([]);
     const after = await hostSnapshot();
     expect(after.ruleset).toBe(before.ruleset);
