@@ -13,11 +13,14 @@ const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => 
 
 /** Subcommands, one file each under src/cli/. Keep alphabetical. */
 export const subCommands: Record<string, Lazy> = {
+  graph: lazy(() => import("./graph.ts")), // span graph queries (issue 5)
   host: lazy(() => import("./host.ts")), // host doctor (DS0)
   policy: lazy(() => import("./policy.ts")), // policy init/validate/show/reload (issue 4)
   proxy: lazy(() => import("./proxy.ts")), // host proxy for the agent API (issue 6)
+  replay: lazy(() => import("./replay.ts")), // replay a span in a fresh world (issue 5)
   shell: lazy(() => import("./shell.ts")), // interactive shell in the world (issue 6)
   shim: lazy(() => import("./shim.ts")), // PATH shims (issue 4)
+  trace: lazy(() => import("./trace.ts")), // show / list / follow spans (issue 5)
   world: lazy(() => import("./world.ts")),
 };
 
