@@ -10,7 +10,6 @@ import type { WorldSettings } from "./config.ts";
 import { type DoctorLine, fail, info, pass, warn } from "./render.ts";
 import type { HostSystem } from "./system.ts";
 
-export const DEFAULT_WORLD_SOCKET = "/run/substrate.sock";
 export const AGENT_SOCKET_UNIT = "substrate-world-agent.socket";
 export const AGENT_SERVICE_UNIT = "substrate-world-agent.service";
 const PROBE_TIMEOUT_MS = 3_000;
@@ -174,7 +173,8 @@ export async function probeLinuxHost(
     const fix = [fuse.bin ? null : "sudo apt-get install -y fuse-overlayfs fuse3", fuse.dev ? null : "sudo modprobe fuse"]
       .filter(Boolean)
       .join(" && ");
-    (overlay ? lines.push(warn(`fuse-overlayfs fallback: missing ${missing}`, fix)) : lines.push(fail(`fuse-overlayfs: missing ${missing}`, fix)));
+    if (overlay) lines.push(warn(`fuse-overlayfs fallback: missing ${missing}`, fix));
+    else lines.push(fail(`fuse-overlayfs: missing ${missing}`, fix));
   }
 
   const cg = cgroupLayout(sys.readText("/proc/self/mountinfo") ?? "");

@@ -12,7 +12,7 @@ import { Capabilities, LimaReport, MacosHostReport, macHostPrereqsOk } from "../
 import type { WorldSettings } from "./config.ts";
 import { enableFix, type HostProbe, type HostProbeOptions } from "./linux.ts";
 import { type DoctorLine, fail, info, pass, warn } from "./render.ts";
-import type { HostSystem } from "./system.ts";
+import type { CommandResult, HostSystem } from "./system.ts";
 
 export const LIMA_INSTANCE = "substrate";
 export const GUEST_SOCKET = "/run/substrate.sock";
@@ -44,6 +44,75 @@ export function splitCurlStatus(stdout: string): { status: number | null; body: 
   const i = stdout.lastIndexOf("\n");
   const code = Number(stdout.slice(i + 1).trim());
   return { status: Number.isInteger(code) && code > 0 ? code : null, body: i < 0 ? "" : stdout.slice(0, i) };
+}
+
+/*
+ * Everything the doctor asks the guest, in ONE `limactl shell` (each one is an SSH round trip,
+ * ~0.3 s on a Mac): unit states, GET /v1/capabilities as the default user (who must be in group
+ * `substrate` to open the 0660 socket), root disk usage and nft. Sections are marked with
+ * `@@name` lines; no single quotes inside (Lima single-quotes each argument).
+ */
+export const GUEST_PROBE_SCRIPT = [
+  "systemctl is-active substrate-world-agent.socket substrate-world-agent.service",
+  "echo @@caps",
+  `curl -sS --max-time 5 --unix-socket ${GUEST_SOCKET} -w "\\n%{http_code}" http://localhost/v1/capabilities 2>&1`,
+  "echo",
+  "echo @@info",
+  "df -P / | tail -n 1",
+  'PATH="$PATH:/usr/sbin:/sbin"; command -v nft || echo missing',
+].join("\n");
+
+export interface GuestProbe {
+  socket: string;
+  service: string;
+  capsError: string | null;
+  diskUse: string | null;
+  nft: string | null;
+}
+
+/** Reads GUEST_PROBE_SCRIPT's output; a missing section (ssh failure …) fails that check. */
+export function parseGuestProbe(r: CommandResult): GuestProbe {
+  const sections = new Map<string, string>();
+  let name = "units";
+  let buf: string[] = [];
+  for (const line of r.stdout.split("\n")) {
+    if (line.startsWith("@@")) {
+      sections.set(name, buf.join("\n"));
+      name = line.slice(2).trim();
+      buf = [];
+    } else buf.push(line);
+  }
+  sections.set(name, buf.join("\n"));
+  const transport = r.error ?? (r.stderr.trim().split("\n")[0] || `limactl shell exit ${r.code}`);
+  const [socket = "", service = ""] = (sections.get("units") ?? "").split("\n").map((l) => l.trim());
+
+  let capsError: string | null;
+  const caps = sections.get("caps");
+  if (caps === undefined) capsError = transport;
+  else {
+    const { status, body } = splitCurlStatus(caps.trimEnd());
+    if (status === null || status === 0) capsError = body.trim().split("\n")[0] || "curl failed";
+    else if (status !== 200) capsError = `HTTP ${status}`;
+    else {
+      try {
+        const p = Capabilities.safeParse(JSON.parse(body));
+        capsError = p.success ? null : `capabilities break the contract: ${p.error.issues[0]?.message}`;
+      } catch {
+        capsError = "capabilities response is not JSON";
+      }
+    }
+  }
+
+  let diskUse: string | null = null;
+  let nft: string | null = null;
+  const info = sections.get("info");
+  if (info !== undefined) {
+    const [df = "", n = ""] = info.trim().split("\n");
+    const cols = df.trim().split(/\s+/);
+    if (cols.length >= 5 && /^\d+%$/.test(cols[4]!)) diskUse = `${cols[4]} used (${Math.round(Number(cols[3]) / 1048576)} GiB free)`;
+    nft = n.trim() === "" ? null : n.trim();
+  }
+  return { socket, service, capsError, diskUse, nft };
 }
 
 export async function probeMacHost(
@@ -108,56 +177,34 @@ export async function probeMacHost(
         ),
       );
     } else if (lima.vm_status === "Running" && opts.probeWorld) {
-      const units = await sys.run(
-        limaShell("systemctl", "is-active", "substrate-world-agent.socket", "substrate-world-agent.service"),
-        { timeoutMs: GUEST_TIMEOUT_MS },
-      );
-      const [sock, svc] = units.stdout.split("\n").map((s) => s.trim());
+      const g = parseGuestProbe(await sys.run(limaShell("sh", "-c", GUEST_PROBE_SCRIPT), { timeoutMs: GUEST_TIMEOUT_MS }));
       // Socket activation: an active .socket is enough, the service starts on first connect.
-      lima.service_active = sock === "active" || svc === "active";
-      if (lima.service_active) lines.push(pass(`guest: substrate-world-agent socket=${sock} service=${svc}`));
+      lima.service_active = g.socket === "active" || g.service === "active";
+      if (lima.service_active) lines.push(pass(`guest: substrate-world-agent socket=${g.socket} service=${g.service}`));
       else {
         lines.push(
           fail(
-            `guest: substrate-world-agent not active (socket=${sock || "?"}, service=${svc || "?"})`,
+            `guest: substrate-world-agent not active (socket=${g.socket || "?"}, service=${g.service || "?"})`,
             "substrate world warm   # re-provisions; details: limactl shell substrate journalctl -u substrate-world-agent -n 50",
           ),
         );
       }
 
-      const caps = await sys.run(guestCurl("/v1/capabilities", 5), { timeoutMs: GUEST_TIMEOUT_MS });
-      const { status, body } = splitCurlStatus(caps.stdout);
-      let capsError: string | null = null;
-      if (caps.code !== 0 || status === null) capsError = caps.stderr.trim().split("\n")[0] || caps.error || `exit ${caps.code}`;
-      else if (status !== 200) capsError = `HTTP ${status}`;
-      else {
-        try {
-          const r = Capabilities.safeParse(JSON.parse(body));
-          if (!r.success) capsError = `capabilities break the contract: ${r.error.issues[0]?.message}`;
-        } catch {
-          capsError = "capabilities response is not JSON";
-        }
-      }
-      lima.agent_caps_ok = capsError === null;
+      lima.agent_caps_ok = g.capsError === null;
       if (lima.agent_caps_ok) lines.push(pass(`guest: agent answered GET /v1/capabilities on ${GUEST_SOCKET}`));
       else {
         lines.push(
           fail(
-            `guest: GET /v1/capabilities on ${GUEST_SOCKET} failed: ${capsError}`,
-            /permission denied/i.test(capsError ?? "")
+            `guest: GET /v1/capabilities on ${GUEST_SOCKET} failed: ${g.capsError}`,
+            /permission denied/i.test(g.capsError ?? "")
               ? "substrate world warm   # adds the lima user to group substrate; then: limactl stop substrate && limactl start substrate"
               : "substrate world restart",
           ),
         );
       }
-      // P4.5 extras, informational only: guest root disk usage and nft presence.
-      const extra = await sys.run(limaShell("sh", "-c", "df -P / | tail -n 1; PATH=\"$PATH:/usr/sbin:/sbin\"; command -v nft || echo missing"), { timeoutMs: GUEST_TIMEOUT_MS });
-      if (extra.code === 0) {
-        const [df, nft] = extra.stdout.trim().split("\n");
-        const cols = (df ?? "").trim().split(/\s+/);
-        if (cols.length >= 5) lines.push(info(`guest disk /: ${cols[4]} used (${Math.round(Number(cols[3]) / 1048576)} GiB free)`));
-        lines.push(info(`guest nft: ${nft === "missing" || !nft ? "missing" : nft}`));
-      }
+      // P4.5 extras, informational only.
+      if (g.diskUse !== null) lines.push(info(`guest disk /: ${g.diskUse}`));
+      if (g.nft !== null) lines.push(info(`guest nft: ${g.nft}`));
     } else if (!opts.probeWorld) {
       lines.push(info("guest: agent not probed (world isolation disabled)"));
     }

@@ -6,6 +6,7 @@
 import type { CommandResult, HostSystem, HttpProbeResult } from "../../../src/doctor/system.ts";
 import type { WorldSettings } from "../../../src/doctor/config.ts";
 import type { DoctorPlatform } from "../../../src/contract/index.ts";
+import { GUEST_PROBE_SCRIPT } from "../../../src/doctor/macos.ts";
 
 export interface FakeSpec {
   platform: DoctorPlatform;
@@ -150,6 +151,13 @@ const LIMA_LIST_RUNNING =
 export const guestCurlKey = (route: string, t: number) =>
   `limactl shell substrate curl -sS --max-time ${t} --unix-socket /run/substrate.sock -w \\n%{http_code} http://localhost${route}`;
 
+export const GUEST_KEY = `limactl shell substrate sh -c ${GUEST_PROBE_SCRIPT}`;
+/** What GUEST_PROBE_SCRIPT prints in the guest (defaults: healthy). */
+export const guestProbeOut = (o: { units?: string; caps?: string; info?: string } = {}): string =>
+  `${o.units ?? "active\nactive"}\n@@caps\n${o.caps ?? `${JSON.stringify(CAPABILITIES)}\n200`}\n@@info\n${
+    o.info ?? "/dev/vda1 102687672 3210984 94217848 4% /\n/usr/sbin/nft"
+  }\n`;
+
 /** A healthy Mac: Lima VM running, socket-activated agent answering. */
 export function macHealthy(over: Partial<FakeSpec> = {}): FakeSpec {
   return {
@@ -158,11 +166,7 @@ export function macHealthy(over: Partial<FakeSpec> = {}): FakeSpec {
     commands: {
       "sysctl -n kern.hv_support": { stdout: "1\n" },
       "limactl list substrate --json": { stdout: LIMA_LIST_RUNNING },
-      "limactl shell substrate systemctl is-active substrate-world-agent.socket substrate-world-agent.service": { stdout: "active\nactive\n" },
-      "limactl shell substrate sh -c df -P / | tail -n 1; PATH=\"$PATH:/usr/sbin:/sbin\"; command -v nft || echo missing": {
-        stdout: "/dev/vda1 102687672 3210984 94217848 4% /\n/usr/sbin/nft\n",
-      },
-      [guestCurlKey("/v1/capabilities", 5)]: { stdout: `${JSON.stringify(CAPABILITIES)}\n200` },
+      [GUEST_KEY]: { stdout: guestProbeOut() },
       [guestCurlKey("/v1/doctor/world", 60)]: { stdout: `${JSON.stringify(WORLD_REPORT_OK)}\n200` },
     },
     ...over,

@@ -10,7 +10,7 @@ import { WorldDoctorEnvelopeV1 } from "../../../src/contract/index.ts";
 import { runHostDoctor } from "../../../src/doctor/host.ts";
 import { FIX_PREFIX, HOST_HEADER, HOST_SECTION, WORLD_HEADER, WORLD_SECTION } from "../../../src/doctor/render.ts";
 import { runWorldDoctor } from "../../../src/doctor/world.ts";
-import { fakeSystem, linuxHealthy, macHealthy, MOUNTINFO_HYBRID, MOUNTINFO_V1, settings, WORLD_REPORT_OK } from "./_fake.ts";
+import { fakeSystem, GUEST_KEY, guestProbeOut, linuxHealthy, macHealthy, MOUNTINFO_HYBRID, MOUNTINFO_V1, settings, WORLD_REPORT_OK } from "./_fake.ts";
 
 const GOLDEN = join(import.meta.dir, "golden");
 function golden(name: string, value: unknown): void {
@@ -150,10 +150,7 @@ describe("host doctor: macos (injected platform + runner)", () => {
 
   test("socket-activated guest with an idle service still counts as active", async () => {
     const spec = macHealthy();
-    spec.commands!["limactl shell substrate systemctl is-active substrate-world-agent.socket substrate-world-agent.service"] = {
-      code: 3,
-      stdout: "active\ninactive\n",
-    };
+    spec.commands![GUEST_KEY] = { stdout: guestProbeOut({ units: "active\ninactive" }) };
     const r = await runHostDoctor(fakeSystem(spec), settings());
     expect(r.envelope.host.platform === "macos" && r.envelope.host.lima.service_active).toBe(true);
   });
@@ -164,6 +161,28 @@ describe("host doctor: macos (injected platform + runner)", () => {
     expect(r.exitCode).toBe(4);
     expect(sys.ran.some((c) => c.startsWith("limactl shell"))).toBe(false);
     expect(r.text).toContain("FAIL  | guest: a rebuild is in progress (phase provisioning, substrate pid 4242)");
+  });
+
+  test("guest checks cost one limactl shell; socket permission denied suggests the group fix", async () => {
+    const spec = macHealthy();
+    spec.commands![GUEST_KEY] = {
+      stdout: guestProbeOut({ caps: "curl: (7) Failed to connect to localhost port 80: Permission denied\n000" }),
+    };
+    const sys = fakeSystem(spec);
+    const r = await runHostDoctor(sys, settings());
+    expect(sys.ran.filter((c) => c.startsWith("limactl shell"))).toHaveLength(1);
+    expect(r.envelope.host.platform === "macos" && r.envelope.host.lima.agent_caps_ok).toBe(false);
+    expect(r.text).toContain("FAIL  | guest: GET /v1/capabilities on /run/substrate.sock failed: curl: (7) Failed to connect");
+    expect(r.text).toContain("INFO  | fix: substrate world warm   # adds the lima user to group substrate");
+    expect(r.exitCode).toBe(4);
+  });
+
+  test("limactl shell itself failing (ssh) fails service and caps with its stderr", async () => {
+    const spec = macHealthy();
+    spec.commands![GUEST_KEY] = { code: 255, stdout: "", stderr: "ssh: connect to host 127.0.0.1 port 60022: Connection refused\n" };
+    const r = await runHostDoctor(fakeSystem(spec), settings());
+    expect(r.envelope.host).toMatchObject({ lima: { service_active: false, agent_caps_ok: false } });
+    expect(r.text).toContain("failed: ssh: connect to host 127.0.0.1 port 60022: Connection refused");
   });
 
   test("vsock-proxy missing is a WARN, not a failure", async () => {
