@@ -304,8 +304,20 @@ describe("world doctor", () => {
     expect(r.exitCode).toBe(3);
   });
 
-  test("windows: exit 4", async () => {
+  test("macos with SUBSTRATE_WORLD_SOCKET: asks that host socket, not the guest", async () => {
+    const spec = macHealthy({ env: { SUBSTRATE_WORLD_SOCKET: "/Users/t/.substrate/sock/agent.sock" } });
+    const sock = "/Users/t/.substrate/sock/agent.sock";
+    spec.http = { [`${sock} /v1/doctor/world`]: { status: 200, body: JSON.stringify(WORLD_REPORT_OK) } };
+    const sys = fakeSystem(spec);
+    const r = await runWorldDoctor(sys, settings({ socket_path: sock })); // as resolveWorldSettings derives it
+    expect(sys.fetched).toEqual([`${sock} /v1/doctor/world`]);
+    expect(sys.ran.some((c) => c.includes("/v1/doctor/world"))).toBe(false);
+    expect(r.exitCode).toBe(0);
+  });
+
+  test("windows: golden JSON, exit 4", async () => {
     const r = await runWorldDoctor(fakeSystem({ platform: "windows" }), settings());
+    golden("windows-world", r.envelope);
     expect(r.exitCode).toBe(4);
   });
 });
