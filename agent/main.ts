@@ -31,7 +31,7 @@ Under systemd socket activation (LISTEN_FDS=1) the agent serves the inherited fd
 const log = (msg: string) => process.stderr.write(`substrate-world-agent: ${msg}\n`);
 
 async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"?: string }): Promise<number> {
-  const [{ listen, ListenError }, { WorldManager }, { WorldAgentService }, { buildRouter }, { StreamServer }] = await Promise.all([
+  const [{ listen, ListenError }, { WorldManager }, { WorldAgentService }, { buildRouter, answerClientError }, { StreamServer }] = await Promise.all([
     import("./server.ts"),
     import("./world/manager.ts"),
     import("./service.ts"),
@@ -55,6 +55,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     }
     throw e;
   }
+  server.http.on("clientError", answerClientError); // issue 6: JSON even for unparsable requests
   if (values["pid-file"]) writeFileSync(values["pid-file"], `${process.pid}\n`);
   log(`${versionString()} listening on ${server.path} (${server.mode})`);
 

@@ -155,3 +155,27 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
   });
   return app;
 }
+
+/**
+ * Issue 6: answer what the HTTP parser rejects (garbage request lines, bad headers, header
+ * timeouts) with the same JSON error body instead of node's empty 400. Register on the
+ * http.Server: `http.on("clientError", answerClientError)`.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: import("node:stream").Duplex): void {
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT" || err.code === "HPE_HEADERS_TIMEOUT";
+  const body = JSON.stringify(
+    errorBody(
+      tooLarge ? "payload_too_large" : "bad_request",
+      timeout ? "request headers not received in time" : `malformed HTTP request (${err.code ?? err.message})`,
+      "send HTTP/1.1 with a JSON body; see docs/API.md",
+    ),
+  );
+  const status = tooLarge ? "431 Request Header Fields Too Large" : timeout ? "408 Request Timeout" : "400 Bad Request";
+  try {
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    else socket.destroy();
+  } catch {
+    socket.destroy();
+  }
+}

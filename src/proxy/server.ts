@@ -19,7 +19,7 @@ import { timingSafeEqual, randomBytes } from "node:crypto";
 import { getRequestListener } from "@hono/node-server";
 import type { MiddlewareHandler } from "hono";
 import { errorBody, httpStatusFor, type AuditLine } from "../contract/index.ts";
-import { buildRouter } from "../api/router.ts";
+import { answerClientError, buildRouter } from "../api/router.ts";
 import { substrateHome } from "../config.ts";
 import { ForwardingService, requestContext, type RequestContext } from "./forward.ts";
 import { peerCred, type PeerCred } from "./peercred.ts";
@@ -164,6 +164,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   http.keepAliveTimeout = 30_000;
   http.headersTimeout = 15_000;
   http.requestTimeout = 0;
+  http.on("clientError", answerClientError);
 
   const bridge = streamBridge({
     agentSocket: o.agentSocket,
