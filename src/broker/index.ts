@@ -20,3 +20,5 @@ export { ApprovalStore } from "./approvals.ts";
 export { summarizeDiff } from "./prompt.ts";
 export { DEFAULT_POLICY_YAML } from "./default-policy.ts";
 export { policyEventToSpan, recordPolicyEvents } from "./events.ts";
+export { ApiApprovals } from "./api.ts";
+export type { ApiDecision } from "./api.ts";
