@@ -29,34 +29,35 @@ import { NR, PR, SyscallError, errno, prctl, sys } from "../../src/sys/libc.ts";
 
 export type SeccompMode = "baseline" | "isolated";
 
-const ARCH = process.arch === "arm64" ? "arm64" : "x64";
-const AUDIT_ARCH = { x64: 0xc000003e, arm64: 0xc00000b7 }[ARCH];
+export type SeccompArch = "x64" | "arm64";
+const HOST_ARCH: SeccompArch = process.arch === "arm64" ? "arm64" : "x64";
+const AUDIT_ARCH: Record<SeccompArch, number> = { x64: 0xc000003e, arm64: 0xc00000b7 };
 /** x32 syscalls on x86_64 are the x86_64 table with this bit set. */
 const X32_SYSCALL_BIT = 0x40000000;
 
-/** Syscall numbers for the running arch (x86_64 table / asm-generic table). */
-const SYSCALLS: Record<string, number> = {
-  mount: { x64: 165, arm64: 40 }[ARCH],
-  umount2: { x64: 166, arm64: 39 }[ARCH],
-  pivot_root: { x64: 155, arm64: 41 }[ARCH],
-  keyctl: { x64: 250, arm64: 219 }[ARCH],
-  perf_event_open: { x64: 298, arm64: 241 }[ARCH],
-  bpf: { x64: 321, arm64: 280 }[ARCH],
-  clone: { x64: 56, arm64: 220 }[ARCH],
-  clone3: 435,
-  unshare: { x64: 272, arm64: 97 }[ARCH],
-  setns: { x64: 308, arm64: 268 }[ARCH],
-  ptrace: { x64: 101, arm64: 117 }[ARCH],
-  io_uring_setup: 425,
-  io_uring_enter: 426,
-  io_uring_register: 427,
-  open_tree: 428,
-  move_mount: 429,
-  fsopen: 430,
-  fsconfig: 431,
-  fsmount: 432,
-  fspick: 433,
-  mount_setattr: 442,
+/** Syscall numbers per arch (x86_64 table / asm-generic table used by aarch64). */
+const TABLE: Record<string, { x64: number; arm64: number }> = {
+  mount: { x64: 165, arm64: 40 },
+  umount2: { x64: 166, arm64: 39 },
+  pivot_root: { x64: 155, arm64: 41 },
+  keyctl: { x64: 250, arm64: 219 },
+  perf_event_open: { x64: 298, arm64: 241 },
+  bpf: { x64: 321, arm64: 280 },
+  clone: { x64: 56, arm64: 220 },
+  clone3: { x64: 435, arm64: 435 },
+  unshare: { x64: 272, arm64: 97 },
+  setns: { x64: 308, arm64: 268 },
+  ptrace: { x64: 101, arm64: 117 },
+  io_uring_setup: { x64: 425, arm64: 425 },
+  io_uring_enter: { x64: 426, arm64: 426 },
+  io_uring_register: { x64: 427, arm64: 427 },
+  open_tree: { x64: 428, arm64: 428 },
+  move_mount: { x64: 429, arm64: 429 },
+  fsopen: { x64: 430, arm64: 430 },
+  fsconfig: { x64: 431, arm64: 431 },
+  fsmount: { x64: 432, arm64: 432 },
+  fspick: { x64: 433, arm64: 433 },
+  mount_setattr: { x64: 442, arm64: 442 },
 };
 
 /** The spec's list of risky syscalls (logged in baseline, EPERM in isolated). */
@@ -135,29 +136,33 @@ export function seccompActionsAvailable(): string[] {
 }
 
 /** Build the filter for `mode`. Pure: no syscall, so it is unit-testable. */
-export function buildSeccompFilter(mode: SeccompMode, opts: { logAvailable?: boolean } = {}): SeccompProgram {
+export function buildSeccompFilter(
+  mode: SeccompMode,
+  opts: { logAvailable?: boolean; arch?: SeccompArch } = {},
+): SeccompProgram {
   const logAvailable = opts.logAvailable ?? seccompActionsAvailable().includes("log");
+  const arch = opts.arch ?? HOST_ARCH;
   const p: Insn[] = [];
   const baselineRisky = logAvailable ? RET.LOG : RET.ALLOW;
   const foreign = mode === "isolated" ? errnoRet(ENOSYS) : baselineRisky;
 
   // 1. arch check.
   p.push([LD_W_ABS, 0, 0, OFF_ARCH]);
-  p.push([JEQ_K, 1, 0, AUDIT_ARCH]);
+  p.push([JEQ_K, 1, 0, AUDIT_ARCH[arch]]);
   p.push([RET_K, 0, 0, foreign]);
   // 2. syscall number; on x86_64 refuse the x32 range as foreign.
   p.push([LD_W_ABS, 0, 0, OFF_NR]);
-  if (ARCH === "x64") {
+  if (arch === "x64") {
     p.push([JGE_K, 0, 1, X32_SYSCALL_BIT]);
     p.push([RET_K, 0, 0, foreign]);
   }
   const simple = (name: string, ret: number): void => {
-    p.push([JEQ_K, 0, 1, SYSCALLS[name]]);
+    p.push([JEQ_K, 0, 1, TABLE[name][arch]]);
     p.push([RET_K, 0, 0, ret >>> 0]);
   };
   /** if nr == name: (args[0] & mask) ? ret : ALLOW. The accumulator is clobbered, so return either way. */
   const flagged = (name: string, mask: number, ret: number): void => {
-    p.push([JEQ_K, 0, 4, SYSCALLS[name]]);
+    p.push([JEQ_K, 0, 4, TABLE[name][arch]]);
     p.push([LD_W_ABS, 0, 0, OFF_ARG0_LO]);
     p.push([JSET_K, 0, 1, mask >>> 0]);
     p.push([RET_K, 0, 0, ret >>> 0]);

@@ -3,15 +3,14 @@
  * rule is checked without a kernel: arch check, x32 range, flag masks, default allow.
  */
 import { describe, expect, test } from "bun:test";
-import { buildSeccompFilter } from "../../../agent/world/seccomp.ts";
+import { buildSeccompFilter, type SeccompArch } from "../../../agent/world/seccomp.ts";
 
-const X64 = process.arch !== "arm64";
-const AUDIT_ARCH = X64 ? 0xc000003e : 0xc00000b7;
-const N = X64
-  ? { mount: 165, clone: 56, clone3: 435, unshare: 272, read: 0, ptrace: 101, bpf: 321, io_uring_setup: 425, fsopen: 430 }
-  : { mount: 40, clone: 220, clone3: 435, unshare: 97, read: 63, ptrace: 117, bpf: 280, io_uring_setup: 425, fsopen: 430 };
+const NUMBERS = {
+  x64: { audit: 0xc000003e, mount: 165, clone: 56, clone3: 435, unshare: 272, read: 0, ptrace: 101, bpf: 321, io_uring_setup: 425, fsopen: 430 },
+  arm64: { audit: 0xc00000b7, mount: 40, clone: 220, clone3: 435, unshare: 97, read: 63, ptrace: 117, bpf: 280, io_uring_setup: 425, fsopen: 430 },
+};
 
-function run(bytes: Uint8Array, nr: number, arch = AUDIT_ARCH, arg0 = 0): number {
+function run(bytes: Uint8Array, nr: number, arch: number, arg0 = 0): number {
   const dv = new DataView(bytes.buffer);
   const data = new DataView(new ArrayBuffer(64));
   data.setInt32(0, nr, true);
@@ -36,42 +35,48 @@ function run(bytes: Uint8Array, nr: number, arch = AUDIT_ARCH, arg0 = 0): number
 }
 const ALLOW = 0x7fff0000, LOG = 0x7ffc0000, EPERM = 0x00050001, ENOSYS = 0x00050026;
 
-describe("baseline", () => {
-  const p = buildSeccompFilter("baseline", { logAvailable: true });
-  test("risky syscalls are logged, the rest allowed", () => {
-    expect(run(p.bytes, N.mount)).toBe(LOG);
-    expect(run(p.bytes, N.bpf)).toBe(LOG);
-    expect(run(p.bytes, N.read)).toBe(ALLOW);
-    expect(run(p.bytes, N.clone, AUDIT_ARCH, 0x40000000)).toBe(ALLOW);
-    expect(run(p.bytes, N.clone3)).toBe(ALLOW);
+for (const arch of ["x64", "arm64"] as SeccompArch[]) {
+  const N = NUMBERS[arch];
+  const A = N.audit;
+  describe(`baseline (${arch})`, () => {
+    const p = buildSeccompFilter("baseline", { logAvailable: true, arch });
+    test("risky syscalls are logged, the rest allowed", () => {
+      expect(run(p.bytes, N.mount, A)).toBe(LOG);
+      expect(run(p.bytes, N.bpf, A)).toBe(LOG);
+      expect(run(p.bytes, N.read, A)).toBe(ALLOW);
+      expect(run(p.bytes, N.clone, A, 0x40000000)).toBe(ALLOW);
+      expect(run(p.bytes, N.clone3, A)).toBe(ALLOW);
+    });
+    test("without kernel log support baseline allows", () => {
+      const q = buildSeccompFilter("baseline", { logAvailable: false, arch });
+      expect(q.riskyAction).toBe("allow");
+      expect(run(q.bytes, N.mount, A)).toBe(ALLOW);
+    });
   });
-  test("without kernel log support baseline allows", () => {
-    const q = buildSeccompFilter("baseline", { logAvailable: false });
-    expect(q.riskyAction).toBe("allow");
-    expect(run(q.bytes, N.mount)).toBe(ALLOW);
-  });
-});
 
-describe("isolated", () => {
-  const p = buildSeccompFilter("isolated", { logAvailable: true });
-  test("risky, ptrace, io_uring and the new mount API get EPERM", () => {
-    for (const nr of [N.mount, N.bpf, N.ptrace, N.io_uring_setup, N.fsopen]) expect(run(p.bytes, nr)).toBe(EPERM);
+  describe(`isolated (${arch})`, () => {
+    const p = buildSeccompFilter("isolated", { logAvailable: true, arch });
+    test("risky, ptrace, io_uring and the new mount API get EPERM", () => {
+      for (const nr of [N.mount, N.bpf, N.ptrace, N.io_uring_setup, N.fsopen]) expect(run(p.bytes, nr, A)).toBe(EPERM);
+    });
+    test("clone3 gets ENOSYS so libc falls back to clone", () => {
+      expect(run(p.bytes, N.clone3, A)).toBe(ENOSYS);
+    });
+    test("clone/unshare: namespace flags EPERM, thread/fork flags allowed", () => {
+      const THREAD = 0x3d0f00; // CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|SETTLS|PARENT_SETTID|CHILD_CLEARTID
+      expect(run(p.bytes, N.clone, A, THREAD)).toBe(ALLOW);
+      expect(run(p.bytes, N.clone, A, 17 /* SIGCHLD: fork */)).toBe(ALLOW);
+      expect(run(p.bytes, N.clone, A, 0x20000000 | 17)).toBe(EPERM); // NEWPID
+      expect(run(p.bytes, N.unshare, A, 0x40000000)).toBe(EPERM); // NEWNET
+      expect(run(p.bytes, N.unshare, A, 0x80)).toBe(EPERM); // NEWTIME
+      expect(run(p.bytes, N.unshare, A, 0x200 /* CLONE_FS */)).toBe(ALLOW);
+    });
+    test("foreign arch (i386/arm32 compat) and the x32 range are refused", () => {
+      expect(run(p.bytes, 21, 0x40000003)).toBe(ENOSYS);
+      if (arch === "x64") expect(run(p.bytes, 0x40000000 + N.mount, A)).toBe(ENOSYS);
+      // a filter built for one arch refuses the other (x86_64 vs aarch64 numbers differ)
+      expect(run(p.bytes, N.mount, arch === "x64" ? NUMBERS.arm64.audit : NUMBERS.x64.audit)).toBe(ENOSYS);
+      expect(run(p.bytes, N.read, A)).toBe(ALLOW);
+    });
   });
-  test("clone3 gets ENOSYS so libc falls back to clone", () => {
-    expect(run(p.bytes, N.clone3)).toBe(ENOSYS);
-  });
-  test("clone/unshare: namespace flags EPERM, thread/fork flags allowed", () => {
-    const THREAD = 0x3d0f00; // CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|SETTLS|PARENT_SETTID|CHILD_CLEARTID
-    expect(run(p.bytes, N.clone, AUDIT_ARCH, THREAD)).toBe(ALLOW);
-    expect(run(p.bytes, N.clone, AUDIT_ARCH, 17 /* SIGCHLD: fork */)).toBe(ALLOW);
-    expect(run(p.bytes, N.clone, AUDIT_ARCH, 0x20000000 | 17)).toBe(EPERM); // NEWPID
-    expect(run(p.bytes, N.unshare, AUDIT_ARCH, 0x40000000)).toBe(EPERM); // NEWNET
-    expect(run(p.bytes, N.unshare, AUDIT_ARCH, 0x80)).toBe(EPERM); // NEWTIME
-    expect(run(p.bytes, N.unshare, AUDIT_ARCH, 0x200 /* CLONE_FS */)).toBe(ALLOW);
-  });
-  test("foreign arch (i386 on x86_64) and the x32 range are refused", () => {
-    expect(run(p.bytes, 21, 0x40000003)).toBe(ENOSYS);
-    if (X64) expect(run(p.bytes, 0x40000000 + N.mount)).toBe(ENOSYS);
-    expect(run(p.bytes, N.read)).toBe(ALLOW);
-  });
-});
+}
