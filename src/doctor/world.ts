@@ -34,6 +34,10 @@ export function interpretWorldResponse(status: number | null, body: string, tran
   } catch {
     return { kind: "unreachable", message: `HTTP ${status} with a non-JSON body` };
   }
+  if (status === 404) {
+    // An agent from before DS0: it answers, but has no doctor route. Pushing ours fixes it.
+    return { kind: "unreachable", message: "the agent does not serve GET /v1/doctor/world (older agent version)" };
+  }
   if (status !== 200) {
     const err = ErrorBody.safeParse(json);
     return {

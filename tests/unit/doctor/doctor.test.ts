@@ -265,6 +265,17 @@ describe("world doctor", () => {
     expect(r.exitCode).toBe(3);
   });
 
+  test("an older agent without the route (404): unreachable with that reason", async () => {
+    const spec = linuxHealthy();
+    spec.http!["/run/substrate.sock /v1/doctor/world"] = {
+      status: 404,
+      body: JSON.stringify({ error: { code: "not_found", message: "no route GET /v1/doctor/world" } }),
+    };
+    const r = await runWorldDoctor(fakeSystem(spec), settings());
+    expect(r.envelope.world).toMatchObject({ status: "unreachable", message: "the agent does not serve GET /v1/doctor/world (older agent version)" });
+    expect(r.exitCode).toBe(3);
+  });
+
   test("agent reachable but cannot enforce: missing_prereqs, exit 4", async () => {
     const spec = linuxHealthy();
     const bad = { ...WORLD_REPORT_OK, ok: false, landlock: { supported: false, abi: null, reason: "Landlock is built in but disabled at boot" } };
