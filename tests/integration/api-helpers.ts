@@ -132,7 +132,8 @@ export class StreamClient {
     return this.msg("started")!;
   }
   async exit(ms?: number): Promise<StreamExit> {
-    await this.until(() => this.msg("exit") !== undefined || this.msg("error") !== undefined, "exit", ms);
+    // An error frame on a live session is not the end; a closed socket without `exit` is.
+    await this.until(() => this.msg("exit") !== undefined || (this.msg("error") !== undefined && this.closeCode !== undefined) || this.closeCode !== undefined, "exit", ms).catch(() => {});
     const e = this.msg("exit");
     if (!e) throw new Error(`stream error: ${JSON.stringify(this.msg("error"))}`);
     return { code: e.code, signal: e.signal, ...(e.timed_out ? { timed_out: true } : {}) };
