@@ -16,7 +16,7 @@ export class GraphDisabledError extends Error {
     this.name = "GraphDisabledError";
   }
   get hint(): string {
-    return `add "[graph]\\nenabled = true" to ${this.configFile}, then run the command again (spans already in trace.jsonl are ingested)`;
+    return `add a [graph] table with enabled = true to ${this.configFile}, then run the command again (spans already in trace.jsonl are ingested)`;
   }
 }
 

@@ -15,7 +15,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import type { Span } from "../contract/index.ts";
+import type { Span } from "../contract/span.ts";
 import { parseSpanLine, traceFiles } from "../trace/reader.ts";
 import { PrivacyFilter, type PrivacyConfig } from "./privacy.ts";
 

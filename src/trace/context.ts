@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
-import type { ReplayContext, VersionInfo } from "../contract/index.ts";
+import type { VersionInfo } from "../contract/common.ts";
+import type { ReplayContext } from "../contract/span.ts";
 import { isDirty, isWorkTree, lastCommitOf } from "../sys/git.ts";
 
 const sha256hex = (data: string | Uint8Array): string => createHash("sha256").update(data).digest("hex");

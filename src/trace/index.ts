@@ -35,7 +35,7 @@ export {
   worldImageVersion,
   type ReplayContextInput,
 } from "./context.ts";
-export { newSpanId } from "../contract/index.ts";
+export { newSpanId } from "../contract/common.ts";
 
 /**
  * The session id for spans of this process: `SUBSTRATE_SESSION_ID` when an outer substrate
@@ -70,3 +70,4 @@ export {
   type PolicyDecision,
   type PolicyEvaluate,
 } from "./replay.ts";
+export { CommandSpan, recordExecuteSpan, type CommandSpanInput, type CommandResult } from "./command-span.ts";

@@ -4,7 +4,7 @@
  * counted, never fatal: the trace is evidence, one bad line must not hide the others.
  */
 import * as fs from "node:fs";
-import { Span } from "../contract/index.ts";
+import { Span } from "../contract/span.ts";
 import { DEFAULT_KEEP, traceFilePath } from "./writer.ts";
 
 export interface SpanFilter {

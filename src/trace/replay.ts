@@ -7,15 +7,10 @@
  * `execute` with `isolated: true` and `capabilities`), so the comparison logic is testable
  * on its own and the CLI decides how to reach the agent.
  */
-import type {
-  ExecuteRequestInput,
-  ExecuteResponse,
-  FsDiff,
-  PolicyCheckResult,
-  ReplayReport,
-  Span,
-} from "../contract/index.ts";
-import { newSpanId } from "../contract/index.ts";
+import type { ExecuteRequestInput, ExecuteResponse } from "../contract/execute.ts";
+import type { FsDiff } from "../contract/world.ts";
+import type { PolicyCheckResult, ReplayReport, Span } from "../contract/span.ts";
+import { newSpanId } from "../contract/common.ts";
 import { isRedacted } from "./redact.ts";
 import { appendSpanSync } from "./writer.ts";
 

@@ -28,7 +28,7 @@
 import * as fs from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { Span, type SpanInput } from "../contract/index.ts";
+import { Span, type SpanInput } from "../contract/span.ts";
 import { redactCmd } from "./redact.ts";
 
 const { O_WRONLY, O_APPEND, O_CREAT } = fs.constants;
