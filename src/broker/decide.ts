@@ -160,14 +160,14 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
  * mode refuses (126: running it on the host would ignore the policy), observe mode warns and
  * lets it run on the host. Returns the exit code to stop with, or null to go on.
  */
-export function isolationUnavailable(gate: CliDecision, stderr: { write(s: string): unknown }): number | null {
+export function isolationUnavailable(gate: CliDecision, stderr: { write(s: string): unknown }, why = "no world is available"): number | null {
   if (gate.action !== "run_isolated") return null;
   const mode = gate.mode ?? "enforce";
   const pattern = gate.decision?.kind === "allow_with_restrictions" ? gate.decision.pattern : null;
   if (mode === "enforce") {
-    stderr.write(`${deniedMessage(gate.policy_id, "Command must run in an isolated world, and no world is available", pattern)}\n`);
+    stderr.write(`${deniedMessage(gate.policy_id, `Command must run in an isolated world, and ${why}`, pattern)}\n`);
     return 126;
   }
-  stderr.write(`substrate: policy ${gate.policy_id} wants an isolated world for this command (pattern: ${pattern}); none is available, running on the host (observe mode)\n`);
+  stderr.write(`substrate: policy ${gate.policy_id} wants an isolated world for this command (pattern: ${pattern}), but ${why}: running it unisolated (observe mode)\n`);
   return null;
 }

@@ -86,7 +86,7 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   const gate = await decideForCli({ cmd: o.cmd, cwd, isTTY: Boolean(process.stdin.isTTY), stdin: process.stdin, stderr: process.stderr });
   await recordPolicyEvents(gate.events);
   if (gate.action === "deny") return gate.exitCode ?? ExitCode.DENIED;
-  const hostGate = (): number | null => isolationUnavailable(gate, process.stderr); // isolation needs a world
+  const hostGate = (why?: string): number | null => isolationUnavailable(gate, process.stderr, why); // isolation needs a world
 
   if (!cfg.world_enabled) return hostGate() ?? runOnHost(o.cmd, cwd, env);
 
@@ -107,11 +107,23 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
     ...(stdin && stdin.length ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {}),
   };
 
+  // Policy (issue 4): an agent that cannot run isolated worlds refuses `isolated: true` before
+  // anything runs; then enforce mode stops (126) and observe mode runs it unisolated.
+  const execute = async (client: AgentClient): Promise<number> => {
+    try {
+      return await streamExecute(client, req);
+    } catch (e) {
+      if (!(req.isolated && e instanceof AgentApiError && e.code === "unsupported")) throw e;
+      const stop = hostGate("the world agent cannot run isolated worlds");
+      return stop ?? (await streamExecute(client, { ...req, isolated: false }));
+    }
+  };
+
   // Hot path: the agent is usually there; don't pay a probe round trip to find out.
   const optimistic = backend.optimisticClient?.();
   if (optimistic) {
     try {
-      return await streamExecute(optimistic, req);
+      return await execute(optimistic);
     } catch (e) {
       // Refused before anything ran: start/locate the agent below. Anything else is real.
       if (!(e instanceof AgentUnreachable)) throw mapClientError(e);
@@ -120,7 +132,7 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   const ready = await readyOrFallback(cfg, env, backend);
   if (!ready) return hostGate() ?? runOnHost(o.cmd, cwd, env, stdin);
   try {
-    return await streamExecute(ready.client, req);
+    return await execute(ready.client);
   } catch (e) {
     throw mapClientError(e);
   }
