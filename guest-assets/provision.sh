@@ -73,7 +73,7 @@ done
 #    must stay writable for the worlds, so they are added in a drop-in.
 dropin_dir="$UNITS/$SERVICE.d"
 dropin="$dropin_dir/50-writable-mounts.conf"
-paths=$(printf '%s\n' "$writable" | sed '/^$/d' | sort -u | sed 's/^/-/' | paste -sd' ' -)
+paths=$(printf '%s\n' "$writable" | sed '/^$/d' | LC_ALL=C sort -u | sed 's/^/-/' | paste -sd' ' -)
 if [ -n "$paths" ]; then
   want=$(printf '# Written by substrate provision.sh: writable project mounts.\n[Service]\nReadWritePaths=%s\n' "$paths")
   if [ "$(cat "$dropin" 2>/dev/null || true)" != "$want" ]; then
