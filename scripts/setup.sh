@@ -12,6 +12,7 @@ DEB_PACKAGES=(
   debootstrap systemd-container socat openssh-client
   dash ruby vim-tiny
   fzf  # issue 6: the PTY stream test drives fzf
+  ripgrep  # issue 9: srt (@anthropic-ai/sandbox-runtime, a bench baseline) refuses to start without rg
 )
 
 missing=()
