@@ -248,11 +248,9 @@ function makeUnit(a: Analysis, lw: LexWord[], vars: Readonly<Record<string, stri
   for (let hop = 0; hop < 16; hop++) {
     const nested = shellLine(cur);
     if (nested !== null && inner === null) {
-      const before = a.units.length;
+      // inner units are reported (a.units) but are not roots: the wrapper unit stands for them
       inner = addLine(a, nested, vars, depth + 1);
       innerTransparent = transparent;
-      // inner units are reported but are not roots of their own: the wrapper unit stands for them
-      void before;
     }
     const next = unwrap(cur);
     if (next === null || next.words.length === 0) break;

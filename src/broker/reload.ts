@@ -9,7 +9,7 @@
  * change like any edit.
  */
 import { mkdirSync, watch, type FSWatcher } from "node:fs";
-import { loadEffectivePolicySync, policiesDir, PolicyError, type LoadedPolicy, type LoadOptions } from "./load.ts";
+import { findProfile, loadEffectivePolicySync, policiesDir, PolicyError, type LoadedPolicy, type LoadOptions } from "./load.ts";
 
 export const RELOAD_STAMP = ".reload";
 
@@ -60,15 +60,15 @@ export class PolicyBroker {
     return l;
   }
 
+  /** Another `.substrate-profile` (or an edited one) now selects a different policy. */
   private profileChanged(cwd: string, hit: LoadedPolicy): boolean {
-    // cheap: a few stat calls up the tree
-    let now: string | undefined;
+    let now: { id: string; file: string } | null;
     try {
-      now = findProfileFile(cwd);
+      now = findProfile(cwd); // a few stat calls up the tree + one tiny read
     } catch {
-      return true;
+      return true; // let the full load report the broken profile
     }
-    return now !== hit.source.profile_file;
+    return (now?.file ?? undefined) !== hit.source.profile_file || (now?.id ?? "default") !== hit.policy.id;
   }
 
   /** Start watching the policy directory (created if missing). */
@@ -114,20 +114,5 @@ export class PolicyBroker {
     this.watcher = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-  }
-}
-
-import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { PROFILE_FILE } from "./load.ts";
-
-function findProfileFile(cwd: string): string | undefined {
-  let dir = resolve(cwd);
-  for (;;) {
-    const f = join(dir, PROFILE_FILE);
-    if (existsSync(f)) return f;
-    const up = dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
   }
 }

@@ -142,3 +142,23 @@ describe("PolicyBroker hot reload", () => {
     expect(evaluations).toBeGreaterThan(10);
   });
 });
+
+describe("PolicyBroker profile selection", () => {
+  test("spec acceptance: switching .substrate-profile applies to the next command (no reload needed)", () => {
+    t = tempHome();
+    t.write("a.yaml", "id: a\nname: A\n");
+    t.write("b.yaml", "id: b\nname: B\n");
+    const { writeFileSync: w, mkdirSync: mk } = require("node:fs") as typeof import("node:fs");
+    const proj = join(t.home, "p");
+    mk(join(proj, "sub"), { recursive: true });
+    w(join(proj, ".substrate-profile"), "a\n");
+    const b = new PolicyBroker({ home: t.home });
+    broker = b;
+    expect(b.current(join(proj, "sub")).policy.id).toBe("a");
+    w(join(proj, ".substrate-profile"), "b\n"); // edited in place
+    expect(b.current(join(proj, "sub")).policy.id).toBe("b");
+    w(join(proj, "sub", ".substrate-profile"), "a\n"); // a nearer one appears
+    expect(b.current(join(proj, "sub")).policy.id).toBe("a");
+    expect(b.current(proj).policy.id).toBe("b");
+  });
+});
