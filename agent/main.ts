@@ -9,7 +9,23 @@
  */
 import { parseArgs } from "node:util";
 import { writeFileSync, rmSync } from "node:fs";
-import { runSpawner } from "./world/spawner.ts";
+import { runSpawner, type SpawnerHooks } from "./world/spawner.ts";
+import { hardenSelf, worldRwPaths } from "./world/harden.ts";
+import { mountOverlay } from "./world/overlay.ts";
+
+/**
+ * What the spawner runs inside the world: the overlay for isolated worlds (before
+ * pivot_root) and, once the root is built, no_new_privs + capabilities + Landlock + seccomp
+ * on itself — inherited by every command it forks.
+ */
+const spawnerHooks: SpawnerHooks = {
+  mountOverlay: (o) => void mountOverlay(o),
+  harden: (c) =>
+    hardenSelf({
+      mode: c.harden!.mode,
+      landlock: c.harden!.landlock ? { rw: worldRwPaths(c.project, c.projectReadOnly) } : false,
+    }),
+};
 import { selfArgv } from "./self.ts";
 import { versionInfo, versionString } from "../src/version.ts";
 
@@ -43,6 +59,9 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   const worlds = new WorldManager({ stateDir, selfArgv: selfArgv(), log });
   const stale = await worlds.sweepStale();
   if (stale.length) log(`removed ${stale.length} stale world dir(s) from a previous run`);
+  // Spec env: SUBSTRATE_NETNS_GC_INTERVAL_SECS (600, 0 = off), SUBSTRATE_NETNS_GC_TTL_SECS (0 = off).
+  const { startNetnsGc } = await import("./world/net/index.ts");
+  const gc = startNetnsGc({ destroyWorld: async (id) => void (await worlds.destroy(id)), log });
   const svc = new WorldAgentService(worlds);
   const streams = new StreamServer({ svc, worlds, log });
   let server;
@@ -66,6 +85,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     log(`${sig}: stopping`);
     streams.close();
     await server.close();
+    gc.stop();
     await worlds.shutdown();
     if (values["pid-file"]) rmSync(values["pid-file"], { force: true });
     process.exit(0);
@@ -77,7 +97,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "__world") {
-    await runSpawner(JSON.parse(argv[1] ?? "{}"));
+    await runSpawner(JSON.parse(argv[1] ?? "{}"), spawnerHooks);
     return -1; // keep serving; the lifeline decides when we exit
   }
   let values;

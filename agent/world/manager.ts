@@ -26,12 +26,21 @@ export interface ManagerOptions {
   stateDir: string;
   selfArgv: string[];
   log?: (msg: string) => void;
-  /** Hardening for every world's spawner (see harden.ts); undefined = none. */
+  /**
+   * Hardening for a world's spawner (see harden.ts). Default: baseline seccomp (logs) +
+   * Landlock for session worlds; isolated seccomp (EPERM) + Landlock for isolated worlds.
+   */
   harden?: (spec: WorldSpec, isolated: boolean) => WorldOptions["harden"];
+  network?: WorldOptions["network"];
 }
 
 const sessionKey = (s: WorldSpec): string =>
   JSON.stringify([s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload]);
+
+export const defaultHarden = (_spec: WorldSpec, isolated: boolean): WorldOptions["harden"] => ({
+  mode: isolated ? "isolated" : "baseline",
+  landlock: true,
+});
 
 export class WorldManager {
   private sessions = new Map<string, Promise<World>>();
@@ -69,7 +78,8 @@ export class WorldManager {
       stateDir: this.o.stateDir,
       selfArgv: this.o.selfArgv,
       log: this.o.log,
-      harden: this.o.harden?.(spec, isolated),
+      harden: (this.o.harden ?? defaultHarden)(spec, isolated),
+      network: this.o.network,
       ...extra,
     });
     this.stats.created++;

@@ -11,14 +11,26 @@
  * namespace, so they vanish with it; nothing was ever mounted in the host's.
  */
 import { createConnection, type Socket } from "node:net";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import type { WorldBootConfig } from "./spawner.ts";
+import { confineWorld, type WorldConfinement } from "./confine.ts";
+import {
+  NetConfigError,
+  NetPrereqError,
+  prepareResolvConf,
+  setupWorldNetwork,
+  type WorldNetwork,
+  type WorldNetworkOptions,
+} from "./net/index.ts";
+import { ip } from "../../src/sys/ip.ts";
 
 export interface WorldOptions {
   spec: WorldSpec;
+  /** Use this id (isolated worlds pick it first to name their overlay dirs). */
+  id?: string;
   /** Per-agent state dir; worlds live under `<stateDir>/worlds/<id>`. */
   stateDir: string;
   /** argv that runs this agent binary (compiled: [exe]; dev: [bun, main.ts]). */
@@ -27,6 +39,8 @@ export interface WorldOptions {
   overlay?: { upper: string; work: string; userxattr?: boolean };
   harden?: WorldBootConfig["harden"];
   log?: (msg: string) => void;
+  /** Network options beyond the spec (tests point DNS at their own upstream). */
+  network?: Partial<Pick<WorldNetworkOptions, "upstreamDns" | "allowedIps" | "ports" | "refreshSecs" | "nat">>;
 }
 
 export class WorldStartError extends Error {
@@ -117,6 +131,10 @@ export class World {
   private lifeline?: Socket;
   private closed?: Promise<void>;
   hardening: unknown = null;
+  /** Layers that degraded for this world (one line each), e.g. no cgroup backend. */
+  readonly warnings: string[] = [];
+  private confinement?: WorldConfinement;
+  network?: WorldNetwork;
 
   private constructor(
     readonly id: string,
@@ -133,7 +151,7 @@ export class World {
   }
 
   static async create(o: WorldOptions): Promise<World> {
-    const id = newWorldId();
+    const id = o.id ?? newWorldId();
     const dir = join(o.stateDir, "worlds", id);
     const root = join(dir, "root");
     const ctl = join(dir, "ctl.sock");
@@ -141,9 +159,17 @@ export class World {
     let resolvConf: string | undefined;
     if (o.spec.isolate_network) {
       // DNS is pinned to the world's own stub resolver (network.ts starts it).
-      resolvConf = join(dir, "resolv.conf");
-      writeFileSync(resolvConf, "nameserver 127.0.0.53\noptions edns0\n");
+      resolvConf = prepareResolvConf(dir);
     }
+    // Host side of resources and privileges: the world's cgroup (entered by the very first
+    // process through argvPrefix) and, when asked, a user namespace.
+    const confinement = await confineWorld({
+      worldId: id,
+      limits: o.spec.limits,
+      projectDir: o.spec.project_dir,
+      userns: false,
+      helperDir: join(dir, "idmap"),
+    });
     const boot: WorldBootConfig = {
       id,
       hostname: `substrate-${id.slice(-8)}`,
@@ -156,7 +182,9 @@ export class World {
       harden: o.harden,
     };
     const argv = [
+      ...confinement.argvPrefix,
       "unshare",
+      ...confinement.unshareArgs,
       "--mount",
       "--uts",
       "--ipc",
@@ -180,12 +208,33 @@ export class World {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
-      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", SUBSTRATE_WORLD_SPAWNER: "1" },
+      env: { PATH: confinement.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", SUBSTRATE_WORLD_SPAWNER: "1" },
     });
     const world = new World(id, o.spec, dir, ctl, proc, o.overlay !== undefined);
+    world.confinement = confinement;
+    world.warnings.push(...confinement.warnings);
     try {
       world.hardening = await world.waitReady();
       world.lifeline = await world.openLifeline();
+      if (o.spec.isolate_network) {
+        // veth + nft allowlist + pinned DNS inside the world's netns, before any command.
+        try {
+          world.network = await setupWorldNetwork({
+            worldId: id,
+            pid: world.nsPid,
+            allowedDomains: o.spec.allowed_domains,
+            runDir: dir,
+            log: o.log,
+            ...o.network,
+          });
+        } catch (e) {
+          // Fail closed: the world keeps its own netns with nothing but loopback.
+          if (!(e instanceof NetPrereqError) && !(e instanceof NetConfigError)) throw e;
+          world.warnings.push(`network: ${(e as Error).message}; the world has loopback only (no egress)`);
+          await ip(["link", "set", "lo", "up"], { netnsPid: world.nsPid }).catch(() => {});
+        }
+      }
+      for (const w of world.warnings) o.log?.(`[${id}] ${w}`);
     } catch (e) {
       await world.destroy();
       throw e;
@@ -246,6 +295,7 @@ export class World {
   /** Tear the world down; idempotent. */
   destroy(): Promise<void> {
     this.closed ??= (async () => {
+      await this.network?.teardown().catch(() => {});
       this.lifeline?.destroy();
       const exited = this.proc.exited.then(() => true);
       const inTime = await Promise.race([exited, Bun.sleep(3000).then(() => false)]);
@@ -256,6 +306,7 @@ export class World {
         this.proc.kill("SIGKILL");
         await this.proc.exited;
       }
+      await this.confinement?.destroy();
       rmSync(this.dir, { recursive: true, force: true });
     })();
     return this.closed;

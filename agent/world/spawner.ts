@@ -8,8 +8,8 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import { constants as osConstants } from "node:os";
-import { writeFileSync } from "node:fs";
 import { buildRootfs } from "./rootfs.ts";
+import { protectFromOom, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { sethostname } from "../../src/sys/libc.ts";
 import { closeSync } from "node:fs";
@@ -63,25 +63,28 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
       req.env.SUBSTRATE_SCOPE_FD = String(SCOPE_FD);
     }
     const extra = scopeFd === undefined ? [] : [scopeFd];
-    if (req.pty) {
-      proc = Bun.spawn(req.argv, {
+    // Commands are forked with the OOM-preferred score (cgroups.ts protectFromOom); the
+    // spawner keeps its protection. Bun.spawn is synchronous, so the toggle is exact.
+    const pty = req.pty;
+    if (pty) {
+      proc = oom.unprotected(() => Bun.spawn(req.argv, {
         cwd: req.cwd,
         env: req.env,
         ...(extra.length ? { stdio: ["inherit", "inherit", "inherit", ...extra] as ["inherit", "inherit", "inherit", number] } : {}),
         terminal: {
-          cols: req.pty.cols,
-          rows: req.pty.rows,
+          cols: pty.cols,
+          rows: pty.rows,
           data: (_t, data) => send(Frame.STDOUT, data),
         },
-      });
+      }));
     } else {
-      proc = Bun.spawn(req.argv, {
+      proc = oom.unprotected(() => Bun.spawn(req.argv, {
         cwd: req.cwd,
         env: req.env,
         stdio: ["pipe", "pipe", "pipe", ...extra],
         // Own process group, so a kill reaches the whole pipeline, not just bash.
         detached: true,
-      });
+      }));
     }
   } catch (e) {
     if (scopeFd !== undefined) closeSync(scopeFd);
@@ -203,6 +206,9 @@ function onConnection(sock: Socket): void {
   sock.on("error", () => {});
 }
 
+/** Set in runSpawner; the default (no protection) only matters for unit tests of runCommand. */
+let oom: OomGuard = { applied: "none", self: 0, commands: 0, unprotected: (f) => f() };
+
 function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -212,9 +218,8 @@ function listen(server: Server, path: string): Promise<void> {
 
 export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {}): Promise<void> {
   // The OOM killer must pick the command, never the spawner (the world's lifeline holder).
-  try {
-    writeFileSync("/proc/self/oom_score_adj", "-1000");
-  } catch {}
+  // Opened before Landlock: afterwards /proc/self/oom_score_adj can't be opened for writing.
+  oom = protectFromOom();
   const server = createServer({ pauseOnConnect: false }, onConnection);
   await listen(server, cfg.ctl);
 

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { WorldSpec } from "../../src/contract/world.ts";
 import { World } from "../../agent/world/session.ts";
-import { setupWorldNetwork, type WorldNetwork } from "../../agent/world/net/index.ts";
+import type { WorldNetwork } from "../../agent/world/net/index.ts";
 import { linkExists } from "../../src/sys/ip.ts";
 import { createNetFixture, hostSnapshot, type NetFixture } from "./_net-fixture.ts";
 
@@ -36,20 +36,17 @@ describe.skipIf(!isRoot)("world network inside a real world", () => {
       stateDir,
       selfArgv: [process.execPath, SPAWNER],
       harden: { mode: "isolated", landlock: true },
-    });
-    wn = await setupWorldNetwork({
-      worldId: w.id,
-      pid: w.nsPid,
-      allowedDomains: w.spec.allowed_domains,
-      upstreamDns: fx.dnsIp,
-      runDir: w.dir,
+      // World.create sets the network up itself (setupWorldNetwork after the spawner is
+      // ready); the test only points DNS at its own upstream.
+      network: { upstreamDns: fx.dnsIp },
       log: () => {},
     });
+    expect(w.network).toBeDefined();
+    wn = w.network!;
     fx.allowForwarding(wn.hostVeth);
   }, 60_000);
 
   afterAll(async () => {
-    await wn?.teardown().catch(() => {});
     await w?.destroy();
     await fx?.close();
     rmSync(stateDir, { recursive: true, force: true });
