@@ -17,7 +17,9 @@ import { createGuest, destroyGuest, ensureGuestImage, HARNESS_DIR, type Guest } 
 
 const ROOT = resolve(import.meta.dir, "../..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
-const AGENT = join(ROOT, `dist/substrate-world-agent-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
+const ARCH = process.arch === "arm64" ? "arm64" : "x64";
+const AGENT = join(ROOT, `dist/substrate-world-agent-linux-${ARCH}`);
+const HOST_BIN = join(ROOT, `dist/substrate-linux-${ARCH}`);
 const scratch = mkdtempSync(join(tmpdir(), "doctor-mac-"));
 const shim = join(scratch, "bin");
 const home = join(scratch, "home");
@@ -25,7 +27,7 @@ let g: Guest;
 
 beforeAll(() => {
   ensureGuestImage();
-  if (!existsSync(AGENT)) {
+  if (!existsSync(AGENT) || !existsSync(HOST_BIN)) {
     const b = Bun.spawnSync([BUN, join(ROOT, "scripts/build.ts"), "--native"], { cwd: ROOT, stderr: "pipe" });
     if (b.exitCode !== 0) throw new Error(`build failed: ${b.stderr}`);
   }
@@ -157,4 +159,32 @@ describe("macOS doctor against the Lima guest harness", () => {
     expect(w.code).toBe(3);
     expect(JSON.parse(g.limactl(["list", "substrate", "--json"]).stdout.trim().split("\n")[0]!).status).toBe("Stopped");
   }, 180_000);
+});
+
+describe("Linux host doctor inside a systemd guest (the socket-activation branch, for real)", () => {
+  test("mode socket_activation, unit states from systemctl show, capabilities probe ok", async () => {
+    // The previous test stopped the VM; the socket unit is enabled, so a boot brings it back.
+    const st = g.limactl(["start", "substrate"]);
+    expect(st.code, st.stderr).toBe(0);
+    const cp = g.limactl(["copy", HOST_BIN, "substrate:/tmp/substrate"]);
+    expect(cp.code, cp.stderr).toBe(0);
+    // As the default user (in group substrate), like a developer on a systemd Linux box.
+    const r = g.limactl(["shell", "substrate", "/tmp/substrate", "host", "doctor", "--json"]);
+    const e = HostDoctorEnvelopeV1.parse(JSON.parse(r.stdout));
+    if (e.host.platform !== "linux") throw new Error("expected the linux variant");
+    expect(e.host.world_socket).toMatchObject({
+      mode: "socket_activation",
+      socket_path: "/run/substrate.sock",
+      socket_exists: true,
+      probe_ok: true,
+      systemd_error: null,
+      systemd_socket: { name: "substrate-world-agent.socket", active_state: "active", unit_file_state: "enabled" },
+    });
+    expect(e.host.world_socket.systemd_socket?.listens.join(" ")).toContain("/run/substrate.sock");
+    expect(e.host.world_socket.systemd_service?.name).toBe("substrate-world-agent.service");
+    // Exit code follows the envelope (the guest's cgroup/fuse facts are whatever nspawn gives it).
+    expect(r.code).toBe(e.ok ? 0 : 4);
+    const t = g.limactl(["shell", "substrate", "/tmp/substrate", "host", "doctor"]);
+    expect(t.stdout).toContain("PASS  | agent socket: systemd socket activation (substrate-world-agent.socket active");
+  }, 120_000);
 });
