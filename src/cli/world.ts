@@ -6,5 +6,10 @@ export default defineCommand({
   subCommands: {
     assets: () => import("./world/assets.ts").then((m) => m.default),
     doctor: () => import("./world/doctor.ts").then((m) => m.default), // DS0 world doctor
+    // issue 7: the world VM's lifecycle (macOS/Lima; linux-local: warm/status only)
+    warm: () => import("./world/warm.ts").then((m) => m.default),
+    status: () => import("./world/status.ts").then((m) => m.default),
+    stop: () => import("./world/stop.ts").then((m) => m.default),
+    restart: () => import("./world/restart.ts").then((m) => m.default),
   },
 });
