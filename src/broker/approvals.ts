@@ -35,7 +35,7 @@ export class ApprovalStore {
       return { version: 1, entries: [], sessions: {} };
     }
     try {
-      return ApprovalsFile.parse(JSON.parse(text));
+      return ApprovalsFile.parse(JSON.parse(text), { jitless: true });
     } catch (e) {
       if (!this.warned) this.warn(`ignoring unreadable approval cache ${this.file} (${(e as Error).message.split("\n")[0]}); it will be rewritten`);
       this.warned = true;
