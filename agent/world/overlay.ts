@@ -215,7 +215,10 @@ export async function probeFsStrategy(
   opts: { baseDir?: string; strategies?: OverlayStrategy[] } = {},
 ): Promise<FsStrategyProbe> {
   const baseDir = opts.baseDir ?? OVERLAY_BASE;
-  mkdirSync(baseDir, { recursive: true, mode: 0o700 });
+  // A base dir that real worlds could not use is a probe failure (a fact for doctor), not an
+  // internal error: unwritable, or on tmpfs (prepareOverlayDirs refuses it).
+  const baseProblem = checkBaseDir(baseDir);
+  if (baseProblem !== null) return probeResult([], baseProblem);
   const dir = join(baseDir, `probe-${Bun.randomUUIDv7()}`);
   mkdirSync(dir, { mode: 0o700 });
   const attempts: FsStrategyAttempt[] = [];
@@ -233,7 +236,24 @@ export async function probeFsStrategy(
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const passed = attempts.find((a) => a.ok);
+  return probeResult(attempts, null);
+}
+
+function checkBaseDir(baseDir: string): string | null {
+  try {
+    mkdirSync(baseDir, { recursive: true, mode: 0o700 });
+    const t = statfsSync(baseDir).type;
+    if (t === TMPFS_MAGIC || t === RAMFS_MAGIC) {
+      return `overlay base ${baseDir} is on tmpfs/ramfs; upper/work must be on a disk filesystem`;
+    }
+    return null;
+  } catch (e) {
+    return `overlay base ${baseDir} unusable: ${(e as Error).message}`;
+  }
+}
+
+function probeResult(attempts: FsStrategyAttempt[], baseProblem: string | null): FsStrategyProbe {
+  const passed = baseProblem === null ? attempts.find((a) => a.ok) : undefined;
   return {
     world_fs_strategy: {
       primary: "overlay",
@@ -242,7 +262,7 @@ export async function probeFsStrategy(
         id: ENUM_PROBE_ID,
         probe_file: ENUM_PROBE_FILE,
         result: passed ? "pass" : "fail",
-        failure_reason: passed ? null : attempts.map((a) => a.error).join("; ") || "no strategy probed",
+        failure_reason: passed ? null : (baseProblem ?? (attempts.map((a) => a.error).join("; ") || "no strategy probed")),
       },
     },
     active: passed?.strategy ?? null,

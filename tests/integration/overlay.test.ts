@@ -299,6 +299,16 @@ test("enumeration_v1 probe passes for each available strategy and reports the DS
   expect(none.world_fs_strategy.probe.result).toBe("fail");
   expect(none.world_fs_strategy.probe.failure_reason).toBe("no strategy probed");
   expect(readdirSync(join(tmp, "probe"))).toEqual([]);
+  // A base on tmpfs is a probe failure (worlds could not use it), reported, not thrown.
+  const shm = join("/dev/shm", `substrate-probe-${process.pid}`);
+  try {
+    const r = await probeFsStrategy({ baseDir: shm });
+    expect(r.world_fs_strategy.probe.result).toBe("fail");
+    expect(r.world_fs_strategy.probe.failure_reason).toMatch(/tmpfs/);
+    expect(r.active).toBeNull();
+  } finally {
+    rmSync(shm, { recursive: true, force: true });
+  }
 });
 
 test("prepareOverlayDirs: on-disk layout, refuses tmpfs and unsafe ids; discard stays under base", async () => {
