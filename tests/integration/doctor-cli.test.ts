@@ -126,7 +126,7 @@ describe("exit codes", () => {
     expect(t.stdout).toContain("FAIL  | world agent: unreachable");
   });
 
-  test("world disabled → 4 with world.status=disabled (env, root flag, subcommand flag)", async () => {
+  test("world disabled → 4 with world.status=disabled (env, root flag, subcommand flag, config)", async () => {
     for (const [args, env] of [
       [["world", "doctor", "--json"], { SUBSTRATE_WORLD: "disabled" }],
       [["--no-world", "world", "doctor", "--json"], {}],
@@ -138,6 +138,12 @@ describe("exit codes", () => {
       expect(e.world_enabled).toBe(false);
       expect(e.world).toMatchObject({ status: "disabled", ok: false });
     }
+    const off = join(tmp, "offhome");
+    mkdirSync(join(off, ".substrate"), { recursive: true });
+    writeFileSync(join(off, ".substrate", "config.toml"), "[world]\nenabled = false\n");
+    const c = await cli(["world", "doctor", "--json"], { HOME: off });
+    expect(c.code).toBe(4);
+    expect(WorldDoctorEnvelopeV1.parse(JSON.parse(c.stdout)).world).toMatchObject({ status: "disabled" });
     const h = await cli(["host", "doctor", "--json"], { SUBSTRATE_WORLD: "disabled" });
     expect(h.code).toBe(4);
     // --world overrides the env
