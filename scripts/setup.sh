@@ -13,6 +13,7 @@ DEB_PACKAGES=(
   dash ruby vim-tiny
   fzf  # issue 6: the PTY stream test drives fzf
   ripgrep  # issue 9: srt (@anthropic-ai/sandbox-runtime, a bench baseline) refuses to start without rg
+  zsh fish  # issue 9: the completion scripts are checked in the shells they are for
 )
 
 missing=()
