@@ -103,6 +103,11 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   if (o.tcp && o.tcp.token.length < 16) throw new ProxyError("the TCP bearer token must be at least 16 characters", 2);
 
   const conns = new WeakMap<Socket, Conn>();
+  const open = new Set<Socket>();
+  const track = (s: Socket) => {
+    open.add(s);
+    s.once("close", () => open.delete(s));
+  };
   const audit: WriteStream | null = o.auditPath === null ? null : createWriteStream(o.auditPath ?? defaultAuditPath(), { flags: "a", mode: 0o600 });
   audit?.on("error", (e) => log(`audit log: ${e.message}`));
   const writeAudit = (l: AuditLine) => audit?.write(`${JSON.stringify(l)}\n`);
@@ -216,6 +221,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
       conn.refused = `cannot read the peer credentials: ${(e as Error).message}`;
     }
     conns.set(s, conn);
+    track(s);
     http.emit("connection", s);
   });
   await new Promise<void>((resolve, reject) => {
@@ -232,6 +238,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   if (o.tcp) {
     const tcpServer = createServer((s: Socket) => {
       conns.set(s, { kind: "tcp" });
+      track(s);
       http.emit("connection", s);
     });
     await new Promise<void>((resolve, reject) => {
@@ -249,8 +256,9 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
     service: svc,
     close: async () => {
       bridge.close();
-      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-      http.closeAllConnections?.();
+      const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      for (const s of open) s.destroy();
+      await closed;
       try {
         unlinkSync(o.socketPath);
       } catch {}
