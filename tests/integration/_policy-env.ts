@@ -21,6 +21,7 @@ export interface PolicyEnv {
   env: Record<string, string>;
   writePolicy(name: string, text: string): string;
   enforceDefault(): string;
+  /** the policy events in the trace (command_start/complete spans of the run itself are skipped) */
   traceLines(): Record<string, unknown>[];
   cleanup(): void;
 }
@@ -65,7 +66,8 @@ export function policyEnv(): PolicyEnv {
         return readFileSync(trace, "utf8")
           .split("\n")
           .filter(Boolean)
-          .map((l) => JSON.parse(l));
+          .map((l) => JSON.parse(l))
+          .filter((s) => ["policy_denied", "policy_violation", "approval"].includes(s.event_type));
       } catch {
         return [];
       }
