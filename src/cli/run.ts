@@ -4,13 +4,14 @@
  * World enabled but unavailable → one warning line and the host, unless required (exit 3).
  */
 import { fstatSync } from "node:fs";
-import type { EffectiveConfig, ExecuteRequestInput } from "../contract/index.ts";
+import type { EffectiveConfig, ExecuteRequestInput, ExecuteResponse } from "../contract/index.ts";
 import { AgentApiError, AgentUnreachable, type AgentClient } from "../api/client.ts";
 import { effectiveConfig } from "../config.ts";
 import { WorldUnavailable, type ReadyWorld, type WorldBackend } from "../world/backend.ts";
 import { selectBackend } from "./_backend.ts";
 import { CliError, ExitCode, signalExit } from "./_errors.ts";
 import { projectDirFor } from "./_project.ts";
+import { versionInfo } from "../version.ts";
 
 export interface RunOptions {
   cmd: string;
@@ -88,14 +89,24 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   if (gate.action === "deny") return gate.exitCode ?? ExitCode.DENIED;
   const hostGate = (why?: string): number | null => isolationUnavailable(gate, process.stderr, why); // isolation needs a world
 
-  if (!cfg.world_enabled) return hostGate() ?? runOnHost(o.cmd, cwd, env);
+  // Trace (issue 5): command_start now; command_complete (exit, world, fs diff, replay context)
+  // through span.finish/span.fail on every exit path below. span.env (SUBSTRATE_SPAN_ID,
+  // SUBSTRATE_SESSION_ID) goes to the command so nested calls become child spans.
+  const { CommandSpan, worldImageVersion } = await import("../trace/index.ts");
+  const span = CommandSpan.start({
+    cmd: o.cmd, cwd, env, component: "shell", policy_id: gate.policy_id,
+    ...(gate.policy_commit ? { policy_commit: gate.policy_commit } : {}),
+    world_image_version: worldImageVersion(versionInfo()), // the embedded agent = the one we run
+  });
+
+  if (!cfg.world_enabled) return span.finish(hostGate() ?? runOnHost(o.cmd, cwd, { ...env, ...span.env }));
 
   const backend = selectBackend(cfg, env);
   const stdin = await readStdinIfRedirected();
   const req: ExecuteRequestInput = {
     cmd: o.cmd,
     cwd,
-    env: worldEnv(env, cwd),
+    env: { ...worldEnv(env, cwd), ...span.env },
     agent_id: env.SUBSTRATE_AGENT_ID || "human",
     isolated: gate.action === "run_isolated", // policy `commands.isolated` (issue 4)
     world: {
@@ -111,11 +122,11 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   // anything runs; then enforce mode stops (126) and observe mode runs it unisolated.
   const execute = async (client: AgentClient): Promise<number> => {
     try {
-      return await streamExecute(client, req);
+      return await streamExecute(client, req, span.onResult);
     } catch (e) {
       if (!(req.isolated && e instanceof AgentApiError && e.code === "unsupported")) throw e;
       const stop = hostGate("the world agent cannot run isolated worlds");
-      return stop ?? (await streamExecute(client, { ...req, isolated: false }));
+      return stop ?? (await streamExecute(client, { ...req, isolated: false }, span.onResult));
     }
   };
 
@@ -123,27 +134,30 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   const optimistic = backend.optimisticClient?.();
   if (optimistic) {
     try {
-      return await execute(optimistic);
+      return await span.finish(execute(optimistic));
     } catch (e) {
       // Refused before anything ran: start/locate the agent below. Anything else is real.
-      if (!(e instanceof AgentUnreachable)) throw mapClientError(e);
+      if (!(e instanceof AgentUnreachable)) throw span.fail(mapClientError(e));
     }
   }
-  const ready = await readyOrFallback(cfg, env, backend);
-  if (!ready) return hostGate() ?? runOnHost(o.cmd, cwd, env, stdin);
+  const ready = await readyOrFallback(cfg, env, backend).catch((e) => Promise.reject(span.fail(e)));
+  if (!ready) return span.finish(hostGate() ?? runOnHost(o.cmd, cwd, { ...env, ...span.env }, stdin));
   try {
-    return await execute(ready.client);
+    return await span.finish(execute(ready.client));
   } catch (e) {
-    throw mapClientError(e);
+    throw span.fail(mapClientError(e));
   }
 }
 
 /** Stream one execute to this terminal; resolves with the command's exit code. */
-async function streamExecute(client: AgentClient, req: ExecuteRequestInput): Promise<number> {
+async function streamExecute(client: AgentClient, req: ExecuteRequestInput, onResult?: (r: ExecuteResponse) => void): Promise<number> {
   for await (const f of client.executeStream(req)) {
     if (f.type === "stdout") process.stdout.write(Buffer.from(f.data_b64, "base64"));
     else if (f.type === "stderr") process.stderr.write(Buffer.from(f.data_b64, "base64"));
-    else if (f.type === "result") return f.result.exit;
+    else if (f.type === "result") {
+      onResult?.(f.result); // trace: world id, scopes, fs diff (issue 5)
+      return f.result.exit;
+    }
   }
   throw new CliError(ExitCode.UNAVAILABLE, "the world agent closed the stream before the command finished", "run `substrate world doctor`");
 }
