@@ -48,6 +48,8 @@ export interface CliDecision {
   decision?: Decision;
   /** for the trace: policy_denied / policy_violation / approval */
   events: PolicyEvent[];
+  /** the compiled policy in force (absent when it could not be loaded): feeds the WorldSpec */
+  policy?: CompiledPolicy;
 }
 
 const sessionOf = (i: { sessionId?: string }): string | null => i.sessionId ?? process.env.SUBSTRATE_SESSION_ID ?? null;
@@ -81,7 +83,7 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
     ...(sessionId !== null ? { session_id: sessionId } : {}),
   } as const;
   const ts = (): string => new Date().toISOString();
-  const out = (o: Omit<CliDecision, "policy_id" | "policy_commit">): CliDecision => ({ policy_id: policy.id, policy_commit: loaded.commit, mode: policy.mode, ...o });
+  const out = (o: Omit<CliDecision, "policy_id" | "policy_commit">): CliDecision => ({ policy_id: policy.id, policy_commit: loaded.commit, mode: policy.mode, policy, ...o });
 
   // Every command tells the approval cache which policy is in force, so that a session that
   // moves into another profile loses its session approvals even if no approval is needed there.
