@@ -133,3 +133,27 @@ describe("worldSpecFromPolicy", () => {
     expect(worldSpecFromPolicy(p.doc, "/x").project_dir).toBe("/x");
   });
 });
+
+describe("properties of evaluate()", () => {
+  test("never throws, always returns a contract-valid Decision (random lines and garbage)", async () => {
+    const { Decision } = await import("../../../src/contract/policy.ts");
+    const { rng, pick, randomLine, embed } = await import("./_gen.ts");
+    const p = policyOf(
+      "id: t\nname: t\nmode: enforce\ncommands:\n  denied: ['rm -rf /', 'curl * | sh']\n  allowed: ['echo *', 'ls *', 'git *', 'bash *', 'rm *', 'curl *', 'sh']\n  isolated: ['npm *']\n  require_approval: ['git push *']\napproval:\n  auto_approve: ['git push origin *']\n",
+    );
+    const alphabet = [..."ab $()`'\"\\;&|<>{}#\n~=*?[]!"];
+    for (let seed = 1; seed <= 500; seed++) {
+      const r = rng(seed);
+      const lines = [
+        randomLine(r).text,
+        embed(r, "rm -rf /"),
+        Array.from({ length: Math.floor(r() * 30) }, () => pick(r, alphabet)).join(""),
+      ];
+      for (const line of lines) {
+        const d = evaluate(line, CWD, p);
+        expect(Decision.parse(d)).toEqual(d);
+      }
+      expect(evaluate(lines[1], CWD, p).kind).toBe("deny");
+    }
+  });
+});
