@@ -24,6 +24,8 @@ import { WorldStartError } from "./world/session.ts";
 import { AgentBudgets } from "./budget.ts";
 import { ScopeRegistry } from "./scopes.ts";
 import { findSpan } from "../src/trace/reader.ts";
+import { recordExecuteSpan } from "../src/trace/command-span.ts";
+import { worldImageVersion } from "../src/trace/context.ts";
 
 /** Output kept per stream for the buffered (non-stream) response. */
 export const MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
@@ -146,6 +148,15 @@ export class WorldAgentService implements AgentService {
       if (req.stdin_b64 !== undefined) proc.write(Buffer.from(req.stdin_b64, "base64"));
       proc.end();
       const exit = await proc.exited;
+      // Trace (issue 5): one command_complete span per API execute under the returned span_id
+      // (GET /v1/trace/:span_id finds it); the caller's SUBSTRATE_SPAN_ID becomes parent_span.
+      const ms = performance.now() - t0;
+      recordExecuteSpan({
+        span_id: spanId, started_at: new Date(Date.now() - ms).toISOString(), duration_ms: ms,
+        cmd: req.cmd ?? req.argv!.join(" "), cwd, env: this.env(req, spec, world.id), component: "api",
+        agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: req.pty,
+        world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
+      });
       return {
         exit: exit.exit,
         span_id: spanId,
