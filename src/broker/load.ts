@@ -196,9 +196,10 @@ export function loadPolicyFile(file: string, ctx: { home: string; project: strin
   return { policy: compileText(text, file, ctx), text };
 }
 
-export function compileText(text: string, file: string, ctx: { home: string; project: string }): CompiledPolicy {
+/** `checkName`: the id must equal the file name (policies in ~/.substrate/policies; not drafts elsewhere). */
+export function compileText(text: string, file: string, ctx: { home: string; project: string }, checkName = true): CompiledPolicy {
   const doc = validatePolicy(parsePolicyText(text, file), file);
-  if (file !== BUILTIN_DEFAULT) {
+  if (checkName && file !== BUILTIN_DEFAULT) {
     const stem = basename(file, extname(file));
     if (PolicyId.safeParse(stem).success && stem !== doc.id)
       throw new PolicyError(file, [{ path: "id", message: `"${doc.id}" does not match the file name: expected "${stem}"` }], `rename the file to ${doc.id}${extname(file)} or set id: ${stem}`);

@@ -3,7 +3,7 @@
  * Invalid policies print every problem (file, field path, expected) and exit 2.
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import {
   BUILTIN_DEFAULT,
@@ -36,7 +36,9 @@ function examplesCount(p: CompiledPolicy): number {
 function validateFile(file: string, cwd: string): boolean {
   try {
     const text = readFileSync(file, "utf8");
-    const p = compileText(text, file, { home: process.env.HOME ?? "/", project: projectDirFor(cwd) });
+    // a draft outside ~/.substrate/policies may carry any id; inside, the id must match the file name
+    const inPolicies = resolve(dirname(file)) === resolve(policiesDir());
+    const p = compileText(text, file, { home: process.env.HOME ?? "/", project: projectDirFor(cwd) }, inPolicies);
     console.log(`ok: ${file} (policy ${p.id}, mode ${p.mode}, ${rulesCount(p)} rules, ${examplesCount(p)} self-tests passed)`);
     return true;
   } catch (e) {

@@ -112,6 +112,11 @@ describe("substrate policy", () => {
     expect(all.out).toContain(`ok: ${good}`);
     expect(all.err).toContain(bad);
     expect(substrate(e, ["policy", "validate", join(e.dir, "missing.yaml")]).code).toBe(2);
+    // a draft elsewhere may have any id; inside the policies directory the id must match the name
+    writeFileSync(join(e.dir, "draft.yaml"), "id: default\nname: draft\n");
+    expect(substrate(e, ["policy", "validate", join(e.dir, "draft.yaml")]).code).toBe(0);
+    const misnamed = e.writePolicy("misnamed.yaml", "id: default\nname: x\n");
+    expect(substrate(e, ["policy", "validate", misnamed]).err).toContain('id: "default" does not match the file name: expected "misnamed"');
   });
 
   test("show --json: the effective policy, its source, profile and provenance", () => {
