@@ -20,7 +20,7 @@
  * - The kernel overlay must be mounted inside the world's private mount namespace (never the
  *   host's): the spawner calls mountOverlay before pivot_root.
  */
-import { mkdirSync, rmSync, statfsSync, writeFileSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ENUM_PROBE_FILE, ENUM_PROBE_ID, type WorldFsStrategy } from "../../src/contract/doctor.ts";
 import { fuseDeviceAvailable, fuseOverlayfsBinary, fuseOverlayfsOptions, mountFuseOverlay } from "../../src/sys/fuse_overlayfs.ts";
@@ -55,12 +55,21 @@ const SAFE_ID = /^[A-Za-z0-9_.-]+$/;
 /**
  * Creates `<baseDir>/<worldId>/{upper,work}` (0700 dir: the upper dir holds the world's
  * output, possibly secrets). Refuses tmpfs/ramfs: the spec wants upper/work on disk.
+ *
+ * `owner`: the host uid/gid that is root inside the world's user namespace (userns.ts
+ * `IdMap.rootUid/rootGid`). The kernel checks the mounter's access to upper/work, so under a
+ * user namespace they (and the 0700 world dir) must belong to world root; the base dir is then
+ * 0711 so world root can traverse it without listing other worlds.
  */
-export function prepareOverlayDirs(worldId: string, baseDir: string = OVERLAY_BASE): OverlayDirs {
+export function prepareOverlayDirs(
+  worldId: string,
+  baseDir: string = OVERLAY_BASE,
+  owner?: { uid: number; gid: number },
+): OverlayDirs {
   if (!SAFE_ID.test(worldId) || worldId === "." || worldId === "..") {
     throw new OverlayError(`invalid world id for an overlay dir: ${JSON.stringify(worldId)}`, "use an id like wld_<uuidv7>");
   }
-  mkdirSync(baseDir, { recursive: true, mode: 0o700 });
+  mkdirSync(baseDir, { recursive: true, mode: 0o711 });
   const fsType = statfsSync(baseDir).type;
   if (fsType === TMPFS_MAGIC || fsType === RAMFS_MAGIC) {
     throw new OverlayError(
@@ -74,6 +83,10 @@ export function prepareOverlayDirs(worldId: string, baseDir: string = OVERLAY_BA
   mkdirSync(dir, { mode: 0o700 });
   mkdirSync(upper, { mode: 0o755 });
   mkdirSync(work, { mode: 0o700 });
+  if (owner !== undefined) {
+    if ((statSync(baseDir).mode & 0o001) === 0) chmodSync(baseDir, 0o711);
+    for (const d of [dir, upper, work]) chownSync(d, owner.uid, owner.gid);
+  }
   return { dir, upper, work };
 }
 

@@ -31,19 +31,20 @@ export class UnshareError extends Error {
 
 export const unshareAvailable = (): boolean => Bun.which("unshare") !== null;
 
-export function privateMountNsArgv(argv: string[]): string[] {
-  return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--", ...argv];
+/** `extra`: more unshare flags first (e.g. userns.ts `IdMapHelpers.unshareArgs`). */
+export function privateMountNsArgv(argv: string[], extra: string[] = []): string[] {
+  return ["unshare", ...extra, "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--", ...argv];
 }
 
 /** Runs `argv` in a private mount + PID namespace; resolves with its exit status (never throws on exit != 0). */
 export async function runInPrivateMountNs(
   argv: string[],
-  opts: { timeoutMs?: number; env?: Record<string, string> } = {},
+  opts: { timeoutMs?: number; env?: Record<string, string>; unshareArgs?: string[] } = {},
 ): Promise<NsRunResult> {
   if (!unshareAvailable()) {
     throw new UnshareError([], "", "unshare (util-linux) not found on PATH: run scripts/setup.sh (apt-get install util-linux)");
   }
-  const full = privateMountNsArgv(argv);
+  const full = privateMountNsArgv(argv, opts.unshareArgs);
   const proc = Bun.spawn(full, {
     stdin: "ignore",
     stdout: "pipe",

@@ -1,5 +1,5 @@
 /** Shared by the overlay integration tests: fixture trees, a world run, tree manifests. */
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync, chmodSync } from "node:fs";
+import { chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import type { OverlayStrategy } from "../../agent/world/fsdiff.ts";
 import { prepareOverlayDirs, type OverlayDirs } from "../../agent/world/overlay.ts";
@@ -52,13 +52,26 @@ export async function runInOverlay(
   id: string,
   lower: string,
   script: string,
-  opts: { strategy?: OverlayStrategy | "auto"; userxattr?: boolean; snapshot?: string; work?: string } = {},
+  opts: {
+    strategy?: OverlayStrategy | "auto";
+    userxattr?: boolean;
+    snapshot?: string;
+    work?: string;
+    /** Run in a user namespace: userns.ts helpers + the host ids of world root. */
+    userns?: { unshareArgs: string[]; PATH: string; owner: { uid: number; gid: number } };
+  } = {},
 ): Promise<WorldRun> {
-  const dirs = prepareOverlayDirs(id, base);
+  const dirs = prepareOverlayDirs(id, base, opts.userns?.owner);
   const target = join(dirs.dir, "merged");
   mkdirSync(target);
-  const spec = { lower, upper: dirs.upper, work: opts.work ?? dirs.work, target, script, ...opts };
-  const r = await runInPrivateMountNs([process.execPath, FIXTURE, JSON.stringify(spec)], { timeoutMs: 60_000 });
+  const { userns, ...rest } = opts;
+  if (userns) chownSync(target, userns.owner.uid, userns.owner.gid);
+  const spec = { lower, upper: dirs.upper, work: opts.work ?? dirs.work, target, script, ...rest };
+  const r = await runInPrivateMountNs([process.execPath, FIXTURE, JSON.stringify(spec)], {
+    timeoutMs: 60_000,
+    unshareArgs: userns?.unshareArgs,
+    env: userns ? { ...(process.env as Record<string, string>), PATH: userns.PATH } : undefined,
+  });
   if (r.code !== 0) throw new Error(`overlay run failed (code ${r.code}, signal ${r.signal}): ${r.stderr}`);
   const line = r.stdout.trim().split("\n").pop() as string;
   return { strategy: (JSON.parse(line) as { strategy: OverlayStrategy }).strategy, dirs };

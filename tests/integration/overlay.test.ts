@@ -5,11 +5,12 @@
  * disk, the test reads it like the agent does.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { applyDiff, ApplyError, discardOverlay } from "../../agent/world/apply.ts";
 import { collectChanges, overlayDiff, readMountRecord, type OverlayStrategy } from "../../agent/world/fsdiff.ts";
 import { OverlayError, prepareOverlayDirs, probeFsStrategy } from "../../agent/world/overlay.ts";
+import { prepareIdMapHelpers, worldIdMap } from "../../agent/world/userns.ts";
 import { FsDiff, WorldFsStrategy } from "../../src/contract/index.ts";
 import { manifest, mountsUnder, processesMentioning, runInOverlay, writeTree } from "./overlay-helpers.ts";
 
@@ -79,6 +80,8 @@ function freshProject(name: string): string {
 
 beforeAll(() => {
   tmp = mkdtempSync("/var/tmp/substrate-overlay-test-");
+  // World root under a user namespace (a mapped host uid) must traverse to the project.
+  chmodSync(tmp, 0o711);
   base = join(tmp, "overlay");
 });
 afterAll(() => {
@@ -283,6 +286,33 @@ test("userxattr: opaque dirs and whiteouts read from user.overlay.*", async () =
   // content is then (wrongly) considered still visible. Proves the test can fail.
   const wrong = await overlayDiff(w.dirs.upper, project, { strategy: "overlay", userxattr: false });
   expect(wrong.deletes).not.toContain("recreate/x.txt");
+});
+
+test("in a real user namespace (world root = project owner): userxattr overlay, diff, apply", async () => {
+  const project = freshProject("userns");
+  Bun.spawnSync(["chown", "-R", "1000:1000", project]);
+  const map = worldIdMap(project);
+  expect([map.rootUid, map.rootGid]).toEqual([1000, 1000]);
+  const h = prepareIdMapHelpers(join(tmp, "idmap"), map);
+  try {
+    const w = await runInOverlay(base, nextId(), project, `${OPS}\ntest "$(id -u)" = 0`, {
+      strategy: "overlay",
+      userxattr: true,
+      userns: { unshareArgs: h.unshareArgs, PATH: h.env.PATH, owner: { uid: map.rootUid, gid: map.rootGid } },
+    });
+    expect(readMountRecord(w.dirs.upper)).toEqual({ strategy: "overlay", userxattr: true });
+    const diff = await overlayDiff(w.dirs.upper, project);
+    expect(diff.writes).toEqual(EXPECTED.writes);
+    expect(diff.mods).toEqual(EXPECTED.mods);
+    expect(diff.deletes).toEqual(EXPECTED.deletes);
+    // What world root created belongs to the project owner on the host.
+    expect(lstatSync(join(w.dirs.upper, "created.txt")).uid).toBe(1000);
+    const res = await applyDiff(w.dirs.upper, project);
+    expect(res.applied.length).toBe(EXPECTED.writes.length + EXPECTED.mods.length + EXPECTED.deletes.length);
+    expect(lstatSync(join(project, "fresh/inner/f.txt")).uid).toBe(1000);
+  } finally {
+    h.remove();
+  }
 });
 
 test("enumeration_v1 probe passes for each available strategy and reports the DS0 block", async () => {
