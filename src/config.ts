@@ -21,6 +21,20 @@ export interface ConfigInputs {
 export const substrateHome = (env: NodeJS.ProcessEnv = process.env, home?: string): string =>
   env.SUBSTRATE_HOME ?? join(home ?? env.HOME ?? homedir(), ".substrate");
 
+/**
+ * Issue 10 (rootless mode, src/lifecycle/rootless.ts): an unprivileged user's own agent listens
+ * here. It is the default socket for a non-root user when no system agent's socket exists.
+ */
+export const rootlessSocketPath = (env: NodeJS.ProcessEnv = process.env, home?: string): string =>
+  join(substrateHome(env, home), "run", "substrate.sock");
+
+/** Default socket: the system one, or (non-root, no system socket) the user's rootless one. */
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, home?: string): string {
+  if (process.getuid?.() === 0 || existsSync(DEFAULT_SOCKET)) return DEFAULT_SOCKET;
+  const mine = rootlessSocketPath(env, home);
+  return existsSync(mine) ? mine : DEFAULT_SOCKET;
+}
+
 export function readConfigFile(path: string): ConfigFile {
   if (!existsSync(path)) return ConfigFile.parse({});
   let raw: unknown;
@@ -62,7 +76,7 @@ export function effectiveConfig(o: ConfigInputs = {}): EffectiveConfig & { file:
     // --world asks for the world explicitly: never fall back to the host.
     world_fs_require_world: file.world.require_world || o.worldFlag === true,
     isolate_network: file.world.isolate_network,
-    socket_path: env.SUBSTRATE_WORLD_SOCKET ?? file.world.socket ?? DEFAULT_SOCKET,
+    socket_path: env.SUBSTRATE_WORLD_SOCKET ?? file.world.socket ?? defaultSocketPath(env, o.home), // issue 10: rootless fallback
     config_file: existsSync(path) ? path : null,
     world_enabled_source: source,
     file,

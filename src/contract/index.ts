@@ -11,3 +11,4 @@ export * from "./policy.ts";
 export * from "./stream.ts";
 export * from "./lima.ts";
 export * from "./net.ts";
+export * from "./lifecycle.ts";

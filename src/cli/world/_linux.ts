@@ -1,0 +1,76 @@
+/**
+ * The Linux side of `substrate world warm|stop|restart|status` (issue 10, src/lifecycle/).
+ * The command files send macOS (and SUBSTRATE_TEST_LIMA_BACKEND=1) to `_lima.ts` first.
+ */
+import { consola } from "consola";
+import type { LifecycleMode } from "../../contract/index.ts";
+import { CliError, ExitCode } from "../_errors.ts";
+import { getGlobals } from "../_globals.ts";
+
+export type Command = "warm" | "stop" | "restart" | "status";
+
+/** warm/restart only. */
+export const LINUX_ARGS = {
+  mode: { type: "string", description: "Linux: force a mode: socket_activation | manual | rootless", valueHint: "MODE" },
+  writable: { type: "string", description: "Linux socket_activation: also keep DIR writable for worlds (repeatable)", valueHint: "DIR" },
+} as const;
+
+const MODES = ["socket_activation", "manual", "rootless"] as const;
+
+export function parseMode(v: unknown): LifecycleMode | undefined {
+  if (v === undefined || v === "" || v === true) return undefined;
+  if (typeof v === "string" && (MODES as readonly string[]).includes(v)) return v as LifecycleMode;
+  throw new CliError(ExitCode.USAGE, `unknown --mode ${String(v)}`, `use one of: ${MODES.join(", ")}`);
+}
+
+/** citty collects a repeated string flag as an array (or one string). */
+export const listArg = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)]);
+
+const progress = (json: boolean) =>
+  json
+    ? { step() {}, ok() {}, warn() {} }
+    : { step: (m: string) => consola.start(m), ok: (m: string) => consola.success(m), warn: (m: string) => consola.warn(m) };
+
+export async function runLinux(cmd: Command, args: { json?: boolean; mode?: unknown; writable?: unknown }): Promise<number> {
+  const json = Boolean(args.json) || getGlobals().json;
+  if (process.platform !== "linux")
+    throw new CliError(ExitCode.UNSUPPORTED, `substrate world ${cmd} is not available on ${process.platform}`, "run substrate on Linux, or on macOS with Lima");
+  const { runLifecycle, worldStatus } = await import("../../lifecycle/index.ts");
+  const ctx = { env: process.env, progress: progress(json), mode: parseMode(args.mode), writable: listArg(args.writable) };
+  if (cmd === "status") {
+    const { report, exitCode } = await worldStatus(ctx);
+    if (json) console.log(JSON.stringify(report, null, 2));
+    else printStatus(report);
+    return exitCode;
+  }
+  const { report, exitCode } = await runLifecycle(cmd, ctx);
+  if (json) {
+    console.log(JSON.stringify(report, null, 2));
+    return exitCode;
+  }
+  if (report.error) throw new CliError(exitCode, report.error.message, report.error.hint);
+  const did = report.actions.length ? report.actions.join(", ") : "nothing to do";
+  consola.success(
+    `${cmd}: ${report.mode} mode, ${report.socket_path}${report.pid ? ` (pid ${report.pid})` : ""}${report.agent_version ? `, agent ${report.agent_version}` : ""}: ${did}`,
+  );
+  for (const g of report.guidance) consola.info(g);
+  return exitCode;
+}
+
+function printStatus(r: import("../../contract/index.ts").WorldStatusReport): void {
+  const line = (k: string, v: string) => console.log(`${k.padEnd(10)} ${v}`);
+  line("backend", r.backend);
+  line("mode", r.mode ?? "none (no agent)");
+  line("agent", r.running ? `${r.agent.version} (pid ${r.agent.pid ?? "?"}, up ${Math.round((r.agent.uptime_ms ?? 0) / 1000)} s)` : "not running");
+  line("embedded", `${r.agent.embedded_version ?? "?"}${r.agent.version_match === false ? "  ← differs: run substrate world warm" : ""}`);
+  line("socket", r.socket.exists ? `${r.socket.path} ${r.socket.owner}:${r.socket.group} ${r.socket.mode}` : `${r.socket.path} (missing)`);
+  if (r.units) line("units", `socket ${r.units.socket} (${r.units.socket_enabled}), service ${r.units.service}`);
+  line("worlds", String(r.worlds.length));
+  for (const w of r.worlds)
+    console.log(`  ${w.id}  ${w.project_dir}  age ${Math.round(w.age_ms / 1000)} s  execs ${w.execs}${w.isolated ? "  isolated" : ""}${w.isolate_network ? "" : "  host-network"}`);
+  for (const d of r.degraded) console.log(`degraded   ${d}`);
+  if (r.error) {
+    console.log(`error      ${r.error.message}`);
+    console.log(`fix        ${r.error.hint}`);
+  }
+}
