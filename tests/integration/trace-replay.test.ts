@@ -100,6 +100,34 @@ describe("golden replay through the world", () => {
   }, 60_000);
 });
 
+describe("call sites write spans", () => {
+  test("substrate -c through the world: command_start + command_complete (world id, replay context), agent span as child", async () => {
+    const r = substrate(["-c", "echo traced; exit 5"]);
+    expect(r.code).toBe(5);
+    expect(r.out).toBe("traced\n");
+    const mine = (await readSpans({ path: trace, cmd: "echo traced; exit 5" })).filter((s) => s.component === "shell");
+    expect(mine.map((s) => s.event_type)).toEqual(["command_start", "command_complete"]);
+    const done = mine[1]!;
+    expect(done).toMatchObject({ exit: 5, cwd: proj, agent_id: "human", policy_id: "default" });
+    expect(done.world_id).toMatch(/^wld_/);
+    expect(done.replay_context).toMatchObject({ cwd: proj, path: process.env.PATH });
+    expect(done.replay_context!.world_image_version).toMatch(/\+/);
+    // the agent wrote its own span for the execute, linked to ours
+    const agentSpans = await readSpans({ path: join(home, "agent-trace.jsonl"), parent_span: done.span_id });
+    expect(agentSpans.map((s) => [s.component, s.exit, s.world_id])).toEqual([["api", 5, done.world_id]]);
+  }, 60_000);
+
+  test("API execute: its span_id is served by GET /v1/trace/:span_id, secrets redacted", async () => {
+    const res = await agent.client.execute({ cmd: "true --token=abc123secret", cwd: proj, agent_id: "claude", world: { project_dir: proj } });
+    const got = await agent.client.request("GET", `/v1/trace/${res.span_id}`);
+    expect(got.status).toBe(200);
+    const body = JSON.stringify(await got.json());
+    expect(body).toContain(res.span_id);
+    expect(body).toContain("--token=[REDACTED]");
+    expect(fs.readFileSync(join(home, "agent-trace.jsonl"), "utf8")).not.toContain("abc123secret");
+  }, 60_000);
+});
+
 describe("CLI without executing", () => {
   const mk = (cmd: string, extra: Partial<Span> = {}): Span =>
     Span.parse({
