@@ -185,6 +185,9 @@ export class World {
       ...confinement.argvPrefix,
       "unshare",
       ...confinement.unshareArgs,
+      // Issue 10 (rootless mode, src/lifecycle/rootless.ts): an unprivileged agent can only
+      // create the other namespaces inside a user namespace of its own, where it is root.
+      ...(process.getuid?.() !== 0 && confinement.unshareArgs.length === 0 ? ["--user", "--map-root-user"] : []),
       "--mount",
       "--uts",
       "--ipc",
@@ -216,7 +219,12 @@ export class World {
     try {
       world.hardening = await world.waitReady();
       world.lifeline = await world.openLifeline();
-      if (o.spec.isolate_network) {
+      if (o.spec.isolate_network && process.getuid?.() !== 0) {
+        // Issue 10 (rootless mode): no veth, nft or dnsmasq without host root. Fail closed
+        // exactly like a missing prerequisite below: loopback only, said once.
+        world.warnings.push("network: rootless agent (no host root for a veth); the world has loopback only (no egress)");
+        await ip(["link", "set", "lo", "up"], { netnsPid: world.nsPid }).catch(() => {});
+      } else if (o.spec.isolate_network) {
         // veth + nft allowlist + pinned DNS inside the world's netns, before any command.
         try {
           world.network = await setupWorldNetwork({
