@@ -10,6 +10,7 @@
  */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { discardOverlay } from "../agent/world/apply.ts";
 import { collectChanges, overlayDiff } from "../agent/world/fsdiff.ts";
 import { prepareOverlayDirs } from "../agent/world/overlay.ts";
 import { runInPrivateMountNs } from "../src/sys/unshare.ts";
@@ -84,6 +85,13 @@ try {
   // An isolated `/bin/true` leaves an empty upper dir: the per-command diff floor.
   const empty = prepareOverlayDirs("wld_bench_empty", join(tmp, "overlay"));
   const emptyDiff = await time(() => overlayDiff(empty.upper, project));
+  // The agent-side overlay bookkeeping of one isolated command (mount itself excluded).
+  let k = 0;
+  const cycle = await time(async () => {
+    const d = prepareOverlayDirs(`wld_cycle_${k++}`, join(tmp, "overlay"));
+    await overlayDiff(d.upper, project);
+    await discardOverlay(d.dir, join(tmp, "overlay"));
+  });
 
   const row = (name: string, ms: number) =>
     console.log(`${name.padEnd(44)} ${ms.toFixed(1).padStart(8)} ms   x${(ms / find).toFixed(2)} find   x${(ms / bare).toFixed(2)} bare walk`);
@@ -93,7 +101,8 @@ try {
   row("collectChanges (walk + classify)", walkOnly);
   row("overlayDiff (truncate + tree hash, reads all)", full);
   console.log(`${"overlayDiff of an empty upper dir (/bin/true)".padEnd(44)} ${emptyDiff.toFixed(3).padStart(8)} ms`);
-  console.log(`goal ≤ 1000 ms: ${full <= 1000 ? "met" : "NOT met"} (${full.toFixed(0)} ms)`);
+  console.log(`${"prepare dirs + empty diff + discard".padEnd(44)} ${cycle.toFixed(3).padStart(8)} ms`);
+  if (FILES >= 100_000) console.log(`goal (100k files) ≤ 1000 ms: ${full <= 1000 ? "met" : "NOT met"} (${full.toFixed(0)} ms)`);
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
