@@ -12,6 +12,7 @@ help:
 	@echo "test          typecheck + native build + the whole bun test suite"
 	@echo "demo          build, start an agent, run commands in a world"
 	@echo "bench         run every benchmark in bench/"
+	@echo "release       VERSION=x.y.z: tarballs, SHA256SUMS, install.sh, Homebrew formula in dist/release"
 
 setup:
 	bash scripts/setup.sh
@@ -43,6 +44,10 @@ demo: build-native
 
 bench: build-native
 	$(BUN) bench/run.ts
+
+# Issue 9: built from `git archive HEAD` (committed code only); docs/RELEASE.md.
+release:
+	$(BUN) scripts/release.ts $(if $(VERSION),--version $(VERSION))
 
 clean:
 	rm -rf dist .tmp

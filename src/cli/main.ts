@@ -13,6 +13,7 @@ const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => 
 
 /** Subcommands, one file each under src/cli/. Keep alphabetical. */
 export const subCommands: Record<string, Lazy> = {
+  completions: lazy(() => import("./completions.ts")), // shell completion scripts (issue 9)
   graph: lazy(() => import("./graph.ts")), // span graph queries (issue 5)
   host: lazy(() => import("./host.ts")), // host doctor (DS0)
   policy: lazy(() => import("./policy.ts")), // policy init/validate/show/reload (issue 4)
