@@ -4,6 +4,8 @@ import { arch } from "node:os";
 import { isAbsolute, relative } from "node:path";
 import {
   newSpanId,
+  newWorldId,
+  type FsDiff,
   WorldSpec,
   type ApprovalAnswer,
   type BudgetStatus,
@@ -21,6 +23,10 @@ import { detectFeatures, kernelRelease } from "./features.ts";
 import { collectWorldDoctorReport } from "./doctor.ts";
 import type { WorldManager } from "./world/manager.ts";
 import { WorldStartError } from "./world/session.ts";
+import { IsolatedResults } from "./world/isolated_results.ts";
+import { OVERLAY_BASE, OverlayError, prepareOverlayDirs, type OverlayDirs } from "./world/overlay.ts";
+import { discardOverlay } from "./world/apply.ts";
+import type { FsApplyResponse, FsDiscardResponse } from "../src/contract/fsdiff.ts";
 import { AgentBudgets } from "./budget.ts";
 import { ScopeRegistry } from "./scopes.ts";
 import { findSpan } from "../src/trace/reader.ts";
@@ -63,7 +69,15 @@ export class WorldAgentService implements AgentService {
   readonly budgets = new AgentBudgets((m) => process.stderr.write(`substrate-world-agent: ${m}\n`));
   readonly scopes = new ScopeRegistry();
 
-  constructor(private readonly worlds: WorldManager) {}
+  private readonly isolated: IsolatedResults;
+
+  constructor(
+    private readonly worlds: WorldManager,
+    /** Where isolated worlds keep upper/work (on disk, never tmpfs; spec). */
+    private readonly overlayBase: string = process.env.SUBSTRATE_OVERLAY_DIR ?? OVERLAY_BASE,
+  ) {
+    this.isolated = new IsolatedResults(this.overlayBase);
+  }
 
   async capabilities(): Promise<Capabilities> {
     return {
@@ -110,15 +124,23 @@ export class WorldAgentService implements AgentService {
 
   async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal): Promise<ExecuteResponse> {
     const { spec, cwd } = this.resolve(req);
-    if (req.isolated)
-      throw new ApiError("unsupported", "isolated execution is not available in this agent build", "run without isolated: true");
     // Issue 6: the budget is checked (and one exec taken) before anything starts.
     const lease = this.budgets.acquire({ agent_id: req.agent_id, budget: req.budget, cmd: req.cmd ?? req.argv!.join(" "), cwd });
+    // Isolated (issue 3): a fresh world whose project is an overlay with upper/work on disk;
+    // the host project is untouched, the upper dir becomes the span's fs_diff, kept until
+    // applied or discarded (/v1/fs_diff/:span_id).
+    let overlay: OverlayDirs | undefined;
     let world;
     try {
-      world = await this.worlds.session(spec);
+      if (req.isolated) {
+        const id = newWorldId();
+        overlay = prepareOverlayDirs(id, this.overlayBase);
+        world = await this.worlds.ephemeral({ ...spec, reuse_session: false }, { id, overlay: { upper: overlay.upper, work: overlay.work } });
+      } else world = await this.worlds.session(spec);
     } catch (e) {
       lease.settle(0);
+      if (overlay) await discardOverlay(overlay.dir, this.overlayBase).catch(() => {});
+      if (e instanceof OverlayError) throw new ApiError("unavailable", e.message, e.hint);
       if (e instanceof WorldStartError) throw new ApiError("unavailable", e.message, "run `substrate world doctor` to see which kernel feature is missing");
       throw e;
     }
@@ -157,6 +179,13 @@ export class WorldAgentService implements AgentService {
         agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: req.pty,
         world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
       });
+      let fs_diff: FsDiff | undefined;
+      if (overlay) {
+        // The world must be gone (nothing mounted, nothing writing) before the upper dir is read.
+        await this.worlds.destroy(world.id);
+        this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir });
+        fs_diff = await this.isolated.diff(spanId);
+      }
       return {
         exit: exit.exit,
         span_id: spanId,
@@ -164,8 +193,13 @@ export class WorldAgentService implements AgentService {
         stderr_b64: err.b64(),
         scopes_used: token.scopes,
         world_id: world.id,
+        ...(fs_diff ? { fs_diff } : {}),
       };
     } catch (e) {
+      if (overlay) {
+        await this.worlds.destroy(world.id);
+        await discardOverlay(overlay.dir, this.overlayBase).catch(() => {});
+      }
       const code = (e as { code?: string }).code;
       if (code === "not_found") throw new ApiError("bad_request", (e as Error).message, "check the command path");
       throw e;
@@ -173,6 +207,18 @@ export class WorldAgentService implements AgentService {
       signal?.removeEventListener("abort", onAbort);
       lease.settle(performance.now() - t0);
     }
+  }
+
+  // Isolated results (issue 3): GET/POST /v1/fs_diff/:span_id[/apply|/discard] -------------
+
+  fsDiff(spanId: string): Promise<FsDiff> {
+    return this.isolated.diff(spanId);
+  }
+  applyFsDiff(spanId: string, paths?: string[]): Promise<FsApplyResponse> {
+    return this.isolated.apply(spanId, paths);
+  }
+  discardFsDiff(spanId: string): Promise<FsDiscardResponse> {
+    return this.isolated.discard(spanId);
   }
 
   // Issue 6 routes -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import {
   type ExecuteStreamFrame,
 } from "../contract/index.ts";
 import { ApiError, type AgentService } from "./service.ts";
+import { FsApplyRequest, FsDiffParams } from "../contract/fsdiff.ts";
 
 /** Request bodies above this are refused with 413 before parsing. */
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -108,6 +109,29 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
     if (!svc.worldDoctor) throw new ApiError("unsupported", "this endpoint does not serve /v1/doctor/world");
     return c.json(await svc.worldDoctor());
   });
+
+  // Isolated results (issue 3, contract src/contract/fsdiff.ts): diff by span, apply, discard.
+  const spanParam = (c: Context) => parseWith(FsDiffParams, { span_id: c.req.param("span_id") }).span_id;
+  const needFs = () => {
+    if (!svc.fsDiff || !svc.applyFsDiff || !svc.discardFsDiff) throw new ApiError("unsupported", "this endpoint does not serve /v1/fs_diff");
+    return { diff: svc.fsDiff.bind(svc), apply: svc.applyFsDiff.bind(svc), discard: svc.discardFsDiff.bind(svc) };
+  };
+  app.get("/v1/fs_diff/:span_id", async (c) => c.json(await needFs().diff(spanParam(c))));
+  app.post("/v1/fs_diff/:span_id/apply", async (c) => {
+    const fs = needFs();
+    const span = spanParam(c);
+    // An empty body means "apply everything".
+    const text = await c.req.text();
+    const body = text.trim() === "" ? {} : parseWith(FsApplyRequest, (() => {
+      try {
+        return JSON.parse(text);
+      } catch (e) {
+        throw new ApiError("bad_request", `request body is not valid JSON: ${(e as Error).message}`);
+      }
+    })());
+    return c.json(await fs.apply(span, body.paths));
+  });
+  app.post("/v1/fs_diff/:span_id/discard", async (c) => c.json(await needFs().discard(spanParam(c))));
 
   app.get("/v1/worlds", async (c) => c.json({ worlds: await svc.listWorlds() }));
   app.delete("/v1/worlds/:id", async (c) => {

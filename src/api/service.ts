@@ -16,6 +16,8 @@ import type {
   WorldDoctorReportV1,
 } from "../contract/index.ts";
 import { z } from "zod";
+import type { FsApplyResponse, FsDiscardResponse } from "../contract/fsdiff.ts";
+import type { FsDiff } from "../contract/world.ts";
 
 export interface OutputSink {
   stdout(b: Uint8Array): void;
@@ -47,6 +49,10 @@ export interface AgentService {
   requestScopes?(req: RequestScopesRequest): Promise<RequestScopesResponse>;
   /** POST /v1/request_scopes/approve: answer a pending approval. */
   approveScopes?(a: ApprovalAnswer): Promise<RequestScopesResponse>;
+  /** Isolated results (issue 3): GET /v1/fs_diff/:span_id, POST …/apply, POST …/discard. */
+  fsDiff?(spanId: string): Promise<FsDiff>;
+  applyFsDiff?(spanId: string, paths?: string[]): Promise<FsApplyResponse>;
+  discardFsDiff?(spanId: string): Promise<FsDiscardResponse>;
   /** GET /v1/budgets/:agent_id (ours). */
   budget?(agentId: string): Promise<BudgetStatus | undefined>;
 }
