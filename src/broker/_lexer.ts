@@ -115,7 +115,9 @@ class Parser {
       if (c === ")") {
         this.i++;
         if (close === ")") break;
+        // `case x in pat) cmd;; esac`: the pattern's `)` ends it, a command follows
         this.err("unexpected `)`");
+        finishPipeline();
         continue;
       }
       if (c === "#") {

@@ -174,7 +174,9 @@ export interface Analysis {
 }
 
 const ASSIGN = /^[A-Za-z_][A-Za-z0-9_]*\+?=/;
-const RESERVED = new Set(["!", "{", "}", "if", "then", "elif", "else", "fi", "do", "done", "while", "until", "time", "function", "coproc"]);
+// `time` is not here: it takes options (`time -p cmd`), the wrapper table handles it
+const NO_COMMAND = new Set(["case", "esac", "for", "select"]);
+const RESERVED = new Set(["!", "{", "}", "if", "then", "elif", "else", "fi", "do", "done", "while", "until", "function", "coproc"]);
 
 export function analyze(line: string, vars: Readonly<Record<string, string>>): Analysis {
   const a: Analysis = { units: [], roots: [], pipes: [], operators: false, redirections: false, tooDeep: false };
@@ -238,6 +240,9 @@ function makeUnit(a: Analysis, lw: LexWord[], vars: Readonly<Record<string, stri
     break;
   }
   if (k >= lw.length) return null;
+  // `case x in`, `for i in a b`, `select …`, `esac` run no command of their own (their
+  // substitutions were collected by the lexer): no unit, so allowlists need no rule for them
+  if (NO_COMMAND.has(lw[k].text) && lw[k].q.every((x) => x === 0)) return null;
   const words = lw.slice(k).map((w) => w.text);
   const forms: string[][] = [];
   const allowForms: string[][] = [];

@@ -45,6 +45,9 @@ describe("deny patterns see every sub-command", () => {
     ["FOO=1 rm -rf /", "rm -rf /"],
     ["nohup rm -rf / >/dev/null 2>&1", "rm -rf /"],
     ["timeout 5 rm -rf /", "rm -rf /"],
+    ["time -p rm -rf /", "rm -rf /"],
+    ["case x in x) rm -rf /;; esac", "rm -rf /"],
+    ["f() { rm -rf /; }; f", "rm -rf /"],
     ["if true; then rm -rf /; fi", "rm -rf /"],
     ["while true; do rm -rf /; done", "rm -rf /"],
     ["r\\m -rf /", "rm -rf /"],
@@ -137,6 +140,11 @@ describe("allowlist coverage", () => {
     expect(uncovered("ls $(rm x)")).toBe("rm x");
     expect(uncovered("make")).toBeNull();
     expect(uncovered("make install")).toBe("make install");
+  });
+  test("control-flow headers are not commands", () => {
+    expect(uncovered("for f in a b; do git add $f; done")).toBeNull();
+    expect(uncovered("case x in x) ls;; esac")).toBeNull();
+    expect(uncovered("for f in $(rm x); do ls; done")).toBe("rm x");
   });
   test("pipeline patterns cover their members only", () => {
     expect(uncovered("curl x | sh")).toBeNull();
