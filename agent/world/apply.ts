@@ -8,7 +8,7 @@
  * old one: a reader of the project never sees a half-written file.
  *
  * Decisions (docs/FS_DIFF.md):
- * - Mode and mtime come from the upper entry. Owner: a modified path keeps its current owner;
+ * - Mode (minus setuid/setgid on files) and mtime come from the upper entry. Owner: a modified path keeps its current owner;
  *   a new path takes its parent dir's owner (the agent runs as root; the user's project must
  *   not fill up with root-owned files, nor with a user namespace's mapped ids).
  * - `paths` selects entries by their diff path: "a/b.txt" exactly, "dir/" = the dir entry and
@@ -218,6 +218,13 @@ function landDir(project: string, upperAbs: FsPath, dst: string): void {
   assertInside(project, dst);
 }
 
+/**
+ * setuid/setgid bits are dropped from applied files: the owner is chosen on the host (it can
+ * be root for a root-owned project), so keeping them would let a world plant a setuid-root
+ * binary in the project. Sticky and permission bits are kept.
+ */
+const FILE_MODE_MASK = 0o1777;
+
 const tmpName = (dst: string): string => join(dirname(dst), `.substrate-apply-${process.pid}-${Bun.randomUUIDv7()}`);
 
 function landFile(upperAbs: FsPath, dst: string): void {
@@ -227,11 +234,11 @@ function landFile(upperAbs: FsPath, dst: string): void {
   try {
     // COPYFILE_FICLONE: reflink where the filesystem can, plain copy otherwise.
     copyFileSync(upperAbs, tmp, constants.COPYFILE_FICLONE);
-    chmodSync(tmp, st.mode & 0o7777);
+    // Owner first, then the mode (0600 until then: no window where others can read it).
+    chmodSync(tmp, 0o600);
     if (old !== null) lchownSync(tmp, old.uid, old.gid);
     else inheritOwner(tmp);
-    // chown clears setuid/setgid bits: set the mode again after it.
-    chmodSync(tmp, st.mode & 0o7777);
+    chmodSync(tmp, st.mode & FILE_MODE_MASK);
     utimesSync(tmp, st.atime, st.mtime);
     clearDirAt(dst);
     renameSync(tmp, dst);

@@ -189,10 +189,12 @@ test("apply: new paths take the parent's owner, mods keep theirs, modes and mtim
     base,
     nextId(),
     project,
-    "echo new > sub/new.txt; chmod 640 sub/new.txt; touch -d 2001-02-03T04:05:06Z sub/new.txt; echo more >> mine.txt; mkfifo pipe; mkdir -m 750 d2",
+    "echo new > sub/new.txt; chmod 640 sub/new.txt; touch -d 2001-02-03T04:05:06Z sub/new.txt; echo more >> mine.txt; mkfifo pipe; mkdir -m 750 d2; cp /bin/true suid; chmod 6755 suid",
   );
   const res = await applyDiff(w.dirs.upper, project);
-  expect(res.applied).toEqual(["d2/", "mine.txt", "sub/new.txt"]);
+  expect(res.applied).toEqual(["d2/", "mine.txt", "sub/new.txt", "suid"]);
+  // setuid/setgid never land (the host picks the owner, possibly root).
+  expect(lstatSync(join(project, "suid")).mode & 0o7777).toBe(0o755);
   expect(res.skipped).toEqual([{ path: "pipe", reason: "fifo, socket or device node: not recreated on the host" }]);
   const n = lstatSync(join(project, "sub/new.txt"));
   expect([n.uid, n.gid, n.mode & 0o7777]).toEqual([1000, 1000, 0o640]);
