@@ -59,6 +59,8 @@ const check = defineCommand({
     const argv = k >= 0 ? rawArgs.slice(k + 1) : rawArgs;
     if (argv.length === 0) throw new CliError(ExitCode.USAGE, "shim check needs a command", "usage: substrate shim check -- CMD ARGS...");
     const r = await runShimCheck({ argv, cwd: process.cwd(), stderr: process.stderr });
+    // stdout is read by the shim: "<span id> <session id>" to export to the real command
+    if (r.span) process.stdout.write(`${r.span.SUBSTRATE_SPAN_ID} ${r.span.SUBSTRATE_SESSION_ID}\n`);
     process.exitCode = r.exitCode;
   },
 });

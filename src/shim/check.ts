@@ -18,7 +18,14 @@ export interface ShimCheckInput {
   env?: Record<string, string | undefined>;
 }
 
-export async function runShimCheck(i: ShimCheckInput): Promise<{ exitCode: number; event?: PolicyEvent }> {
+export interface ShimCheckResult {
+  exitCode: number;
+  event?: PolicyEvent;
+  /** when the command may run: its span (command_start written) for the shim to export */
+  span?: { SUBSTRATE_SPAN_ID: string; SUBSTRATE_SESSION_ID: string };
+}
+
+export async function runShimCheck(i: ShimCheckInput): Promise<ShimCheckResult> {
   const env = i.env ?? process.env;
   let loaded;
   try {
@@ -30,8 +37,8 @@ export async function runShimCheck(i: ShimCheckInput): Promise<{ exitCode: numbe
   }
   const p = loaded.policy;
   const d = quickCheck(i.argv, i.cwd, p);
-  if (d.kind !== "deny") return { exitCode: 0 };
   const command = i.argv.join(" ");
+  if (d.kind !== "deny") return { exitCode: 0, span: await startSpan(command, i.cwd, env, p.id, loaded.commit) };
   const sessionId = env.SUBSTRATE_SESSION_ID;
   const base = {
     ts: new Date().toISOString(),
@@ -47,7 +54,20 @@ export async function runShimCheck(i: ShimCheckInput): Promise<{ exitCode: numbe
       ? { ...base, event_type: "policy_denied", reason: d.reason, pattern: d.pattern }
       : { ...base, event_type: "policy_violation", reason: d.reason, pattern: d.pattern, would: "deny" };
   await recordPolicyEvents([event], i.stderr);
-  if (p.mode !== "enforce") return { exitCode: 0, event };
+  if (p.mode !== "enforce") return { exitCode: 0, event, span: await startSpan(command, i.cwd, env, p.id, loaded.commit) };
   i.stderr.write(`${deniedMessage(p.id, d.reason, d.pattern)}\n`);
   return { exitCode: 126, event };
+}
+
+/**
+ * The shim's span: command_start (component "shim"). The shim then execs the real command, so
+ * no command_complete follows (its exit code is never seen); the span id is exported to the
+ * command so that nested substrate calls become its children.
+ */
+async function startSpan(cmd: string, cwd: string, env: Record<string, string | undefined>, policyId: string, commit: string) {
+  const { CommandSpan } = await import("../trace/command-span.ts");
+  const parent = env.SUBSTRATE_SPAN_ID && /^spn_[0-9a-f-]{36}$/.test(env.SUBSTRATE_SPAN_ID) ? env.SUBSTRATE_SPAN_ID : undefined;
+  const span = CommandSpan.start({ cmd, cwd, env, component: "shim", policy_id: policyId, policy_commit: commit, ...(parent ? { parent_span: parent } : {}) });
+  const e = span.env;
+  return { SUBSTRATE_SPAN_ID: e.SUBSTRATE_SPAN_ID!, SUBSTRATE_SESSION_ID: e.SUBSTRATE_SESSION_ID! };
 }

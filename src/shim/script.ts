@@ -4,7 +4,9 @@
  *
  *   1. refuses to run when SUBSTRATE_SHIM_DEPTH shows a loop (belt and braces: see 3.),
  *   2. unless SHIM_BYPASS=1, asks `substrate shim check -- NAME ARGS…` (quick_check: the deny
- *      list only, no approvals, no world) and exits with its status (126 = denied),
+ *      list only, no approvals, no world) and exits with its status (126 = denied); when the
+ *      command may run, the check writes its command_start span and prints "<span> <session>",
+ *      which the shim exports (SUBSTRATE_SPAN_ID/SUBSTRATE_SESSION_ID) for nested calls,
  *   3. execs the real command: the first NAME on PATH that is neither in the shim directory
  *      (compared with `-ef`, so a symlinked or duplicated PATH entry is still recognised) nor
  *      the shim itself. It never runs itself.
@@ -45,7 +47,10 @@ if [ "$depth" -ge ${MAX_SHIM_DEPTH} ]; then
 fi
 SUBSTRATE_SHIM_DEPTH=$((depth + 1)); export SUBSTRATE_SHIM_DEPTH
 if [ "\${SHIM_BYPASS:-}" != 1 ]; then
-  ${inv} shim check -- ${name} "$@" || exit $?
+  ids=$(${inv} shim check -- ${name} "$@") || exit $?
+  case $ids in
+    spn_*' '?*) SUBSTRATE_SPAN_ID=\${ids%% *}; SUBSTRATE_SESSION_ID=\${ids#* }; export SUBSTRATE_SPAN_ID SUBSTRATE_SESSION_ID ;;
+  esac
 fi
 real=
 saved_ifs=$IFS; IFS=:; set -f

@@ -26,10 +26,12 @@ function setup(mode: "enforce" | "observe" = "enforce"): Setup {
     writeFileSync(join(realbin, name), `#!/bin/sh\necho "real ${name}: $*"\nexit 3\n`);
     chmodSync(join(realbin, name), 0o755);
   }
+  writeFileSync(join(realbin, "env-probe"), '#!/bin/sh\necho "span=$SUBSTRATE_SPAN_ID"\n');
+  chmodSync(join(realbin, "env-probe"), 0o755);
   const shims = join(e.home, ".substrate", "shims");
-  const r = substrate(e, ["shim", "install", "curl", "git"]);
+  const r = substrate(e, ["shim", "install", "curl", "git", "env-probe"]);
   expect(r.code).toBe(0);
-  expect(r.out).toContain(`installed 2 shims in ${shims}: curl git`);
+  expect(r.out).toContain(`installed 3 shims in ${shims}: curl git env-probe`);
   return { shims, realbin, path: `${shims}:${realbin}:/usr/bin:/bin` };
 }
 
@@ -43,7 +45,7 @@ describe("PATH shims", () => {
     const s = setup();
     expect(statSync(join(s.shims, "curl")).mode & 0o777).toBe(0o755);
     expect(readFileSync(join(s.shims, "curl"), "utf8")).toStartWith("#!/bin/sh\n# substrate-shim v1 for curl");
-    expect(substrate(e, ["shim", "list"]).out).toBe("curl\ngit\n");
+    expect(substrate(e, ["shim", "list"]).out).toBe("curl\nenv-probe\ngit\n");
   });
 
   test("allowed: the real command runs with its arguments and exit code (quick_check ignores the allowlist)", () => {
@@ -51,6 +53,16 @@ describe("PATH shims", () => {
     const r = run(s, ["curl", "-s", "https://ok.example", "a b"]);
     expect(r).toEqual({ code: 3, out: "real curl: -s https://ok.example a b\n", err: "" });
     expect(run(s, ["git", "status"]).out).toBe("real git: status\n");
+  });
+
+  test("an allowed shim run writes its command_start span and exports its id to the command", () => {
+    const s = setup();
+    const r = run(s, ["env-probe", "x"]);
+    expect(r.code).toBe(0);
+    const spanId = /^span=(spn_[0-9a-f-]{36})$/.exec(r.out.trim())?.[1];
+    expect(spanId).toBeDefined();
+    const starts = readTrace(e.trace).filter((l) => l.event_type === "command_start");
+    expect(starts).toEqual([expect.objectContaining({ span_id: spanId, component: "shim", cmd: "env-probe x", policy_id: "default" })]);
   });
 
   test("denied: exit 126, the message, the real command never runs, a shim span is written", () => {
@@ -98,7 +110,15 @@ describe("PATH shims", () => {
     const r = substrate(e, ["shim", "install", "npm"]);
     expect(r.code).toBe(2);
     expect(r.err).toContain("is not a substrate shim");
-    expect(substrate(e, ["shim", "remove"]).out).toBe("removed: curl git\n");
+    expect(substrate(e, ["shim", "remove"]).out).toBe("removed: curl env-probe git\n");
     expect(readFileSync(join(s.shims, "npm"), "utf8")).toContain("mine");
   });
 });
+
+function readTrace(file: string): Record<string, unknown>[] {
+  try {
+    return readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  } catch {
+    return [];
+  }
+}
