@@ -11,5 +11,6 @@ export default defineCommand({
     status: () => import("./world/status.ts").then((m) => m.default),
     stop: () => import("./world/stop.ts").then((m) => m.default),
     restart: () => import("./world/restart.ts").then((m) => m.default),
+    verify: () => import("./world/verify.ts").then((m) => m.default), // issue 10: enforcement self-test
   },
 });
