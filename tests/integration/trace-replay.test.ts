@@ -100,6 +100,23 @@ describe("golden replay through the world", () => {
   }, 60_000);
 });
 
+describe("replay that does not reproduce", () => {
+  test.skipIf(!isolatedOk)("the project changed since: exit 1, report names the differing paths", async () => {
+    fs.writeFileSync(join(proj, "flag"), "1");
+    const id = await recordIsolated("if [ -f flag ]; then echo a > a.ts; else echo b > b.ts; exit 9; fi", currentPolicyCommit());
+    fs.rmSync(join(proj, "flag"));
+    const r = substrate(["replay", id, "--verbose"]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("NOT REPRODUCED");
+    expect(r.out).toMatch(/exit\s+DIFFER\s+original 0, replay 9/);
+    expect(r.out).toContain("a.ts   (original only)");
+    expect(r.out).toContain("b.ts   (replay only)");
+    // the re-run is itself traced, linked to the original
+    const rs = await readSpans({ path: trace, event_type: "replay" });
+    expect(rs.at(-1)).toMatchObject({ replay_of: id, exit: 9 });
+  }, 60_000);
+});
+
 describe("call sites write spans", () => {
   test("substrate -c through the world: command_start + command_complete (world id, replay context), agent span as child", async () => {
     const r = substrate(["-c", "echo traced; exit 5"]);
