@@ -104,7 +104,8 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
       return out({ action: "deny", exitCode: 126, message, decision: d, events: [{ ...base, ts: ts(), event_type: "policy_denied", reason: d.reason, pattern: d.pattern }] });
     }
     case "approval_required": {
-      if (policy.mode === "observe")
+      // observe mode never asks — unless the user asked for approvals with --require-approval
+      if (policy.mode === "observe" && !input.requireApproval)
         return out({
           action: "run",
           decision: d,

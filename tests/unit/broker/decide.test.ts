@@ -105,6 +105,12 @@ describe("decideForCli", () => {
     const d = await decideForCli({ cmd: "ls", cwd: t.home, isTTY: false, stdin: x.stdin, stderr: x.stderr, home: t.home, requireApproval: true });
     expect(d.action).toBe("deny");
     expect(x.err()).toContain("Policy requires approval for every command");
+    // even in observe mode: the user asked for it
+    t.write("default.yaml", "id: default\nname: d\nmode: observe\n");
+    const y = io("4");
+    const o = await decideForCli({ cmd: "ls", cwd: t.home, isTTY: true, stdin: y.stdin, stderr: y.stderr, home: t.home, requireApproval: true });
+    expect(y.err()).toContain("Command Approval Request");
+    expect(o).toMatchObject({ action: "deny", exitCode: 126 });
   });
 });
 
