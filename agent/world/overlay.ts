@@ -24,7 +24,7 @@ import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statfsSync, statS
 import { join, resolve } from "node:path";
 import { ENUM_PROBE_FILE, ENUM_PROBE_ID, type WorldFsStrategy } from "../../src/contract/doctor.ts";
 import { fuseDeviceAvailable, fuseOverlayfsBinary, fuseOverlayfsOptions, mountFuseOverlay } from "../../src/sys/fuse_overlayfs.ts";
-import { mount, MNT_DETACH, SyscallError, umount2 } from "../../src/sys/libc.ts";
+import { mount, MNT_DETACH, MS, SyscallError, umount2 } from "../../src/sys/libc.ts";
 import { runShInPrivateMountNs } from "../../src/sys/unshare.ts";
 import { collectChanges, writeMountRecord, type OverlayStrategy } from "./fsdiff.ts";
 
@@ -135,7 +135,9 @@ function mountOverlayOnly(m: OverlayMountSpec): OverlayStrategy {
   let kernelError: string | null = null;
   if (strategy !== "fuse") {
     try {
-      mount("overlay", m.target, "overlay", 0n, overlayMountData(m));
+      // nosuid/nodev: a setuid file or a device node the world creates in its own upper dir
+      // must not become a privilege inside the world either.
+      mount("overlay", m.target, "overlay", MS.NOSUID | MS.NODEV, overlayMountData(m));
       return "overlay";
     } catch (e) {
       if (!(e instanceof SyscallError) || strategy === "overlay") throw e;

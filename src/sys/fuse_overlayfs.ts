@@ -43,10 +43,11 @@ export const fuseDeviceAvailable = (): boolean => existsSync("/dev/fuse");
 export const fuseOverlayfsOptions = (m: Omit<FuseOverlayMount, "target">): string =>
   `lowerdir=${m.lower},upperdir=${m.upper},workdir=${m.work}`;
 
+/** nosuid,nodev like the kernel overlay mount (generic FUSE mount options). */
 export const fuseOverlayfsArgv = (m: FuseOverlayMount): string[] => [
   "fuse-overlayfs",
   "-o",
-  fuseOverlayfsOptions(m),
+  `${fuseOverlayfsOptions(m)},nosuid,nodev`,
   m.target,
 ];
 

@@ -5,7 +5,7 @@
  * disk, the test reads it like the agent does.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { applyDiff, ApplyError, discardOverlay } from "../../agent/world/apply.ts";
 import { collectChanges, overlayDiff, readMountRecord, type OverlayStrategy } from "../../agent/world/fsdiff.ts";
@@ -112,6 +112,16 @@ describe.each(STRATEGIES)("strategy %s", (strategy) => {
     expect(diff.summary).toBe("7 dirs, 16 files");
     // Writes never touched the host project.
     expect(manifest(project)).toEqual(before);
+  });
+
+  test("the project overlay is mounted nosuid,nodev", async () => {
+    const project = freshProject(`flags-${strategy}`);
+    const w = await runInOverlay(base, nextId(), project, `awk -v t="$PWD" '$5 == t {print $6}' /proc/self/mountinfo > opts.txt`, {
+      strategy,
+    });
+    const opts = readFileSync(join(w.dirs.upper, "opts.txt"), "utf8").trim().split(",");
+    expect(opts).toContain("nosuid");
+    expect(opts).toContain("nodev");
   });
 
   test("apply lands exactly the diff (project == what the world saw)", async () => {
