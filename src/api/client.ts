@@ -9,6 +9,8 @@ import { Capabilities } from "../contract/capabilities.ts";
 import { ErrorBody } from "../contract/common.ts";
 import { ExecuteResponse, ExecuteStreamFrame, type ExecuteRequestInput } from "../contract/execute.ts";
 import { WorldInfo } from "./service.ts";
+import { FsDiff } from "../contract/world.ts";
+import { FsApplyResponse, FsDiscardResponse } from "../contract/fsdiff.ts";
 import { z } from "zod";
 
 export class AgentUnreachable extends Error {
@@ -109,6 +111,17 @@ export class AgentClient {
       }
       if (done) break;
     }
+  }
+
+  /** Isolated results: the diff of a span, apply (all or some paths), discard. */
+  async fsDiff(spanId: string): Promise<FsDiff> {
+    return this.json(FsDiff, await this.request("GET", `/v1/fs_diff/${encodeURIComponent(spanId)}`));
+  }
+  async applyFsDiff(spanId: string, paths?: string[]): Promise<FsApplyResponse> {
+    return this.json(FsApplyResponse, await this.request("POST", `/v1/fs_diff/${encodeURIComponent(spanId)}/apply`, paths ? { paths } : {}));
+  }
+  async discardFsDiff(spanId: string): Promise<void> {
+    await this.json(FsDiscardResponse, await this.request("POST", `/v1/fs_diff/${encodeURIComponent(spanId)}/discard`));
   }
 
   async listWorlds(): Promise<WorldInfo[]> {

@@ -13,8 +13,12 @@ const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => 
 
 /** Subcommands, one file each under src/cli/. Keep alphabetical. */
 export const subCommands: Record<string, Lazy> = {
+  apply: lazy(() => import("./apply.ts")), // land an isolated result (issue 3)
   completions: lazy(() => import("./completions.ts")), // shell completion scripts (issue 9)
+  diff: lazy(() => import("./diff.ts")), // an isolated result's fs diff (issue 3)
+  discard: lazy(() => import("./discard.ts")), // drop an isolated result (issue 3)
   graph: lazy(() => import("./graph.ts")), // span graph queries (issue 5)
+  health: lazy(() => import("./health.ts")), // one summary: doctor, policy, shims, trace, agent (issue 10)
   host: lazy(() => import("./host.ts")), // host doctor (DS0)
   policy: lazy(() => import("./policy.ts")), // policy init/validate/show/reload (issue 4)
   proxy: lazy(() => import("./proxy.ts")), // host proxy for the agent API (issue 6)
@@ -35,6 +39,7 @@ export const rootCommand = defineCommand({
     c: { type: "string", description: "Run CMD in the world and exit with its exit code", valueHint: "CMD" },
     world: { type: "boolean", description: "Require the world (--no-world: run on the host)" },
     pty: { type: "boolean", description: "With -c: run CMD on a PTY in the world (raw terminal, resize, exit code)" },
+    isolated: { type: "boolean", description: "With -c: run in a fresh overlay world; changes are kept for `substrate apply`" },
     version: { type: "boolean", description: "Print the version (--json: as JSON)" },
     json: { type: "boolean", description: "Machine-readable output where the command prints data" },
   },
@@ -50,12 +55,13 @@ interface RootArgs {
   json: boolean;
   help: boolean;
   pty: boolean;
+  isolated: boolean;
   rest: string[];
 }
 
 /** Parse flags before the first positional (the subcommand); the rest goes to it. */
 export function parseRoot(argv: string[]): RootArgs {
-  const r: RootArgs = { version: false, json: false, help: false, pty: false, rest: [] };
+  const r: RootArgs = { version: false, json: false, help: false, pty: false, isolated: false, rest: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "-c" || a === "--command") {
@@ -69,6 +75,7 @@ export function parseRoot(argv: string[]): RootArgs {
     else if (a === "--version" || a === "-V") r.version = true;
     else if (a === "--json") r.json = true;
     else if (a === "--pty") r.pty = true;
+    else if (a === "--isolated") r.isolated = true;
     else if (a === "--help" || a === "-h") r.help = true;
     else if (a === "--") {
       r.rest = argv.slice(i + 1);
@@ -102,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
         return await runPtyCommandLine({ cmd: root.cmd, worldFlag: root.world });
       }
       const { runCommandLine } = await import("./run.ts");
-      return await runCommandLine({ cmd: root.cmd, worldFlag: root.world });
+      return await runCommandLine({ cmd: root.cmd, worldFlag: root.world, isolated: root.isolated });
     }
     const [name, ...rest] = root.rest;
     if (name === undefined) {

@@ -16,6 +16,8 @@ import { versionInfo } from "../version.ts";
 export interface RunOptions {
   cmd: string;
   worldFlag?: boolean;
+  /** `--isolated`: a fresh overlay world; the changes wait for `substrate apply`. */
+  isolated?: boolean;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
 }
@@ -34,15 +36,19 @@ export function worldEnv(env: NodeJS.ProcessEnv, cwd: string): Record<string, st
   return out;
 }
 
-/** Piped or redirected stdin is forwarded (read fully first); a terminal is not. */
-async function readStdinIfRedirected(): Promise<Uint8Array | undefined> {
+/** Is stdin a pipe, file or socket (forwarded to the command), not a terminal or /dev/null? */
+function stdinRedirected(): boolean {
   try {
     const st = fstatSync(0);
-    if (!st.isFIFO() && !st.isFile()) return undefined;
+    return st.isFIFO() || st.isFile() || st.isSocket();
   } catch {
-    return undefined;
+    return false;
   }
-  return new Uint8Array(await Bun.stdin.arrayBuffer());
+}
+
+/** Read all of stdin (only for isolated executes, which have no streaming path yet). */
+async function readStdinIfRedirected(): Promise<Uint8Array | undefined> {
+  return stdinRedirected() ? new Uint8Array(await Bun.stdin.arrayBuffer()) : undefined;
 }
 
 export async function runOnHost(cmd: string, cwd: string, env: NodeJS.ProcessEnv, stdin?: Uint8Array): Promise<number> {
@@ -83,7 +89,7 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   // Policy broker (src/broker, issue 4): every command is decided before it runs anywhere.
   // deny → 126 (message already printed); run_isolated → `isolated: true` on the execute
   // request; approvals are prompted on a TTY. Policy events go to the trace.
-  const { decideForCli, isolationUnavailable, recordPolicyEvents } = await import("../broker/index.ts");
+  const { decideForCli, isolationUnavailable, recordPolicyEvents, worldSpecFromPolicy } = await import("../broker/index.ts");
   const gate = await decideForCli({ cmd: o.cmd, cwd, isTTY: Boolean(process.stdin.isTTY), stdin: process.stdin, stderr: process.stderr });
   await recordPolicyEvents(gate.events);
   if (gate.action === "deny") return gate.exitCode ?? ExitCode.DENIED;
@@ -102,16 +108,25 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   if (!cfg.world_enabled) return span.finish(hostGate() ?? runOnHost(o.cmd, cwd, { ...env, ...span.env }));
 
   const backend = selectBackend(cfg, env);
-  const stdin = await readStdinIfRedirected();
+  // Issue 6: redirected stdin is STREAMED over /v1/stream (pty: false) as it arrives, never
+  // read to the end first: a harness that leaves stdin open but silent must not hang
+  // `substrate -c true`. Only isolated executes (no stream path) still read it whole.
+  const isolated = o.isolated === true || gate.action === "run_isolated";
+  const streamStdin = stdinRedirected() && !isolated;
+  const stdin = streamStdin ? undefined : await readStdinIfRedirected();
   const req: ExecuteRequestInput = {
     cmd: o.cmd,
     cwd,
     env: { ...worldEnv(env, cwd), ...span.env },
     agent_id: env.SUBSTRATE_AGENT_ID || "human",
-    isolated: gate.action === "run_isolated", // policy `commands.isolated` (issue 4)
+    isolated, // --isolated, or the policy's `commands.isolated` (issue 4)
     world: {
+      // The policy decides the world's allowlist, limits and session reuse (spec:
+      // WorldSpec::from_policy). Network isolation is on unless the policy or config.toml
+      // turns it off (either one suffices; `substrate world doctor` shows the result).
+      ...(gate.policy ? worldSpecFromPolicy(gate.policy, projectDirFor(cwd)) : {}),
       project_dir: projectDirFor(cwd),
-      isolate_network: cfg.isolate_network,
+      isolate_network: cfg.isolate_network && (gate.policy ? gate.policy.doc.world.isolate_network : true),
       fs_mode: cfg.world_fs_mode,
       fs_isolation: cfg.world_fs_isolation,
     },
@@ -129,6 +144,8 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
       return stop ?? (await streamExecute(client, { ...req, isolated: false }, span.onResult));
     }
   };
+
+  if (streamStdin) return runWithStreamedStdin(o.cmd, cwd, env, req, cfg, backend, hostGate);
 
   // Hot path: the agent is usually there; don't pay a probe round trip to find out.
   const optimistic = backend.optimisticClient?.();
@@ -149,6 +166,36 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   }
 }
 
+/** Issue 6: `-c` with piped stdin through /v1/stream in pipe mode (src/cli/_pty.ts). */
+async function runWithStreamedStdin(
+  cmd: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  req: ExecuteRequestInput,
+  cfg: EffectiveConfig,
+  backend: WorldBackend,
+  hostGate: () => number | null,
+): Promise<number> {
+  const { runStream, StreamConnectError } = await import("./_pty.ts");
+  const start = { type: "start" as const, cmd, cwd, env: req.env, agent_id: req.agent_id, world: req.world, pty: false };
+  const optimistic = backend.optimisticClient?.();
+  if (optimistic) {
+    try {
+      return await runStream({ socketPath: optimistic.socketPath, start });
+    } catch (e) {
+      if (!(e instanceof StreamConnectError)) throw e; // nothing ran, stdin untouched
+    }
+  }
+  const ready = await readyOrFallback(cfg, env, backend);
+  if (!ready) return hostGate() ?? runOnHost(cmd, cwd, env);
+  try {
+    return await runStream({ socketPath: ready.socketPath, start });
+  } catch (e) {
+    if (e instanceof StreamConnectError) throw new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");
+    throw e;
+  }
+}
+
 /** Stream one execute to this terminal; resolves with the command's exit code. */
 async function streamExecute(client: AgentClient, req: ExecuteRequestInput, onResult?: (r: ExecuteResponse) => void): Promise<number> {
   for await (const f of client.executeStream(req)) {
@@ -156,10 +203,19 @@ async function streamExecute(client: AgentClient, req: ExecuteRequestInput, onRe
     else if (f.type === "stderr") process.stderr.write(Buffer.from(f.data_b64, "base64"));
     else if (f.type === "result") {
       onResult?.(f.result); // trace: world id, scopes, fs diff (issue 5)
+      if (f.result.fs_diff) reportIsolated(f.result);
       return f.result.exit;
     }
   }
   throw new CliError(ExitCode.UNAVAILABLE, "the world agent closed the stream before the command finished", "run `substrate world doctor`");
+}
+
+/** One line after an isolated command: what it changed and how to land or drop it. */
+function reportIsolated(r: ExecuteResponse): void {
+  const d = r.fs_diff!;
+  const counts = `${d.writes.length} written, ${d.mods.length} modified, ${d.deletes.length} deleted${d.truncated ? " (truncated)" : ""}`;
+  if (d.writes.length + d.mods.length + d.deletes.length === 0) say(`isolated: no changes (${r.span_id})`);
+  else say(`isolated: ${counts} — \`substrate diff ${r.span_id}\` to review, \`substrate apply ${r.span_id}\` to land, \`substrate discard ${r.span_id}\` to drop`);
 }
 
 function mapClientError(e: unknown): unknown {
