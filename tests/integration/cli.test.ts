@@ -13,7 +13,10 @@ let proj: string;
 let home: string;
 
 function substrate(args: string[], o: { cwd?: string; env?: Record<string, string>; stdin?: string; user?: string } = {}) {
-  const argv = o.user ? ["runuser", "-u", o.user, "--", ...hostArgv(), ...args] : [...hostArgv(), ...args];
+  // runuser resets HOME to the passwd entry (nobody: /nonexistent); give the user a real one.
+  const argv = o.user
+    ? ["runuser", "-u", o.user, "--", "env", `HOME=${o.env?.HOME ?? home}`, ...hostArgv(), ...args]
+    : [...hostArgv(), ...args];
   const p = Bun.spawnSync(argv, {
     cwd: o.cwd ?? proj,
     env: { PATH: process.env.PATH!, HOME: home, SUBSTRATE_WORLD_SOCKET: agent.socket, ...o.env },
