@@ -19,7 +19,6 @@ export const subCommands: Record<string, Lazy> = {
   discard: lazy(() => import("./discard.ts")), // drop an isolated result (issue 3)
   graph: lazy(() => import("./graph.ts")), // span graph queries (issue 5)
   health: lazy(() => import("./health.ts")), // one summary: doctor, policy, shims, trace, agent (issue 10)
-  health: lazy(() => import("./health.ts")), // one summary: doctor, policy, shims, trace, agent (issue 10)
   host: lazy(() => import("./host.ts")), // host doctor (DS0)
   policy: lazy(() => import("./policy.ts")), // policy init/validate/show/reload (issue 4)
   proxy: lazy(() => import("./proxy.ts")), // host proxy for the agent API (issue 6)
