@@ -170,15 +170,7 @@ export class WorldAgentService implements AgentService {
       if (req.stdin_b64 !== undefined) proc.write(Buffer.from(req.stdin_b64, "base64"));
       proc.end();
       const exit = await proc.exited;
-      // Trace (issue 5): one command_complete span per API execute under the returned span_id
-      // (GET /v1/trace/:span_id finds it); the caller's SUBSTRATE_SPAN_ID becomes parent_span.
-      const ms = performance.now() - t0;
-      recordExecuteSpan({
-        span_id: spanId, started_at: new Date(Date.now() - ms).toISOString(), duration_ms: ms,
-        cmd: req.cmd ?? req.argv!.join(" "), cwd, env: this.env(req, spec, world.id), component: "api",
-        agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: req.pty,
-        world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
-      });
+      const ms = performance.now() - t0; // the command's time (trace), before the diff is read
       let fs_diff: FsDiff | undefined;
       if (overlay) {
         // The world must be gone (nothing mounted, nothing writing) before the upper dir is read.
@@ -186,6 +178,15 @@ export class WorldAgentService implements AgentService {
         this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir });
         fs_diff = await this.isolated.diff(spanId);
       }
+      // Trace (issue 5): one command_complete span per API execute under the returned span_id
+      // (GET /v1/trace/:span_id finds it); the caller's SUBSTRATE_SPAN_ID becomes parent_span.
+      recordExecuteSpan({
+        span_id: spanId, started_at: new Date(Date.now() - ms).toISOString(), duration_ms: ms,
+        cmd: req.cmd ?? req.argv!.join(" "), cwd, env: this.env(req, spec, world.id), component: "api",
+        agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: req.pty,
+        world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
+        ...(fs_diff ? { fs_diff } : {}),
+      });
       return {
         exit: exit.exit,
         span_id: spanId,

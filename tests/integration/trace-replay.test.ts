@@ -81,6 +81,10 @@ describe("golden replay through the world", () => {
     expect(rec.exit).toBe(3);
     expect(rec.fs_diff?.writes.some((p) => p.endsWith("out/x.ts"))).toBe(true);
     expect(fs.existsSync(join(proj, "out"))).toBe(false); // isolated: the project is untouched
+    // the agent's own span for that execute carries the same diff
+    const agentSpan = (await readSpans({ path: join(home, "agent-trace.jsonl"), parent_span: id })).at(-1)!;
+    expect(agentSpan).toMatchObject({ component: "api", exit: 3 });
+    expect(agentSpan.fs_diff).toEqual(rec.fs_diff);
     const r = substrate(["replay", id, "--json"]);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.out);
