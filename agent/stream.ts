@@ -138,12 +138,21 @@ export class StreamServer {
     ws.on("error", () => {});
     let session: Session | undefined;
     let starting = false;
+    // Input that arrives while the world starts (clients need not wait for `started`).
+    let early: { data: Buffer; binary: boolean }[] = [];
+    let earlyBytes = 0;
     const timer = setTimeout(() => {
       if (!session && !starting) fail(ws, "bad_request", `no start or attach message within ${START_TIMEOUT_MS} ms`);
     }, START_TIMEOUT_MS);
 
-    ws.on("message", (data: RawData, isBinary: boolean) => {
+    const onMessage = (data: RawData, isBinary: boolean) => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      if (starting) {
+        earlyBytes += buf.length;
+        if (earlyBytes > MAX_WS_PAYLOAD) return fail(ws, "payload_too_large", `more than ${MAX_WS_PAYLOAD} bytes sent before the session started`);
+        early.push({ data: buf, binary: isBinary });
+        return;
+      }
       if (isBinary) {
         if (!session) return fail(ws, "bad_request", "binary data before start", 'send {"type":"start",...} first');
         if (session.client === ws && !session.exit) session.proc.write(buf);
@@ -158,7 +167,6 @@ export class StreamServer {
       }
       const type = (msg as { type?: unknown } | null)?.type;
       if (!session) {
-        if (starting) return send(ws, { type: "error", code: "bad_request", message: "session is starting; wait for `started`" });
         if (type === "start") {
           const r = StreamStart.safeParse(msg);
           if (!r.success) return fail(ws, "bad_request", describeZodError(r.error));
@@ -168,9 +176,13 @@ export class StreamServer {
             (s) => {
               starting = false;
               session = s;
+              const queued = early;
+              early = [];
+              for (const q of queued) onMessage(q.data, q.binary);
             },
             (e) => {
               starting = false;
+              early = [];
               const err = e instanceof ApiError ? e : new ApiError("internal", `internal error: ${(e as Error).message}`);
               fail(ws, err.code, err.message, err.hint);
             },
@@ -212,7 +224,8 @@ export class StreamServer {
           ws.close(1000, "detached");
           break;
       }
-    });
+    };
+    ws.on("message", onMessage);
 
     ws.on("close", () => {
       clearTimeout(timer);
@@ -303,9 +316,11 @@ export class StreamServer {
       this.forgetLater(s);
     };
     proc.exited.then(finish, (e: Error) => {
-      // The world went away under the command (agent shutdown, world deleted).
+      // Our own kill (client gone) drops the ctl connection too; anything else means the
+      // world went away under the command (agent shutdown, world deleted).
+      const ours = !s.client && !s.detachable;
       finish({ exit: 1, signal: null });
-      this.o.log?.(`stream ${id}: ${e.message}`);
+      if (!ours) this.o.log?.(`stream ${id}: ${e.message}`);
     });
     return s;
   }

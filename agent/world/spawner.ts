@@ -141,7 +141,13 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
         break;
       case Frame.RESIZE: {
         const r = JSON.parse(payload.toString()) as { cols: number; rows: number };
-        proc.terminal?.resize(r.cols, r.rows);
+        // Issue 6: a refused resize (e.g. an ioctl the sandbox denies) must not take the
+        // command down with the ctl connection; report it on our stderr (agent log).
+        try {
+          proc.terminal?.resize(r.cols, r.rows);
+        } catch (e) {
+          process.stderr.write(`resize ${r.cols}x${r.rows} failed: ${(e as Error).message}\n`);
+        }
         break;
       }
       case Frame.SIGNAL: {

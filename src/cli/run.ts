@@ -145,7 +145,13 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
     }
   };
 
-  if (streamStdin) return runWithStreamedStdin(o.cmd, cwd, env, req, cfg, backend, hostGate);
+  if (streamStdin) {
+    try {
+      return await span.finish(runWithStreamedStdin(o.cmd, cwd, { ...env, ...span.env }, req, cfg, backend, hostGate));
+    } catch (e) {
+      throw span.fail(e);
+    }
+  }
 
   // Hot path: the agent is usually there; don't pay a probe round trip to find out.
   const optimistic = backend.optimisticClient?.();

@@ -24,9 +24,9 @@ const BEL = 0x07;
 /** bash: report new `cd`/`export` history entries as OSC 6973 (see the header). */
 export const PROMPT_HOOK =
   '__sl=$(HISTTIMEFORMAT= builtin history 1); __sk=${__sl%%[!0-9 ]*}; __sk=${__sk// /}; ' +
-  'if [ "${__sn-}" != "$__sk" ]; then if [ -n "${__sn+x}" ]; then __sc=${__sl#*[0-9]  }; ' +
+  'if [ -z "${__si-}" ]; then __si=1; __sn=$__sk; elif [ "$__sn" != "$__sk" ]; then __sn=$__sk; __sc=${__sl#*[0-9]  }; ' +
   'case $__sc in cd|cd\\ *|export|export\\ *) builtin printf \'\\033]6973;%s;%s\\007\' ' +
-  '"$(builtin printf %s "$__sc" | base64 -w0)" "$(builtin printf %s "$PWD" | base64 -w0)";; esac; fi; __sn=$__sk; fi';
+  '"$(builtin printf %s "$__sc" | base64 -w0)" "$(builtin printf %s "$PWD" | base64 -w0)";; esac; fi';
 
 /**
  * Removes OSC 6973 sequences from a byte stream (they may be split across chunks) and hands
