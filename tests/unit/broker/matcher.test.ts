@@ -4,6 +4,9 @@
  * glob semantics of `case`).
  */
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseLine } from "../../../src/broker/_lexer.ts";
 import { analyze, compilePattern, matchWords, RuleSet } from "../../../src/broker/pattern.ts";
 import { embed, pick, quoteWord, randomCommand, randomLine, randomWord, rng } from "./_gen.ts";
@@ -217,6 +220,46 @@ describe("properties", () => {
       const ours = analyze(c.text, VARS).units[0].words.slice(2);
       expect({ text: c.text, words: ours }).toEqual({ text: c.text, words: c.argv }); // …and so are we
     });
+  });
+
+  test("the commands of a line agree with the commands bash runs (bash is the oracle)", () => {
+    // every generated command name is shadowed by a function that records its argv in a file of
+    // its own (commands of a pipeline run concurrently: one file each, no interleaving); all
+    // succeed, so the right-hand side of `||` is the only command bash skips
+    const dir = mkdtempSync(join(tmpdir(), "substrate-oracle-"));
+    try {
+      const names = ["echo", "ls", "cat", "git", "npm", "printf", "true", "grep"];
+      const prelude = [
+        `D=${dir}; C=0`,
+        `rec() { C=$((C+1)); command printf '%s\\037' "$@" > "$D/$BASHPID.$C"; }`,
+        ...names.map((n) => `${n}() { rec ${n} "$@"; }`),
+        `flush() { wait; for f in "$D"/*; do [ -e "$f" ] || continue; command cat "$f"; command printf '\\036'; command rm -f "$f"; done; command printf '\\035'; }`,
+      ].join("\n");
+      const r = rng(4242);
+      for (let batch = 0; batch < 4; batch++) {
+        const lines: { text: string; expected: string[][] }[] = [];
+        for (let i = 0; i < 40; i++) {
+          const cmds = [randomCommand(r), randomCommand(r), randomCommand(r)];
+          const ops = [pick(r, [";", "&&", "|", "\n", "||", "&"] as const), pick(r, [";", "&&", "|", "\n"] as const)];
+          lines.push({ text: `${cmds[0].text} ${ops[0]} ${cmds[1].text} ${ops[1]} ${cmds[2].text}`, expected: cmds.map((c) => c.argv) });
+        }
+        const script = `${prelude}\n${lines.map((l) => `${l.text}\nflush`).join("\n")}`;
+        const out = Bun.spawnSync(["bash", "--norc", "--noprofile", "-c", script]);
+        expect(out.stderr.toString()).toBe("");
+        const perLine = out.stdout.toString("utf8").split("\x1d").slice(0, -1);
+        expect(perLine.length).toBe(lines.length);
+        lines.forEach((l, i) => {
+          const ran = perLine[i].split("\x1e").slice(0, -1).map((rec) => rec.split("\x1f").slice(0, -1));
+          const ours = analyze(l.text, VARS).units.map((u) => u.words);
+          expect({ text: l.text, ours }).toEqual({ text: l.text, ours: l.expected });
+          const key = (xs: string[][]) => xs.map((x) => JSON.stringify(x)).sort();
+          if (l.text.includes("||")) for (const k of key(ran)) expect(key(ours)).toContain(k);
+          else expect({ text: l.text, ran: key(ran) }).toEqual({ text: l.text, ran: key(ours) });
+        });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("word globs agree with bash `case` matching", () => {
