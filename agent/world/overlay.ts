@@ -20,7 +20,7 @@
  * - The kernel overlay must be mounted inside the world's private mount namespace (never the
  *   host's): the spawner calls mountOverlay before pivot_root.
  */
-import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ENUM_PROBE_FILE, ENUM_PROBE_ID, type WorldFsStrategy } from "../../src/contract/doctor.ts";
 import { fuseDeviceAvailable, fuseOverlayfsBinary, fuseOverlayfsOptions, mountFuseOverlay } from "../../src/sys/fuse_overlayfs.ts";
@@ -95,7 +95,10 @@ export interface OverlayMountSpec {
   upper: string;
   work: string;
   target: string;
-  /** Under a user namespace: store overlay xattrs in `user.overlay.*`. */
+  /**
+   * Store overlay xattrs in `user.overlay.*` (needed under a user namespace). Unset: true when
+   * the caller runs inside a user namespace, detected from /proc/self/uid_map.
+   */
   userxattr?: boolean;
   /** "auto" (default): kernel overlay, fuse-overlayfs when the kernel one cannot be mounted. */
   strategy?: OverlayStrategy | "auto";
@@ -124,10 +127,23 @@ export function overlayMountData(m: Pick<OverlayMountSpec, "lower" | "upper" | "
  * Returns the strategy used and records it (with userxattr) in `<dir>/mount.json`, which
  * overlayDiff/applyDiff read when not told explicitly.
  */
-export function mountOverlay(m: OverlayMountSpec): OverlayStrategy {
+export function mountOverlay(spec: OverlayMountSpec): OverlayStrategy {
+  // userxattr unset: decide from where we run. Inside a user namespace the kernel cannot
+  // write trusted.* xattrs, and the mount would fail (or lose opaque markers) without it.
+  const m = { ...spec, userxattr: spec.userxattr ?? inUserNamespace() };
   const s = mountOverlayOnly(m);
-  writeMountRecord(m.upper, { strategy: s, userxattr: s === "overlay" && m.userxattr === true });
+  writeMountRecord(m.upper, { strategy: s, userxattr: s === "overlay" && m.userxattr });
   return s;
+}
+
+/** True when this process is not in the initial user namespace (its uid map is not identity). */
+export function inUserNamespace(): boolean {
+  try {
+    const map = readFileSync("/proc/self/uid_map", "utf8").trim().split(/\s+/);
+    return !(map.length === 3 && map[0] === "0" && map[1] === "0" && map[2] === "4294967295");
+  } catch {
+    return false;
+  }
 }
 
 function mountOverlayOnly(m: OverlayMountSpec): OverlayStrategy {

@@ -307,9 +307,9 @@ test("in a real user namespace (world root = project owner): userxattr overlay, 
   expect([map.rootUid, map.rootGid]).toEqual([1000, 1000]);
   const h = prepareIdMapHelpers(join(tmp, "idmap"), map);
   try {
+    // userxattr not passed: mountOverlay detects the user namespace itself.
     const w = await runInOverlay(base, nextId(), project, `${OPS}\ntest "$(id -u)" = 0`, {
       strategy: "overlay",
-      userxattr: true,
       userns: { unshareArgs: h.unshareArgs, PATH: h.env.PATH, owner: { uid: map.rootUid, gid: map.rootGid } },
     });
     expect(readMountRecord(w.dirs.upper)).toEqual({ strategy: "overlay", userxattr: true });
