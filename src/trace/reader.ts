@@ -177,11 +177,27 @@ export async function* followSpans(
       st = undefined;
     }
     if (st && (st.ino !== ino || st.size < offset)) {
-      // rotated (or truncated): the old inode is now `.1`; drain its tail, then start over
-      if (ino !== -1 && fs.existsSync(`${path}.1`)) {
-        const old = fs.statSync(`${path}.1`);
-        if (old.ino === ino && old.size > offset) {
-          for (const s of readRange(`${path}.1`, offset, old.size, rest)) if (ok(s)) yield s;
+      // Rotated (maybe several times since the last poll) or truncated. Find where our
+      // inode went (`.k`), drain its tail, then the files rotated after it (`.k-1` … `.1`)
+      // whole, then start the new current file from 0.
+      if (ino !== -1 && st.ino !== ino) {
+        const rotated: { file: string; st: fs.Stats }[] = [];
+        for (let i = 1; ; i++) {
+          const f = `${path}.${i}`;
+          let rs: fs.Stats;
+          try {
+            rs = fs.statSync(f);
+          } catch {
+            break;
+          }
+          rotated.push({ file: f, st: rs });
+          if (rs.ino === ino) break;
+        }
+        const k = rotated.findIndex((r) => r.st.ino === ino);
+        if (k >= 0) {
+          const mine = rotated[k]!;
+          if (mine.st.size > offset) for (const s of readRange(mine.file, offset, mine.st.size, rest)) if (ok(s)) yield s;
+          for (let j = k - 1; j >= 0; j--) for (const s of readRange(rotated[j]!.file, 0, rotated[j]!.st.size, "")) if (ok(s)) yield s;
         }
       }
       ino = st.ino;
