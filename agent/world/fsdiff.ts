@@ -373,30 +373,53 @@ const depth = (p: string): number => {
  * differ between runs and user-namespace mappings without the result differing).
  */
 export function treeHash(sorted: Change[]): string {
-  const h = new Bun.CryptoHasher("sha256");
-  const buf = Buffer.allocUnsafe(1 << 16);
+  const t = new TreeHasher();
+  for (const c of sorted) t.add(c);
+  return t.digest();
+}
+
+/**
+ * treeHash that gives the event loop back every ~1000 entries: hashing a 100k-file diff reads
+ * every file (~0.5-1 s), which must not freeze the agent's other requests meanwhile.
+ */
+export async function treeHashAsync(sorted: Change[]): Promise<string> {
+  const t = new TreeHasher();
+  for (let i = 0; i < sorted.length; i++) {
+    t.add(sorted[i] as Change);
+    if ((i & 1023) === 1023) await new Promise<void>((r) => setImmediate(r));
+  }
+  return t.digest();
+}
+
+class TreeHasher {
+  private readonly h = new Bun.CryptoHasher("sha256");
+  private readonly buf = Buffer.allocUnsafe(1 << 16);
   // Lines are fed to the hasher in batches: one native update per ~1000 entries, not per line.
-  let batch = "";
-  let n = 0;
-  for (const c of sorted) {
+  private batch = "";
+  private n = 0;
+
+  add(c: Change): void {
     const k = KIND_LETTER[c.kind];
     const p = JSON.stringify(c.path);
     let line: string;
     if (c.kind === "delete" || c.upper === undefined) line = `["${k}",${p}]\n`;
     else if (c.type === "symlink") line = `["${k}",${p},"l",${JSON.stringify(readlinkSync(c.upper))}]\n`;
     else if (c.type === "file") {
-      const [mode, size, sha] = fileDigest(c.upper, buf);
+      const [mode, size, sha] = fileDigest(c.upper, this.buf);
       line = `["${k}",${p},"f",${mode},${size},"${sha}"]\n`;
     } else line = `["${k}",${p},"${c.type === "dir" ? "d" : "o"}",${lstatSync(c.upper).mode & 0o7777}]\n`;
-    batch += line;
-    if (++n === 1024) {
-      h.update(batch);
-      batch = "";
-      n = 0;
+    this.batch += line;
+    if (++this.n === 1024) {
+      this.h.update(this.batch);
+      this.batch = "";
+      this.n = 0;
     }
   }
-  h.update(batch);
-  return `sha256:${h.digest("hex")}`;
+
+  digest(): string {
+    this.h.update(this.batch);
+    return `sha256:${this.h.digest("hex")}`;
+  }
 }
 
 /**
@@ -451,7 +474,7 @@ export function countChanges(cs: Change[]): DiffSummary {
  * path order. (`npm install` then still shows `package-lock.json` and the top of
  * `node_modules/`, not 1000 files deep in the first package.) The lists stay path-sorted.
  */
-export function buildFsDiff(sorted: Change[], o: OverlayDiffOptions = {}): FsDiff {
+export function buildFsDiff(sorted: Change[], o: OverlayDiffOptions = {}, precomputedHash?: string): FsDiff {
   const maxFiles = o.maxFiles ?? MAX_FILE_LIST;
   const maxDirs = o.maxDirs ?? MAX_TRACKED_DIRS;
   const { dirs, files } = countChanges(sorted);
@@ -489,13 +512,19 @@ export function buildFsDiff(sorted: Change[], o: OverlayDiffOptions = {}): FsDif
   const counts = `${dirs} dirs, ${files} files`;
   if (truncated) {
     diff.truncated = true;
-    diff.tree_hash = treeHash(sorted);
+    diff.tree_hash = precomputedHash ?? treeHash(sorted);
     diff.summary = `${counts} (truncated, see tree_hash)`;
   } else {
-    if (o.alwaysHash) diff.tree_hash = treeHash(sorted);
+    if (o.alwaysHash) diff.tree_hash = precomputedHash ?? treeHash(sorted);
     diff.summary = counts;
   }
   return diff;
+}
+
+/** Whether buildFsDiff will need the tree hash for these changes and options. */
+export function needsTreeHash(sorted: Change[], o: OverlayDiffOptions = {}): boolean {
+  const { dirs, files } = countChanges(sorted);
+  return o.alwaysHash === true || files > (o.maxFiles ?? MAX_FILE_LIST) || dirs > (o.maxDirs ?? MAX_TRACKED_DIRS);
 }
 
 /**
@@ -504,5 +533,6 @@ export function buildFsDiff(sorted: Change[], o: OverlayDiffOptions = {}): FsDif
  */
 export async function overlayDiff(upperDir: string, lowerDir: string, opts: OverlayDiffOptions = {}): Promise<FsDiff> {
   const changes = sortChanges(collectChanges(upperDir, lowerDir, opts));
-  return buildFsDiff(changes, opts);
+  const hash = needsTreeHash(changes, opts) ? await treeHashAsync(changes) : undefined;
+  return buildFsDiff(changes, opts, hash);
 }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildFsDiff, compareUtf8, sortChanges, treeHash, type Change } from "../../../agent/world/fsdiff.ts";
+import { buildFsDiff, compareUtf8, sortChanges, treeHash, treeHashAsync, type Change } from "../../../agent/world/fsdiff.ts";
 
 let dir: string;
 beforeAll(() => {
@@ -44,7 +44,7 @@ test("truncation keeps mods and deletes, then the shallowest writes; exactly at 
   expect(d.tree_hash).toMatch(/^sha256:[0-9a-f]{64}$/);
 });
 
-test("tree hash: independent of input order, sensitive to content and mode, matches the documented definition", () => {
+test("tree hash: independent of input order, sensitive to content and mode, matches the documented definition", async () => {
   const f = (name: string, content: string, mode = 0o644) => {
     const p = join(dir, name);
     writeFileSync(p, content);
@@ -64,6 +64,7 @@ test("tree hash: independent of input order, sensitive to content and mode, matc
   expect(treeHash(sortChanges(mk("1", "3")))).not.toBe(h1);
   expect(treeHash(sortChanges(mk("1", "2", 0o755)))).not.toBe(h1);
   expect(treeHash(sortChanges(mk("1", "2")))).toBe(h1);
+  expect(await treeHashAsync(sortChanges(mk("1", "2")))).toBe(h1);
   // Golden: the definition in docs/FS_DIFF.md, recomputed by hand.
   const sha = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex");
   const dmode = (Bun.spawnSync(["stat", "-c", "%a", join(dir, "d")]).stdout.toString().trim());
