@@ -144,6 +144,10 @@ describe("allowlist coverage", () => {
     expect(uncovered("make")).toBeNull();
     expect(uncovered("make install")).toBe("make install");
   });
+  test("a dynamic command name is never covered by a static allow pattern", () => {
+    expect(uncovered("$(echo sudo) ls")).toBe("'$(echo sudo)' ls");
+    expect(uncovered("$X ls")).toBe("'$X' ls");
+  });
   test("control-flow headers are not commands", () => {
     expect(uncovered("for f in a b; do git add $f; done")).toBeNull();
     expect(uncovered("case x in x) ls;; esac")).toBeNull();
