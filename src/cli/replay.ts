@@ -138,7 +138,10 @@ export default defineCommand({
     };
     let report;
     try {
-      report = await trace.replaySpan(span, { world, policyCommit, policyId, topN: top, record: args.record !== false, tracePath: path });
+      const { projectDirFor } = await import("./_project.ts");
+      const cwd = span.replay_context?.cwd ?? span.cwd;
+      const projectDir = cwd ? projectDirFor(cwd) : undefined; // the same project the original ran in
+      report = await trace.replaySpan(span, { world, policyCommit, policyId, topN: top, record: args.record !== false, tracePath: path, projectDir });
     } catch (e) {
       if (e instanceof trace.ReplayError) throw new CliError(e.exitCode, e.message, e.hint);
       if (e instanceof AgentUnreachable) throw new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");

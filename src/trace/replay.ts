@@ -131,10 +131,12 @@ export interface ReplayOptions {
   record?: boolean;
   tracePath?: string;
   sessionId?: string;
+  /** the world's project directory (as `substrate -c` would pick it for the cwd); default: the cwd */
+  projectDir?: string;
 }
 
 /** The execute request that reproduces the span's context in a fresh isolated world. */
-export function replayRequest(span: Span): ExecuteRequestInput {
+export function replayRequest(span: Span, projectDir?: string): ExecuteRequestInput {
   const rc = span.replay_context;
   if (span.cmd === undefined || span.cmd === "")
     throw new ReplayError(`span ${span.span_id} (${span.event_type}) has no command to replay`, 2);
@@ -160,13 +162,13 @@ export function replayRequest(span: Span): ExecuteRequestInput {
     agent_id: span.agent_id,
     isolated: true,
     pty: false,
-    world: { reuse_session: false },
+    world: { reuse_session: false, ...(projectDir ? { project_dir: projectDir } : {}) },
   };
 }
 
 /** Replay one span (a `command_complete` one, usually). Throws ReplayError for user-facing failures. */
 export async function replaySpan(span: Span, o: ReplayOptions): Promise<ReplayReport> {
-  const req = replayRequest(span);
+  const req = replayRequest(span, o.projectDir);
   const image = await o.world.worldImageVersion().catch(() => null);
   const warnings = driftWarnings(span, {
     policyCommit: o.policyCommit,
