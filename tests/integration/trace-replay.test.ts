@@ -138,6 +138,21 @@ describe("call sites write spans", () => {
     expect(agentSpans.map((s) => [s.component, s.exit, s.world_id])).toEqual([["api", 5, done.world_id]]);
   }, 60_000);
 
+  test("secrets typed or exported never reach either trace file (grep)", async () => {
+    const r = substrate(["-c", "echo --password=hunter2pw >/dev/null; curl -s -H 'Authorization: Bearer sekr3tBearerTok' http://127.0.0.1:9/ || true"], {
+      env: { MY_API_TOKEN: "envOnlySecretValue42" },
+    });
+    expect(r.code).toBe(0);
+    await agent.client.execute({ cmd: "true", cwd: proj, agent_id: "claude", env: { AWS_SECRET_ACCESS_KEY: "awsEnvSecretXYZ" }, world: { project_dir: proj } });
+    const host = fs.readFileSync(trace, "utf8");
+    const world = fs.readFileSync(join(home, "agent-trace.jsonl"), "utf8");
+    for (const secret of ["hunter2pw", "sekr3tBearerTok", "envOnlySecretValue42", "awsEnvSecretXYZ"]) {
+      expect(host).not.toContain(secret);
+      expect(world).not.toContain(secret);
+    }
+    expect(host).toContain("--password=[REDACTED]");
+  }, 60_000);
+
   test("API execute: its span_id is served by GET /v1/trace/:span_id, secrets redacted", async () => {
     const res = await agent.client.execute({ cmd: "true --token=abc123secret", cwd: proj, agent_id: "claude", world: { project_dir: proj } });
     const got = await agent.client.request("GET", `/v1/trace/${res.span_id}`);
