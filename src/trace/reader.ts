@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import { Span } from "../contract/span.ts";
-import { DEFAULT_KEEP, traceFilePath } from "./writer.ts";
+import { traceFilePath } from "./writer.ts";
 
 export interface SpanFilter {
   /** trace file (default traceFilePath()); rotated `.1` … `.N` are read too */
@@ -32,12 +32,8 @@ export interface ReadStats {
 /** The trace file and its rotated predecessors, oldest first. */
 export function traceFiles(path = traceFilePath()): string[] {
   const rotated: string[] = [];
-  // Rotation keeps `.1` … `.keep`; look a little further in case keep was lowered later.
-  for (let i = 1; i <= Math.max(DEFAULT_KEEP, 64); i++) {
-    const p = `${path}.${i}`;
-    if (fs.existsSync(p)) rotated.push(p);
-    else if (i > DEFAULT_KEEP) break;
-  }
+  // Rotated files are contiguous (`.1` … `.k`, made only under the rotation lock).
+  for (let i = 1; fs.existsSync(`${path}.${i}`); i++) rotated.push(`${path}.${i}`);
   const files = rotated.reverse();
   if (fs.existsSync(path)) files.push(path);
   return files;

@@ -97,6 +97,8 @@ describe("rotation", () => {
     expect(files).not.toContain("trace.jsonl.lock");
     expect(files.length).toBeGreaterThan(20);
     const all = files.map((f) => join(dir, "rot", f));
+    expect(traceFiles(path).sort()).toEqual(all.sort()); // contiguous: the reader finds every file
+    expect((await readSpans({ path })).length).toBe(2000);
     const spans = allLines(all);
     expect(spans.length).toBe(2000);
     expect(new Set(spans.map((s) => s.cmd)).size).toBe(2000);
