@@ -25,7 +25,7 @@ beforeAll(() => {
 afterAll(() => {
   if (g) destroyGuest(g);
   rmSync(scratch, { recursive: true, force: true });
-});
+}, 120_000);
 
 function sshExec(g: Guest, cmd: string): Promise<{ out: string; code: number }> {
   const ep = parseSshConfig(readFileSync(join(g.dir, "ssh.config"), "utf8"));

@@ -164,6 +164,16 @@ export function procAlive(p: { pid: number; start: string }): boolean {
   }
 }
 
+/**
+ * A handle on an instance something else creates (e.g. `substrate world warm` with this
+ * LIMA_HOME): registered for the same guaranteed teardown as createGuest's.
+ */
+export function adoptGuest(name: string, limaHome: string): Guest {
+  const g = makeGuest(name, limaHome);
+  live.add(g);
+  return g;
+}
+
 /** Everything this guest could leave behind; empty when clean. */
 export function leftovers(g: Guest, rec: Recorded = recorded(g)): string[] {
   const out: string[] = [];
