@@ -112,12 +112,14 @@ export default defineCommand({
       const id = String(args.span);
       if (!SPAN_ID.test(id))
         throw new CliError(ExitCode.USAGE, `"${id}" is not a span id (expected spn_<uuidv7>)`, "list recent spans with `substrate trace --last 20`");
-      const events = await readSpans({ path, span_id: id });
+      // one pass for the span's own lines and its children (child spans and replays of it)
+      const related = await readSpans({ path, where: (s) => s.span_id === id || s.parent_span === id || s.replay_of === id });
+      const events = related.filter((s) => s.span_id === id);
       if (events.length === 0)
         throw new CliError(ExitCode.USAGE, `span ${id} is not in ${path} (or its rotated files)`, "list recent spans with `substrate trace --last 20`; SUBSTRATE_TRACE selects another trace file");
       const main = events.findLast((e) => e.event_type === "command_complete") ?? events.at(-1)!;
       const parent = main.parent_span ? await findSpan(main.parent_span, path) : undefined;
-      const children = latestPerSpan([...(await readSpans({ path, parent_span: id })), ...(await readSpans({ path, event_type: "replay" })).filter((s) => s.replay_of === id)]);
+      const children = latestPerSpan(related.filter((s) => s.span_id !== id));
       if (json) console.log(JSON.stringify({ span: main, events, parent: parent ?? null, children }, null, 2));
       else console.log(formatSpanDetail(events, parent, children));
       return;

@@ -21,6 +21,8 @@ export interface SpanFilter {
   since?: string | Date;
   /** spans whose parent_span is this id */
   parent_span?: string;
+  /** any other condition (ANDed with the rest) */
+  where?: (s: Span) => boolean;
 }
 
 export interface ReadStats {
@@ -59,7 +61,8 @@ export function spanMatches(f: SpanFilter): (s: Span) => boolean {
     (f.parent_span === undefined || s.parent_span === f.parent_span) &&
     (types === undefined || types.has(s.event_type)) &&
     (cmdOk === undefined || (s.cmd !== undefined && cmdOk(s.cmd))) &&
-    (since === undefined || Date.parse(s.ts) >= since);
+    (since === undefined || Date.parse(s.ts) >= since) &&
+    (f.where === undefined || f.where(s));
 }
 
 /** Parse one line; undefined when it is not a valid span. */
