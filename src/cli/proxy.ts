@@ -44,6 +44,7 @@ export default defineCommand({
     "token-file": { type: "string", description: "Bearer token for --tcp (created 0600 if missing; default ~/.substrate/proxy.token)", valueHint: "FILE" },
     audit: { type: "string", description: "Audit log, one JSON line per request (default ~/.substrate/audit.jsonl; 'off' disables)", valueHint: "FILE" },
     rate: { type: "string", description: "Requests per second per agent id (default 200, burst 2x)", valueHint: "N" },
+    policy: { type: "boolean", default: true, description: "Gate executes with the policy broker (--no-policy: forward as is)" },
     world: { type: "boolean", description: "--no-world is refused: the proxy forwards to a world agent" },
   },
   async run({ args, rawArgs }) {
@@ -69,6 +70,12 @@ export default defineCommand({
     const rate = args.rate === undefined ? undefined : Number(args.rate);
     if (rate !== undefined && !(rate > 0)) throw new CliError(ExitCode.USAGE, `--rate ${args.rate}: expected a positive number`);
     const tcp = args.tcp ? { ...parseHostPort(args.tcp), token: loadToken(args["token-file"] ?? join(substrateHome(), "proxy.token")) } : undefined;
+    // The broker in the hot path (issue 4): hot-reloaded policies, approvals over the API.
+    let policy = null;
+    if (args.policy !== false) {
+      const { PolicyBroker, ApiApprovals, ApprovalStore } = await import("../broker/index.ts");
+      policy = { broker: new PolicyBroker({ warn: say }).watch(), approvals: new ApiApprovals(new ApprovalStore(join(substrateHome(), "approvals.json"))) };
+    }
     let proxy;
     try {
       proxy = await startProxy({
@@ -78,6 +85,7 @@ export default defineCommand({
         auditPath: args.audit === "off" ? null : args.audit,
         rate: rate ? { ratePerSec: rate } : undefined,
         log: say,
+        policy,
       });
     } catch (e) {
       if (e instanceof ProxyError) throw new CliError(e.exitCode, e.message, e.hint);
@@ -87,6 +95,7 @@ export default defineCommand({
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         say(`${sig}: stopping`);
+        policy?.broker.close();
         void proxy.close().then(resolve);
       };
       process.once("SIGINT", () => stop("SIGINT"));

@@ -136,6 +136,8 @@ export const RequestScopesResponse = z.strictObject({
   granted: z.array(Scope),
   /** all scopes the agent holds now; each execute's token carries these */
   scopes: z.array(Scope),
+  /** ours: the answer approved a policy-gated command (host proxy), not scopes; retry it */
+  approved_command: z.string().optional(),
 });
 export type RequestScopesResponse = z.infer<typeof RequestScopesResponse>;
 

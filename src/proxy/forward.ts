@@ -25,6 +25,18 @@ import { ApiError, type AgentService, type OutputSink, type WorldInfo } from "..
 import { BudgetTracker, type BudgetLease } from "../api/budget.ts";
 import { appendSpan } from "../trace/index.ts";
 import { RateLimiter } from "./ratelimit.ts";
+import type { ApiApprovals, PolicyBroker } from "../broker/index.ts";
+
+/**
+ * The policy broker in the proxy's hot path (issue 4's ApiApprovals, mounted here): an
+ * execute or stream start whose command the policy denies → 403 `denied`; one that needs a
+ * human → 409 `approval_required` (+ `approval`), answered on /v1/request_scopes/approve and
+ * then retried; `commands.isolated` → forwarded with `isolated: true`.
+ */
+export interface ProxyPolicy {
+  broker: PolicyBroker;
+  approvals: ApiApprovals;
+}
 
 /** Per-request facts shared by the middleware (audit, traceparent) and this service. */
 export interface RequestContext {
@@ -41,11 +53,16 @@ export interface ForwardOptions {
   /** Host trace (rate_limit spans); default traceFilePath(). */
   tracePath?: string;
   log?: (msg: string) => void;
+  /** null/undefined: no policy gate (the agent's own semantics only). */
+  policy?: ProxyPolicy | null;
 }
 
 export class ForwardingService implements AgentService {
   readonly budgets: BudgetTracker;
   readonly limiter: RateLimiter;
+  get hasPolicy(): boolean {
+    return Boolean(this.o.policy);
+  }
   private readonly sessionId = `ses_${Bun.randomUUIDv7()}`;
 
   constructor(private readonly o: ForwardOptions) {
@@ -109,11 +126,35 @@ export class ForwardingService implements AgentService {
     });
   }
 
+  /** The policy gate; returns the request to forward (maybe isolated) or throws 403/409. */
+  async gate<T extends { cmd?: string; argv?: string[]; cwd?: string; world?: { project_dir?: string } }>(req: T): Promise<T & { isolated?: boolean }> {
+    const pol = this.o.policy;
+    if (!pol) return req;
+    const cwd = req.cwd ?? req.world?.project_dir ?? "/";
+    const cmd = req.cmd ?? req.argv!.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ");
+    let loaded;
+    try {
+      loaded = pol.broker.current(cwd);
+    } catch (e) {
+      throw new ApiError("unavailable", `the policy for ${cwd} cannot be loaded: ${(e as Error).message.split("\n")[0]}`, "fix it (`substrate policy validate`)");
+    }
+    const d = pol.approvals.decide(cmd, cwd, loaded, null, "api");
+    if (d.events.length) {
+      const { recordPolicyEvents } = await import("../broker/index.ts");
+      await recordPolicyEvents(d.events);
+    }
+    if (d.kind === "deny") throw new ApiError("denied", `denied by policy ${loaded.policy.id}: ${d.reason}`, d.pattern ? `matched ${d.pattern}` : undefined);
+    if (d.kind === "approval_required") throw new ApiError("approval_required", d.body.error.message, d.body.error.hint, { approval: d.body.approval });
+    if (d.kind === "run_isolated") return { ...req, isolated: true };
+    return req;
+  }
+
   async capabilities(): Promise<Capabilities> {
     return this.call("GET", "/v1/capabilities");
   }
 
   async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal): Promise<ExecuteResponse> {
+    req = await this.gate(req);
     const lease = this.admit(req.agent_id, req.cmd ?? req.argv!.join(" "), req.budget);
     const t0 = performance.now();
     try {
@@ -190,6 +231,12 @@ export class ForwardingService implements AgentService {
   }
 
   async approveScopes(a: ApprovalAnswer): Promise<RequestScopesResponse> {
+    // A policy approval of ours (execute → 409) first; otherwise the agent's scope approvals.
+    const answered = this.o.policy?.approvals.answer(a);
+    if (answered) {
+      if (a.choice === "deny") throw new ApiError("denied", `denied by the approver: ${answered.command}`);
+      return { agent_id: "", granted: [], scopes: [], approved_command: answered.command };
+    }
     return this.call("POST", "/v1/request_scopes/approve", a);
   }
 

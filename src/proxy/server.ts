@@ -21,7 +21,7 @@ import type { MiddlewareHandler } from "hono";
 import { errorBody, httpStatusFor, type AuditLine } from "../contract/index.ts";
 import { answerClientError, buildRouter } from "../api/router.ts";
 import { substrateHome } from "../config.ts";
-import { ForwardingService, requestContext, type RequestContext } from "./forward.ts";
+import { ForwardingService, requestContext, type ProxyPolicy, type RequestContext } from "./forward.ts";
 import { peerCred, type PeerCred } from "./peercred.ts";
 import type { RateLimitOptions } from "./ratelimit.ts";
 import { RateLimiter } from "./ratelimit.ts";
@@ -40,6 +40,8 @@ export interface ProxyOptions {
   tracePath?: string;
   rate?: RateLimitOptions;
   log?: (msg: string) => void;
+  /** The policy gate (src/broker); null/undefined = none (tests of pure API parity). */
+  policy?: ProxyPolicy | null;
 }
 
 export interface RunningProxy {
@@ -128,7 +130,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
     return { conn };
   };
 
-  const svc = new ForwardingService({ agentSocket: o.agentSocket, limiter: new RateLimiter(o.rate), tracePath: o.tracePath, log });
+  const svc = new ForwardingService({ agentSocket: o.agentSocket, limiter: new RateLimiter(o.rate), tracePath: o.tracePath, log, policy: o.policy });
 
   const middleware: MiddlewareHandler = async (c, next) => {
     const t0 = performance.now();

@@ -61,6 +61,7 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
     let first = true;
     let lease: BudgetLease | undefined;
     let agentId: string | null = null;
+    let gating: Promise<boolean> | undefined;
     const t0 = performance.now();
     // Same deadline as the agent's, so a silent client gets the same answer here.
     const silent = setTimeout(() => {
@@ -102,12 +103,44 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
           const st = StreamStart.safeParse(msg);
           if (st.success) {
             agentId = st.data.agent_id;
-            try {
-              lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), st.data.budget);
-            } catch (e) {
+            const refused = (e: unknown) => {
               const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
               refuse(err);
               o.audit(req, httpStatusFor(err.code), agentId, err.code, tp);
+            };
+            if (o.svc.hasPolicy) {
+              // The policy decides before anything is forwarded; input waits meanwhile.
+              gating = o.svc.gate(st.data).then(
+                (gated) => {
+                  if (gated.isolated) {
+                    refused(new ApiError("unsupported", "the policy runs this command in an isolated world, which streams do not offer", "use POST /v1/execute (isolated) instead"));
+                    return false;
+                  }
+                  try {
+                    lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), st.data.budget);
+                  } catch (e) {
+                    refused(e);
+                    return false;
+                  }
+                  return true;
+                },
+                (e) => {
+                  refused(e);
+                  return false;
+                },
+              );
+              pending.push({ data, binary });
+              void gating.then((ok) => {
+                if (!ok) return;
+                o.audit(req, 101, agentId, null, tp);
+                openUpstream();
+              });
+              return;
+            }
+            try {
+              lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), st.data.budget);
+            } catch (e) {
+              refused(e);
               return;
             }
           } else if ((msg as { agent_id?: unknown } | null)?.agent_id && typeof (msg as { agent_id: unknown }).agent_id === "string") {
@@ -118,7 +151,7 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
         openUpstream();
       }
       if (upstream?.readyState === WebSocket.OPEN) upstream.send(data, { binary });
-      else pending.push({ data, binary });
+      else if (upstream || gating) pending.push({ data, binary });
     });
     client.on("close", (code: number, reason: Buffer) => {
       clearTimeout(silent);

@@ -24,6 +24,7 @@ let hostTrace: string;
 
 beforeAll(async () => {
   proj = tempProject();
+  process.env.SUBSTRATE_TRACE = join(tmpdir(), `substrate-proxy-policy-${process.pid}.jsonl`); // policy events of the gate
   dir = mkdtempSync(join(tmpdir(), "substrate-proxy-"));
   audit = join(dir, "audit.jsonl");
   hostTrace = join(dir, "host-trace.jsonl");
@@ -37,6 +38,7 @@ afterAll(async () => {
   expect(worldDirs(state)).toEqual([]);
   rmSync(proj, { recursive: true, force: true });
   rmSync(dir, { recursive: true, force: true });
+  rmSync(process.env.SUBSTRATE_TRACE!, { force: true });
 });
 
 /** Masks what legitimately differs between the two sockets: ids, the target tag, clocks. */
@@ -241,6 +243,56 @@ describe("proxy middleware", () => {
       await p4.close();
     }
     await expect(startProxy({ socketPath: join(dir, "sock5", "agent.sock"), agentSocket: agent.socket, tcp: { host: "0.0.0.0", port: 0, token } })).rejects.toBeInstanceOf(ProxyError);
+  });
+
+  test("policy gate (issue 4's broker in the proxy): deny → 403, approval → 409 → approve → retry runs", async () => {
+    const { PolicyBroker, ApiApprovals, ApprovalStore } = await import("../../src/broker/index.ts");
+    const home = join(dir, "policy-home");
+    const pdir = join(home, ".substrate", "policies");
+    (await import("node:fs")).mkdirSync(pdir, { recursive: true });
+    (await import("node:fs")).writeFileSync(
+      join(pdir, "default.yaml"),
+      "id: default\nname: test\nmode: enforce\ncommands:\n  denied: ['rm -rf *']\n  require_approval: ['touch approved-*']\n",
+    );
+    const broker = new PolicyBroker({ home, warn: () => {} });
+    const p6 = await startProxy({
+      socketPath: join(dir, "sock7", "agent.sock"),
+      agentSocket: agent.socket,
+      auditPath: null,
+      tracePath: hostTrace,
+      policy: { broker, approvals: new ApiApprovals(new ApprovalStore(join(home, ".substrate", "approvals.json"))) },
+    });
+    try {
+      const victim = join(proj, "keep-me");
+      (await import("node:fs")).writeFileSync(victim, "x");
+      const denied = await http(p6.socketPath, "POST", "/v1/execute", { cmd: `rm -rf ${victim}`, cwd: proj, agent_id: "gated" });
+      expect(denied.status).toBe(403);
+      expect(denied.body.error.code).toBe("denied");
+      expect((await import("node:fs")).existsSync(victim)).toBe(true); // never forwarded
+
+      const ask = await http(p6.socketPath, "POST", "/v1/execute", { cmd: "touch approved-1", cwd: proj, agent_id: "gated" });
+      expect(ask.status).toBe(409);
+      expect(ask.body.approval.command).toBe("touch approved-1");
+      expect((await import("node:fs")).existsSync(join(proj, "approved-1"))).toBe(false);
+      const ok = await http(p6.socketPath, "POST", "/v1/request_scopes/approve", { approval_id: ask.body.approval.approval_id, choice: "once" });
+      expect(ok.status).toBe(200);
+      expect(ok.body.approved_command).toBe("touch approved-1");
+      const retry = await http(p6.socketPath, "POST", "/v1/execute", { cmd: "touch approved-1", cwd: proj, agent_id: "gated" });
+      expect(retry.status).toBe(200);
+      expect((await import("node:fs")).existsSync(join(proj, "approved-1"))).toBe(true);
+      expect((await http(p6.socketPath, "POST", "/v1/execute", { cmd: "touch approved-1", cwd: proj, agent_id: "gated" })).status).toBe(409); // once
+
+      const ws = await openStream(p6.socketPath, { cmd: `rm -rf ${victim}`, cwd: proj, agent_id: "gated" });
+      expect(await ws.closed).toBe(4403);
+      expect(ws.msg("error")?.code).toBe("denied");
+      expect((await import("node:fs")).existsSync(victim)).toBe(true);
+      const allowed = await openStream(p6.socketPath, { cmd: "echo fine", cwd: proj, agent_id: "gated" });
+      expect((await allowed.exit()).code).toBe(0);
+      expect(allowed.text()).toContain("fine");
+    } finally {
+      broker.close();
+      await p6.close();
+    }
   });
 
   test("agent gone → 503 unavailable with a next step", async () => {
