@@ -13,7 +13,7 @@
  * read-only` would make every project under /home (and /tmp) read-only inside worlds, since a
  * world's mount namespace is a copy of the agent's. The guest lists its project mounts in a
  * drop-in (provision.sh `--writable`); on a host we list the usual project roots (plus
- * `--writable DIR`) in the same drop-in file.
+ * `--writable DIR`) in the same drop-in file and turn ProtectHome off (see renderDropin).
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -41,7 +41,11 @@ export interface ModeResult {
 
 export function renderDropin(paths: string[]): string {
   const list = [...new Set(paths)].sort().map((p) => `-${p}`).join(" ");
-  return `# Written by substrate world warm: project roots writable for worlds (ProtectSystem=strict).\n[Service]\nReadWritePaths=${list}\n`;
+  // ProtectHome=no: with ProtectHome=read-only, ReadWritePaths=/home does NOT win (measured
+  // in a systemd 252 guest: a world's write to a project under /home got EROFS), and most
+  // Linux users' projects live in /home. ProtectSystem=strict still keeps everything else
+  // read-only for the agent.
+  return `# Written by substrate world warm: project roots writable for worlds (ProtectSystem=strict).\n[Service]\nProtectHome=no\nReadWritePaths=${list}\n`;
 }
 
 const sameFile = (path: string, want: Uint8Array | string): boolean => {

@@ -140,7 +140,7 @@ describe("pure helpers", () => {
   });
 
   test("the systemd drop-in lists sorted, de-duplicated, optional (-) writable roots", () => {
-    expect(renderDropin(["/tmp", "/home", "/tmp"])).toContain("\nReadWritePaths=-/home -/tmp\n");
+    expect(renderDropin(["/tmp", "/home", "/tmp"])).toContain("\n[Service]\nProtectHome=no\nReadWritePaths=-/home -/tmp\n");
   });
 
   test("probe facts parse as key<TAB>value; the verify text uses the doctor prefixes, a fix after each FAIL/WARN", () => {

@@ -1,0 +1,159 @@
+/**
+ * `substrate world warm|status|stop|restart|verify` in socket-activation mode, for real: the
+ * compiled linux host binary runs as root (via sudo, so SUDO_USER=lima) inside the harness
+ * guest, a Debian 12 with systemd as PID 1 (tests/e2e/harness). Proves the Linux host gets the
+ * Lima guest's layout from the same binary, that warm is idempotent (second run: no action,
+ * same InvocationID = nothing restarted), that a different agent binary is replaced and the
+ * service restarted, that a project under /home is writable for worlds, and stop/restart.
+ *
+ * Needs root (nspawn); builds dist/ with `scripts/build.ts --native` (unchanged inputs are
+ * not rebuilt) so the binary carries this checkout's code.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join, resolve } from "node:path";
+import { LifecycleReport, VerifyReport, WorldStatusReport } from "../../src/contract/index.ts";
+import { createGuest, destroyGuest, ensureGuestImage, type Guest } from "./harness/harness.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const HOST_BIN = join(ROOT, "dist", `substrate-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
+let g: Guest;
+/** Per-test timeout: the machine may be loaded by parallel suites (never a time assertion). */
+const T = 180_000;
+
+/** `limactl shell` → the guest user's login shell (new login: current groups). */
+const sh = (...args: string[]) => g.limactl(["shell", g.name, ...args]);
+const must = (...args: string[]): string => {
+  const r = sh(...args);
+  if (r.code !== 0) throw new Error(`${args.join(" ")} → exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+};
+const lifecycle = (cmd: string): LifecycleReport => LifecycleReport.parse(JSON.parse(must("sudo", "substrate", "world", cmd, "--json")));
+const service = () => {
+  const kv = new Map(must("sudo", "systemctl", "show", "--property=InvocationID,MainPID,ActiveState", "substrate-world-agent.service").trim().split("\n").map((l) => l.split("=", 2) as [string, string]));
+  return { invocation: kv.get("InvocationID")!, pid: Number(kv.get("MainPID")), active: kv.get("ActiveState")! };
+};
+
+beforeAll(() => {
+  const b = Bun.spawnSync([process.execPath, join(ROOT, "scripts/build.ts"), "--native"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  if (b.exitCode !== 0) throw new Error(`build failed: ${b.stderr.toString()}`);
+  ensureGuestImage();
+  g = createGuest(`lsd${process.pid}`);
+  const c = g.limactl(["copy", HOST_BIN, `${g.name}:substrate`]);
+  if (c.code !== 0) throw new Error(`limactl copy: ${c.stderr}`);
+  must("sudo", "install", "-m", "0755", "substrate", "/usr/local/bin/substrate");
+}, 600_000);
+
+afterAll(() => {
+  if (g) {
+    const left = destroyGuest(g);
+    if (left.length) throw new Error(`guest left things behind: ${left.join("; ")}`);
+  }
+}, 120_000);
+
+describe("Linux host, root + systemd: socket activation", () => {
+  let first: ReturnType<typeof service>;
+
+  test("warm installs the agent, the shipped units, group + membership, enables the socket, validates", () => {
+    const r = lifecycle("warm");
+    expect(r).toMatchObject({ ok: true, mode: "socket_activation", socket_path: "/run/substrate.sock" });
+    for (const a of ["installed_agent", "installed_units", "updated_dropin", "created_group", "added_user_to_group", "daemon_reload", "enabled_socket", "started_socket"] as const)
+      expect(r.actions).toContain(a);
+    expect(r.agent_version).toBe(r.expected_agent_version!);
+    expect(r.guidance.join("\n")).toContain("newgrp substrate");
+    expect(r.guidance.join("\n")).toContain("loginctl enable-linger lima");
+    expect(must("stat", "-c", "%U:%G %a", "/run/substrate.sock").trim()).toBe("root:substrate 660");
+    expect(must("id", "-nG", "lima").split(/\s+/)).toContain("substrate");
+    // The units are the Lima guest's, byte for byte.
+    must("sh", "-c", "substrate world assets extract /tmp/assets >/dev/null 2>&1 || sudo substrate world assets extract /tmp/assets >/dev/null");
+    must("sudo", "cmp", "/tmp/assets/guest-assets/substrate-world-agent.socket", "/etc/systemd/system/substrate-world-agent.socket");
+    must("sudo", "cmp", "/tmp/assets/guest-assets/substrate-world-agent.service", "/etc/systemd/system/substrate-world-agent.service");
+    expect(must("systemctl", "is-enabled", "substrate-world-agent.socket").trim()).toBe("enabled");
+    // The invoking user (new login = new groups) reaches the agent without sudo.
+    const caps = JSON.parse(must("curl", "-sf", "--unix-socket", "/run/substrate.sock", "http://localhost/v1/capabilities"));
+    expect(caps.api_version).toBe("v1");
+    first = service();
+    expect(first.active).toBe("active");
+    expect(r.pid).toBe(first.pid);
+  }, T);
+
+  test("warm again: no action, nothing restarted (same InvocationID and MainPID)", () => {
+    const r = lifecycle("warm");
+    expect(r.actions).toEqual([]);
+    const now = service();
+    expect(now.invocation).toBe(first.invocation);
+    expect(now.pid).toBe(first.pid);
+  }, T);
+
+  test("a project under /home is writable for worlds (drop-in: ProtectHome=no + ReadWritePaths)", () => {
+    must("sh", "-c", "mkdir -p ~/.substrate ~/proj && printf '[world]\\nisolate_network = false\\n' > ~/.substrate/config.toml");
+    const r = sh("sh", "-c", "cd ~/proj && substrate -c 'echo from-world > made-in-world && pwd'");
+    expect(r.stderr).not.toContain("Read-only");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("/home/lima.linux/proj");
+    expect(must("cat", "/home/lima.linux/proj/made-in-world").trim()).toBe("from-world");
+  }, T);
+
+  test("status: socket_activation, units active, MainPID, versions match, live worlds", () => {
+    const r = sh("sudo", "substrate", "world", "status", "--json");
+    expect(r.code).toBe(0);
+    const s = WorldStatusReport.parse(JSON.parse(r.stdout));
+    expect(s).toMatchObject({
+      backend: "linux-local",
+      mode: "socket_activation",
+      running: true,
+      agent: { version_match: true, pid: first.pid },
+      socket: { path: "/run/substrate.sock", owner: "root", group: "substrate", mode: "0660" },
+      units: { socket: "active", service: "active", socket_enabled: "enabled" },
+    });
+    expect(s.worlds.some((w) => w.project_dir === "/home/lima.linux/proj")).toBe(true);
+  }, T);
+
+  test("a different agent binary is replaced and the service restarted", () => {
+    must("sudo", "sh", "-c", "printf '#!/bin/sh\\necho old agent\\n' > /usr/local/bin/substrate-world-agent.old && mv -f /usr/local/bin/substrate-world-agent.old /usr/local/bin/substrate-world-agent");
+    const r = lifecycle("warm");
+    expect(r.actions).toContain("replaced_agent");
+    expect(r.actions).toContain("restarted");
+    expect(r.agent_version).toBe(r.expected_agent_version!);
+    const now = service();
+    expect(now.invocation).not.toBe(first.invocation);
+    expect(lifecycle("warm").actions).toEqual([]);
+  }, T);
+
+  test("verify runs under the unit's sandbox; a policy without network isolation FAILS the network checks", () => {
+    // Root's config turns network isolation off: the egress checks must fail, exit non-zero.
+    must("sudo", "sh", "-c", "mkdir -p /root/.substrate && printf '[world]\\nisolate_network = false\\n' > /root/.substrate/config.toml");
+    const r = sh("sudo", "substrate", "world", "verify", "--json");
+    expect(r.code).toBe(4);
+    const v = VerifyReport.parse(JSON.parse(r.stdout));
+    const st = Object.fromEntries(v.checks.map((c) => [c.id, c.status]));
+    expect(v.ok).toBe(false);
+    expect(st).toMatchObject({
+      project_writable: "pass",
+      system_read_only: "pass",
+      outside_project_denied: "pass",
+      host_processes_invisible: "pass",
+      own_network_namespace: "fail",
+      egress_refused: "fail",
+      ipv6_dropped: "fail",
+      seccomp_no_new_privs: "pass",
+      mount_denied_isolated: "pass",
+      overlay_diff_captured: "pass",
+    });
+    must("sudo", "rm", "-f", "/root/.substrate/config.toml");
+  }, T);
+
+  test("stop stops socket and service; status says so (exit 3); restart brings both back", () => {
+    const s = lifecycle("stop");
+    expect(s.actions).toEqual(["stopped_agent"]);
+    expect(sh("systemctl", "is-active", "substrate-world-agent.socket").stdout.trim()).toBe("inactive");
+    expect(sh("test", "-e", "/run/substrate.sock").code).not.toBe(0);
+    const st = sh("sudo", "substrate", "world", "status", "--json");
+    expect(st.code).toBe(3);
+    expect(WorldStatusReport.parse(JSON.parse(st.stdout)).running).toBe(false);
+
+    const r = lifecycle("restart");
+    expect(r.actions).toContain("started_socket");
+    expect(JSON.parse(must("curl", "-sf", "--unix-socket", "/run/substrate.sock", "http://localhost/v1/capabilities")).api_version).toBe("v1");
+    expect(lifecycle("warm").actions).toEqual([]);
+  }, T);
+});
