@@ -174,6 +174,8 @@ export function rootlessPaths(env: NodeJS.ProcessEnv, socketPath: string = rootl
     pidFile: socketPath === rootlessSocketPath(env) ? join(dir, "agent.pid") : `${socketPath}.pid`,
     logFile: join(dir, "agent.log"),
     stateDir: join(dir, "state"),
+    /** Isolated worlds' upper/work dirs (on disk: never tmpfs), instead of /var/lib/substrate/overlay. */
+    overlayDir: join(dir, "overlay"),
   };
 }
 

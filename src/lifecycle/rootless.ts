@@ -43,7 +43,9 @@ export async function warmRootless(ctx: LifecycleContext, socketPath?: string): 
     start: async () => {
       const argv = await agentCommand(agentInstallDir(ctx.env), ctx.env);
       try {
-        return await startDetachedAgent({ argv, socketPath: paths.socket, pidFile: paths.pidFile, logFile: paths.logFile, stateDir: paths.stateDir, env: ctx.env });
+        // The agent's root-only default dirs (/run/substrate, /var/lib/substrate/overlay) become the user's.
+        const env = { ...ctx.env, SUBSTRATE_OVERLAY_DIR: ctx.env.SUBSTRATE_OVERLAY_DIR ?? paths.overlayDir };
+        return await startDetachedAgent({ argv, socketPath: paths.socket, pidFile: paths.pidFile, logFile: paths.logFile, stateDir: paths.stateDir, env });
       } catch (e) {
         if (e instanceof AgentStartError) throw new LifecycleError(3, e.message, `see ${e.logFile}`);
         throw e;
