@@ -3,7 +3,7 @@
  * diff by span, apply with a bad path (bad_request, nothing applied), apply per path, survive an
  * "agent restart" (new instance finds the result on disk), discard (then not_found).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from "node:fs";
 import { gcOverlayDirs } from "../../agent/world/apply.ts";
 import { prepareOverlayDirs } from "../../agent/world/overlay.ts";
@@ -12,6 +12,9 @@ import { IsolatedResults } from "../../agent/world/isolated_results.ts";
 import { ApiError } from "../../src/api/service.ts";
 import { FsApplyResponse, FsDiffResponse, newSpanId, newWorldId } from "../../src/contract/index.ts";
 import { manifest, mountsUnder, runInOverlay, writeTree } from "./overlay-helpers.ts";
+
+// Real mounts and thousands of files: slower than bun's 5 s default on a loaded machine.
+setDefaultTimeout(120_000);
 
 let tmp: string;
 beforeAll(() => {

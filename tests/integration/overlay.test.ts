@@ -4,7 +4,7 @@
  * fuse-overlayfs), runs shell commands in the merged dir and unmounts. The upper dir stays on
  * disk, the test reads it like the agent does.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { applyDiff, ApplyError, discardOverlay } from "../../agent/world/apply.ts";
@@ -13,6 +13,9 @@ import { OverlayError, prepareOverlayDirs, probeFsStrategy } from "../../agent/w
 import { prepareIdMapHelpers, worldIdMap } from "../../agent/world/userns.ts";
 import { FsDiff, WorldFsStrategy } from "../../src/contract/index.ts";
 import { manifest, mountsUnder, processesMentioning, runInOverlay, writeTree } from "./overlay-helpers.ts";
+
+// Real mounts and thousands of files: slower than bun's 5 s default on a loaded machine.
+setDefaultTimeout(120_000);
 
 // On disk (ext4 here), like /var/lib/substrate/overlay: never tmpfs.
 let tmp: string;
