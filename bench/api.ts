@@ -12,6 +12,9 @@
  *    an open idle PTY shell session, and the `substrate shell` client attached to it.
  *
  * Run as root: `bun bench/api.ts` (BENCH_N, BENCH_AGENTS, BENCH_PER_AGENT, BENCH_IDLE_S).
+ * BENCH_GC_TIMER_DISABLE=1 starts agent and shell with BUN_GC_TIMER_DISABLE=1: measured with
+ * strace, Bun's own 1 Hz GC timer (it reads /proc/self/statm every second) is the only
+ * thing that wakes an idle agent or shell; nothing of ours polls.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -26,6 +29,7 @@ const AGENTS = Number(process.env.BENCH_AGENTS ?? 64);
 const PER = Number(process.env.BENCH_PER_AGENT ?? 100);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
 const dir = mkdtempSync(join(tmpdir(), "substrate-bench-api-"));
+const gcEnv: Record<string, string> = process.env.BENCH_GC_TIMER_DISABLE === "1" ? { BUN_GC_TIMER_DISABLE: "1" } : {};
 const proj = join(dir, "proj");
 await Bun.$`mkdir -p ${proj}`;
 
@@ -47,7 +51,7 @@ console.log(`# bench/api.ts — ${cpus().length} CPUs, N=${N}, ${AGENTS} agents 
 const bare = figure("bare Bun.spawn(/bin/true)", await measure(N, async () => void (await Bun.spawn(["/bin/true"]).exited)));
 report(bare);
 
-const agent = await startAgent({ argv: [process.execPath, join(ROOT, "agent/main.ts")], env: { SUBSTRATE_TRACE: join(dir, "trace.jsonl") } });
+const agent = await startAgent({ argv: [process.execPath, join(ROOT, "agent/main.ts")], env: { SUBSTRATE_TRACE: join(dir, "trace.jsonl"), ...gcEnv } });
 const proxySock = join(dir, "proxy", "agent.sock");
 const proxy = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "proxy", "--socket", proxySock, "--agent-socket", agent.socket, "--audit", join(dir, "audit.jsonl"), "--rate", "100000"], {
   stdout: "ignore",
@@ -150,7 +154,7 @@ try {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, HOME: dir, SHELL: "/bin/bash", SUBSTRATE_WORLD_SOCKET: agent.socket, SUBSTRATE_TRACE: join(dir, "shell-trace.jsonl") },
+    env: { ...process.env, HOME: dir, SHELL: "/bin/bash", SUBSTRATE_WORLD_SOCKET: agent.socket, SUBSTRATE_TRACE: join(dir, "shell-trace.jsonl"), ...gcEnv },
   });
   const reader = (shell.stdout as ReadableStream<Uint8Array>).getReader();
   let out = "";
@@ -170,7 +174,7 @@ try {
   await Bun.sleep(IDLE_S * 1000);
   const aPct = ((cpuSeconds(agent.pid) - a0) / IDLE_S) * 100;
   const cPct = ((cpuSeconds(shell.pid) - c0) / IDLE_S) * 100;
-  console.log(`idle CPU over ${IDLE_S} s with an open shell session: agent ${aPct.toFixed(2)} %, substrate shell client ${cPct.toFixed(2)} %  (goal 0.0 %; resolution 1 tick = ${(100 / IDLE_S / 100).toFixed(2)} %)`);
+  console.log(`idle CPU over ${IDLE_S} s with an open shell session${gcEnv.BUN_GC_TIMER_DISABLE ? " (BUN_GC_TIMER_DISABLE=1)" : ""}: agent ${aPct.toFixed(2)} %, substrate shell client ${cPct.toFixed(2)} %  (goal 0.0 %; resolution 1 tick = ${(100 / IDLE_S / 100).toFixed(2)} %)`);
   console.log(`BENCH ${JSON.stringify({ name: "idle cpu", seconds: IDLE_S, agent_pct: aPct, shell_pct: cPct, goal: "0.0 %" })}`);
   (shell.stdin as import("bun").FileSink).write("exit\n");
   await (shell.stdin as import("bun").FileSink).end();
