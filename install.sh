@@ -167,6 +167,9 @@ fi
 
 # --- install -------------------------------------------------------------------------------
 detect_platform
+# Checked up front: sha256_of runs in $(…), where its own `die` would only end the subshell.
+command -v sha256sum >/dev/null 2>&1 || command -v shasum >/dev/null 2>&1 ||
+  die 3 "neither sha256sum nor shasum found: cannot verify the download" "install coreutils (Linux) or use macOS's shasum"
 tmp=$(mktemp -d 2>/dev/null || mktemp -d -t substrate-install)
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM HUP # run the EXIT trap (cleanup) on a signal too
