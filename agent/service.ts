@@ -22,7 +22,7 @@ import { versionInfo } from "../src/version.ts";
 import { detectFeatures, kernelRelease } from "./features.ts";
 import { collectWorldDoctorReport } from "./doctor.ts";
 import type { WorldManager } from "./world/manager.ts";
-import { WorldStartError } from "./world/session.ts";
+import { WorldLostError, WorldStartError } from "./world/session.ts";
 import { IsolatedResults } from "./world/isolated_results.ts";
 import { OVERLAY_BASE, OverlayError, prepareOverlayDirs, type OverlayDirs } from "./world/overlay.ts";
 import { discardOverlay } from "./world/apply.ts";
@@ -203,6 +203,14 @@ export class WorldAgentService implements AgentService {
       }
       const code = (e as { code?: string }).code;
       if (code === "not_found") throw new ApiError("bad_request", (e as Error).message, "check the command path");
+      if (e instanceof WorldLostError)
+        // Known cause: Bun aborts when it cannot create a thread, so a command exhausting the
+        // world's pids limit takes the spawner with it. The next execute gets a fresh world.
+        throw new ApiError(
+          "unavailable",
+          `${e.message}: the world's spawner died (a command may have exhausted the world's pids or memory limit)`,
+          "retry: the next execute gets a fresh world; raise world.limits if the command needs more",
+        );
       throw e;
     } finally {
       signal?.removeEventListener("abort", onAbort);

@@ -14,7 +14,7 @@
  * - The old root must be detached (MNT_DETACH) after pivot_root or host mounts stay
  *   reachable through it.
  */
-import { existsSync, lstatSync, mkdirSync, readlinkSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { chdir, mount, MNT_DETACH, MS, pivotRoot, umount2 } from "../../src/sys/libc.ts";
 
@@ -33,8 +33,22 @@ export interface RootfsOptions {
   extraRo?: string[];
 }
 
-/** System directories made visible read-only. */
+/** System directories made visible read-only (world_fs_isolation = "workspace"). */
 export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
+
+/**
+ * Top-level host dirs never bound into a world, even with world_fs_isolation = "full": the
+ * world gets its own /proc, /dev, /tmp, /run, /root; /sys and /boot expose the host kernel;
+ * /lost+found and mount points of other filesystems add nothing a command needs.
+ */
+const NEVER_BOUND = new Set(["/proc", "/sys", "/dev", "/run", "/tmp", "/root", "/boot", "/lost+found", "/var/tmp"]);
+
+/** world_fs_isolation = "full": every other top-level host dir, read-only. */
+export function fullHostDirs(): string[] {
+  return readdirSync("/")
+    .map((n) => `/${n}`)
+    .filter((d) => !NEVER_BOUND.has(d) && !SYSTEM_DIRS.includes(d));
+}
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
 function bindRo(src: string, dst: string, isFile = false): void {

@@ -43,8 +43,16 @@ export interface WorldOptions {
   network?: Partial<Pick<WorldNetworkOptions, "upstreamDns" | "allowedIps" | "ports" | "refreshSecs" | "nat">>;
 }
 
+/** Tasks a world needs for itself, added to a caller's pids limit (see create()). */
+export const WORLD_OWN_PIDS = 32;
+
 export class WorldStartError extends Error {
   override name = "WorldStartError";
+}
+
+/** The world died under a running command (its spawner was killed). */
+export class WorldLostError extends WorldStartError {
+  override name = "WorldLostError";
 }
 
 export interface ExecIO {
@@ -58,7 +66,7 @@ export class WorldProcess {
   readonly exited: Promise<CtlExit>;
   private sock: Socket;
 
-  constructor(ctlPath: string, req: CtlExecRequest, io: ExecIO) {
+  constructor(ctlPath: string, req: CtlExecRequest, io: ExecIO, onWorldLost: () => void = () => {}) {
     this.sock = createConnection(ctlPath);
     this.sock.setNoDelay?.(true);
     let resolveStarted!: (pid: number) => void;
@@ -73,6 +81,8 @@ export class WorldProcess {
       const fail = (e: Error) => {
         if (done) return;
         done = true;
+        // The world is gone (died under a command, or its spawner no longer answers).
+        if (e instanceof WorldLostError || /ECONNREFUSED|ENOENT/.test(e.message)) onWorldLost();
         rejectStarted(e);
         reject(e);
       };
@@ -99,8 +109,13 @@ export class WorldProcess {
         }
       });
       this.sock.on("data", (c: Buffer) => dec.push(c));
-      this.sock.on("error", (e) => fail(new WorldStartError(`world control socket: ${e.message}`)));
-      this.sock.on("close", () => fail(new WorldStartError("world closed the connection before the command exited")));
+      let running = false;
+      void this.started.then(() => (running = true), () => {});
+      // Before STARTED it's a start failure; after, the world (its spawner) died under us.
+      this.sock.on("error", (e) =>
+        fail(running ? new WorldLostError(`the world ended while the command ran (${e.message})`) : new WorldStartError(`world control socket: ${e.message}`)),
+      );
+      this.sock.on("close", () => fail(new WorldLostError("the world ended while the command ran")));
     });
     this.exited.catch(() => {});
     this.sock.write(encodeFrame(Frame.REQUEST, JSON.stringify(req)));
@@ -165,7 +180,9 @@ export class World {
     // process through argvPrefix) and, when asked, a user namespace.
     const confinement = await confineWorld({
       worldId: id,
-      limits: o.spec.limits,
+      // pids.max also counts the world's own tasks (unshare, PID 1, the spawner's ~5-10
+      // threads): give them headroom so the limit bounds the commands, not Substrate.
+      limits: o.spec.limits.pids === undefined ? o.spec.limits : { ...o.spec.limits, pids: o.spec.limits.pids + WORLD_OWN_PIDS },
       projectDir: o.spec.project_dir,
       userns: false,
       helperDir: join(dir, "idmap"),
@@ -177,6 +194,7 @@ export class World {
       ctl,
       project: o.spec.project_dir,
       projectReadOnly: o.spec.fs_mode === "read_only",
+      fullHost: o.spec.fs_isolation === "full",
       resolvConf,
       overlay: o.overlay,
       harden: o.harden,
@@ -291,13 +309,14 @@ export class World {
 
   /** Alive and reachable: the spawner runs and its control socket is still there. */
   healthy(): boolean {
-    return this.proc.exitCode === null && this.closed === undefined && existsSync(this.ctl);
+    return !this.lost && this.proc.exitCode === null && this.closed === undefined && existsSync(this.ctl);
   }
+  private lost = false;
 
   /** Start a command; the returned process streams output through `io`. */
   spawn(req: CtlExecRequest, io: ExecIO = {}): WorldProcess {
     this.execs++;
-    return new WorldProcess(this.ctl, req, io);
+    return new WorldProcess(this.ctl, req, io, () => (this.lost = true));
   }
 
   /** Tear the world down; idempotent. */

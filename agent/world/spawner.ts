@@ -8,7 +8,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import { constants as osConstants } from "node:os";
-import { buildRootfs } from "./rootfs.ts";
+import { buildRootfs, fullHostDirs } from "./rootfs.ts";
 import { protectFromOom, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { sethostname } from "../../src/sys/libc.ts";
@@ -25,6 +25,8 @@ export interface WorldBootConfig {
   ctl: string;
   project: string;
   projectReadOnly?: boolean;
+  /** world_fs_isolation = "full": the whole host tree visible read-only (rootfs.ts). */
+  fullHost?: boolean;
   resolvConf?: string;
   /** Isolated world: project is an overlay with upper/work on disk. */
   overlay?: { upper: string; work: string; userxattr?: boolean };
@@ -234,6 +236,7 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
     project: cfg.project,
     projectReadOnly: cfg.projectReadOnly,
     resolvConf: cfg.resolvConf,
+    ...(cfg.fullHost ? { extraRo: fullHostDirs() } : {}),
     projectOverlay: cfg.overlay
       ? (target) => {
           if (!hooks.mountOverlay) throw new Error("isolated world requested but overlay support is not built in");
