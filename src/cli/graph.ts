@@ -9,10 +9,42 @@ import type { SpanGraph } from "../graph/index.ts";
 import { CliError, ExitCode } from "./_errors.ts";
 import { getGlobals } from "./_globals.ts";
 
-async function open(): Promise<SpanGraph> {
-  const { openGraph, GraphDisabledError, GraphConfigError } = await import("../graph/index.ts");
+/**
+ * `privacy.ignore_paths` of every policy in ~/.substrate/policies (spec: the policy carries the
+ * graph's privacy settings). The union is used — the graph is per user, not per directory, so
+ * a path any policy keeps private stays out. Unreadable policies are skipped (policy validate
+ * reports them); the built-in defaults always apply.
+ */
+async function policyIgnorePaths(): Promise<string[]> {
+  const { readdirSync, readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { policiesDir, parsePolicyText, validatePolicy } = await import("../broker/index.ts");
+  const dir = policiesDir();
+  const out: string[] = [];
+  let files: string[] = [];
   try {
-    return openGraph(process.env);
+    files = readdirSync(dir).filter((f) => /\.(ya?ml|toml)$/.test(f) && !f.startsWith("."));
+  } catch {
+    return out;
+  }
+  for (const f of files) {
+    try {
+      const file = join(dir, f);
+      const doc = validatePolicy(parsePolicyText(readFileSync(file, "utf8"), file), file);
+      out.push(...(doc.privacy?.ignore_paths ?? []));
+    } catch {
+      /* invalid policy: `substrate policy validate` says why */
+    }
+  }
+  return out;
+}
+
+async function open(): Promise<SpanGraph> {
+  const { openGraph, loadGraphConfig, GraphDisabledError, GraphConfigError } = await import("../graph/index.ts");
+  try {
+    const config = loadGraphConfig(process.env);
+    if (config.enabled) config.privacy.ignore_paths.push(...(await policyIgnorePaths()));
+    return openGraph(process.env, { config });
   } catch (e) {
     if (e instanceof GraphDisabledError) throw new CliError(ExitCode.USAGE, e.message, e.hint);
     if (e instanceof GraphConfigError) throw new CliError(ExitCode.USAGE, e.message, "see docs/TRACE.md (graph) for the [graph] keys");

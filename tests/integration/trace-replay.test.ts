@@ -183,7 +183,7 @@ describe("CLI without executing", () => {
     fs.mkdirSync(join(home, ".substrate"), { recursive: true });
     const spans = [
       mk("rm -rf /", { agent_id: "claude" }),
-      mk("make", { agent_id: "cursor", fs_diff: { writes: ["src/gen.ts", ".env"], mods: [], deletes: [] } }),
+      mk("make", { agent_id: "cursor", fs_diff: { writes: ["src/gen.ts", ".env", "private/key.ts"], mods: [], deletes: [] } }),
       mk("ls -la"),
     ];
     const w = new (require("../../src/trace/index.ts").TraceWriter)({ path: trace });
@@ -223,6 +223,9 @@ describe("CLI without executing", () => {
     const off = substrate(["graph", "agent", "cursor"]);
     expect(off.code).toBe(2);
     expect(off.err).toContain("enabled = true");
+    // a policy's privacy.ignore_paths adds to the built-in ones
+    fs.mkdirSync(join(home, ".substrate", "policies"), { recursive: true });
+    fs.writeFileSync(join(home, ".substrate", "policies", "priv.yaml"), "id: priv\nname: Priv\nprivacy:\n  ignore_paths: ['**/private']\n");
     fs.writeFileSync(join(home, ".substrate", "config.toml"), "[graph]\nenabled = true\n");
     const who = JSON.parse(substrate(["graph", "who-wrote", join(proj, "src/gen.ts"), "--json"]).out);
     expect(who.writers.map((w: { span_id: string }) => w.span_id)).toEqual([ids.make]);
@@ -231,6 +234,11 @@ describe("CLI without executing", () => {
     const a = JSON.parse(substrate(["graph", "agent", "cursor", "--json"]).out);
     expect(a).toMatchObject({ agent_id: "cursor", spans: 1, files_written: 1 });
     expect(substrate(["graph", "who-wrote", join(proj, ".env")]).out).toContain("no recorded span wrote");
+    expect(substrate(["graph", "who-wrote", join(proj, "private/key.ts")]).out).toContain("no recorded span wrote");
+    const db = fs.readdirSync(join(home, ".substrate", "graph")).map((f) => fs.readFileSync(join(home, ".substrate", "graph", f)).toString("latin1")).join("");
+    expect(db).not.toContain("private/key.ts");
+    expect(db).not.toContain("/.env");
     fs.rmSync(join(home, ".substrate", "config.toml"));
+    fs.rmSync(join(home, ".substrate", "policies"), { recursive: true });
   });
 });
