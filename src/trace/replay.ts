@@ -228,7 +228,7 @@ export function formatReplayReport(r: ReplayReport, verbose = false): string {
   lines.push(`replay of ${r.span_id}: ${r.reproduced ? "REPRODUCED" : "NOT REPRODUCED"}`);
   lines.push(`  cmd      ${r.cmd}`);
   lines.push(`  exit     ${ok(r.exit.match)}  original ${r.exit.original ?? "none"}, replay ${r.exit.replay}`);
-  if (!r.fs_diff.compared) lines.push(`  fs diff  not compared (${r.fs_diff.original_summary})`);
+  if (!r.fs_diff.compared) lines.push(`  fs diff  not compared (original: ${r.fs_diff.original_summary}; replay: ${r.fs_diff.replay_summary})`);
   else {
     lines.push(`  fs diff  ${ok(r.fs_diff.match)}  original ${r.fs_diff.original_summary}; replay ${r.fs_diff.replay_summary}`);
     if (r.fs_diff.tree_hash.original || r.fs_diff.tree_hash.replay)
