@@ -293,8 +293,29 @@ export async function discardOverlay(dir: string, baseDir: string = OVERLAY_BASE
   if (dirname(d) !== base) {
     throw new ApplyError(`refusing to remove ${d}: not an overlay dir directly under ${base}`, "unsafe_path", [d]);
   }
-  // The kernel leaves work/work at mode 000; root removes it anyway, rmSync handles the rest.
-  rmSync(d, { recursive: true, force: true });
+  removeTree(d);
+}
+
+/**
+ * rm -rf that also works without root: the kernel leaves `work/work` at mode 000 and a world
+ * may chmod its own dirs to 000; root ignores that, an unprivileged (rootless) agent does not.
+ * On EACCES, give every dir u+rwx (lstat: symlinks are never followed) and retry once.
+ */
+function removeTree(d: string): void {
+  try {
+    rmSync(d, { recursive: true, force: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EACCES" && (e as NodeJS.ErrnoException).code !== "EPERM") throw e;
+    const open = (p: string): void => {
+      try {
+        if (!lstatSync(p).isDirectory()) return;
+        chmodSync(p, 0o700);
+        for (const n of readdirSync(p)) open(join(p, n));
+      } catch {}
+    };
+    open(d);
+    rmSync(d, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -325,7 +346,7 @@ export function gcOverlayDirs(opts: { baseDir?: string; olderThanMs: number; kee
       continue;
     }
     if (!st.isDirectory() || st.mtimeMs > cutoff) continue;
-    rmSync(d, { recursive: true, force: true });
+    removeTree(d);
     removed.push(name);
   }
   return removed.sort();

@@ -4,7 +4,7 @@
  * "agent restart" (new instance finds the result on disk), discard (then not_found).
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from "node:fs";
 import { gcOverlayDirs } from "../../agent/world/apply.ts";
 import { prepareOverlayDirs } from "../../agent/world/overlay.ts";
 import { join } from "node:path";
@@ -75,4 +75,28 @@ test("gcOverlayDirs removes old unkept overlay dirs only", () => {
   expect(gcOverlayDirs({ baseDir: base, olderThanMs: 600_000, keep: ["wld_kept"], now })).toEqual(["probe-old", "wld_old"]);
   expect(readdirSync(base).sort()).toEqual(["wld_kept", "wld_new"]);
   expect(gcOverlayDirs({ baseDir: join(tmp, "missing"), olderThanMs: 0 })).toEqual([]);
+});
+
+test("discardOverlay works for an unprivileged (rootless) agent despite mode-000 dirs", () => {
+  // The kernel leaves work/work at 000; root ignores it, a rootless agent must chmod first.
+  const d = mkdtempSync("/var/tmp/substrate-rootless-discard-");
+  try {
+    const base = join(d, "base");
+    mkdirSync(join(base, "wld_x/work/work/sub"), { recursive: true });
+    mkdirSync(join(base, "wld_x/upper"));
+    chmodSync(join(base, "wld_x/work/work"), 0o000);
+    Bun.spawnSync(["chown", "-R", "nobody:nogroup", d]);
+    chmodSync(d, 0o755);
+    const apply = join(import.meta.dir, "../../agent/world/apply.ts");
+    const script = `const { discardOverlay } = await import(${JSON.stringify(apply)}); const [dir, base] = process.argv.slice(-2); await discardOverlay(dir, base);`;
+    const r = Bun.spawnSync(
+      ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", process.execPath, "-e", script, join(base, "wld_x"), base],
+      { stderr: "pipe" },
+    );
+    expect(r.stderr.toString()).toBe("");
+    expect(r.exitCode).toBe(0);
+    expect(existsSync(join(base, "wld_x"))).toBe(false);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
