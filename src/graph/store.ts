@@ -105,6 +105,9 @@ export class SpanGraph {
   readonly db: Database;
   readonly privacy: PrivacyFilter;
   private readonly fids = new Map<string, number>();
+  // nodes known to exist: skip their INSERT OR IGNORE (ingest is statement-bound)
+  private readonly knownAgents = new Set<string>();
+  private readonly knownDirs = new Set<string>();
   private st!: Record<
     | "spanGet" | "spanNew" | "spanStub" | "spanComplete" | "file" | "dir" | "agentNew" | "agentSpan" | "agentFail"
     | "wrote" | "read" | "executed" | "parent" | "agentFile",
@@ -169,7 +172,15 @@ export class SpanGraph {
     const tx = this.db.transaction((list: Iterable<Span>) => {
       for (const s of list) if (this.ingestOne(s)) n++;
     });
-    tx(spans);
+    try {
+      tx(spans);
+    } catch (e) {
+      // rolled back: the caches may name rows that are not there any more
+      this.fids.clear();
+      this.knownAgents.clear();
+      this.knownDirs.clear();
+      throw e;
+    }
     return n;
   }
 
@@ -202,7 +213,10 @@ export class SpanGraph {
       counted = stub;
       completedNow = upgrade && prev.exit === null && exit !== null;
     }
-    this.st.agentNew.run(s.agent_id, s.agent_id === "human" ? "human" : "agent");
+    if (!this.knownAgents.has(s.agent_id)) {
+      this.st.agentNew.run(s.agent_id, s.agent_id === "human" ? "human" : "agent");
+      this.knownAgents.add(s.agent_id);
+    }
     if (counted) this.st.agentSpan.run(s.ts, s.agent_id);
     if (completedNow && exit !== 0) this.st.agentFail.run(s.agent_id);
     this.st.executed.run(rid, s.agent_id);
@@ -250,7 +264,11 @@ export class SpanGraph {
     const known = hash === null ? this.fids.get(abs) : undefined;
     if (known !== undefined) return known;
     const dir = dirname(abs);
-    this.st.dir.run(dir);
+    if (!this.knownDirs.has(dir)) {
+      this.st.dir.run(dir);
+      if (this.knownDirs.size > 100_000) this.knownDirs.clear();
+      this.knownDirs.add(dir);
+    }
     const fid = (this.st.file.get(abs, hash, dir) as { fid: number }).fid;
     if (this.fids.size > 500_000) this.fids.clear();
     this.fids.set(abs, fid);
