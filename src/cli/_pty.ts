@@ -86,6 +86,18 @@ export function runStream(o: StreamRunOptions): Promise<number> {
       if (raw) {
         stdin.setRawMode(true);
         cleanup.push(() => stdin.setRawMode(false));
+        // Killed from outside: never leave the user's terminal raw.
+        const onTerm = (sig: NodeJS.Signals) => {
+          stdin.setRawMode(false);
+          ws.terminate();
+          process.exit(128 + (sig === "SIGHUP" ? 1 : 15));
+        };
+        process.once("SIGTERM", onTerm);
+        process.once("SIGHUP", onTerm);
+        cleanup.push(() => {
+          process.off("SIGTERM", onTerm);
+          process.off("SIGHUP", onTerm);
+        });
       }
       if (o.forwardStdin !== false) {
         const onData = (b: Buffer) => {

@@ -98,3 +98,28 @@ test("substrate --no-world shell: the same shell on the host", async () => {
   expect(r.out).toContain("host-disabled");
   expect(r.code).toBe(4);
 });
+
+test("--pty -c on a real terminal (script(1)): the terminal's size, raw mode, Ctrl-C reaches the world's job", async () => {
+  const inner = `stty cols 91 rows 33; ${SUBSTRATE.join(" ")} --pty -c 'stty size; trap "echo got-INT; exit 9" INT; printf ready; sleep 60 & wait'; echo "rc=$?"; stty -a | grep -o -- "-icanon\\| icanon" | head -1`;
+  const p = Bun.spawn(["script", "-qfec", inner, "/dev/null"], { cwd: proj, env, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
+  let out = "";
+  const until = async (s: string) => {
+    while (!out.includes(s)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`ended before ${s}: ${JSON.stringify(out)}`);
+      out += new TextDecoder().decode(value);
+    }
+  };
+  await until("ready");
+  expect(out).toContain("33 91"); // the host terminal's size reached the world's PTY
+  (p.stdin as import("bun").FileSink).write("\x03"); // a raw byte: the world's PTY makes it SIGINT
+  (p.stdin as import("bun").FileSink).flush();
+  await until("rc=");
+  await until("icanon");
+  expect(out).toContain("got-INT");
+  expect(out).toContain("rc=9");
+  expect(out).toMatch(/ icanon/); // cooked mode restored after the session
+  await (p.stdin as import("bun").FileSink).end();
+  await p.exited;
+});
