@@ -40,6 +40,7 @@ export const rootCommand = defineCommand({
     world: { type: "boolean", description: "Require the world (--no-world: run on the host)" },
     pty: { type: "boolean", description: "With -c: run CMD on a PTY in the world (raw terminal, resize, exit code)" },
     isolated: { type: "boolean", description: "With -c: run in a fresh overlay world; changes are kept for `substrate apply`" },
+    "require-approval": { type: "boolean", description: "With -c: ask before running (with a diff preview), whatever the policy says" },
     version: { type: "boolean", description: "Print the version (--json: as JSON)" },
     json: { type: "boolean", description: "Machine-readable output where the command prints data" },
   },
@@ -56,12 +57,13 @@ interface RootArgs {
   help: boolean;
   pty: boolean;
   isolated: boolean;
+  requireApproval: boolean;
   rest: string[];
 }
 
 /** Parse flags before the first positional (the subcommand); the rest goes to it. */
 export function parseRoot(argv: string[]): RootArgs {
-  const r: RootArgs = { version: false, json: false, help: false, pty: false, isolated: false, rest: [] };
+  const r: RootArgs = { version: false, json: false, help: false, pty: false, isolated: false, requireApproval: false, rest: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "-c" || a === "--command") {
@@ -76,6 +78,7 @@ export function parseRoot(argv: string[]): RootArgs {
     else if (a === "--json") r.json = true;
     else if (a === "--pty") r.pty = true;
     else if (a === "--isolated") r.isolated = true;
+    else if (a === "--require-approval") r.requireApproval = true;
     else if (a === "--help" || a === "-h") r.help = true;
     else if (a === "--") {
       r.rest = argv.slice(i + 1);
@@ -109,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
         return await runPtyCommandLine({ cmd: root.cmd, worldFlag: root.world });
       }
       const { runCommandLine } = await import("./run.ts");
-      return await runCommandLine({ cmd: root.cmd, worldFlag: root.world, isolated: root.isolated });
+      return await runCommandLine({ cmd: root.cmd, worldFlag: root.world, isolated: root.isolated, requireApproval: root.requireApproval });
     }
     const [name, ...rest] = root.rest;
     if (name === undefined) {

@@ -4,7 +4,7 @@
  * World enabled but unavailable → one warning line and the host, unless required (exit 3).
  */
 import { fstatSync } from "node:fs";
-import type { EffectiveConfig, ExecuteRequestInput, ExecuteResponse } from "../contract/index.ts";
+import type { EffectiveConfig, ExecuteRequestInput, ExecuteResponse, FsDiff } from "../contract/index.ts";
 import { AgentApiError, AgentUnreachable, type AgentClient } from "../api/client.ts";
 import { effectiveConfig } from "../config.ts";
 import { WorldUnavailable, type ReadyWorld, type WorldBackend } from "../world/backend.ts";
@@ -15,6 +15,8 @@ import { versionInfo } from "../version.ts";
 
 export interface RunOptions {
   cmd: string;
+  /** `--require-approval`: every command needs an approval (unless auto-approved). */
+  requireApproval?: boolean;
   worldFlag?: boolean;
   /** `--isolated`: a fresh overlay world; the changes wait for `substrate apply`. */
   isolated?: boolean;
@@ -90,7 +92,15 @@ export async function runCommandLine(o: RunOptions): Promise<number> {
   // deny → 126 (message already printed); run_isolated → `isolated: true` on the execute
   // request; approvals are prompted on a TTY. Policy events go to the trace.
   const { decideForCli, isolationUnavailable, recordPolicyEvents, worldSpecFromPolicy } = await import("../broker/index.ts");
-  const gate = await decideForCli({ cmd: o.cmd, cwd, isTTY: Boolean(process.stdin.isTTY), stdin: process.stdin, stderr: process.stderr });
+  const gate = await decideForCli({
+    cmd: o.cmd,
+    cwd,
+    isTTY: Boolean(process.stdin.isTTY),
+    stdin: process.stdin,
+    stderr: process.stderr,
+    requireApproval: o.requireApproval === true,
+    ...(cfg.world_enabled ? { dryRun: (c: string) => dryRunDiff(c, cwd, cfg, env) } : {}),
+  });
   await recordPolicyEvents(gate.events);
   if (gate.action === "deny") return gate.exitCode ?? ExitCode.DENIED;
   const hostGate = (why?: string): number | null => isolationUnavailable(gate, process.stderr, why); // isolation needs a world
@@ -200,6 +210,25 @@ async function runWithStreamedStdin(
     if (e instanceof StreamConnectError) throw new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");
     throw e;
   }
+}
+
+/**
+ * The approval prompt's diff preview ("writes 134 files under node_modules"): the command runs
+ * once in an isolated overlay world with no network (so the preview itself has no effect
+ * outside the overlay), its fs diff is returned and the result discarded.
+ */
+export async function dryRunDiff(cmd: string, cwd: string, cfg: EffectiveConfig, env: NodeJS.ProcessEnv): Promise<FsDiff> {
+  const ready = await selectBackend(cfg, env).ensureReady({ start: true });
+  const r = await ready.client.execute({
+    cmd,
+    cwd,
+    env: worldEnv(env, cwd),
+    agent_id: env.SUBSTRATE_AGENT_ID || "human",
+    isolated: true,
+    world: { project_dir: projectDirFor(cwd), isolate_network: true, allowed_domains: [] },
+  });
+  await ready.client.discardFsDiff(r.span_id).catch(() => {});
+  return r.fs_diff ?? { writes: [], mods: [], deletes: [] };
 }
 
 /** Stream one execute to this terminal; resolves with the command's exit code. */
