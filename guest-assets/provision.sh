@@ -61,6 +61,19 @@ if [ ! -x "$AGENT" ]; then
   exit 3
 fi
 
+# The host's layout check reads this instead of starting the agent (see src/lima/layout.ts).
+stamp=/etc/substrate/agent.stamp
+want_stamp=$(stat -c '%s %Y' "$AGENT")
+if [ "$(head -n1 "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
+  if v=$("$AGENT" --version --json 2>/dev/null); then
+    mkdir -p /etc/substrate
+    printf '%s\n%s\n' "$want_stamp" "$v" >"$stamp.new" && chmod 0644 "$stamp.new" && mv -f "$stamp.new" "$stamp"
+  else
+    rm -f "$stamp"
+    echo "provision: WARNING: $AGENT --version failed (wrong CPU arch?)" >&2
+  fi
+fi
+
 # 3. Units, exactly as shipped.
 for u in "$SOCKET" "$SERVICE"; do
   if [ -f "$stage/$u" ] && ! cmp -s "$stage/$u" "$UNITS/$u"; then
