@@ -121,6 +121,8 @@ export const ReplayReport = z.strictObject({
   /** drift and other warnings, e.g. "Policy has changed since span was recorded" */
   warnings: z.array(z.string()),
   world_id: WorldId.optional(),
+  /** what the re-run printed (utf-8, each cut at 4 KiB); never stored in the trace */
+  output: z.strictObject({ stdout: z.string(), stderr: z.string(), truncated: z.boolean() }).optional(),
 });
 export type ReplayReport = z.infer<typeof ReplayReport>;
 

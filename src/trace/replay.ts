@@ -193,6 +193,7 @@ export async function replaySpan(span: Span, o: ReplayOptions): Promise<ReplayRe
     fs_diff: fs,
     warnings,
     world_id: res.world_id,
+    output: outputOf(res),
   };
   if (o.record !== false) {
     const id = newSpanId();
@@ -220,7 +221,14 @@ export async function replaySpan(span: Span, o: ReplayOptions): Promise<ReplayRe
   return report;
 }
 
-/** Human report: what matched, what differed, the warnings. */
+const OUTPUT_CUT = 4096;
+function outputOf(res: ExecuteResponse): NonNullable<ReplayReport["output"]> {
+  const out = Buffer.from(res.stdout_b64, "base64").toString("utf8");
+  const err = Buffer.from(res.stderr_b64, "base64").toString("utf8");
+  return { stdout: out.slice(0, OUTPUT_CUT), stderr: err.slice(0, OUTPUT_CUT), truncated: out.length > OUTPUT_CUT || err.length > OUTPUT_CUT };
+}
+
+/** Human report: what matched, what differed, the warnings (and, verbose, the re-run's output). */
 export function formatReplayReport(r: ReplayReport, verbose = false): string {
   const ok = (b: boolean) => (b ? "match " : "DIFFER");
   const lines: string[] = [];
@@ -241,6 +249,16 @@ export function formatReplayReport(r: ReplayReport, verbose = false): string {
   if (verbose) {
     if (r.world_id) lines.push(`  world    ${r.world_id} (fresh, isolated)`);
     if (r.replay_span_id) lines.push(`  recorded as span ${r.replay_span_id}`);
+    if (r.output) {
+      const block = (name: string, text: string) => {
+        if (text === "") return;
+        lines.push(`  ${name}`);
+        for (const l of text.replace(/\n$/, "").split("\n")) lines.push(`    | ${l}`);
+      };
+      block("stdout", r.output.stdout);
+      block("stderr", r.output.stderr);
+      if (r.output.truncated) lines.push("    (output cut at 4 KiB)");
+    }
   }
   return lines.join("\n");
 }

@@ -137,6 +137,7 @@ describe("golden replay", () => {
     expect(r.exit).toEqual({ original: 3, replay: 3, match: true });
     expect(r.fs_diff.match).toBe(true);
     expect(r.warnings).toEqual([]);
+    expect(r.output).toEqual({ stdout: "", stderr: "", truncated: false });
     // the replay itself is traced, linked to the original
     const rs = await readSpans({ path: trace, event_type: "replay" });
     expect(rs.at(-1)).toMatchObject({ span_id: r.replay_span_id, replay_of: span.span_id, exit: 3 });
@@ -163,6 +164,10 @@ describe("golden replay", () => {
     expect(fs.readFileSync(join(copy, "env.txt"), "utf8").trim()).toBe("/usr/bin:/bin|C.UTF-8|C.UTF-8");
     const r = await replaySpan(span, { world, record: false });
     expect(r.reproduced).toBe(true);
+    const v = await replaySpan({ ...span, cmd: "echo visible-output; echo to-err >&2" }, { world, record: false });
+    expect(v.output).toMatchObject({ stdout: "visible-output\n", stderr: "to-err\n" });
+    expect(formatReplayReport(v, true)).toContain("    | visible-output");
+    expect(formatReplayReport(v, false)).not.toContain("| visible-output");
   });
 });
 
