@@ -47,17 +47,19 @@ t substrate world ''
 t substrate --json host d
 t substrate world doctor --j
 t substrate -c world ''
+t substrate completions ''
 complete -p substrate
 `;
   const r = await run(["bash", "-c", probe], { cwd: dir });
   expect(r.stderr).toBe("");
-  const [wo, worldSubs, hostD, docJ, afterC, spec] = r.stdout.split("\n");
+  const [wo, worldSubs, hostD, docJ, afterC, shells, spec] = r.stdout.split("\n");
   expect(wo).toBe("world");
   expect(worldSubs!.split(" ")).toEqual(expect.arrayContaining(["doctor", "warm", "status"]));
   expect(hostD).toBe("doctor");
   expect(docJ).toBe("--json");
   // `-c world`: "world" is -c's value, not the subcommand, so the root's commands are offered.
   expect(afterC!.split(" ")).toContain("completions");
+  expect(shells).toBe("bash zsh fish"); // the positional's enumerated values
   expect(spec).toBe("complete -o default -F _substrate substrate");
 });
 
@@ -73,25 +75,28 @@ t() { words=("$@"); CURRENT=\${#words}; _substrate; print -- '--'; }
 t substrate ''
 t substrate world doctor -
 t substrate -c ''
+t substrate completions ''
 `;
   const r = await run(["zsh", "-f", "-c", probe]);
   expect(r.stderr).toBe("");
-  const [root, doctor, afterC] = r.stdout.split("--\n").map((b) => b.trim().split("\n"));
+  const [root, doctor, afterC, shells] = r.stdout.split("--\n").map((b) => b.trim().split("\n"));
   expect(root).toContain("world:Manage the world: assets, warm, status, stop, doctor");
   expect(root!.some((l) => l.startsWith("completions:"))).toBe(true);
   expect(doctor!.map((l) => l.split(":")[0])).toEqual(expect.arrayContaining(["--json", "--world", "--no-world", "--help"]));
   expect(afterC).toEqual(["<files>"]);
+  expect(shells).toEqual(["bash", "zsh", "fish"]);
 });
 
 test("fish: complete -C offers subcommands with descriptions and per-command flags", async () => {
   const f = await script("fish");
   expect((await run(["fish", "--no-execute", f])).code).toBe(0);
-  const r = await run(["fish", "--no-config", "-c", `source ${JSON.stringify(f)}; complete -C'substrate wor'; echo ==; complete -C'substrate world doctor --'; echo ==; complete -C'substrate host '`]);
+  const r = await run(["fish", "--no-config", "-c", `source ${JSON.stringify(f)}; complete -C'substrate wor'; echo ==; complete -C'substrate world doctor --'; echo ==; complete -C'substrate host '; echo ==; complete -C'substrate completions '`]);
   expect(r.stderr).toBe("");
-  const [wor, flags, host] = r.stdout.split("==\n").map((b) => b.trim().split("\n"));
+  const [wor, flags, host, shells] = r.stdout.split("==\n").map((b) => b.trim().split("\n"));
   expect(wor).toEqual(["world\tManage the world: assets, warm, status, stop, doctor"]);
   expect(flags!.map((l) => l.split("\t")[0])).toEqual(expect.arrayContaining(["--json", "--world", "--no-world", "--help"]));
   expect(host!.map((l) => l.split("\t")[0])).toEqual(["doctor"]);
+  expect(shells!.sort()).toEqual(["bash", "fish", "zsh"]);
 });
 
 test("an unknown shell is a usage error with the choices", async () => {
