@@ -4,7 +4,7 @@ import { createArgs, runLima, usesLima } from "./_lima.ts";
 import { LINUX_ARGS, runLinux } from "./_linux.ts";
 
 export default defineCommand({
-  meta: { name: "restart", description: "Stop, then warm the world VM" },
+  meta: { name: "restart", description: "Stop, then warm the world (the installed layout is kept)" },
   args: { ...createArgs, ...LINUX_ARGS },
   async run({ args }) {
     // issue 10: Linux hosts run src/lifecycle (socket_activation | manual | rootless).
