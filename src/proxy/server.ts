@@ -11,7 +11,7 @@
  * send `Authorization: Bearer <token>` (compared in constant time) and may only come from
  * loopback: we refuse to bind anything else.
  */
-import { createWriteStream, chmodSync, lstatSync, mkdirSync, statSync, unlinkSync, type WriteStream } from "node:fs";
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
 import { createConnection, createServer, isIP, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
@@ -59,6 +59,46 @@ export class ProxyError extends Error {
     readonly hint?: string,
   ) {
     super(message);
+  }
+}
+
+/**
+ * The audit log: lines are batched and written with one append per event-loop turn (a
+ * write(2) per request cost ~0.1 ms of proxy CPU, measured). O_APPEND keeps concurrent
+ * writers' lines whole.
+ */
+class AuditLog {
+  private fd: number;
+  private buf: string[] = [];
+  private scheduled = false;
+  constructor(
+    path: string,
+    private readonly log: (msg: string) => void,
+  ) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    this.fd = openSync(path, "a", 0o600);
+  }
+  write(l: AuditLine): void {
+    this.buf.push(`${JSON.stringify(l)}\n`);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+  flush(): void {
+    this.scheduled = false;
+    if (!this.buf.length || this.fd < 0) return;
+    const data = this.buf.join("");
+    this.buf = [];
+    try {
+      writeSync(this.fd, data);
+    } catch (e) {
+      this.log(`audit log: ${(e as Error).message}`);
+    }
+  }
+  close(): void {
+    this.flush();
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
   }
 }
 
@@ -110,9 +150,8 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
     open.add(s);
     s.once("close", () => open.delete(s));
   };
-  const audit: WriteStream | null = o.auditPath === null ? null : createWriteStream(o.auditPath ?? defaultAuditPath(), { flags: "a", mode: 0o600 });
-  audit?.on("error", (e) => log(`audit log: ${e.message}`));
-  const writeAudit = (l: AuditLine) => audit?.write(`${JSON.stringify(l)}\n`);
+  const audit = o.auditPath === null ? null : new AuditLog(o.auditPath ?? defaultAuditPath(), log);
+  const writeAudit = (l: AuditLine) => audit?.write(l);
 
   const tokenBuf = o.tcp ? Buffer.from(o.tcp.token) : null;
   /** null = allowed; else [status, error body]. */
@@ -264,7 +303,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
       try {
         unlinkSync(o.socketPath);
       } catch {}
-      await new Promise<void>((r) => (audit ? audit.end(() => r()) : r()));
+      audit?.close();
     },
   };
 }
