@@ -71,7 +71,7 @@ export async function commandTree(cmd: CommandDef<any>, name = "substrate", path
     // Root flags main.ts's own parser accepts but citty's args do not list.
     if (!flags.some((f) => f.flag === "-V")) flags.push({ flag: "-V", description: "Print the version", valued: false });
   }
-  const values = Object.values((await resolve(cmd.args)) ?? {})
+  const values = Object.values(((await resolve(cmd.args)) ?? {}) as ArgsDef)
     .filter((a) => a.type === "positional" && /^[\w.-]+( \| [\w.-]+)+$/.test(a.description ?? ""))
     .flatMap((a) => a.description!.split(" | "));
   return { path, name, description: (meta.description ?? "").replace(/\s+/g, " ").trim(), flags, subs, values };
