@@ -89,6 +89,8 @@ export class WorldAgentService implements AgentService {
       features: this.features,
       worlds: this.worlds.worldStats(),
       uptime_ms: Date.now() - this.started,
+      // issue 6: the memfd seal path needs memfd_create (Linux >= 3.17; always here)
+      api: { stream: true, stream_detach: true, budgets: true, scope_fd: true, request_scopes: true, trace: true },
     };
   }
 

@@ -36,6 +36,23 @@ export const WorldStats = z.strictObject({
 });
 export type WorldStats = z.infer<typeof WorldStats>;
 
+/** Issue 6: what this /v1 endpoint offers beyond execute (negotiation for clients). */
+export const ApiFeatures = z.strictObject({
+  /** GET /v1/stream WebSocket sessions (PTY and pipes) */
+  stream: z.boolean(),
+  /** detachable stream sessions that can be re-attached with replay */
+  stream_detach: z.boolean(),
+  /** per-agent budgets (429 + rate_limit span), GET /v1/budgets/:agent_id */
+  budgets: z.boolean(),
+  /** scope tokens on a sealed memfd (SUBSTRATE_SCOPE_FD) */
+  scope_fd: z.boolean(),
+  /** POST /v1/request_scopes + /approve */
+  request_scopes: z.boolean(),
+  /** GET /v1/trace/:span_id */
+  trace: z.boolean(),
+});
+export type ApiFeatures = z.infer<typeof ApiFeatures>;
+
 export const Capabilities = z.strictObject({
   api_version: z.literal("v1"),
   agent: VersionInfo,
@@ -45,5 +62,7 @@ export const Capabilities = z.strictObject({
   features: Features,
   worlds: WorldStats,
   uptime_ms: z.number().int().nonnegative(),
+  /** issue 6 (optional: older agents do not send it) */
+  api: ApiFeatures.optional(),
 });
 export type Capabilities = z.infer<typeof Capabilities>;

@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
-import { ApprovalRequiredBody, BudgetStatus, ErrorBody, ExecuteResponse, RequestScopesResponse, ScopeToken, Span } from "../../src/contract/index.ts";
+import { ApprovalRequiredBody, BudgetStatus, Capabilities, ErrorBody, ExecuteResponse, RequestScopesResponse, ScopeToken, Span } from "../../src/contract/index.ts";
 import { b64, http, pidsMentioning, spansIn, startSourceAgent, tempProject, worldDirs, type ApiAgent } from "./api-helpers.ts";
 
 let agent: ApiAgent;
@@ -181,6 +181,11 @@ describe("scope tokens", () => {
 });
 
 describe("other routes", () => {
+  test("GET /v1/capabilities advertises the issue-6 API features", async () => {
+    const r = await http(agent.socket, "GET", "/v1/capabilities");
+    expect(Capabilities.parse(r.body).api).toEqual({ stream: true, stream_detach: true, budgets: true, scope_fd: true, request_scopes: true, trace: true });
+  });
+
   test("GET /v1/trace: bad id 400, unknown 404; GET /v1/stream without upgrade 400", async () => {
     expect((await http(agent.socket, "GET", "/v1/trace/nope")).status).toBe(400);
     const unknown = await http(agent.socket, "GET", `/v1/trace/spn_${Bun.randomUUIDv7()}`);
