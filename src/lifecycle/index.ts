@@ -9,13 +9,14 @@
  * `stop`/`restart` act on whatever mode is running now (status detection), so a manual
  * agent is never "stopped" through systemctl and vice versa.
  */
+import { accessSync, constants } from "node:fs";
 import { DEFAULT_SOCKET, effectiveConfig, rootlessSocketPath, substrateHome } from "../config.ts";
 import { LifecycleReport, WorldStatusReport, type Capabilities, type LifecycleMode, type WorldSummary } from "../contract/index.ts";
 import { AgentClient } from "../api/client.ts";
 import { pidFileFor } from "../world/linux-local.ts";
 import { Systemctl } from "../sys/systemctl.ts";
 import { agentPid } from "./agent-process.ts";
-import { isRoot, LifecycleError, probe, resolveTarget, rootlessPaths, socketInfo, vstr, wantedAgent, type LifecycleContext } from "./context.ts";
+import { Actions, isRoot, LifecycleError, probe, resolveTarget, rootlessPaths, socketInfo, vstr, wantedAgent, type LifecycleContext } from "./context.ts";
 import { restartManual, stopManual, warmManual } from "./manual.ts";
 import { restartRootless, stopRootless, warmRootless } from "./rootless.ts";
 import { restartSystemd, SERVICE_UNIT, stopSystemd, unitStates, warmSystemd, type ModeResult } from "./systemd.ts";
@@ -47,6 +48,31 @@ export function runningMode(socketPath: string, env: NodeJS.ProcessEnv): { mode:
   return { mode: null, pid: null };
 }
 
+/**
+ * A non-root user's warm first looks for a system agent on /run/substrate.sock: one that
+ * answers is used as is; one that refuses us (EACCES: not in group substrate yet) is an error
+ * with the group fix, not a reason to start a second, rootless agent behind its back.
+ */
+async function systemAgent(env: NodeJS.ProcessEnv): Promise<{ mode: LifecycleMode; pid: number | null; version: string | null } | null> {
+  const sock = socketInfo(DEFAULT_SOCKET);
+  if (!sock.exists) return null;
+  const caps = await probe(DEFAULT_SOCKET);
+  if (caps) {
+    const running = runningMode(DEFAULT_SOCKET, env);
+    return { mode: running.mode ?? "manual", pid: running.pid, version: vstr(caps.agent) };
+  }
+  try {
+    accessSync(DEFAULT_SOCKET, constants.W_OK);
+  } catch {
+    throw new LifecycleError(
+      3,
+      `a system agent's socket ${DEFAULT_SOCKET} (${sock.owner}:${sock.group} ${sock.mode}) refuses you`,
+      `sudo usermod -aG ${sock.group ?? "substrate"} "$USER", then log out and in   (or your own agent: substrate world warm --mode rootless)`,
+    );
+  }
+  return null; // a stale socket file: nobody listens; rootless as usual
+}
+
 export async function runLifecycle(command: LifecycleCommand, ctx: LifecycleContext): Promise<{ report: LifecycleReport; exitCode: number }> {
   const t0 = performance.now();
   let mode: LifecycleMode = "manual";
@@ -64,7 +90,13 @@ export async function runLifecycle(command: LifecycleCommand, ctx: LifecycleCont
     }
     ctx.progress.step(`${command}: ${mode} mode on ${socketPath}${command === "warm" ? ` (${target.why})` : ""}`);
     let r: ModeResult;
-    if (mode === "socket_activation") r = command === "warm" ? await warmSystemd(ctx) : command === "stop" ? await stopSystemd(ctx) : await restartSystemd(ctx);
+    const system = command === "warm" && mode === "rootless" && !ctx.mode && socketPath === rootlessSocketPath(ctx.env) ? await systemAgent(ctx.env) : null;
+    if (system) {
+      // "Not root, no agent running: rootless mode" — an agent of the system already serves us.
+      mode = system.mode;
+      socketPath = DEFAULT_SOCKET;
+      r = { actions: new Actions(), pid: system.pid, agentVersion: system.version, guidance: [`the system agent serves ${DEFAULT_SOCKET}; nothing to start (your own rootless agent instead: substrate world warm --mode rootless)`] };
+    } else if (mode === "socket_activation") r = command === "warm" ? await warmSystemd(ctx) : command === "stop" ? await stopSystemd(ctx) : await restartSystemd(ctx);
     else if (mode === "manual") r = command === "warm" ? await warmManual(ctx, socketPath) : command === "stop" ? await stopManual(ctx, socketPath) : await restartManual(ctx, socketPath);
     else r = command === "warm" ? await warmRootless(ctx, socketPath) : command === "stop" ? await stopRootless(ctx, socketPath) : await restartRootless(ctx, socketPath);
     const report = LifecycleReport.parse({

@@ -84,6 +84,17 @@ describe("Linux host, root + systemd: socket activation", () => {
     expect(now.pid).toBe(first.pid);
   }, T);
 
+  test("a user's warm uses the system agent (in group: nothing started); not in group: exit 3 with the group fix", () => {
+    const r = LifecycleReport.parse(JSON.parse(must("substrate", "world", "warm", "--json")));
+    expect(r).toMatchObject({ mode: "socket_activation", socket_path: "/run/substrate.sock", actions: [] });
+    expect(sh("test", "-e", "/home/lima.linux/.substrate/run/substrate.sock").code).not.toBe(0); // no rootless agent
+    must("sudo", "useradd", "-m", "-s", "/bin/sh", "outsider");
+    const o = sh("sudo", "-u", "outsider", "-H", "substrate", "world", "warm");
+    expect(o.code).toBe(3);
+    expect(o.stderr).toContain("refuses you");
+    expect(o.stderr).toContain("usermod -aG substrate");
+  }, T);
+
   test("a project under /home is writable for worlds (drop-in: ProtectHome=no + ReadWritePaths)", () => {
     must("sh", "-c", "mkdir -p ~/.substrate ~/proj && printf '[world]\\nisolate_network = false\\n' > ~/.substrate/config.toml");
     const r = sh("sh", "-c", "cd ~/proj && substrate -c 'echo from-world > made-in-world && pwd'");
