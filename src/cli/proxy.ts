@@ -48,7 +48,7 @@ export default defineCommand({
     world: { type: "boolean", description: "--no-world is refused: the proxy forwards to a world agent" },
   },
   async run({ args, rawArgs }) {
-    const [{ startProxy, defaultProxySocket, ProxyError }, { effectiveConfig, substrateHome }] = await Promise.all([
+    const [{ startProxy, defaultProxySocket, ProxyError, isLoopback }, { effectiveConfig, substrateHome }] = await Promise.all([
       import("../proxy/server.ts"),
       import("../config.ts"),
     ]);
@@ -69,7 +69,9 @@ export default defineCommand({
     }
     const rate = args.rate === undefined ? undefined : Number(args.rate);
     if (rate !== undefined && !(rate > 0)) throw new CliError(ExitCode.USAGE, `--rate ${args.rate}: expected a positive number`);
-    const tcp = args.tcp ? { ...parseHostPort(args.tcp), token: loadToken(args["token-file"] ?? join(substrateHome(), "proxy.token")) } : undefined;
+    const hp = args.tcp ? parseHostPort(args.tcp) : undefined;
+    if (hp && !isLoopback(hp.host)) throw new CliError(ExitCode.USAGE, `refusing to listen on ${hp.host}: the TCP listener is loopback only`, "use 127.0.0.1 or ::1");
+    const tcp = hp ? { ...hp, token: loadToken(args["token-file"] ?? join(substrateHome(), "proxy.token")) } : undefined;
     // The broker in the hot path (issue 4): hot-reloaded policies, approvals over the API.
     let policy = null;
     if (args.policy !== false) {
