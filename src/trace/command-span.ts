@@ -129,10 +129,13 @@ export class CommandSpan {
 
   private base() {
     const i = this.i;
+    // a nested command (run by another traced command) names the outer span in its env
+    const inherited = i.env.SUBSTRATE_SPAN_ID;
+    const parent = i.parent_span ?? (inherited && /^spn_[0-9a-f-]{36}$/.test(inherited) ? inherited : undefined);
     return {
       session_id: i.session_id ?? i.env.SUBSTRATE_SESSION_ID ?? processSession(),
       span_id: this.id,
-      ...(i.parent_span ? { parent_span: i.parent_span } : {}),
+      ...(parent ? { parent_span: parent } : {}),
       component: i.component,
       ...(i.world_backend ? { world_backend: i.world_backend } : {}),
       ...(i.policy_id ? { policy_id: i.policy_id } : {}),

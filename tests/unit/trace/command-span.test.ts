@@ -34,8 +34,14 @@ describe("CommandSpan", () => {
       cmd: "inner", cwd: "/", env: outer.env, component: "api", agent_id: "cursor", exit: 0, tracePath,
     });
     outer.complete({ exit: 0 });
-    const kids = await readSpans({ path: tracePath, parent_span: outer.id });
-    expect(kids.map((k) => [k.cmd, k.component, k.session_id])).toEqual([["inner", "api", outer.env.SUBSTRATE_SESSION_ID]]);
+    // and a nested `substrate -c` (CommandSpan with the outer env) too
+    const nested = CommandSpan.start({ cmd: "nested", cwd: "/", env: { ...outer.env }, component: "shell", tracePath });
+    nested.complete({ exit: 0 });
+    const kids = await readSpans({ path: tracePath, parent_span: outer.id, event_type: "command_complete" });
+    expect(kids.map((k) => [k.cmd, k.component, k.session_id])).toEqual([
+      ["inner", "api", outer.env.SUBSTRATE_SESSION_ID],
+      ["nested", "shell", outer.env.SUBSTRATE_SESSION_ID],
+    ]);
   });
 
   test("an unwritable trace warns once and never throws", () => {
