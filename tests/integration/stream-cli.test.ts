@@ -123,3 +123,38 @@ test("--pty -c on a real terminal (script(1)): the terminal's size, raw mode, Ct
   await (p.stdin as import("bun").FileSink).end();
   await p.exited;
 });
+
+test("substrate shell on a real terminal: Ctrl-Z stops the foreground job, Ctrl-C interrupts, job control works", async () => {
+  const p = Bun.spawn(["script", "-qfec", `${SUBSTRATE.join(" ")} shell; echo "rc=$?"`, "/dev/null"], { cwd: proj, env, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const sink = p.stdin as import("bun").FileSink;
+  const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
+  let out = "";
+  const until = async (s: string | RegExp) => {
+    while (!(typeof s === "string" ? out.includes(s) : s.test(out))) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`ended before ${s}: ${JSON.stringify(out)}`);
+      out += new TextDecoder().decode(value);
+    }
+  };
+  const type = (s: string) => {
+    sink.write(s);
+    sink.flush();
+  };
+  type("echo READY-$((6*7))\r");
+  await until("READY-42");
+  type("sleep 300\r");
+  await Bun.sleep(300);
+  type("\x1a"); // Ctrl-Z
+  await until(/Stopped\s+sleep 300/);
+  type("jobs -s | wc -l | sed 's/^/stopped-jobs=/'\r");
+  await until("stopped-jobs=1");
+  type("kill -9 %1; sleep 30\r");
+  await Bun.sleep(300);
+  type("\x03"); // Ctrl-C interrupts the foreground sleep, the shell survives
+  type("echo after-$((1+1))\r");
+  await until("after-2");
+  type("exit 5\r");
+  await until("rc=5");
+  await sink.end();
+  await p.exited;
+}, 60_000);
