@@ -234,3 +234,25 @@ describe("protocol errors", () => {
     expect(existsSync("/definitely/not/here")).toBe(false);
   });
 });
+
+describe("detach TTL", () => {
+  test("a detached session nobody re-attaches is killed after SUBSTRATE_STREAM_DETACH_TTL_MS", async () => {
+    const short = await startSourceAgent({ SUBSTRATE_STREAM_DETACH_TTL_MS: "300" });
+    const dir = tempProject();
+    try {
+      const marker = `ttl-${Bun.randomUUIDv7()}`;
+      const s = await openStream(short.socket, { cmd: `exec -a ${marker} sleep 300`, cwd: dir, agent_id: "ttl", detachable: true });
+      const st = await s.started();
+      await eventually(async () => expect(pidsMentioning(marker).length).toBe(1));
+      s.close();
+      await eventually(async () => expect(pidsMentioning(marker)).toEqual([]));
+      const a = new StreamClient(short.socket);
+      await a.opened;
+      a.control({ type: "attach", session_id: st.session_id, agent_id: "ttl" });
+      expect(await a.closed).toBe(4404);
+    } finally {
+      await short.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
