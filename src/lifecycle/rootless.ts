@@ -71,3 +71,20 @@ export async function restartRootless(ctx: LifecycleContext, socketPath?: string
   const warm = await warmRootless(ctx, socketPath);
   return { ...warm, actions: Actions.concat(stopped.actions, warm.actions), guidance: [...stopped.guidance, ...warm.guidance] };
 }
+
+/**
+ * For `substrate -c` / shell as a non-root user with no agent (linux-local ensureReady): warm
+ * rootless mode quietly; failures become WorldUnavailable (message + the exact fix).
+ */
+export async function startRootlessForCli(env: NodeJS.ProcessEnv): Promise<{ socketPath: string; note: string }> {
+  const { WorldUnavailable } = await import("../world/backend.ts");
+  const { quietProgress } = await import("./context.ts");
+  try {
+    const r = await warmRootless({ env, progress: quietProgress });
+    const p = rootlessPaths(env);
+    return { socketPath: p.socket, note: `started a rootless world agent ${r.agentVersion ?? ""} on ${p.socket} (pid ${r.pid}); stop it with: substrate world stop` };
+  } catch (e) {
+    if (e instanceof LifecycleError) throw new WorldUnavailable(e.message, e.hint);
+    throw e;
+  }
+}

@@ -86,11 +86,18 @@ export class LinuxLocalBackend implements WorldBackend {
     }
     if (!o.start)
       throw new WorldUnavailable(`no world agent answers at ${this.socketPath}`, "run `substrate world warm` (as root) to start it");
-    if (!isRoot())
-      throw new WorldUnavailable(
-        `no world agent answers at ${this.socketPath} and starting one needs root`,
-        "run `sudo substrate world warm` once, or see docs/INSTALLATION.md (rootless mode)",
-      );
+    if (!isRoot()) {
+      // Issue 10: not root and no agent → rootless mode (src/lifecycle/rootless.ts): an agent
+      // running as this user, worlds in a user namespace. Only for the default sockets; an
+      // explicitly configured one that does not answer stays an error.
+      const { rootlessSocketPath } = await import("../config.ts");
+      const mine = rootlessSocketPath(this.env);
+      if (this.socketPath !== "/run/substrate.sock" && this.socketPath !== mine)
+        throw new WorldUnavailable(`no world agent answers at ${this.socketPath}`, "start it (`substrate world warm`), or unset SUBSTRATE_WORLD_SOCKET / world.socket");
+      const { startRootlessForCli } = await import("../lifecycle/rootless.ts");
+      const r = await startRootlessForCli(this.env);
+      return { client: new AgentClient(r.socketPath), backend: this.name, socketPath: r.socketPath, note: r.note };
+    }
     const started = await startManualAgent(this.socketPath, this.env);
     return {
       client,

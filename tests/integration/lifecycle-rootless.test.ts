@@ -112,6 +112,23 @@ describe("rootless mode (unprivileged user)", () => {
   }, 60_000);
 });
 
+describe("rootless mode on demand", () => {
+  test("substrate -c with no agent at all starts the user's rootless agent (one note line), and it stops cleanly", () => {
+    const proj = join(home, "proj2");
+    mkdirSync(proj);
+    Bun.spawnSync(["chown", `${USER}:`, proj]);
+    const r = asUser(["-c", "id -u"], proj);
+    expect(r.code).toBe(0);
+    expect(r.out.trim()).toBe("0");
+    expect(r.err).toContain("started a rootless world agent");
+    const s = WorldStatusReport.parse(JSON.parse(asUser(["world", "status", "--json"]).out));
+    expect(s).toMatchObject({ mode: "rootless", running: true });
+    const pid2 = s.agent.pid!;
+    expect(LifecycleReport.parse(JSON.parse(asUser(["world", "stop", "--json"]).out)).actions).toEqual(["stopped_agent"]);
+    expect(procAlive(pid2)).toBe(false);
+  }, 60_000);
+});
+
 describe("rootless mode where user namespaces are refused", () => {
   test("warm fails (exit 4) naming the sysctl and the fix, and starts nothing", () => {
     // A child user namespace with user.max_user_namespaces=0: the kernel refuses nested user
