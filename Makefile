@@ -28,7 +28,9 @@ typecheck:
 
 # The whole suite: unit, integration (real namespaces as root) and e2e (guest harness).
 test: typecheck build-native
+	@mkdir -p .tmp && bash scripts/check-leaks.sh --snapshot .tmp/leaks-before.txt
 	$(BUN) test --timeout 120000 tests/
+	bash scripts/check-leaks.sh --since .tmp/leaks-before.txt
 
 test-unit:
 	$(BUN) test tests/unit

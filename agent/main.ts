@@ -62,6 +62,10 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   // Spec env: SUBSTRATE_NETNS_GC_INTERVAL_SECS (600, 0 = off), SUBSTRATE_NETNS_GC_TTL_SECS (0 = off).
   const { startNetnsGc } = await import("./world/net/index.ts");
   const gc = startNetnsGc({ destroyWorld: async (id) => void (await worlds.destroy(id)), log });
+  // What a crashed agent left: network leases/veths of dead worlds, empty world cgroups.
+  await gc.sweep().catch((e) => log(`netns sweep: ${(e as Error).message}`));
+  const cgs = worlds.sweepStaleCgroups();
+  if (cgs.length) log(`removed ${cgs.length} stale world cgroup(s)`);
   const svc = new WorldAgentService(worlds);
   const streams = new StreamServer({ svc, worlds, log });
   let server;

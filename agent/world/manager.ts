@@ -4,7 +4,7 @@
  * plus short-lived isolated worlds. Creation is de-duplicated, so concurrent first
  * executes for one project build exactly one world.
  */
-import { readdirSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { WorldSpec, WorldStats } from "../../src/contract/index.ts";
 import { createConnection } from "node:net";
@@ -84,7 +84,12 @@ export class WorldManager {
     });
     this.stats.created++;
     this.all.set(w.id, w);
-    void w.proc.exited.then(() => this.forget(w));
+    // A world can end on its own (its spawner crashed, a limit killed it): tear down what it
+    // leaves on the host (veth + dnsmasq, cgroup, dirs) instead of just forgetting it.
+    void w.proc.exited.then(async () => {
+      this.forget(w);
+      await w.destroy().catch((e) => this.o.log?.(`teardown of ${w.id} failed: ${(e as Error).message}`));
+    });
     return w;
   }
 
@@ -95,6 +100,36 @@ export class WorldManager {
         if (x === w && this.sessions.get(k) === p) this.sessions.delete(k);
       }, () => {});
     }
+  }
+
+  /**
+   * Remove empty world cgroups (`…/substrate/wld_*` under any controller) that no live world
+   * of ours owns: what a crashed agent leaves. Non-empty ones are left alone.
+   */
+  sweepStaleCgroups(root = "/sys/fs/cgroup"): string[] {
+    const removed: string[] = [];
+    const walk = (dir: string, depth: number) => {
+      let entries: string[];
+      try {
+        entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+      } catch {
+        return;
+      }
+      for (const name of entries) {
+        const p = join(dir, name);
+        if (name.startsWith("wld_") && dir.endsWith("/substrate")) {
+          if (this.all.has(name)) continue;
+          try {
+            if (readFileSync(join(p, "cgroup.procs"), "utf8").trim() === "") {
+              rmdirSync(p);
+              removed.push(p);
+            }
+          } catch {}
+        } else if (depth < 6 && !name.startsWith("lima-emu")) walk(p, depth + 1);
+      }
+    };
+    walk(root, 0);
+    return removed;
   }
 
   /** Forget and destroy a session world that stopped working (its ctl socket is gone). */

@@ -17,6 +17,7 @@
  *   root-only 0700 directory fails with "Permission denied". (Handing it over as /dev/fd/3
  *   does not work either: dnsmasq closes every inherited fd above 2 at startup.)
  */
+import { readFileSync } from "node:fs";
 import { inNetns, NetCommandError, netExec } from "./_netexec.ts";
 
 export class DnsmasqError extends NetCommandError {
@@ -65,16 +66,27 @@ export interface DnsmasqProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts `dnsmasq --keep-in-foreground --conf-file=CONF` (inside a netns when `netnsPid`). */
+/**
+ * Starts `dnsmasq --keep-in-foreground --conf-file=CONF` (inside a netns when `netnsPid`).
+ *
+ * `worldPidns`: also join the PID namespace the world's processes live in
+ * (`/proc/PID/ns/pid_for_children` of the world's unshare). dnsmasq then dies with the world
+ * whatever happens to the agent: a crashed or SIGKILLed agent cannot leave a dnsmasq (and
+ * with it the world's netns and veth) behind. nsenter forks for a PID namespace, so `pid`
+ * is then nsenter's, which forwards no signal: stop() kills nsenter and the world's end
+ * kills dnsmasq.
+ */
 export function spawnDnsmasq(o: {
   confFile: string;
   netnsPid?: number;
+  worldPidns?: number;
   extraArgs?: string[];
 }): DnsmasqProcess {
-  const argv = inNetns(
-    ["dnsmasq", "--keep-in-foreground", `--conf-file=${o.confFile}`, "--pid-file=", "--log-facility=-", ...(o.extraArgs ?? [])],
-    o.netnsPid,
-  );
+  const base = ["dnsmasq", "--keep-in-foreground", `--conf-file=${o.confFile}`, "--pid-file=", "--log-facility=-", ...(o.extraArgs ?? [])];
+  const argv =
+    o.worldPidns !== undefined
+      ? ["nsenter", `--net=/proc/${o.worldPidns}/ns/net`, `--pid=/proc/${o.worldPidns}/ns/pid_for_children`, "--", ...base]
+      : inNetns(base, o.netnsPid);
   const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
   const lines: string[] = [];
   let total = 0;
@@ -102,6 +114,19 @@ export function spawnDnsmasq(o: {
     });
 
   const exited = proc.exited;
+  // With worldPidns, nsenter forked dnsmasq and waits for it; signals must go to the child.
+  const signal = (sig: NodeJS.Signals): void => {
+    let target = proc.pid;
+    if (o.worldPidns !== undefined) {
+      try {
+        const kids = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+        if (kids[0]) target = Number(kids[0]);
+      } catch {}
+    }
+    try {
+      process.kill(target, sig);
+    } catch {}
+  };
   return {
     pid: proc.pid,
     argv,
@@ -135,13 +160,14 @@ export function spawnDnsmasq(o: {
       });
     },
     reload: () => {
-      if (proc.exitCode === null) proc.kill("SIGHUP");
+      if (proc.exitCode === null) signal("SIGHUP");
     },
     async stop(graceMs = 2000) {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill("SIGTERM");
+      signal("SIGTERM");
       const inTime = await Promise.race([exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
       if (!inTime) {
+        signal("SIGKILL");
         proc.kill("SIGKILL");
         await exited;
       }

@@ -68,6 +68,8 @@ export interface WorldNetworkOptions {
   nat?: boolean;
   /** Warnings (unresolvable names, refresh failures); default stderr. */
   log?: (msg: string) => void;
+  /** Run dnsmasq in the PID namespace of `pid`'s children (default true; tests of bare netns pass false). */
+  joinPidns?: boolean;
 }
 
 export interface WorldNetwork {
@@ -283,7 +285,8 @@ export async function setupWorldNetwork(opts: WorldNetworkOptions): Promise<Worl
 
     writeFileSync(confPath, renderDnsmasqConf({ serversFile: serversPath, user: user.user, filterAaaa: dm.filterAaaa, nftset: dm.nftset }), { mode: 0o644 });
     writeFileSync(serversPath, renderServersFile(rules, upstream, generation), { mode: 0o644 });
-    dnsmasq = spawnDnsmasq({ confFile: confPath, netnsPid: opts.pid });
+    // In the world's PID namespace too: dnsmasq can never outlive the world (see spawnDnsmasq).
+    dnsmasq = spawnDnsmasq({ confFile: confPath, netnsPid: opts.pid, ...(existsSync(`/proc/${opts.pid}/ns/pid_for_children`) && opts.joinPidns !== false ? { worldPidns: opts.pid } : {}) });
     // Ready = bound (it binds before it reads servers) and the servers file is loaded.
     await dnsmasq.waitForLog(new RegExp(generationMarker(generation).replaceAll(".", "\\.")), 5000, 0);
     lease = { ...lease, dnsmasq_pid: dnsmasq.pid };

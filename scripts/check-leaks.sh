@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Leak check around the test suite (rule: tests leave no mounts, netns, veths, cgroups or
+# processes behind). Kills nothing; prints what it found so the teardown can be fixed.
+#
+#   check-leaks.sh --snapshot FILE   record what exists now (before the suite)
+#   check-leaks.sh --since FILE      fail (exit 1) on anything new since the snapshot
+#   check-leaks.sh                   fail on anything at all
+set -u
+mode=${1:-}
+base=${2:-}
+items=$(mktemp)
+trap 'rm -f "$items"' EXIT
+report() { echo "$*" >> "$items"; }
+
+while IFS= read -r l; do report "mount: $l"; done < <(grep -E 'substrate|/overlay/|lima-emu' /proc/self/mountinfo | cut -d' ' -f5)
+while IFS= read -r l; do report "netns: $l"; done < <(ip netns list 2>/dev/null)
+while IFS= read -r l; do report "veth: $l"; done < <(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^(sbx|stest|sbt)' )
+for d in /sys/fs/cgroup/*/substrate /sys/fs/cgroup/substrate /sys/fs/cgroup/*/lima-emu-* /sys/fs/cgroup/*/*/substrate; do
+  [ -d "$d" ] || continue
+  while IFS= read -r sub; do report "cgroup: $sub"; done < <(find "$d" -mindepth 1 -maxdepth 1 -type d 2>/dev/null)
+done
+while IFS= read -r l; do report "process: $l"; done < <(ps -eo pid=,args= | grep -E 'substrate-world-agent|agent/main\.ts|systemd-nspawn|dnsmasq|__world' | grep -v -E 'grep|check-leaks')
+for d in /run/substrate/worlds /var/lib/substrate/overlay; do
+  [ -d "$d" ] || continue
+  for e in "$d"/*; do [ -e "$e" ] && report "left: $e"; done
+done
+
+sort -u "$items" -o "$items"
+case "$mode" in
+  --snapshot) cp "$items" "$base"; echo "check-leaks: snapshot of $(wc -l < "$items") pre-existing item(s)"; exit 0 ;;
+  --since) new=$(comm -13 "$base" "$items") ;;
+  *) new=$(cat "$items") ;;
+esac
+if [ -z "$new" ]; then echo "check-leaks: nothing left behind"; exit 0; fi
+echo "$new" | sed 's/^/LEAK: /'
+echo "check-leaks: the suite left $(echo "$new" | wc -l) item(s) behind (see above)"
+exit 1
