@@ -4,11 +4,12 @@
  * isolate_network false shares the host's network namespace.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { b64, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
 
 let agent: TestAgent;
 let proj: string;
+const cleanup: string[] = [];
 beforeAll(async () => {
   agent = await startAgent();
   proj = tempProject();
@@ -16,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await agent.stop();
-  rmSync(proj, { recursive: true, force: true });
+  for (const d of [proj, ...cleanup]) rmSync(d, { recursive: true, force: true });
 });
 
 const run = (cmd: string, world: Record<string, unknown> = {}) =>
@@ -29,8 +30,11 @@ describe("WorldSpec", () => {
   });
 
   test("fs_isolation workspace hides other host dirs; full shows them read-only", async () => {
-    // This repository's own directory is outside the system dirs and outside the project.
-    const here = import.meta.dir;
+    // A host dir outside the system dirs and the project (under /var, which `full` shows;
+    // not under /tmp, which every world replaces with its own tmpfs).
+    mkdirSync("/var/lib/substrate", { recursive: true });
+    const here = mkdtempSync("/var/lib/substrate/test-full-");
+    cleanup.push(here);
     const ws = await run(`test -e ${here} && echo visible || echo hidden`);
     expect(b64(ws.stdout_b64)).toBe("hidden\n");
     const full = await run(`test -e ${here} && echo visible; touch ${here}/x 2>&1; echo rc=$?`, { fs_isolation: "full" });
