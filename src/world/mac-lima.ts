@@ -27,14 +27,17 @@ export class MacLimaBackend implements WorldBackend {
     const debug = (m: string) => {
       if (this.env.SUBSTRATE_DEBUG) process.stderr.write(`substrate: debug: mac-lima: ${m}\n`);
     };
-    const world = new LimaWorld({ env: this.env, project: this.project, progress: { step: debug, ok: debug, warn: debug, debug } });
+    // Steps only happen when something has to be created/pushed: worth a line each (a first
+    // VM takes minutes); a healthy VM prints nothing.
+    const say = (m: string) => process.stderr.write(`substrate: ${m}\n`);
+    const world = new LimaWorld({ env: this.env, project: this.project, progress: { step: say, ok: debug, warn: debug, debug } });
     try {
       const expected = (await loadGuestAssets(this.env).catch(() => null))?.agent.version ?? null;
       let note: string | undefined;
       let inst = await world.instance();
       if (inst?.status === "Running") {
         try {
-          const t = await connectLimaTransport(inst, { env: this.env, warn: debug });
+          const t = await connectLimaTransport(inst, { env: this.env });
           const caps = await t.client.capabilities(10_000);
           if (!expected || (sameBuild(caps.agent, expected) && caps.agent.target === expected.target))
             return { client: t.client, backend: this.name, socketPath: t.address };
