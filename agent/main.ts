@@ -79,6 +79,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     throw e;
   }
   server.http.on("clientError", answerClientError); // issue 6: JSON even for unparsable requests
+  (await import("../src/api/deadline.ts")).enforceHeaderDeadline(server.http); // issue 6: slowloris guard
   if (values["pid-file"]) writeFileSync(values["pid-file"], `${process.pid}\n`);
   log(`${versionString()} listening on ${server.path} (${server.mode})`);
 

@@ -20,6 +20,7 @@ import { getRequestListener } from "@hono/node-server";
 import type { MiddlewareHandler } from "hono";
 import { errorBody, httpStatusFor, type AuditLine } from "../contract/index.ts";
 import { answerClientError, buildRouter } from "../api/router.ts";
+import { enforceHeaderDeadline } from "../api/deadline.ts";
 import { substrateHome } from "../config.ts";
 import { ForwardingService, requestContext, type ProxyPolicy, type RequestContext } from "./forward.ts";
 import { peerCred, type PeerCred } from "./peercred.ts";
@@ -211,6 +212,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   http.headersTimeout = 15_000;
   http.requestTimeout = 0;
   http.on("clientError", answerClientError);
+  enforceHeaderDeadline(http); // Bun does not enforce headersTimeout (see src/api/deadline.ts)
 
   const bridge = streamBridge({
     agentSocket: o.agentSocket,

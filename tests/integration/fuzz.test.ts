@@ -278,3 +278,31 @@ test("slowloris: 64 stalled partial requests do not stop the agent from answerin
   }
   expect(agent.proc.exitCode).toBeNull();
 });
+
+test("header deadline: a stalled request head gets a 408 JSON and is closed; long executes and streams are not cut", async () => {
+  // Bun's node:http does not enforce headersTimeout (measured), src/api/deadline.ts does.
+  const short = await startSourceAgent({ SUBSTRATE_HEADER_DEADLINE_MS: "400" });
+  try {
+    const partial = await new Promise<RawAnswer>((resolve, reject) => {
+      const s = createConnection(short.socket);
+      const chunks: Buffer[] = [];
+      s.on("data", (c: Buffer) => chunks.push(c));
+      s.on("error", reject);
+      s.on("close", () => resolve(parseResponse(Buffer.concat(chunks))));
+      s.write("POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Le");
+    });
+    expect(partial.status).toBe(408);
+    expect(JSON.parse(partial.body.toString()).error.message).toContain("request head not received");
+    // an execute that runs longer than the deadline is not cut
+    const long = await http(short.socket, "POST", "/v1/execute", { cmd: "sleep 1; echo done", cwd: proj, agent_id: "long" });
+    expect(long.status).toBe(200);
+    expect(Buffer.from(long.body.stdout_b64, "base64").toString()).toBe("done\n");
+    // nor is a WebSocket session
+    const { openStream } = await import("./api-helpers.ts");
+    const s = await openStream(short.socket, { cmd: "sleep 1; echo ws-done", cwd: proj, agent_id: "long" });
+    expect((await s.exit()).code).toBe(0);
+    expect(s.text()).toContain("ws-done");
+  } finally {
+    await short.stop();
+  }
+});
