@@ -17,6 +17,7 @@ import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import type { WorldBootConfig } from "./spawner.ts";
 import { confineWorld, type WorldConfinement } from "./confine.ts";
+import { parseMemory } from "./cgroups.ts";
 import {
   NetConfigError,
   NetPrereqError,
@@ -43,8 +44,22 @@ export interface WorldOptions {
   network?: Partial<Pick<WorldNetworkOptions, "upstreamDns" | "allowedIps" | "ports" | "refreshSecs" | "nat">>;
 }
 
-/** Tasks a world needs for itself, added to a caller's pids limit (see create()). */
+/** Tasks a world needs for itself, added to a caller's pids limit. */
 export const WORLD_OWN_PIDS = 32;
+/** Memory the world's own spawner uses (a Bun process, ~45 MB RSS), added to a memory limit. */
+export const WORLD_OWN_MEMORY = 64 * 1024 * 1024;
+
+/**
+ * The cgroup holds the world's own tasks too (unshare, PID 1, the spawner and its threads):
+ * give them headroom, so `limits` bound the commands rather than Substrate itself.
+ */
+export function withOwnHeadroom(l: WorldSpec["limits"]): WorldSpec["limits"] {
+  return {
+    ...l,
+    ...(l.pids !== undefined ? { pids: l.pids + WORLD_OWN_PIDS } : {}),
+    ...(l.memory !== undefined ? { memory: String(parseMemory(l.memory) + WORLD_OWN_MEMORY) } : {}),
+  };
+}
 
 export class WorldStartError extends Error {
   override name = "WorldStartError";
@@ -180,9 +195,7 @@ export class World {
     // process through argvPrefix) and, when asked, a user namespace.
     const confinement = await confineWorld({
       worldId: id,
-      // pids.max also counts the world's own tasks (unshare, PID 1, the spawner's ~5-10
-      // threads): give them headroom so the limit bounds the commands, not Substrate.
-      limits: o.spec.limits.pids === undefined ? o.spec.limits : { ...o.spec.limits, pids: o.spec.limits.pids + WORLD_OWN_PIDS },
+      limits: withOwnHeadroom(o.spec.limits),
       projectDir: o.spec.project_dir,
       userns: false,
       helperDir: join(dir, "idmap"),
