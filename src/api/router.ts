@@ -34,7 +34,15 @@ export function describeZodError(e: z.ZodError): string {
 async function readJsonBody(c: Context): Promise<unknown> {
   const len = Number(c.req.header("content-length") ?? "0");
   if (len > MAX_BODY_BYTES) throw new ApiError("payload_too_large", `request body is ${len} bytes; the limit is ${MAX_BODY_BYTES}`);
-  const buf = await c.req.arrayBuffer();
+  // Issue 6: a body that stops arriving must not hold the handler (and its fd) forever.
+  const deadline = Number(process.env.SUBSTRATE_BODY_DEADLINE_MS) || 30_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const buf = await Promise.race([
+    c.req.arrayBuffer(),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ApiError("bad_request", `request body not received within ${deadline} ms`, "send the whole body with its Content-Length")), deadline);
+    }),
+  ]).finally(() => clearTimeout(timer));
   if (buf.byteLength > MAX_BODY_BYTES)
     throw new ApiError("payload_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
   let text: string;

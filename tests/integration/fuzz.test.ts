@@ -306,3 +306,25 @@ test("header deadline: a stalled request head gets a 408 JSON and is closed; lon
     await short.stop();
   }
 });
+
+test("body deadline: a body that stops arriving gets a 400 JSON instead of holding the handler", async () => {
+  const short = await startSourceAgent({ SUBSTRATE_BODY_DEADLINE_MS: "400" });
+  try {
+    const a = await new Promise<RawAnswer>((resolve, reject) => {
+      const s = createConnection(short.socket);
+      const chunks: Buffer[] = [];
+      s.on("data", (c: Buffer) => {
+        chunks.push(c);
+        if (Buffer.concat(chunks).includes("}")) s.destroy(); // the JSON answer is complete
+      });
+      s.on("error", reject);
+      s.on("close", () => resolve(parseResponse(Buffer.concat(chunks))));
+      s.write('POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"cmd":');
+    });
+    expect(a.status).toBe(400);
+    expect(JSON.parse(a.body.toString()).error.message).toContain("request body not received");
+    expect((await http(short.socket, "GET", "/v1/capabilities")).status).toBe(200);
+  } finally {
+    await short.stop();
+  }
+});
