@@ -88,6 +88,10 @@ function readLimit(file: string): string | null {
   }
 }
 
+/** Upper bounds for the agent's own headroom on top of the requested limits (see cgroupCheck). */
+const MAX_OWN_MEMORY = 256 * 2 ** 20;
+const MAX_OWN_PIDS = 64;
+
 const toBytes = (s: string): number => {
   const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$/.exec(s);
   if (!m) return NaN;
@@ -124,15 +128,19 @@ function cgroupCheck(facts: Map<string, string>, worldId: string, limits: WorldS
     for (const root of roots) {
       const mem = readLimit(join(root, path!, ctrls ? "memory.limit_in_bytes" : "memory.max"));
       if (mem !== null && limits?.memory) {
+        // The agent adds headroom for the world's own tasks (spawner, init: agent/world/
+        // session.ts withOwnHeadroom, 64 MiB today); v1 rounds to the page size. A limit
+        // below the request, or far above it, is not the requested limit.
         const want = toBytes(limits.memory);
-        // v1 rounds to the page size.
-        if (Math.abs(Number(mem) - want) < 4096 * 2) found.push(`memory ${mem}`);
-        else problems.push(`memory limit ${mem}, wanted ${want}`);
+        const got = Number(mem);
+        if (got >= want - 8192 && got <= want + MAX_OWN_MEMORY) found.push(`memory ${limits.memory} (${got} bytes incl. ${Math.round((got - want) / 2 ** 20)} MiB for the world's own tasks)`);
+        else problems.push(`memory limit ${mem} bytes, requested ${limits.memory} (${want})`);
       }
       const pids = readLimit(join(root, path!, "pids.max"));
       if (pids !== null && limits?.pids !== undefined) {
-        if (pids === String(limits.pids)) found.push(`pids ${pids}`);
-        else problems.push(`pids.max ${pids}, wanted ${limits.pids}`);
+        const got = Number(pids);
+        if (got >= limits.pids && got <= limits.pids + MAX_OWN_PIDS) found.push(`pids ${limits.pids} (pids.max ${pids} incl. the world's own)`);
+        else problems.push(`pids.max ${pids}, requested ${limits.pids}`);
       }
     }
   }
