@@ -21,6 +21,8 @@ import { DEFAULT_SOCKET } from "../config.ts";
 import { assetFiles } from "../embedded.ts";
 import { addUserToGroup, groupAddSystem, isMember, lingerEnabled, readGroup, userEntry, AccountsError } from "../sys/accounts.ts";
 import { Systemctl, SystemctlError, systemdBooted } from "../sys/systemctl.ts";
+import { agentPid, stopAgent } from "./agent-process.ts";
+import { pidFileFor } from "../world/linux-local.ts";
 import { Actions, isRoot, LifecycleError, probe, sha256, vstr, wantedAgent, type LifecycleContext } from "./context.ts";
 
 export const AGENT_PATH = "/usr/local/bin/substrate-world-agent";
@@ -148,6 +150,13 @@ export async function warmSystemd(ctx: LifecycleContext, sc = new Systemctl()): 
     actions.has(a as never),
   );
   const socketActive = sc.isActive(SOCKET_UNIT) === "active";
+  // A manual-mode agent of ours (earlier `substrate -c` as root before systemd owned the
+  // socket) would keep serving a socket file systemd is about to replace: stop it first.
+  if (!socketActive && agentPid(pidFileFor(DEFAULT_SOCKET), DEFAULT_SOCKET) !== null) {
+    p.step("stopping the manual-mode agent: systemd takes over the socket");
+    await stopAgent(pidFileFor(DEFAULT_SOCKET), DEFAULT_SOCKET);
+    actions.add("stopped_agent");
+  }
   if (needsRestart && socketActive) {
     p.step("restarting the agent (binary, units or group changed)");
     wrap("restarting the agent", () => {

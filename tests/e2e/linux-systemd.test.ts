@@ -54,7 +54,13 @@ describe("Linux host, root + systemd: socket activation", () => {
   let first: ReturnType<typeof service>;
 
   test("warm installs the agent, the shipped units, group + membership, enables the socket, validates", () => {
+    // First a manual-mode agent on the same socket (root without the units yet): warm in
+    // socket-activation mode must stop exactly it before systemd takes the socket over.
+    const m = LifecycleReport.parse(JSON.parse(must("sudo", "substrate", "world", "warm", "--mode", "manual", "--json")));
+    expect(m).toMatchObject({ mode: "manual", actions: ["started_agent"] });
     const r = lifecycle("warm");
+    expect(r.actions).toContain("stopped_agent");
+    expect(sh("test", "-e", `/proc/${m.pid}`).code).not.toBe(0);
     expect(r).toMatchObject({ ok: true, mode: "socket_activation", socket_path: "/run/substrate.sock" });
     for (const a of ["installed_agent", "installed_units", "updated_dropin", "created_group", "added_user_to_group", "daemon_reload", "enabled_socket", "started_socket"] as const)
       expect(r.actions).toContain(a);
