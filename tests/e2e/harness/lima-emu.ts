@@ -142,6 +142,7 @@ function clearState(dir: string): void {
   rmSync(join(dir, "ha.pid"), { force: true });
   rmSync(join(dir, "ssh.config"), { force: true });
   rmSync(join(dir, "ssh-proxy.sh"), { force: true });
+  rmSync(join(dir, "ssh.master"), { force: true });
 }
 
 function hostArch(): string {
@@ -819,8 +820,44 @@ function running(name: string): Inspected & { state: EmuState } {
 }
 
 /** argv that runs SCRIPT as the default user through a login, inside the guest. */
-function asGuestUser(guest: ProcId, script: string): string[] {
-  return ["nsenter", "-t", String(guest.pid), "-a", "--", "env", "-i", `PATH=${GUEST_PATH}`, "runuser", "-l", GUEST_USER, "-c", script];
+/**
+ * Lima runs `shell` and `copy` through a persistent SSH master (ControlPersist): a group
+ * added in the guest after the master connected is NOT in later sessions until `limactl
+ * shell --reconnect` (or a restart). With LIMA_EMU_SSH_MASTER=1 the emulator reproduces
+ * that: the first session records the user's groups in DIR/ssh.master and later sessions
+ * run with exactly those (setpriv instead of a fresh PAM login). Off by default.
+ */
+function masterGroups(i: Inspected & { state: EmuState }): string | null {
+  if (process.env.LIMA_EMU_SSH_MASTER !== "1") return null;
+  const f = join(i.dir, "ssh.master");
+  try {
+    return readFileSync(f, "utf8").trim();
+  } catch {}
+  const r = run(["nsenter", "-t", String(i.state.guest.pid), "-a", "--", "id", "-G", GUEST_USER]);
+  if (r.code !== 0) fatal(`cannot read the groups of ${GUEST_USER}: ${r.stderr.trim()}`);
+  const gids = r.stdout.trim().split(/\s+/).join(",");
+  writeFileSync(f, `${gids}\n`);
+  return gids;
+}
+
+function asGuestUser(guest: ProcId, script: string, gids: string | null = null): string[] {
+  const enter = ["nsenter", "-t", String(guest.pid), "-a", "--", "env", "-i", `PATH=${GUEST_PATH}`];
+  if (gids === null) return [...enter, "runuser", "-l", GUEST_USER, "-c", script];
+  return [
+    ...enter,
+    `HOME=${GUEST_HOME}`,
+    "SHELL=/bin/bash",
+    `USER=${GUEST_USER}`,
+    `LOGNAME=${GUEST_USER}`,
+    "setpriv",
+    `--reuid=${GUEST_UID}`,
+    `--regid=${GUEST_UID}`,
+    `--groups=${gids}`,
+    "--",
+    "/bin/bash",
+    "-c",
+    `cd ~ && ${script}`,
+  ];
 }
 
 async function cmdShell(argv: string[]): Promise<number> {
@@ -848,7 +885,8 @@ async function cmdShell(argv: string[]): Promise<number> {
     });
     script += ` -c ${shellQuote(quoted.join(" "))}`;
   }
-  const p = Bun.spawn(asGuestUser(i.state.guest, script), { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+  if (flags.has("reconnect")) rmSync(join(i.dir, "ssh.master"), { force: true });
+  const p = Bun.spawn(asGuestUser(i.state.guest, script, masterGroups(i)), { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
   const fwd = (s: NodeJS.Signals) => () => p.kill(s);
   process.on("SIGTERM", fwd("SIGTERM"));
   process.on("SIGINT", fwd("SIGINT"));
@@ -904,7 +942,7 @@ async function cmdCopy(argv: string[]): Promise<number> {
         fatal(`${src.path}: No such file or directory`);
       }
       if (st.isDirectory() && !recursive) fatal(`${src.path}: not a regular file (use -r)`);
-      const guestCmd = asGuestUser(i.state.guest, EXTRACT(dst.path, basename(hostSrc), "--no-same-owner"))
+      const guestCmd = asGuestUser(i.state.guest, EXTRACT(dst.path, basename(hostSrc), "--no-same-owner"), masterGroups(i))
         .map(shellQuote)
         .join(" ");
       const r = run(["bash", "-c", `set -o pipefail; tar -C ${shellQuote(dirname(hostSrc))} -cf - -- ${shellQuote(basename(hostSrc))} | ${guestCmd}`]);
@@ -913,7 +951,7 @@ async function cmdCopy(argv: string[]): Promise<number> {
       const i = running(src.instance!);
       const check = recursive ? "" : `[ -d "$src" ] && { echo "$src: not a regular file" >&2; exit 1; }; `;
       const pack = `src=${shellQuote(src.path)}; [ -e "$src" ] || { echo "$src: No such file or directory" >&2; exit 1; }; ${check}cd -- "$(dirname -- "$src")" && exec tar -cf - -- ${shellQuote(name)}`;
-      const guestCmd = asGuestUser(i.state.guest, pack).map(shellQuote).join(" ");
+      const guestCmd = asGuestUser(i.state.guest, pack, masterGroups(i)).map(shellQuote).join(" ");
       const extract = EXTRACT(resolve(dst.path), name, "--no-same-owner");
       const r = run(["bash", "-c", `set -o pipefail; ${guestCmd} | (${extract})`]);
       if (r.code !== 0) fatal(`failed to copy ${src.instance}:${src.path} to ${dst.path}: ${r.stderr.trim()}`);
