@@ -254,7 +254,14 @@ export class World {
         // Issue 10 (rootless mode): no veth, nft or dnsmasq without host root. Fail closed
         // exactly like a missing prerequisite below: loopback only, said once.
         world.warnings.push("network: rootless agent (no host root for a veth); the world has loopback only (no egress)");
-        await ip(["link", "set", "lo", "up"], { netnsPid: world.nsPid }).catch(() => {});
+        // Loopback up from inside the world's user namespace: nsenter --net alone is refused to
+        // an unprivileged agent, but as the owner of the world's user namespace it may enter
+        // it (--preserve-credentials: no setgroups there) and is root for the netns.
+        const lo = Bun.spawn(
+          ["nsenter", `--user=/proc/${world.nsPid}/ns/user`, `--net=/proc/${world.nsPid}/ns/net`, "--preserve-credentials", "--", "ip", "link", "set", "lo", "up"],
+          { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
+        );
+        if ((await lo.exited) !== 0) world.warnings.push(`network: loopback stays down: ${(await new Response(lo.stderr).text()).trim()}`);
       } else if (o.spec.isolate_network) {
         // veth + nft allowlist + pinned DNS inside the world's netns, before any command.
         try {

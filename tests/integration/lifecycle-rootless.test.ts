@@ -76,11 +76,12 @@ describe("rootless mode (unprivileged user)", () => {
     const proj = join(home, "proj");
     mkdirSync(proj);
     Bun.spawnSync(["chown", `${USER}:`, proj]);
-    const r = asUser(["-c", "id -u; cat /proc/self/uid_map; echo x > made-here"], proj);
+    const r = asUser(["-c", "id -u; cat /proc/self/uid_map; echo x > made-here; ip -o link show lo"], proj);
     expect(r.code).toBe(0);
-    const [inside, map] = r.out.trim().split("\n");
+    const [inside, map, lo] = r.out.trim().split("\n");
     expect(inside).toBe("0");
     expect(map!.trim().split(/\s+/)).toEqual(["0", String(uid), "1"]);
+    expect(lo).toMatch(/<LOOPBACK,UP/); // loopback usable (dev servers, tests) though no egress
     expect(statSync(join(proj, "made-here")).uid).toBe(uid);
   }, 60_000);
 
