@@ -33,9 +33,23 @@ export function describeZodError(e: z.ZodError): string {
 
 async function readJsonBody(c: Context): Promise<unknown> {
   const len = Number(c.req.header("content-length") ?? "0");
-  if (len > MAX_BODY_BYTES) throw new ApiError("payload_too_large", `request body is ${len} bytes; the limit is ${MAX_BODY_BYTES}`);
   // Issue 6: a body that stops arriving must not hold the handler (and its fd) forever.
   const deadline = Number(process.env.SUBSTRATE_BODY_DEADLINE_MS) || 30_000;
+  if (len > MAX_BODY_BYTES) {
+    // Issue 6: read and discard a moderately oversized body first (chunk by chunk, never
+    // held): answering mid-upload makes Bun reset the socket and the 413 is lost (measured).
+    // Far larger declarations are answered at once.
+    if (len <= 4 * MAX_BODY_BYTES && c.req.raw.body) {
+      const reader = c.req.raw.body.getReader();
+      const drained = (async () => {
+        while (!(await reader.read()).done);
+      })().catch(() => {});
+      let t: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([drained, new Promise<void>((r) => (t = setTimeout(r, deadline)))]);
+      clearTimeout(t);
+    }
+    throw new ApiError("payload_too_large", `request body is ${len} bytes; the limit is ${MAX_BODY_BYTES}`);
+  }
   let timer: ReturnType<typeof setTimeout> | undefined;
   const buf = await Promise.race([
     c.req.arrayBuffer(),
