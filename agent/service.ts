@@ -4,7 +4,6 @@ import { arch } from "node:os";
 import { isAbsolute, relative } from "node:path";
 import {
   newSpanId,
-  newWorldId,
   type FsDiff,
   WorldSpec,
   type ApprovalAnswer,
@@ -24,7 +23,7 @@ import { collectWorldDoctorReport } from "./doctor.ts";
 import type { WorldManager } from "./world/manager.ts";
 import { WorldLostError, WorldStartError } from "./world/session.ts";
 import { IsolatedResults } from "./world/isolated_results.ts";
-import { OVERLAY_BASE, OverlayError, prepareOverlayDirs, type OverlayDirs } from "./world/overlay.ts";
+import { OVERLAY_BASE, OverlayError, type OverlayDirs } from "./world/overlay.ts";
 import { discardOverlay } from "./world/apply.ts";
 import type { FsApplyResponse, FsDiscardResponse } from "../src/contract/fsdiff.ts";
 import { AgentBudgets } from "./budget.ts";
@@ -135,9 +134,9 @@ export class WorldAgentService implements AgentService {
     let world;
     try {
       if (req.isolated) {
-        const id = newWorldId();
-        overlay = prepareOverlayDirs(id, this.overlayBase);
-        world = await this.worlds.ephemeral({ ...spec, reuse_session: false }, { id, overlay: { upper: overlay.upper, work: overlay.work } });
+        // Issue 3 (pool, agent/world/spares.ts): a pre-warmed world with its own fresh overlay
+        // dirs when one is ready, else built now; on failure its overlay dirs are already gone.
+        ({ world, overlay } = await this.worlds.isolated({ ...spec, reuse_session: false }, this.overlayBase));
       } else world = await this.worlds.session(spec);
     } catch (e) {
       lease.settle(0);
@@ -175,8 +174,9 @@ export class WorldAgentService implements AgentService {
       const ms = performance.now() - t0; // the command's time (trace), before the diff is read
       let fs_diff: FsDiff | undefined;
       if (overlay) {
-        // The world must be gone (nothing mounted, nothing writing) before the upper dir is read.
-        await this.worlds.destroy(world.id);
+        // The world's processes must be gone (nothing mounted, nothing writing) before the upper
+        // dir is read; its network/cgroup teardown finishes in the background (manager.release).
+        await this.worlds.release(world);
         this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir });
         fs_diff = await this.isolated.diff(spanId);
       }
@@ -200,7 +200,7 @@ export class WorldAgentService implements AgentService {
       };
     } catch (e) {
       if (overlay) {
-        await this.worlds.destroy(world.id);
+        await this.worlds.release(world);
         await discardOverlay(overlay.dir, this.overlayBase).catch(() => {});
       }
       const code = (e as { code?: string }).code;
@@ -225,8 +225,14 @@ export class WorldAgentService implements AgentService {
   fsDiff(spanId: string): Promise<FsDiff> {
     return this.isolated.diff(spanId);
   }
-  applyFsDiff(spanId: string, paths?: string[]): Promise<FsApplyResponse> {
-    return this.isolated.apply(spanId, paths);
+  async applyFsDiff(spanId: string, paths?: string[]): Promise<FsApplyResponse> {
+    try {
+      return await this.isolated.apply(spanId, paths);
+    } finally {
+      // Issue 3 (pool): a project changed under the spares' overlays (their lower dir): drop
+      // them all (apply is rare; the next isolated execute warms a new one).
+      this.worlds.spares.invalidate();
+    }
   }
   discardFsDiff(spanId: string): Promise<FsDiscardResponse> {
     return this.isolated.discard(spanId);

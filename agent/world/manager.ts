@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { WorldSpec, WorldStats } from "../../src/contract/index.ts";
 import { createConnection } from "node:net";
 import { World, type WorldOptions } from "./session.ts";
+import { SparePool, spareTtlMsFromEnv, type IsolatedWorld } from "./spares.ts";
 
 /** Does a spawner answer on this control socket? */
 function answers(path: string): Promise<boolean> {
@@ -32,6 +33,8 @@ export interface ManagerOptions {
    */
   harden?: (spec: WorldSpec, isolated: boolean) => WorldOptions["harden"];
   network?: WorldOptions["network"];
+  /** Idle TTL of pre-warmed isolated worlds (spares.ts); default SUBSTRATE_SPARE_TTL_SECS or 60 s, 0 = off. */
+  spareTtlMs?: number;
 }
 
 const sessionKey = (s: WorldSpec): string =>
@@ -46,8 +49,22 @@ export class WorldManager {
   private sessions = new Map<string, Promise<World>>();
   private all = new Map<string, World>();
   private stats = { created: 0, reused: 0, executes: 0 };
+  /** Issue 3 (pool): host-side teardowns finishing in the background (release); shutdown awaits them. */
+  private teardowns = new Set<Promise<void>>();
+  /** Issue 3 (pool): pre-warmed isolated worlds, see spares.ts. Spares are created worlds, never executes. */
+  readonly spares: SparePool;
 
-  constructor(private readonly o: ManagerOptions) {}
+  constructor(private readonly o: ManagerOptions) {
+    this.spares = new SparePool({
+      ttlMs: o.spareTtlMs ?? spareTtlMsFromEnv(process.env, o.log),
+      create: (spec, extra) => this.create(spec, extra, true),
+      destroy: async (w) => {
+        this.forget(w);
+        await w.destroy();
+      },
+      log: o.log,
+    });
+  }
 
   /**
    * Remove world dirs left by an agent that died without tearing down. A dir whose
@@ -86,9 +103,9 @@ export class WorldManager {
     this.all.set(w.id, w);
     // A world can end on its own (its spawner crashed, a limit killed it): tear down what it
     // leaves on the host (veth + dnsmasq, cgroup, dirs) instead of just forgetting it.
-    void w.proc.exited.then(async () => {
+    void w.proc.exited.then(() => {
       this.forget(w);
-      await w.destroy().catch((e) => this.o.log?.(`teardown of ${w.id} failed: ${(e as Error).message}`));
+      this.track(w.destroy()); // tracked: shutdown waits for it (nothing left once the agent stops)
     });
     return w;
   }
@@ -170,6 +187,35 @@ export class WorldManager {
     return this.create(spec, extra, true);
   }
 
+  /**
+   * Issue 3 (pool): a fresh isolated world on its own fresh overlay dirs under `overlayBase`:
+   * a pre-warmed spare when there is one, else built now; the next spare starts warming.
+   * Counts as an execute (spares themselves never do). Caller: release(), then read the upper dir.
+   */
+  async isolated(spec: WorldSpec, overlayBase: string): Promise<IsolatedWorld> {
+    this.stats.executes++;
+    return this.spares.acquire(spec, overlayBase);
+  }
+
+  /**
+   * Issue 3 (pool): end a used isolated world on the critical path only as far as correctness
+   * needs: once this resolves its processes are gone (nothing writes or holds the upper dir),
+   * while the network (veth, dnsmasq, nft), cgroup and dirs are torn down in the background
+   * (tracked; shutdown awaits them; errors are logged).
+   */
+  async release(w: World): Promise<void> {
+    this.forget(w);
+    await w.stop();
+    this.track(w.destroy());
+  }
+
+  private track(p: Promise<void>): void {
+    const q: Promise<void> = p
+      .catch((e) => this.o.log?.(`teardown failed: ${(e as Error).message}`))
+      .finally(() => this.teardowns.delete(q));
+    this.teardowns.add(q);
+  }
+
   get(id: string): World | undefined {
     return this.all.get(id);
   }
@@ -187,7 +233,9 @@ export class WorldManager {
   }
 
   async shutdown(): Promise<void> {
+    await this.spares.shutdown(); // spares (also those warming) + their overlay dirs
     await Promise.all([...this.all.values()].map((w) => w.destroy()));
+    while (this.teardowns.size > 0) await Promise.all([...this.teardowns]); // background teardowns (release)
     this.sessions.clear();
   }
 

@@ -339,10 +339,15 @@ export class World {
     return new WorldProcess(this.ctl, req, io, () => (this.lost = true));
   }
 
-  /** Tear the world down; idempotent. */
-  destroy(): Promise<void> {
-    this.closed ??= (async () => {
-      await this.network?.teardown().catch(() => {});
+  /**
+   * Stop the world's processes; idempotent. Closing the lifeline makes the spawner exit, PID 1
+   * exits with it and the kernel kills the rest of the PID namespace; once `unshare` is reaped
+   * nothing of the world runs or writes any more (its mounts went with its mount namespace).
+   * Isolated executes read the upper dir right after this (issue 3, pool: agent/world/spares.ts);
+   * the host-side leftovers (veth + dnsmasq + nft, cgroup, dirs) are `destroy()`'s job.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
       this.lifeline?.destroy();
       const exited = this.proc.exited.then(() => true);
       const inTime = await Promise.race([exited, Bun.sleep(3000).then(() => false)]);
@@ -353,6 +358,19 @@ export class World {
         this.proc.kill("SIGKILL");
         await this.proc.exited;
       }
+    })();
+    return this.stopped;
+  }
+  private stopped?: Promise<void>;
+
+  /** Tear the world down; idempotent: stop(), then the host-side network, cgroup and dirs. */
+  destroy(): Promise<void> {
+    this.closed ??= (async () => {
+      // The processes go first (stop), then the network: the veth's peer and dnsmasq die with
+      // the world's namespaces anyway, and teardown tolerates what is already gone (a world
+      // that exits on its own is torn down the same way, see manager.ts).
+      await this.stop();
+      await this.network?.teardown().catch(() => {});
       await this.confinement?.destroy();
       rmSync(this.dir, { recursive: true, force: true });
     })();

@@ -35,12 +35,15 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent.stop();
   expect(mountsUnder(overlayBase)).toEqual([]);
+  // The agent's stop discards its pre-warmed spares' overlay dirs too (agent/world/spares.ts).
+  expect(readdirSync(overlayBase)).toEqual([]);
   rmSync(overlayBase, { recursive: true, force: true });
   rmSync(proj, { recursive: true, force: true });
 });
 
 describe("isolated execute", () => {
   let span: string;
+  let wid: string;
 
   test("writes stay in the overlay; the response carries the diff", async () => {
     const r = await agent.client.execute({
@@ -62,6 +65,7 @@ describe("isolated execute", () => {
     // The isolated world is gone; no session world was created for it.
     expect((await agent.client.listWorlds()).map((w) => w.id)).not.toContain(r.world_id);
     span = r.span_id;
+    wid = r.world_id;
   });
 
   test("GET /v1/fs_diff/:span_id returns the same diff", async () => {
@@ -86,7 +90,10 @@ describe("isolated execute", () => {
     const d = await get(`/v1/fs_diff/${span}/discard`, "POST");
     expect(d.body).toEqual({ discarded: true });
     expect((await get(`/v1/fs_diff/${span}`)).status).toBe(404);
-    expect(readdirSync(overlayBase)).toEqual([]);
+    // What may remain are pre-warmed spares' fresh dirs (agent/world/spares.ts), never a result.
+    const left = readdirSync(overlayBase);
+    expect(left).not.toContain(wid);
+    for (const n of left) expect(existsSync(join(overlayBase, n, "result.json"))).toBe(false);
   });
 
   test("mount is EPERM in an isolated world; writing outside the project fails even as root", async () => {
