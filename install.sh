@@ -147,10 +147,18 @@ uninstall() {
     [ -e "$bindir/substrate" ] && say "($bindir/substrate exists but was not installed by this script; left alone)"
     exit 0
   fi
-  # Files first, then the directories this installer created, deepest first (rmdir keeps
-  # any directory that still holds something else).
-  while IFS=' ' read -r kind _sum path; do
-    if [ "$kind" = file ] && [ -n "$path" ]; then rm -f "$path"; fi
+  # Files first — a file changed since it was installed is no longer ours: kept — then the
+  # directories this installer created, deepest first (rmdir keeps any that still hold
+  # something else).
+  have_sha=0
+  if command -v sha256sum >/dev/null 2>&1 || command -v shasum >/dev/null 2>&1; then have_sha=1; fi
+  while IFS=' ' read -r kind sum path; do
+    [ "$kind" = file ] && [ -n "$path" ] && [ -e "$path" ] || continue
+    if [ "$have_sha" = 1 ] && [ "$(sha256_of "$path")" != "$sum" ]; then
+      say "kept $path (changed since it was installed)"
+    else
+      rm -f "$path"
+    fi
   done <"$manifest"
   rm -f "$manifest"
   dirs=$(sed -n 's/^dir - //p' "$manifest.dirs" 2>/dev/null || true)

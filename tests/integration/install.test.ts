@@ -179,10 +179,23 @@ for (const shell of ["dash", "bash"] as const) {
       // Someone else's files in the same directories must survive.
       writeFileSync(join(prefix, "bin/other-tool"), "keep\n");
       writeFileSync(join(prefix, "share/zsh/site-functions/_other"), "keep\n");
+      // A file edited since the install is no longer what it installed: kept.
+      writeFileSync(join(prefix, "share/doc/substrate/README.md"), "my notes\n");
       const r = await run([shell, join(ROOT, "install.sh"), "--uninstall", "--prefix", prefix], { env: env() });
       expect(r.code).toBe(0);
+      expect(r.stderr).toContain(`kept ${prefix}/share/doc/substrate/README.md (changed since it was installed)`);
       expect(r.stderr).toContain(`removed substrate from ${prefix}`);
-      expect(tree(prefix)).toEqual(["bin/", "bin/other-tool", "share/", "share/zsh/", "share/zsh/site-functions/", "share/zsh/site-functions/_other"]);
+      expect(tree(prefix)).toEqual([
+        "bin/",
+        "bin/other-tool",
+        "share/",
+        "share/doc/",
+        "share/doc/substrate/",
+        "share/doc/substrate/README.md",
+        "share/zsh/",
+        "share/zsh/site-functions/",
+        "share/zsh/site-functions/_other",
+      ]);
       const again = await run([shell, join(ROOT, "install.sh"), "--uninstall", "--prefix", prefix], { env: env() });
       expect(again.code).toBe(0);
       expect(again.stderr).toContain("nothing to uninstall");
