@@ -32,7 +32,10 @@ export default defineCommand({
       throw e;
     }
     try {
-      const r = await runVerify({ env: process.env, cwd: process.cwd(), target: { client: ready.client, backend: ready.backend, socketPath: ready.socketPath } });
+      // macOS: the throwaway project must be visible in the VM, i.e. inside the mounted project.
+      const { projectDirFor } = await import("../_project.ts");
+      const baseDir = ready.backend === "linux-local" ? undefined : projectDirFor(process.cwd());
+      const r = await runVerify({ env: process.env, cwd: process.cwd(), baseDir, target: { client: ready.client, backend: ready.backend, socketPath: ready.socketPath } });
       process.stdout.write(json ? `${JSON.stringify(r.report, null, 2)}\n` : r.text);
       process.exitCode = r.exitCode;
     } catch (e) {
