@@ -22,6 +22,7 @@ let dir: string;
 let audit: string;
 let hostTrace: string;
 
+const savedTrace = process.env.SUBSTRATE_TRACE;
 beforeAll(async () => {
   proj = tempProject();
   process.env.SUBSTRATE_TRACE = join(tmpdir(), `substrate-proxy-policy-${process.pid}.jsonl`); // policy events of the gate
@@ -39,6 +40,8 @@ afterAll(async () => {
   rmSync(proj, { recursive: true, force: true });
   rmSync(dir, { recursive: true, force: true });
   rmSync(process.env.SUBSTRATE_TRACE!, { force: true });
+  if (savedTrace === undefined) delete process.env.SUBSTRATE_TRACE;
+  else process.env.SUBSTRATE_TRACE = savedTrace;
 });
 
 /** Masks what legitimately differs between the two sockets: ids, the target tag, clocks. */
