@@ -269,6 +269,8 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
     }
   } finally {
     if (worldId) await client.deleteWorld(worldId).catch(() => {});
+    // Any other world of the throwaway project too (e.g. a pre-warmed isolated spare).
+    for (const w of await client.listWorlds().catch(() => [])) if (w.project_dir === project) await client.deleteWorld(w.id).catch(() => {});
     rmSync(base, { recursive: true, force: true });
   }
   const report = VerifyReport.parse({
