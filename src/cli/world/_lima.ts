@@ -1,7 +1,7 @@
 /**
- * Shared by `substrate world warm|status|stop|restart`: picks the Lima world (macOS, or the
- * hidden test switch SUBSTRATE_TEST_LIMA_BACKEND=1 on Linux) or the linux-local agent,
- * runs the action with consola progress (quiet under --json) and renders the result.
+ * The Lima side of `substrate world warm|status|stop|restart` (macOS, or the hidden test
+ * switch SUBSTRATE_TEST_LIMA_BACKEND=1 on Linux): runs the action with consola progress
+ * (quiet under --json) and renders the result. Linux hosts use ./_linux.ts.
  */
 import { consola } from "consola";
 import type { LimaProfileName, LimaWorldReport } from "../../contract/index.ts";
@@ -43,7 +43,8 @@ export async function runLima(cmd: LimaCommand, args: { json?: boolean; profile?
   const json = !!args.json || getGlobals().json;
   const profile = (args.profile ?? "slim") as LimaProfileName;
   if (profile !== "slim" && profile !== "dev") throw new CliError(ExitCode.USAGE, `unknown profile ${profile}`, "use --profile slim or --profile dev");
-  if (!usesLima()) return runLinuxLocal(cmd, json);
+  // Linux hosts go to src/cli/world/_linux.ts (the lifecycle modes) before reaching here.
+  if (!usesLima()) throw new CliError(ExitCode.INTERNAL, "runLima called on a non-Lima host", "report this");
 
   const { LimaWorld, LimaWorldError } = await import("../../lima/world.ts");
   const progress = json
@@ -64,25 +65,4 @@ export async function runLima(cmd: LimaCommand, args: { json?: boolean; profile?
   else render(report);
   // status: unhealthy or not running is "agent unreachable" (3), like world doctor.
   if (!report.ok) process.exitCode = ExitCode.UNAVAILABLE;
-}
-
-async function runLinuxLocal(cmd: LimaCommand, json: boolean): Promise<void> {
-  if (cmd === "stop" || cmd === "restart")
-    throw new CliError(
-      ExitCode.UNSUPPORTED,
-      `\`substrate world ${cmd}\` manages the macOS world VM; this is the linux-local backend`,
-      "sudo systemctl stop substrate-world-agent.socket substrate-world-agent.service   # or kill $(cat /run/substrate/agent.pid)",
-    );
-  const [{ effectiveConfig }, { selectBackend }, { WorldUnavailable }] = await Promise.all([import("../../config.ts"), import("../_backend.ts"), import("../../world/backend.ts")]);
-  const t0 = performance.now();
-  try {
-    const ready = await selectBackend(effectiveConfig()).ensureReady({ start: cmd === "warm" });
-    const caps = await ready.client.capabilities(5000);
-    const out = { command: cmd, ok: true, backend: ready.backend, socket: ready.socketPath, agent: caps.agent, duration_ms: Math.round(performance.now() - t0) };
-    if (json) console.log(JSON.stringify(out));
-    else consola.success(`${ready.note ?? `world agent ready on ${ready.socketPath}`} (${out.duration_ms} ms)`);
-  } catch (e) {
-    if (e instanceof WorldUnavailable) throw new CliError(ExitCode.UNAVAILABLE, e.message, e.hint);
-    throw e;
-  }
 }
