@@ -270,7 +270,7 @@ export class LimaWorld {
         await this.start();
         actions.push("started");
       }
-      inst = await this.waitRunning();
+      if (inst?.status !== "Running") inst = await this.waitRunning(); // a healthy VM: one list only
 
       let v = await this.validate(inst);
       v = await this.reconnectIfNeeded(v, inst, actions);

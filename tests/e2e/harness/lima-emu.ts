@@ -16,6 +16,7 @@
  *   (name=systemd and unified) or the guest's systemd takes over the caller's cgroup.
  * - Killing nspawn alone orphans the guest: a forced stop SIGKILLs the guest's PID 1.
  * - Processes are identified by pid + start time, never by name.
+ * - nspawn's default seccomp filter denies Landlock; a real VM has it, so it is allowed.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync, copyFileSync, chmodSync, chownSync } from "node:fs";
 import { createServer, connect } from "node:net";
@@ -430,7 +431,7 @@ async function boot(name: string): Promise<void> {
     [
       "bash",
       "-c",
-      `${script} && exec systemd-nspawn --boot --directory="$1" --machine="$3" --hostname="lima-$2" --register=no --keep-unit --console=passive --private-network "\${@:4}"`,
+      `${script} && exec systemd-nspawn --boot --directory="$1" --machine="$3" --hostname="lima-$2" --register=no --keep-unit --console=passive --private-network --system-call-filter="landlock_create_ruleset landlock_add_rule landlock_restrict_self" "\${@:4}"`,
       "lima-emu",
       rootfs,
       name,
