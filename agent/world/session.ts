@@ -11,13 +11,14 @@
  * namespace, so they vanish with it; nothing was ever mounted in the host's.
  */
 import { createConnection, type Socket } from "node:net";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import type { WorldBootConfig } from "./spawner.ts";
 import { confineWorld, type WorldConfinement } from "./confine.ts";
 import { parseMemory } from "./cgroups.ts";
+import { userNamespaceSupport } from "./userns.ts";
 import {
   NetConfigError,
   NetPrereqError,
@@ -42,6 +43,26 @@ export interface WorldOptions {
   log?: (msg: string) => void;
   /** Network options beyond the spec (tests point DNS at their own upstream). */
   network?: Partial<Pick<WorldNetworkOptions, "upstreamDns" | "allowedIps" | "ports" | "refreshSecs" | "nat">>;
+}
+
+let usernsSupport: boolean | undefined;
+/**
+ * Worlds of a root agent get a user namespace when the kernel allows one and the project
+ * belongs to a regular user: world root is then that user on the host (userns.ts
+ * worldIdMap), so root in the world is not root on the host. A root-owned project keeps the
+ * plain model (host root with capabilities dropped, Landlock, seccomp): host root is not
+ * mapped into a user namespace, so the project would turn read-only. SUBSTRATE_WORLD_USERNS=0
+ * turns it off. Rootless agents always use one (see the unshare argv below).
+ */
+export function wantUserns(projectDir: string): boolean {
+  if (process.getuid?.() !== 0 || process.env.SUBSTRATE_WORLD_USERNS === "0") return false;
+  try {
+    if (statSync(projectDir).uid === 0) return false;
+  } catch {
+    return false;
+  }
+  usernsSupport ??= userNamespaceSupport().available;
+  return usernsSupport;
 }
 
 /** Tasks a world needs for itself, added to a caller's pids limit. */
@@ -197,7 +218,9 @@ export class World {
       worldId: id,
       limits: withOwnHeadroom(o.spec.limits),
       projectDir: o.spec.project_dir,
-      userns: false,
+      // Isolated (overlay) worlds keep the root model for now: the overlay mount as world
+      // root under a user namespace is refused (EACCES) here; see docs/WORLD.md.
+      userns: o.overlay === undefined && wantUserns(o.spec.project_dir),
       helperDir: join(dir, "idmap"),
     });
     const boot: WorldBootConfig = {
@@ -212,6 +235,13 @@ export class World {
       overlay: o.overlay,
       harden: o.harden,
     };
+    if (confinement.userns) {
+      // World root is an unprivileged host user: it must reach its own world dir (0700) to
+      // mount the root there and bind its control socket.
+      for (const d of [dir, root]) chownSync(d, confinement.userns.rootUid, confinement.userns.rootGid);
+      // ...and traverse (not list) the worlds dir and the state dir above it.
+      for (const d of [join(o.stateDir, "worlds"), o.stateDir]) if ((statSync(d).mode & 0o001) === 0) chmodSync(d, (statSync(d).mode & 0o777) | 0o711);
+    }
     const argv = [
       ...confinement.argvPrefix,
       "unshare",

@@ -3,7 +3,7 @@
  * that process afterwards. Uses the compiled agent when `make build-native` produced one
  * (what users run), else the source.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { AgentClient } from "../../src/api/client.ts";
@@ -30,6 +30,8 @@ export interface TestAgent {
 
 export async function startAgent(o: { env?: Record<string, string>; argv?: string[]; launcher?: string[]; socket?: string; stateDir?: string } = {}): Promise<TestAgent> {
   const dir = mkdtempSync(join(tmpdir(), "substrate-test-"));
+  // Traversable (not listable) like /run: user-namespace worlds run as the project owner.
+  chmodSync(dir, 0o711);
   const socket = o.socket ?? join(dir, "agent.sock");
   const stateDir = o.stateDir ?? join(dir, "state");
   const argv = [...(o.launcher ?? []), ...(o.argv ?? agentArgv()), ...(o.launcher ? [] : ["--listen", socket]), "--state-dir", stateDir];
