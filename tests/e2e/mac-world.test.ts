@@ -8,12 +8,10 @@
  * Needs root; the guest image is built once per machine.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { adoptGuest, destroyGuest, ensureGuestImage, harnessEnv, type Guest } from "./harness/harness.ts";
-import { readSshConfig } from "../../src/transport/ssh-config.ts";
-import { forwardUnixSocket, sshConnect } from "../../src/transport/ssh2-forward.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const T = 240_000;
@@ -191,11 +189,15 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     expect(g.sh("curl", "-sS", "--unix-socket", "/run/substrate.sock", "http://localhost/v1/capabilities")).toContain('"api_version":"v1"');
   }, T);
 
-  test("forwarders leave nothing behind; TCP fallback when the unix forward is unavailable", async () => {
+  test("ssh2 forwards: unix socket (0700 dir), TCP fallback; nothing left behind", async () => {
     const sockDir = join(work, "home/sock");
-    expect(substrate(["-c", "true"]).code).toBe(0);
-    expect(existsSync(sockDir) ? readdirSync(sockDir) : []).toEqual([]);
-    const tcp = substrate(["-c", "echo via-tcp"], { SUBSTRATE_TRANSPORT_SKIP: "ssh-uds", SUBSTRATE_DEBUG: "1" });
+    const uds = substrate(["-c", "echo via-uds"], { SUBSTRATE_TRANSPORT_SKIP: "lima-native", SUBSTRATE_DEBUG: "1" });
+    expect(uds.code).toBe(0);
+    expect(uds.stdout).toBe("via-uds\n");
+    expect(uds.stderr).toContain(`using ssh-uds at ${join(sockDir, "agent.sock")}`);
+    expect(statSync(sockDir).mode & 0o777).toBe(0o700);
+    expect(readdirSync(sockDir)).toEqual([]);
+    const tcp = substrate(["-c", "echo via-tcp"], { SUBSTRATE_TRANSPORT_SKIP: "lima-native,ssh-uds", SUBSTRATE_DEBUG: "1" });
     expect(tcp.code).toBe(0);
     expect(tcp.stdout).toBe("via-tcp\n");
     expect(tcp.stderr).toMatch(/using ssh-tcp at 127\.0\.0\.1:\d+/);
@@ -207,36 +209,27 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     Bun.spawnSync(["mkdir", "-p", sockDir]);
     await staleSocket(join(sockDir, "agent.sock"));
     expect(existsSync(join(sockDir, "agent.sock"))).toBe(true);
-    const again = substrate(["-c", "echo stale-ok"]);
+    const again = substrate(["-c", "echo stale-ok"], { SUBSTRATE_TRANSPORT_SKIP: "lima-native" });
     expect(again.stdout).toBe("stale-ok\n");
     expect(readdirSync(sockDir)).toEqual([]);
   }, T);
 
-  test("lima-native: an answering <instance>/sock/substrate.sock is used first; a dead one falls back with one warning", async () => {
-    // Stands in for Lima >= 1.0's own guestSocket → hostSocket forward (the emulator has none).
+  test("lima-native: Lima's own guestSocket forward (profile portForwards) is used first; a dead one falls back with one warning", async () => {
     const native = join(g.dir, "sock", "substrate.sock");
-    const ep = readSshConfig(join(g.dir, "ssh.config"));
-    const fwd = await forwardUnixSocket(await sshConnect(ep), "/run/substrate.sock", native);
-    const runAsync = async (cmd: string) => {
-      const p = Bun.spawn([bin, "-c", cmd], { cwd: project, env: { ...env, SUBSTRATE_DEBUG: "1" }, stdout: "pipe", stderr: "pipe" });
-      const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
-      return { code: await p.exited, out, err };
-    };
-    try {
-      const r = await runAsync("echo native");
-      expect(r.out).toBe("native\n");
-      expect(r.err).toContain(`using lima-native at ${native}`);
-      expect(r.err).not.toContain("warning");
-    } finally {
-      fwd.close();
-    }
-    // A socket file nobody serves (Lima died): fall back to our ssh2 forward, say so once.
-    await staleSocket(native);
-    const r = await runAsync("echo fallback");
-    expect(r.code).toBe(0);
-    expect(r.out).toBe("fallback\n");
-    expect(r.err.match(/substrate: warning: world transport: using ssh-uds/g)?.length).toBe(1);
-    rmSync(native, { force: true });
+    const r = substrate(["-c", "echo native"], { SUBSTRATE_DEBUG: "1" });
+    expect(r.stdout).toBe("native\n");
+    expect(r.stderr).toContain(`using lima-native at ${native}`);
+    expect(r.stderr).not.toContain("warning");
+    // Lima's forwarder dies, its socket file stays: fall back to our ssh2 forward, say so once.
+    const st = JSON.parse(readFileSync(join(g.dir, "emu.json"), "utf8"));
+    expect(st.forwards).toHaveLength(1);
+    process.kill(-st.forwards[0].proc.pid, "SIGKILL");
+    await Bun.sleep(200);
+    expect(existsSync(native)).toBe(true);
+    const f = substrate(["-c", "echo fallback"]);
+    expect(f.code).toBe(0);
+    expect(f.stdout).toBe("fallback\n");
+    expect(f.stderr.match(/substrate: warning: world transport: using ssh-uds/g)?.length).toBe(1);
   }, T);
 
   test("a Broken VM is destroyed and recreated (guest state is disposable)", () => {

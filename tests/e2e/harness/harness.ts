@@ -124,7 +124,8 @@ function makeGuest(name: string, limaHome: string): Guest {
 function recorded(g: Guest): Recorded {
   try {
     const st = JSON.parse(readFileSync(join(g.dir, "emu.json"), "utf8"));
-    return { pids: [st.nspawn, st.guest, st.socat].filter(Boolean), port: st.sshLocalPort ?? 0 };
+    const forwards = (st.forwards ?? []).map((f: { proc: { pid: number; start: string } }) => f.proc);
+    return { pids: [st.nspawn, st.guest, st.socat, ...forwards].filter(Boolean), port: st.sshLocalPort ?? 0 };
   } catch {
     return { pids: [], port: 0 };
   }
