@@ -66,6 +66,21 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   await gc.sweep().catch((e) => log(`netns sweep: ${(e as Error).message}`));
   const cgs = worlds.sweepStaleCgroups();
   if (cgs.length) log(`removed ${cgs.length} stale world cgroup(s)`);
+  // Isolated results nobody applied or discarded: dropped after SUBSTRATE_RESULT_TTL_SECS
+  // (default 7 days), checked at start and hourly.
+  const { gcOverlayDirs } = await import("./world/apply.ts");
+  const resultTtlMs = Number(process.env.SUBSTRATE_RESULT_TTL_SECS ?? 7 * 24 * 3600) * 1000;
+  const overlayBase = process.env.SUBSTRATE_OVERLAY_DIR;
+  const gcResults = () => {
+    try {
+      gcOverlayDirs({ olderThanMs: resultTtlMs, keep: worlds.list().map((w) => w.id), ...(overlayBase ? { baseDir: overlayBase } : {}) });
+    } catch (e) {
+      log(`result gc: ${(e as Error).message}`);
+    }
+  };
+  gcResults();
+  const resultTimer = setInterval(gcResults, 3600_000);
+  resultTimer.unref();
   const svc = new WorldAgentService(worlds);
   const streams = new StreamServer({ svc, worlds, log });
   let server;
@@ -91,6 +106,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     streams.close();
     await server.close();
     gc.stop();
+    clearInterval(resultTimer);
     await worlds.shutdown();
     if (values["pid-file"]) rmSync(values["pid-file"], { force: true });
     process.exit(0);

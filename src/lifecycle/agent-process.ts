@@ -123,7 +123,7 @@ export async function startDetachedAgent(o: DetachedAgentOptions): Promise<numbe
       stderr: logFd,
       detached: true,
       // Never let a socket-activation environment of ours leak into a bind-mode agent.
-      env: { ...o.env, LISTEN_FDS: "", LISTEN_PID: "" },
+      env: { ...o.env, LISTEN_FDS: "", LISTEN_PID: "", BUN_GC_TIMER_DISABLE: "1" },
     },
   );
   closeSync(logFd);

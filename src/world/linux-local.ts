@@ -42,7 +42,7 @@ export async function startManualAgent(socketPath: string, env: NodeJS.ProcessEn
     stdout: logFd,
     stderr: logFd,
     detached: true,
-    env: { ...env, LISTEN_FDS: "", LISTEN_PID: "" },
+    env: { ...env, LISTEN_FDS: "", LISTEN_PID: "", BUN_GC_TIMER_DISABLE: "1" },
   });
   closeSync(logFd);
   proc.unref();
