@@ -270,6 +270,11 @@ export class WorldAgentService implements AgentService {
       created_at: new Date(w.createdAt).toISOString(),
       age_ms: Date.now() - w.createdAt,
       execs: w.execs,
+      limits: w.spec.limits,
+      fs_mode: w.spec.fs_mode,
+      fs_isolation: w.spec.fs_isolation,
+      mounts: w.mounts(),
+      warnings: [...w.warnings],
     }));
   }
 

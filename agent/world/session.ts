@@ -11,7 +11,7 @@
  * namespace, so they vanish with it; nothing was ever mounted in the host's.
  */
 import { createConnection, type Socket } from "node:net";
-import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
@@ -355,6 +355,28 @@ export class World {
       });
       s.once("error", reject);
     });
+  }
+
+  /**
+   * The world's mount points as its spawner sees them ("/usr ro", "/proj rw"): read from
+   * /proc/<spawner>/mountinfo on the host (the spawner is the child of PID 1, itself the
+   * child of our unshare). Empty when the world is gone.
+   */
+  mounts(): string[] {
+    try {
+      const kids = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+      const spawner = kids(kids(this.nsPid)[0]!)[0];
+      if (spawner === undefined) return [];
+      return readFileSync(`/proc/${spawner}/mountinfo`, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => {
+          const f = l.split(" ");
+          return `${f[4]} ${f[5]?.split(",")[0] === "ro" ? "ro" : "rw"}`;
+        });
+    } catch {
+      return [];
+    }
   }
 
   /** Alive and reachable: the spawner runs and its control socket is still there. */

@@ -16,6 +16,7 @@ import type {
   WorldDoctorReportV1,
 } from "../contract/index.ts";
 import { z } from "zod";
+import { FsIsolation, FsMode, ResourceLimits } from "../contract/world.ts";
 import type { FsApplyResponse, FsDiscardResponse } from "../contract/fsdiff.ts";
 import type { FsDiff } from "../contract/world.ts";
 
@@ -32,6 +33,14 @@ export const WorldInfo = z.strictObject({
   created_at: z.string(),
   age_ms: z.number().int().nonnegative(),
   execs: z.number().int().nonnegative(),
+  /** The world's limits as requested (the cgroup adds headroom for Substrate's own tasks). */
+  limits: ResourceLimits.optional(),
+  fs_mode: FsMode.optional(),
+  fs_isolation: FsIsolation.optional(),
+  /** Mount points inside the world ("/usr ro", "/proj rw", ...), from its spawner's mountinfo. */
+  mounts: z.array(z.string()).optional(),
+  /** Layers that degraded for this world (one line each). */
+  warnings: z.array(z.string()).optional(),
 });
 export type WorldInfo = z.infer<typeof WorldInfo>;
 

@@ -4,6 +4,7 @@
  * status print the Lima backend's LimaWorldReport (lima.ts) instead.
  */
 import { z } from "zod";
+import { ResourceLimits } from "./world.ts";
 import { HostDoctorEnvelopeV1, WorldDoctorEnvelopeV1 } from "./doctor.ts";
 import { WorldBackendName } from "./world.ts";
 
@@ -80,6 +81,12 @@ export const WorldSummary = z.strictObject({
   age_ms: z.number().int().nonnegative(),
   /** executes served; reuse count = execs - 1 */
   execs: z.number().int().nonnegative(),
+  /** as requested; the cgroup adds headroom for Substrate's own tasks */
+  limits: ResourceLimits.optional(),
+  /** mount points inside the world, "PATH ro|rw" */
+  mounts: z.array(z.string()).optional(),
+  /** layers that degraded for this world */
+  warnings: z.array(z.string()).optional(),
 });
 export type WorldSummary = z.infer<typeof WorldSummary>;
 

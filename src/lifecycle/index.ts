@@ -166,6 +166,9 @@ export async function worldStatus(ctx: LifecycleContext): Promise<{ report: Worl
         isolate_network: w.isolate_network,
         age_ms: w.age_ms,
         execs: w.execs,
+        ...(w.limits ? { limits: w.limits } : {}),
+        ...(w.mounts ? { mounts: w.mounts } : {}),
+        ...(w.warnings?.length ? { warnings: w.warnings } : {}),
       }));
     } catch (e) {
       error = { message: `GET /v1/worlds failed: ${(e as Error).message}`, hint: "substrate world restart" };

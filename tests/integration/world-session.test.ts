@@ -115,7 +115,10 @@ describe("session world", () => {
     expect(mountsUnder(join(agent.stateDir, "worlds", a.world_id))).toEqual([]);
     const b = await exec("true");
     expect(b.world_id).not.toBe(a.world_id);
-    expect((await agent.client.listWorlds()).map((w) => w.id)).toEqual([b.world_id]);
+    const listed = await agent.client.listWorlds();
+    expect(listed.map((w) => w.id)).toEqual([b.world_id]);
+    // Each world reports its mounts as it sees them: system read-only, project read-write.
+    expect(listed[0]!.mounts).toEqual(expect.arrayContaining(["/usr ro", `${proj} rw`, "/ ro"]));
   });
 });
 

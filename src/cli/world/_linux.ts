@@ -66,8 +66,13 @@ function printStatus(r: import("../../contract/index.ts").WorldStatusReport): vo
   line("socket", r.socket.exists ? `${r.socket.path} ${r.socket.owner}:${r.socket.group} ${r.socket.mode}` : `${r.socket.path} (missing)`);
   if (r.units) line("units", `socket ${r.units.socket} (${r.units.socket_enabled}), service ${r.units.service}`);
   line("worlds", String(r.worlds.length));
-  for (const w of r.worlds)
+  for (const w of r.worlds) {
     console.log(`  ${w.id}  ${w.project_dir}  age ${Math.round(w.age_ms / 1000)} s  execs ${w.execs}${w.isolated ? "  isolated" : ""}${w.isolate_network ? "" : "  host-network"}`);
+    const lim = w.limits ? Object.entries(w.limits).map(([k, v]) => `${k}=${v}`).join(" ") : "";
+    if (lim) console.log(`      limits: ${lim}`);
+    if (w.mounts?.length) console.log(`      mounts: ${w.mounts.filter((m) => !/^\/(proc|dev)\//.test(m)).join(", ")}`);
+    for (const warn of w.warnings ?? []) console.log(`      degraded: ${warn}`);
+  }
   for (const d of r.degraded) console.log(`degraded   ${d}`);
   if (r.error) {
     console.log(`error      ${r.error.message}`);
