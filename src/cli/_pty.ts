@@ -62,7 +62,9 @@ export function runStream(o: StreamRunOptions): Promise<number> {
   const say = (l: string) => stderr.write(`substrate: ${l}\n`);
 
   return new Promise<number>((resolve, reject) => {
-    const ws = new WebSocket(`ws+unix://${o.socketPath}:/v1/stream`, { perMessageDeflate: false });
+    // The Lima backend's last-resort transport (ssh-tcp) hands out "127.0.0.1:PORT", not a path.
+    const url = /^127\.0\.0\.1:\d+$/.test(o.socketPath) ? `ws://${o.socketPath}/v1/stream` : `ws+unix://${o.socketPath}:/v1/stream`;
+    const ws = new WebSocket(url, { perMessageDeflate: false });
     let opened = false;
     let settled = false;
     let exitCode: number | undefined;

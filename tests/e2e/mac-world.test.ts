@@ -26,8 +26,8 @@ interface Run {
   stdout: string;
   stderr: string;
 }
-function substrate(args: string[], extra: Record<string, string> = {}): Run {
-  const r = Bun.spawnSync([bin, ...args], { cwd: project, env: { ...env, ...extra }, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+function substrate(args: string[], extra: Record<string, string> = {}, stdin?: string): Run {
+  const r = Bun.spawnSync([bin, ...args], { cwd: project, env: { ...env, ...extra }, stdout: "pipe", stderr: "pipe", stdin: stdin === undefined ? "ignore" : Buffer.from(stdin) });
   return { code: r.exitCode ?? 1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 function warm(extra: Record<string, string> = {}): { code: number; report: any; stderr: string } {
@@ -201,6 +201,11 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     expect(tcp.code).toBe(0);
     expect(tcp.stdout).toBe("via-tcp\n");
     expect(tcp.stderr).toMatch(/using ssh-tcp at 127\.0\.0\.1:\d+/);
+    // Piped stdin goes through /v1/stream (WebSocket): over every transport.
+    for (const skip of ["", "lima-native", "lima-native,ssh-uds"]) {
+      const p = substrate(["-c", "tr a-z A-Z"], { SUBSTRATE_TRANSPORT_SKIP: skip }, "piped stdin\n");
+      expect({ skip, code: p.code, out: p.stdout }).toEqual({ skip, code: 0, out: "PIPED STDIN\n" });
+    }
     const port = Number(/using ssh-tcp at 127\.0\.0\.1:(\d+)/.exec(tcp.stderr)![1]);
     const hex = port.toString(16).toUpperCase().padStart(4, "0");
     const listening = readFileSync("/proc/net/tcp", "utf8").split("\n").some((l) => l.includes(`:${hex} `) && l.split(/\s+/)[4] === "0A");
