@@ -151,6 +151,7 @@ export class WorldAgentService implements AgentService {
     const out = new Capture();
     const err = new Capture();
     const argv = req.argv ?? ["/bin/bash", "-c", req.cmd!];
+    const egressBefore = world.egressBytes();
     const proc = world.spawn(
       {
         argv,
@@ -172,6 +173,11 @@ export class WorldAgentService implements AgentService {
       proc.end();
       const exit = await proc.exited;
       const ms = performance.now() - t0; // the command's time (trace), before the diff is read
+      // Egress (span egress_bytes, budget max_egress_bytes): the world's eth0 TX bytes while the
+      // command ran. Concurrent commands in one session world share the counter.
+      const egressAfter = world.egressBytes();
+      const egress_bytes = egressBefore !== null && egressAfter !== null ? Math.max(0, egressAfter - egressBefore) : undefined;
+      if (egress_bytes) this.budgets.recordEgress(req.agent_id, egress_bytes);
       let fs_diff: FsDiff | undefined;
       if (overlay) {
         // The world's processes must be gone (nothing mounted, nothing writing) before the upper
@@ -188,6 +194,7 @@ export class WorldAgentService implements AgentService {
         agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: req.pty,
         world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
         ...(fs_diff ? { fs_diff } : {}),
+        ...(egress_bytes !== undefined ? { egress_bytes } : {}),
       });
       return {
         exit: exit.exit,

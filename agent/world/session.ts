@@ -379,6 +379,24 @@ export class World {
     }
   }
 
+  /**
+   * Bytes the world sent out (TX of its eth0, from /proc/<pid>/net/dev: a file read, no
+   * process spawned, so it can sit on the hot path). null without an own network.
+   */
+  egressBytes(): number | null {
+    if (!this.network) return null;
+    try {
+      const line = readFileSync(`/proc/${this.nsPid}/net/dev`, "utf8")
+        .split("\n")
+        .find((l) => l.trim().startsWith("eth0:"));
+      if (!line) return null;
+      // face: rx bytes packets errs drop fifo frame compressed multicast | tx bytes ...
+      return Number(line.split(":")[1]!.trim().split(/\s+/)[8]);
+    } catch {
+      return null;
+    }
+  }
+
   /** Alive and reachable: the spawner runs and its control socket is still there. */
   healthy(): boolean {
     return !this.lost && this.proc.exitCode === null && this.closed === undefined && existsSync(this.ctl);
