@@ -8,8 +8,9 @@
  * to run.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from "node:http";
-import { createConnection, createServer, type Server, type Socket } from "node:net";
-import { chmodSync, chownSync, lstatSync, readdirSync, readFileSync, readlinkSync, unlinkSync, mkdirSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { clearStaleSocket } from "../src/sys/unix-socket.ts";
+import { chmodSync, chownSync, readdirSync, readFileSync, readlinkSync, unlinkSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
@@ -109,30 +110,11 @@ export function assertUnixOnly(expectPath: string | null): void {
     throw new ListenError(`refusing to run: expected to listen on ${expectPath}, found ${unix.map((u) => u.path || "<unnamed>").join(", ")}`, 1);
 }
 
-/** Is someone answering on this socket path? */
-function alive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection(path);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-}
-
 /** Replace a stale socket file; never one a live agent serves, never a non-socket. */
-async function clearStale(path: string): Promise<void> {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new ListenError(`${path} exists and is not a socket; refusing to replace it`, 2);
-  if (await alive(path)) throw new ListenError(`another agent is already serving ${path}`, 3);
-  unlinkSync(path);
-}
+const clearStale = (path: string): Promise<void> =>
+  clearStaleSocket(path, (problem, message) =>
+    problem === "in_use" ? new ListenError(`another agent is already serving ${path}`, 3) : new ListenError(message, 2),
+  );
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 

@@ -7,21 +7,9 @@
 import { readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { WorldSpec, WorldStats } from "../../src/contract/index.ts";
-import { createConnection } from "node:net";
+import { socketAnswers as answers } from "../../src/sys/unix-socket.ts";
 import { World, type WorldOptions } from "./session.ts";
 import { SparePool, spareTtlMsFromEnv, type IsolatedWorld } from "./spares.ts";
-
-/** Does a spawner answer on this control socket? */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection(path);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-}
 
 export interface ManagerOptions {
   stateDir: string;

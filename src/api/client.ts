@@ -9,6 +9,7 @@ import { Capabilities } from "../contract/capabilities.ts";
 import { ErrorBody } from "../contract/common.ts";
 import { ExecuteResponse, ExecuteStreamFrame, type ExecuteRequestInput } from "../contract/execute.ts";
 import { WorldInfo } from "./service.ts";
+import { ndjsonLines } from "./ndjson.ts";
 import { FsDiff } from "../contract/world.ts";
 import { FsApplyResponse, FsDiscardResponse } from "../contract/fsdiff.ts";
 import { z } from "zod";
@@ -94,22 +95,10 @@ export class AgentClient {
       await this.json(z.never(), res);
       return;
     }
-    const reader = res.body!.getReader();
-    const dec = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (value) buf += dec.decode(value, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        const frame = ExecuteStreamFrame.parse(JSON.parse(line));
-        if (frame.type === "error") throw new AgentApiError(500, frame.error.code, frame.error.message, frame.error.hint);
-        yield frame;
-      }
-      if (done) break;
+    for await (const raw of ndjsonLines(res.body!)) {
+      const frame = ExecuteStreamFrame.parse(raw);
+      if (frame.type === "error") throw new AgentApiError(500, frame.error.code, frame.error.message, frame.error.hint);
+      yield frame;
     }
   }
 

@@ -6,6 +6,7 @@
  * code, message, hint and extra fields, so `buildRouter` renders the very same body — the
  * parity test checks exactly that.
  */
+import { ndjsonLines } from "../api/ndjson.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
   newSpanId,
@@ -168,24 +169,12 @@ export class ForwardingService implements AgentService {
         } catch {}
         throw errorFrom(res.status, data);
       }
-      const reader = res.body!.getReader();
-      const dec = new TextDecoder();
-      let buf = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (value) buf += dec.decode(value, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (!line) continue;
-          const f = JSON.parse(line) as ExecuteStreamFrame;
-          if (f.type === "stdout") sink.stdout(Buffer.from(f.data_b64, "base64"));
-          else if (f.type === "stderr") sink.stderr(Buffer.from(f.data_b64, "base64"));
-          else if (f.type === "result") return f.result;
-          else if (f.type === "error") throw new ApiError(f.error.code as ErrorCode, f.error.message, f.error.hint);
-        }
-        if (done) break;
+      for await (const raw of ndjsonLines(res.body!)) {
+        const f = raw as ExecuteStreamFrame;
+        if (f.type === "stdout") sink.stdout(Buffer.from(f.data_b64, "base64"));
+        else if (f.type === "stderr") sink.stderr(Buffer.from(f.data_b64, "base64"));
+        else if (f.type === "result") return f.result;
+        else if (f.type === "error") throw new ApiError(f.error.code as ErrorCode, f.error.message, f.error.hint);
       }
       throw new ApiError("unavailable", "the world agent closed the stream before the command finished", "run `substrate world doctor`");
     } finally {

@@ -6,6 +6,7 @@
  * AllowStreamLocalForwarding, on by default). Everything lives in this process, so there
  * is no orphan to reap; `close()` (also run on process exit) removes the socket file.
  */
+import { clearStaleSocket } from "../sys/unix-socket.ts";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
@@ -89,25 +90,10 @@ function onExit(fn: () => void): () => void {
 }
 
 /** A socket file of ours that nobody answers on any more is stale: unlink before binding. */
-async function clearStale(path: string): Promise<void> {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new ForwardError(`${path} exists and is not a socket; move it away`);
-  const alive = await new Promise<boolean>((resolve) => {
-    const s = createConnection(path);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-  if (alive) throw new ForwardError(`${path} is in use by another process`);
-  unlinkSync(path);
-}
+const clearStale = (path: string): Promise<void> =>
+  clearStaleSocket(path, (problem) =>
+    new ForwardError(problem === "in_use" ? `${path} is in use by another process` : `${path} exists and is not a socket; move it away`),
+  );
 
 /** Listens on `hostPath` (its directory made 0700) and forwards to the guest socket. */
 export async function forwardUnixSocket(c: Client, guestSocket: string, hostPath: string): Promise<Forward> {

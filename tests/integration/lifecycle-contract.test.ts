@@ -6,15 +6,8 @@ import { parseShow } from "../../src/sys/systemctl.ts";
 import { renderDropin } from "../../src/lifecycle/systemd.ts";
 import { parseFacts } from "../../src/verify/probe.ts";
 import { renderVerify } from "../../src/verify/index.ts";
+import { roundTrip } from "../helpers/contract.ts";
 
-function roundTrip<T extends z.ZodType>(schema: T, value: unknown) {
-  const a = schema.parse(value);
-  const json = JSON.stringify(a);
-  const b = schema.parse(JSON.parse(json));
-  expect(b).toEqual(a);
-  expect(JSON.stringify(b)).toBe(json);
-  return a;
-}
 
 const lifecycle = {
   schema_version: 1,

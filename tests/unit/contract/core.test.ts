@@ -19,17 +19,7 @@ import {
   httpStatusFor,
 } from "../../../src/contract/index.ts";
 import { WorldInfo } from "../../../src/api/service.ts";
-import type { z } from "zod";
-
-/** parse(JSON(parse(x))) === parse(x), and the JSON text is stable. */
-function roundTrip<T extends z.ZodType>(schema: T, value: unknown) {
-  const a = schema.parse(value);
-  const json = JSON.stringify(a);
-  const b = schema.parse(JSON.parse(json));
-  expect(b).toEqual(a);
-  expect(JSON.stringify(b)).toBe(json);
-  return a;
-}
+import { roundTrip } from "../../helpers/contract.ts";
 
 const version = { version: "0.1.0", commit: "abc", agent_hash: "def", target: "linux-x64" };
 const resp = {

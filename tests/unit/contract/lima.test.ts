@@ -2,15 +2,8 @@
 import { describe, expect, test } from "bun:test";
 import type { z } from "zod";
 import { GuestLayout, LimaInstance, LimaRebuildState, LimaWorldReport } from "../../../src/contract/index.ts";
+import { roundTrip } from "../../helpers/contract.ts";
 
-function roundTrip<T extends z.ZodType>(schema: T, value: unknown) {
-  const a = schema.parse(value);
-  const json = JSON.stringify(a);
-  const b = schema.parse(JSON.parse(json));
-  expect(b).toEqual(a);
-  expect(JSON.stringify(b)).toBe(json);
-  return a;
-}
 
 const layout = {
   agent_present: true,
