@@ -224,6 +224,9 @@ export class WorldAgentService implements AgentService {
     } finally {
       signal?.removeEventListener("abort", onAbort);
       lease.settle(performance.now() - t0);
+      // Issue 3 (pool): this isolated execute is done; warm the world for the next one of this
+      // spec now (not earlier: building it would compete for the CPU with this one).
+      if (overlay) this.worlds.spares.warm(spec, this.overlayBase);
     }
   }
 

@@ -5,7 +5,8 @@
  * isolated execute of a spec is built in the background, while nobody waits for it.
  *
  * - Keyed like session worlds: the overlay base + every spec field that shapes a world.
- * - At most one spare per key: taking it starts warming the next one. The idle cost is one
+ * - At most one spare per key: after an isolated execute is done (diff read), the next one
+ *   starts warming (WorldAgentService.execute calls `warm`). The idle cost is one
  *   world per recently used isolated spec; a spare not taken within the TTL
  *   (`SUBSTRATE_SPARE_TTL_SECS`, default 60, 0 = pool off) is destroyed.
  * - Each spare has its own fresh overlay dirs (`<base>/<its world id>/{upper,work}`): an upper
@@ -27,7 +28,7 @@ import { dirname } from "node:path";
 import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
 import { discardOverlay } from "./apply.ts";
 import { prepareOverlayDirs, type OverlayDirs } from "./overlay.ts";
-import type { World, WorldOptions } from "./session.ts";
+import { WorldProcess, type World, type WorldOptions } from "./session.ts";
 
 export const DEFAULT_SPARE_TTL_SECS = 60;
 
@@ -101,8 +102,10 @@ export class SparePool {
   /**
    * A fresh isolated world for `spec` (reuse_session is ignored): the pool's spare when there
    * is one (waiting for it if it is still being warmed: it is ahead of a new build), else one
-   * built now. Either way the next spare for this key starts warming once this one is ready.
-   * Throws OverlayError / WorldStartError like a cold build; its overlay dirs are then gone.
+   * built now. Throws OverlayError / WorldStartError like a cold build; its overlay dirs are
+   * then gone. The caller calls `warm()` once the execute is done (not here: building a world
+   * is ~100 ms of CPU, which on a small machine would slow this execute's own command, stop
+   * and diff; measured: stop went from ~10 ms to 100-190 ms with a spare warming beside it).
    */
   async acquire(spec: WorldSpec, overlayBase: string): Promise<IsolatedWorld> {
     const key = spareKey(spec, overlayBase);
@@ -125,7 +128,6 @@ export class SparePool {
       if (this.enabled) this.counts.misses++;
       r = await this.build(spec, overlayBase);
     }
-    this.warm(spec, overlayBase);
     return r;
   }
 
@@ -135,7 +137,8 @@ export class SparePool {
     if (!this.enabled || this.closing || this.spares.has(key)) return;
     const s: Spare = { key, project: spec.project_dir, ready: Promise.resolve(null) };
     s.ready = this.build(spec, overlayBase).then(
-      (r) => {
+      async (r) => {
+        await prime(r.world);
         this.counts.warmed++;
         if (this.spares.get(key) === s) {
           // Unused for the TTL: destroy it (its overlay dir holds nothing but the empty upper).
@@ -221,6 +224,15 @@ export class SparePool {
     const q = p.catch((e) => this.o.log?.(`spare pool: ${(e as Error).message}`)).finally(() => this.pending.delete(q));
     this.pending.add(q);
   }
+}
+
+/**
+ * Run `/bin/true` once in a spare (cwd `/`: the project is never touched, nothing reaches the
+ * upper dir): the spawner's first command pays its JIT/lazy-init cost (measured ~1.5 ms of the
+ * first exec), not the execute that takes the spare. Not an execute (World.spawn would count it).
+ */
+async function prime(w: World): Promise<void> {
+  await new WorldProcess(w.ctl, { argv: ["/bin/true"], cwd: "/", env: { PATH: "/usr/bin:/bin" } }, {}).exited.catch(() => {});
 }
 
 /** `<base>/<id>` → `<base>` (discardOverlay refuses dirs outside the base). */
