@@ -41,7 +41,8 @@ export function spareTtlMsFromEnv(env: Record<string, string | undefined> = proc
     log?.(`SUBSTRATE_SPARE_TTL_SECS=${JSON.stringify(raw)} is not a number of seconds >= 0; using ${DEFAULT_SPARE_TTL_SECS} (0 turns the isolated world pool off)`);
     return DEFAULT_SPARE_TTL_SECS * 1000;
   }
-  return n * 1000;
+  // setTimeout fires at once beyond 2^31-1 ms (~24.8 days): cap there instead.
+  return Math.min(n * 1000, 2 ** 31 - 1);
 }
 
 /** An isolated world and the overlay dirs it writes to. */
