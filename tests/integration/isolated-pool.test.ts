@@ -146,6 +146,22 @@ describe("pool on (TTL 60 s)", () => {
   });
 });
 
+test("stopping the agent while a spare is still warming leaves nothing behind", async () => {
+  const base = overlayBase();
+  const proj = project();
+  const agent = await startAgent({ env: { SUBSTRATE_OVERLAY_DIR: base, SUBSTRATE_SPARE_TTL_SECS: "60" } });
+  const r = await agent.client.execute({ cmd: "true", cwd: proj, agent_id: "stop", isolated: true });
+  // Warming starts inside the execute (its overlay dir first): the spare's id is known at once.
+  const spare = readdirSync(base).filter((n) => n !== r.world_id);
+  expect(spare).toHaveLength(1);
+  await agent.stop(); // while the spare's world (netns, dnsmasq) is being built
+  for (const id of [r.world_id, spare[0]!]) {
+    const l = await leftovers(agent, base, id);
+    expect(l.filter((x) => !(id === r.world_id && x === "overlay dir"))).toEqual([]); // the result stays
+  }
+  expect(readdirSync(base)).toEqual([r.world_id]);
+});
+
 test("a spare unused for the TTL is destroyed with its overlay dir", async () => {
   const base = overlayBase();
   const proj = project();
