@@ -235,6 +235,7 @@ export class WorldManager {
       reused,
       executes,
       reuse_ratio: executes === 0 ? 0 : reused / executes,
+      spares: this.spares.stats(), // issue 3: the isolated world pool
     };
   }
 }

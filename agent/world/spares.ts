@@ -25,7 +25,7 @@
  * while a spare waited).
  */
 import { dirname } from "node:path";
-import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
+import { newWorldId, type SparePoolStats, type WorldSpec } from "../../src/contract/index.ts";
 import { discardOverlay } from "./apply.ts";
 import { prepareOverlayDirs, type OverlayDirs } from "./overlay.ts";
 import { WorldProcess, type World, type WorldOptions } from "./session.ts";
@@ -63,17 +63,6 @@ export interface SparePoolOptions {
   log?: (msg: string) => void;
 }
 
-export interface SparePoolStats {
-  ttl_secs: number;
-  /** spares ready or being warmed now */
-  spares: number;
-  /** isolated worlds taken from the pool / built on demand */
-  hits: number;
-  misses: number;
-  /** spares built, and those destroyed unused (TTL, shutdown, invalidated, died) */
-  warmed: number;
-  dropped: number;
-}
 
 interface Spare {
   key: string;

@@ -1,5 +1,6 @@
 /** GET /v1/capabilities: what this agent and kernel can do (negotiation + doctor input). */
 import { z } from "zod";
+import { SparePoolStats } from "./spares.ts";
 import { VersionInfo } from "./common.ts";
 import { WorldBackendName } from "./world.ts";
 
@@ -33,6 +34,8 @@ export const WorldStats = z.strictObject({
   executes: z.number().int().nonnegative(),
   /** reused / executes (0 when no execute yet); spec goal > 0.9 */
   reuse_ratio: z.number().min(0).max(1),
+  /** issue 3: pre-warmed isolated worlds (optional: older agents do not send it) */
+  spares: SparePoolStats.optional(),
 });
 export type WorldStats = z.infer<typeof WorldStats>;
 

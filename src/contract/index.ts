@@ -12,3 +12,4 @@ export * from "./stream.ts";
 export * from "./lima.ts";
 export * from "./net.ts";
 export * from "./lifecycle.ts";
+export * from "./spares.ts";

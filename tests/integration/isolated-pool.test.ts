@@ -95,6 +95,11 @@ describe("pool on (TTL 60 s)", () => {
 
     const r2 = await exec("test ! -e one.txt && echo absent; cat existing.txt; echo two > two.txt");
     expect(r2.world_id).toBe(spare); // the pre-warmed world served it
+    // capabilities.worlds: one miss then one hit; spares are created worlds, never executes.
+    const w = (await agent.client.capabilities()).worlds;
+    expect(w.spares).toMatchObject({ ttl_secs: 60, hits: 1, misses: 1 });
+    expect(w.executes).toBe(2);
+    expect(w.created).toBeGreaterThanOrEqual(2);
     expect(b64(r2.stdout_b64)).toBe("absent\nold\n");
     expect(r2.fs_diff).toMatchObject({ writes: ["two.txt"], mods: [], deletes: [] });
     // The host project is untouched; both results are kept apart.
@@ -202,6 +207,7 @@ test("SUBSTRATE_SPARE_TTL_SECS=0 turns the pool off", async () => {
       expect(await agent.client.listWorlds()).toEqual([]);
     }
     expect(ids[0]).not.toBe(ids[1]);
+    expect((await agent.client.capabilities()).worlds).toMatchObject({ executes: 2, created: 2, spares: { ttl_secs: 0, spares: 0, hits: 0, misses: 0, warmed: 0 } });
   } finally {
     await agent.stop();
   }
