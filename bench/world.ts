@@ -93,6 +93,7 @@ try {
     report({ ...b, baseline: "cold (pool off)", ratio: b.median_ms / c.median_ms });
   }
   const caps = await pool.client.capabilities();
+  console.log(`isolated world pool: ${JSON.stringify(caps.worlds.spares)}`);
   console.log(`session reuse ratio after the run: ${caps.worlds.reuse_ratio.toFixed(3)} (isolated worlds are never reused; spares are not executes)`);
 } finally {
   await cold.stop();
