@@ -23,6 +23,8 @@ export interface ManagerOptions {
   network?: WorldOptions["network"];
   /** Idle TTL of pre-warmed isolated worlds (spares.ts); default SUBSTRATE_SPARE_TTL_SECS or 60 s, 0 = off. */
   spareTtlMs?: number;
+  /** At most this many spares in all (spares.ts MAX_SPARES). */
+  spareMax?: number;
 }
 
 const sessionKey = (s: WorldSpec): string =>
@@ -45,6 +47,7 @@ export class WorldManager {
   constructor(private readonly o: ManagerOptions) {
     this.spares = new SparePool({
       ttlMs: o.spareTtlMs ?? spareTtlMsFromEnv(process.env, o.log),
+      max: o.spareMax,
       create: (spec, extra) => this.create(spec, extra, true),
       destroy: async (w) => {
         this.forget(w);

@@ -7,7 +7,8 @@
  * - Keyed like session worlds: the overlay base + every spec field that shapes a world.
  * - At most one spare per key: after an isolated execute is done (diff read), the next one
  *   starts warming (WorldAgentService.execute calls `warm`). The idle cost is one
- *   world per recently used isolated spec; a spare not taken within the TTL
+ *   world per recently used isolated spec, at most MAX_SPARES (the oldest goes first); a
+ *   spare not taken within the TTL
  *   (`SUBSTRATE_SPARE_TTL_SECS`, default 60, 0 = pool off) is destroyed.
  * - Each spare has its own fresh overlay dirs (`<base>/<its world id>/{upper,work}`): an upper
  *   dir is never reused, so every isolated execute starts from the host project as it is
@@ -31,6 +32,8 @@ import { prepareOverlayDirs, type OverlayDirs } from "./overlay.ts";
 import { WorldProcess, type World, type WorldOptions } from "./session.ts";
 
 export const DEFAULT_SPARE_TTL_SECS = 60;
+/** Bound on the idle cost when many specs are used within a TTL (each spare is a world: ~50 MB). */
+export const MAX_SPARES = 8;
 
 /** `SUBSTRATE_SPARE_TTL_SECS` in ms; a value that is not a number >= 0 falls back to the default (logged). */
 export function spareTtlMsFromEnv(env: Record<string, string | undefined> = process.env, log?: (m: string) => void): number {
@@ -56,6 +59,8 @@ export interface IsolatedWorld {
 export interface SparePoolOptions {
   /** Idle TTL of a spare; 0 = no pool (every isolated execute builds its world). */
   ttlMs: number;
+  /** At most this many spares in all (default MAX_SPARES): warming one more drops the oldest. */
+  max?: number;
   /** Build an isolated world with `extra.id` on `extra.overlay` (WorldManager.create). */
   create: (spec: WorldSpec, extra: Partial<WorldOptions>) => Promise<World>;
   /** Destroy a world the pool owns (forget it in the manager, then World.destroy). */
@@ -125,6 +130,12 @@ export class SparePool {
   warm(spec: WorldSpec, overlayBase: string): void {
     const key = spareKey(spec, overlayBase);
     if (!this.enabled || this.closing || this.spares.has(key)) return;
+    // Over the bound: the spare warmed longest ago goes (Map order is insertion order).
+    while (this.spares.size >= (this.o.max ?? MAX_SPARES)) {
+      const oldest = this.spares.values().next().value!;
+      this.unpool(oldest);
+      this.track(oldest.ready.then((r) => (r ? this.dispose(r) : undefined)));
+    }
     const s: Spare = { key, project: spec.project_dir, ready: Promise.resolve(null) };
     s.ready = this.build(spec, overlayBase).then(
       async (r) => {

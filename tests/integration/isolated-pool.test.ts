@@ -9,9 +9,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { WorldManager } from "../../agent/world/manager.ts";
 import { hostVethName } from "../../agent/world/net/index.ts";
+import { WorldSpec } from "../../src/contract/world.ts";
 import { linkExists } from "../../src/sys/ip.ts";
-import { b64, eventually, mountsUnder, pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
+import { agentArgv, b64, eventually, mountsUnder, pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
 
 const bases: string[] = [];
 const projects: string[] = [];
@@ -211,4 +214,35 @@ test("SUBSTRATE_SPARE_TTL_SECS=0 turns the pool off", async () => {
   } finally {
     await agent.stop();
   }
+});
+
+test("at most `max` spares in all: warming one more drops the oldest (WorldManager in process)", async () => {
+  const state = mkdtempSync(join(tmpdir(), "substrate-pool-state-"));
+  const base = overlayBase();
+  const m = new WorldManager({ stateDir: state, selfArgv: agentArgv(), spareTtlMs: 60_000, spareMax: 1 });
+  try {
+    const a = WorldSpec.parse({ project_dir: project(), isolate_network: false });
+    const b = WorldSpec.parse({ project_dir: project(), isolate_network: false });
+    m.spares.warm(a, base);
+    const first = await eventually(async () => {
+      const l = m.list();
+      if (l.length !== 1) throw new Error(`worlds: ${l.length}`);
+      return l[0]!.id;
+    });
+    m.spares.warm(b, base);
+    await eventually(async () => {
+      if (m.list().some((w) => w.id === first) || existsSync(join(base, first))) throw new Error(`${first} is still there`);
+    });
+    expect(m.spares.stats()).toMatchObject({ spares: 1, dropped: 1 });
+    const iso = await m.isolated(b, base);
+    expect(iso.prewarmed).toBe(true);
+    expect(iso.world.spec.project_dir).toBe(b.project_dir);
+    await m.release(iso.world);
+    rmSync(iso.overlay.dir, { recursive: true, force: true });
+  } finally {
+    await m.shutdown();
+  }
+  expect(readdirSync(base)).toEqual([]);
+  expect(readdirSync(join(state, "worlds"))).toEqual([]);
+  rmSync(state, { recursive: true, force: true });
 });
