@@ -180,7 +180,8 @@ export class WorldManager {
 
   /**
    * Issue 3 (pool): a fresh isolated world on its own fresh overlay dirs under `overlayBase`:
-   * a pre-warmed spare when there is one, else built now; the next spare starts warming.
+   * a pre-warmed spare when there is one, else built now (the caller warms the next one with
+   * `spares.warm` once the execute is done).
    * Counts as an execute (spares themselves never do). Caller: release(), then read the upper dir.
    */
   async isolated(spec: WorldSpec, overlayBase: string): Promise<IsolatedWorld> {
