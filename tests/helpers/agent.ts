@@ -3,7 +3,7 @@
  * that process afterwards. Uses the compiled agent when `make build-native` produced one
  * (what users run), else the source.
  */
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { AgentClient } from "../../src/api/client.ts";
@@ -35,7 +35,18 @@ export async function startAgent(o: { env?: Record<string, string>; argv?: strin
   const socket = o.socket ?? join(dir, "agent.sock");
   const stateDir = o.stateDir ?? join(dir, "state");
   const argv = [...(o.launcher ?? []), ...(o.argv ?? agentArgv()), ...(o.launcher ? [] : ["--listen", socket]), "--state-dir", stateDir];
-  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...o.env } });
+  // Isolated results go to a per-agent overlay base on disk (never the product's
+  // /var/lib/substrate/overlay), removed at stop: tests leave nothing behind.
+  let overlayBase: string | undefined;
+  if (!o.env?.SUBSTRATE_OVERLAY_DIR && !process.env.SUBSTRATE_OVERLAY_DIR) {
+    mkdirSync("/var/lib/substrate", { recursive: true });
+    overlayBase = mkdtempSync("/var/lib/substrate/test-overlay-");
+  }
+  const proc = Bun.spawn(argv, {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...(overlayBase ? { SUBSTRATE_OVERLAY_DIR: overlayBase } : {}), ...o.env },
+  });
   let err = "";
   void (async () => {
     for await (const c of proc.stderr as ReadableStream<Uint8Array>) err += new TextDecoder().decode(c);
@@ -64,6 +75,7 @@ export async function startAgent(o: { env?: Record<string, string>; argv?: strin
       await proc.exited;
       clearTimeout(t);
       rmSync(dir, { recursive: true, force: true });
+      if (overlayBase) rmSync(overlayBase, { recursive: true, force: true });
     },
   };
 }
