@@ -119,7 +119,11 @@ const clearStale = (path: string): Promise<void> =>
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 export async function listen(app: Hono, o: ListenOptions, onUpgrade?: UpgradeHandler): Promise<Listening> {
-  const http = createHttpServer(getRequestListener(app.fetch));
+  const http = createHttpServer(
+    // overrideGlobalObjects: false — by default @hono/node-server swaps the process-wide
+    // Response for its own class, after which Bun.serve rejects every Response it is given.
+    getRequestListener(app.fetch, { overrideGlobalObjects: false }),
+  );
   http.keepAliveTimeout = 30_000;
   // Bounded time to send headers: a slowloris client cannot hold a connection forever.
   http.headersTimeout = 15_000;

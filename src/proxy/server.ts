@@ -207,7 +207,11 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   };
 
   const app = buildRouter(svc, { middleware: [middleware] });
-  const http = createHttpServer(getRequestListener(app.fetch));
+  const http = createHttpServer(
+    // overrideGlobalObjects: false — by default @hono/node-server swaps the process-wide
+    // Response for its own class, after which Bun.serve rejects every Response it is given.
+    getRequestListener(app.fetch, { overrideGlobalObjects: false }),
+  );
   http.keepAliveTimeout = 30_000;
   http.headersTimeout = 15_000;
   http.requestTimeout = 0;
