@@ -217,7 +217,7 @@ const GOALS: Goal[] = [
     issue: "#3",
     goal: "isolated exec of /bin/true incl. world + fs diff ≤ 10 ms (median)",
     judge: () => {
-      const fs = figsIn("world.ts", /^isolated execute \/bin\/true incl\./);
+      const fs = figsIn("world.ts", /^isolated execute \/bin\/true incl\./).filter((f) => f.goal); // not the "vs cold" ratios
       return fs.length ? { measured: fs.map((f) => `${f.name}: ${ms(f.median_ms)}`).join("; "), met: fs.every((f) => f.median_ms <= 10) } : missing("world.ts");
     },
   },
@@ -288,7 +288,8 @@ const GOALS: Goal[] = [
 ];
 
 // ---- page ----------------------------------------------------------------------------------------
-const heavy = loadStart[0]! > machine.nproc;
+const busy = Math.max(loadStart[0]!, loadEnd[0]!) >= machine.nproc;
+const heavy = Math.max(loadStart[0]!, loadEnd[0]!) > 2 * machine.nproc;
 const ratio = (f: Figure, b?: Figure) => (b && b.median_ms > 0 ? `${(f.median_ms / b.median_ms).toFixed(2)}×` : "—");
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 const L: string[] = [];
@@ -302,9 +303,9 @@ L.push(
     `Load average (1/5/15 min) at start ${fmtLoad(loadStart)}, at end ${fmtLoad(loadEnd)}.`,
   "",
 );
-if (heavy)
+if (busy)
   L.push(
-    `> **This run was made on a heavily loaded machine** (load average ${loadStart[0]!.toFixed(1)} on ${machine.nproc} cores at start: other builds and test suites were running in parallel). ` +
+    `> **This run shared the machine with other work** — ${heavy ? "heavily loaded" : "loaded"}: load average ${loadStart[0]!.toFixed(1)} at start and ${loadEnd[0]!.toFixed(1)} at end on ${machine.nproc} cores (other builds and test suites were running in parallel). ` +
       "Absolute figures are pessimistic and noisy, p99 most of all; ratios against the baselines measured in the same run are the more meaningful numbers. Re-run `make bench` on an idle machine for absolute figures.",
     "",
   );
