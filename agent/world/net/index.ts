@@ -16,7 +16,7 @@
  *                config + servers file), /run/substrate-net/leases/<i>.json (all removed at teardown)
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NetLease, WorldNetworkInfo } from "../../../src/contract/net.ts";
 import { dnsmasqAvailable, dnsmasqInfo, spawnDnsmasq, type DnsmasqInfo, type DnsmasqProcess } from "../../../src/sys/dnsmasq.ts";
@@ -286,7 +286,7 @@ export async function setupWorldNetwork(opts: WorldNetworkOptions): Promise<Worl
     writeFileSync(confPath, renderDnsmasqConf({ serversFile: serversPath, user: user.user, filterAaaa: dm.filterAaaa, nftset: dm.nftset }), { mode: 0o644 });
     writeFileSync(serversPath, renderServersFile(rules, upstream, generation), { mode: 0o644 });
     // In the world's PID namespace too: dnsmasq can never outlive the world (see spawnDnsmasq).
-    dnsmasq = spawnDnsmasq({ confFile: confPath, netnsPid: opts.pid, ...(existsSync(`/proc/${opts.pid}/ns/pid_for_children`) && opts.joinPidns !== false ? { worldPidns: opts.pid } : {}) });
+    dnsmasq = spawnDnsmasq({ confFile: confPath, netnsPid: opts.pid, ...(opts.joinPidns !== false && ownPidns(opts.pid) ? { worldPidns: opts.pid } : {}) });
     // Ready = bound (it binds before it reads servers) and the servers file is loaded.
     await dnsmasq.waitForLog(new RegExp(generationMarker(generation).replaceAll(".", "\\.")), 5000, 0);
     lease = { ...lease, dnsmasq_pid: dnsmasq.pid };
@@ -389,3 +389,16 @@ export async function setupWorldNetwork(opts: WorldNetworkOptions): Promise<Worl
 
 /** Where the state lives (lease files); exported for the GC and tests. */
 export { netStateDir };
+
+/**
+ * Does `pid` fork into a PID namespace other than ours (a real world)? Only then does dnsmasq
+ * join it: a bare network namespace (tests, or a world without --pid) keeps the old model, in
+ * which the PID we track is dnsmasq's own and the GC's kill reaches it.
+ */
+function ownPidns(pid: number): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid_for_children`) !== readlinkSync("/proc/self/ns/pid");
+  } catch {
+    return false;
+  }
+}
