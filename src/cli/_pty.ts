@@ -11,6 +11,7 @@
  * leaves stdin open but silent must not hang `substrate -c true`): the session ends when the
  * command exits, whatever stdin is doing.
  */
+import { wsUrl } from "../api/address.ts";
 import { WebSocket, type RawData } from "ws";
 import { StreamServerMessage, type ErrorCode, type StreamStartInput } from "../contract/index.ts";
 import { CliError, ExitCode } from "./_errors.ts";
@@ -63,7 +64,7 @@ export function runStream(o: StreamRunOptions): Promise<number> {
 
   return new Promise<number>((resolve, reject) => {
     // The Lima backend's last-resort transport (ssh-tcp) hands out "127.0.0.1:PORT", not a path.
-    const url = /^127\.0\.0\.1:\d+$/.test(o.socketPath) ? `ws://${o.socketPath}/v1/stream` : `ws+unix://${o.socketPath}:/v1/stream`;
+    const url = wsUrl(o.socketPath, "/v1/stream");
     const ws = new WebSocket(url, { perMessageDeflate: false });
     let opened = false;
     let settled = false;

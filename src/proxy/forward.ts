@@ -6,6 +6,7 @@
  * code, message, hint and extra fields, so `buildRouter` renders the very same body — the
  * parity test checks exactly that.
  */
+import { httpTarget } from "../api/address.ts";
 import { ndjsonLines } from "../api/ndjson.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
@@ -74,9 +75,11 @@ export class ForwardingService implements AgentService {
   private async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const ctx = requestContext.getStore();
     try {
-      return await fetch(`http://localhost${path}`, {
+      // The agent is a Unix socket, or (Lima's ssh-tcp transport) 127.0.0.1:PORT.
+      const target = httpTarget(this.o.agentSocket, path);
+      return await fetch(target.url, {
         method,
-        unix: this.o.agentSocket,
+        ...target.init,
         headers: {
           ...(body !== undefined ? { "content-type": "application/json" } : {}),
           ...(ctx ? { traceparent: ctx.traceparent } : {}),

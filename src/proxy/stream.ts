@@ -5,6 +5,7 @@
  * rate limit and budget here first (429 → `error` frame + close 4429, exactly as the agent
  * would answer); everything else is the agent's business, so answers stay identical.
  */
+import { wsUrl } from "../api/address.ts";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
@@ -73,7 +74,7 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
       client.close(4000 + httpStatusFor(e.code), e.code);
     };
     const openUpstream = () => {
-      upstream = new WebSocket(`ws+unix://${o.agentSocket}:/v1/stream`, { headers: { traceparent: tp }, maxPayload: 8 * 1024 * 1024 });
+      upstream = new WebSocket(wsUrl(o.agentSocket, "/v1/stream"), { headers: { traceparent: tp }, maxPayload: 8 * 1024 * 1024 });
       upstream.on("open", () => {
         for (const p of pending.splice(0)) upstream!.send(p.data, { binary: p.binary });
       });
