@@ -115,7 +115,10 @@ async function main() {
   for (const h of hosts) {
     const at = agentFor(h);
     const out = join(DIST, `substrate-${h}`);
-    const key = JSON.stringify({ ...version, h, hostHash, assets });
+    // The embedded agent is part of the host binary: its compressed bytes (level included)
+    // belong in the key, or `make build` after `make build-native` would keep a -6 agent.
+    const zstHash = sha256(readFileSync(join(WORK, `substrate-world-agent-${agentFor(h)}.zst`)));
+    const key = JSON.stringify({ ...version, h, hostHash, assets, zstHash });
     if (stampOk(out, key)) {
       log(`host ${h}: up to date`);
       continue;
