@@ -29,8 +29,10 @@ typecheck:
 # The whole suite: unit, integration (real namespaces as root) and e2e (guest harness).
 test: typecheck build-native
 	@mkdir -p .tmp && bash scripts/check-leaks.sh --snapshot .tmp/leaks-before.txt
-	$(BUN) test --timeout 120000 tests/
+	set -o pipefail; $(BUN) test --timeout 120000 tests/ 2>&1 | tee .tmp/test.log
 	bash scripts/check-leaks.sh --since .tmp/leaks-before.txt
+	@# bun's own summary is " N pass" / " N fail"; end with the plain closing line CI reads.
+	@awk '/^ *[0-9]+ pass$$/{p=$$1} /^ *[0-9]+ fail$$/{f=$$1} END{printf "tests: %d passed, %d failed\n", p, f}' .tmp/test.log
 
 test-unit:
 	$(BUN) test tests/unit

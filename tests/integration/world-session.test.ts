@@ -122,6 +122,15 @@ describe("session world", () => {
   });
 });
 
+describe("the world's own helpers", () => {
+  test("dnsmasq (in the world's PID namespace, the host's mount namespace) gives no way out", async () => {
+    // /proc/<pid>/root of a process in another mount namespace would be the host's root: the
+    // world must have no ptrace access to it (and cannot signal it).
+    const r = await exec("p=$(pgrep -x dnsmasq); test -n \"$p\" && echo found; ls /proc/$p/root/ >/dev/null 2>&1 && echo ROOT-LEAK; cat /proc/$p/environ >/dev/null 2>&1 && echo ENV-LEAK; kill -0 $p 2>/dev/null && echo CAN-SIGNAL; true");
+    expect(b64(r.stdout_b64)).toBe("found\n");
+  });
+});
+
 describe("robustness", () => {
   test("a session world whose control socket vanished is replaced, not reused", async () => {
     const a = await exec("true");
