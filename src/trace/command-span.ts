@@ -115,13 +115,7 @@ export class CommandSpan {
         ...(r.fs_diff ? { fs_diff: r.fs_diff } : {}),
         ...(r.egress_bytes !== undefined ? { egress_bytes: r.egress_bytes } : {}),
         duration_ms: Math.round((performance.now() - this.t0) * 1000) / 1000,
-        replay_context: buildReplayContext({
-          cwd: i.cwd,
-          env: i.env,
-          policyId: i.policy_id ?? null,
-          policyCommit: i.policy_commit ?? null,
-          worldImageVersion: i.world_image_version ?? null,
-        }),
+        replay_context: replayContextOf(i),
       },
       this.opts,
     );
@@ -181,14 +175,19 @@ export function recordExecuteSpan(
       ...(i.fs_diff ? { fs_diff: i.fs_diff } : {}),
       ...(i.egress_bytes !== undefined ? { egress_bytes: i.egress_bytes } : {}),
       duration_ms: Math.round(i.duration_ms * 1000) / 1000,
-      replay_context: buildReplayContext({
-        cwd: i.cwd,
-        env: i.env,
-        policyId: i.policy_id ?? null,
-        policyCommit: i.policy_commit ?? null,
-        worldImageVersion: i.world_image_version ?? null,
-      }),
+      replay_context: replayContextOf(i),
     },
     i.tracePath ? { path: i.tracePath } : {},
   );
+}
+
+/** A command span's replay context, from what the span was started with. */
+function replayContextOf(i: Pick<CommandSpanInput, "cwd" | "env" | "policy_id" | "policy_commit" | "world_image_version">) {
+  return buildReplayContext({
+    cwd: i.cwd,
+    env: i.env,
+    policyId: i.policy_id ?? null,
+    policyCommit: i.policy_commit ?? null,
+    worldImageVersion: i.world_image_version ?? null,
+  });
 }

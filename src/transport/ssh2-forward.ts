@@ -95,6 +95,21 @@ const clearStale = (path: string): Promise<void> =>
     new ForwardError(problem === "in_use" ? `${path} is in use by another process` : `${path} exists and is not a socket; move it away`),
   );
 
+/** An idempotent close for a forward, also run at process exit: server, extra cleanup, SSH client. */
+function closer(srv: Server, c: Client, extra: () => void = () => {}): () => void {
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    off();
+    srv.close();
+    extra();
+    c.end();
+  };
+  const off = onExit(close);
+  return close;
+}
+
 /** Listens on `hostPath` (its directory made 0700) and forwards to the guest socket. */
 export async function forwardUnixSocket(c: Client, guestSocket: string, hostPath: string): Promise<Forward> {
   const dir = dirname(hostPath);
@@ -107,18 +122,11 @@ export async function forwardUnixSocket(c: Client, guestSocket: string, hostPath
   } catch (e) {
     throw new ForwardError(`cannot listen on ${hostPath}: ${(e as Error).message}`);
   }
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    off();
-    srv.close();
+  const close = closer(srv, c, () => {
     try {
       if (existsSync(hostPath)) unlinkSync(hostPath);
     } catch {}
-    c.end();
-  };
-  const off = onExit(close);
+  });
   return { kind: "ssh-uds", address: hostPath, close };
 }
 
@@ -131,14 +139,6 @@ export async function forwardTcp(c: Client, guestSocket: string, port: number): 
     throw new ForwardError(`cannot listen on 127.0.0.1:${port}: ${(e as Error).message}`);
   }
   const actual = (srv.address() as { port: number }).port;
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    off();
-    srv.close();
-    c.end();
-  };
-  const off = onExit(close);
+  const close = closer(srv, c);
   return { kind: "ssh-tcp", address: `127.0.0.1:${actual}`, port: actual, close };
 }
