@@ -135,7 +135,10 @@ export class WorldProcess {
             break;
           case Frame.EXIT:
             done = true;
+            this.finished = true;
             resolve(JSON.parse(payload.toString()) as CtlExit);
+            // Our side is done too: the spawner (half-open) closes the connection after this.
+            this.sock.end();
             break;
           case Frame.ERROR: {
             const e = JSON.parse(payload.toString()) as { code: string; message: string };
@@ -157,17 +160,23 @@ export class WorldProcess {
     this.sock.write(encodeFrame(Frame.REQUEST, JSON.stringify(req)));
   }
 
+  /** Set once EXIT arrived: later frames have no command to reach and are dropped. */
+  private finished = false;
+  private send(frame: Buffer): void {
+    if (!this.finished && !this.sock.destroyed) this.sock.write(frame);
+  }
+
   write(data: Uint8Array | string): void {
-    this.sock.write(encodeFrame(Frame.STDIN, typeof data === "string" ? Buffer.from(data) : data));
+    this.send(encodeFrame(Frame.STDIN, typeof data === "string" ? Buffer.from(data) : data));
   }
   end(): void {
-    this.sock.write(encodeFrame(Frame.STDIN_EOF));
+    this.send(encodeFrame(Frame.STDIN_EOF));
   }
   resize(cols: number, rows: number): void {
-    this.sock.write(encodeFrame(Frame.RESIZE, JSON.stringify({ cols, rows })));
+    this.send(encodeFrame(Frame.RESIZE, JSON.stringify({ cols, rows })));
   }
   signal(signal: NodeJS.Signals): void {
-    this.sock.write(encodeFrame(Frame.SIGNAL, JSON.stringify({ signal })));
+    this.send(encodeFrame(Frame.SIGNAL, JSON.stringify({ signal })));
   }
   /** Drop the connection: the spawner kills the command's process group. */
   kill(): void {

@@ -163,6 +163,12 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
   sock.on("close", () => {
     if (!finished) killGroup("SIGKILL");
   });
+  // The agent only ends its side after EXIT (or by dropping the command): either way this
+  // connection is over, and an unfinished command goes with it.
+  sock.on("end", () => {
+    if (!finished) killGroup("SIGKILL");
+    sock.destroy();
+  });
 
   void proc.exited.then(async (code) => {
     if (timer) clearTimeout(timer);
@@ -191,6 +197,8 @@ function onConnection(sock: Socket): void {
       // The agent holds this open for the world's whole life; losing it means the
       // agent is gone, and so must the world be.
       handler = () => {};
+      // Half-open sockets: the agent going away shows up as `end`, not `close`.
+      sock.on("end", () => process.exit(0));
       sock.on("close", () => process.exit(0));
       return;
     }
@@ -228,7 +236,10 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
   // The OOM killer must pick the command, never the spawner (the world's lifeline holder).
   // Opened before Landlock: afterwards /proc/self/oom_score_adj can't be opened for writing.
   oom = protectFromOom();
-  const server = createServer({ pauseOnConnect: false }, onConnection);
+  // allowHalfOpen: after EXIT the spawner ends its side but keeps reading, so a frame the agent
+  // sends at that moment (a late resize or stdin) lands instead of failing with EPIPE; the
+  // connection closes once the agent ends its side too.
+  const server = createServer({ pauseOnConnect: false, allowHalfOpen: true }, onConnection);
   await listen(server, cfg.ctl);
 
   buildRootfs({
