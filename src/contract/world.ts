@@ -43,3 +43,20 @@ export type FsDiff = z.infer<typeof FsDiff>;
 
 export const WorldBackendName = z.enum(["linux-local", "mac-lima"]);
 export type WorldBackendName = z.infer<typeof WorldBackendName>;
+
+/**
+ * Issue 13: who a world belongs to. A root agent takes the uid/gid from SO_PEERCRED of the
+ * connection (never from the request body) and the rest from the caller's passwd/group
+ * entries; the world's commands run with exactly this identity.
+ */
+export const Caller = z.strictObject({
+  uid: z.number().int().nonnegative(),
+  gid: z.number().int().nonnegative(),
+  /** Supplementary groups (getgrouplist of name + gid). */
+  groups: z.array(z.number().int().nonnegative()),
+  name: z.string(),
+  /** The caller's real home path (passwd pw_dir); HOME in the world. */
+  home: z.string().startsWith("/"),
+  shell: z.string(),
+});
+export type Caller = z.infer<typeof Caller>;
