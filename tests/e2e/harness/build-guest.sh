@@ -73,12 +73,18 @@ mirror=${SUBSTRATE_GUEST_MIRROR:-$(find_mirror)}
 
 work=$(mktemp -d "$CACHE_DIR/.build.XXXXXX")
 root="$work/rootfs"
+# The EXIT trap keeps the script's own exit status: it must never fail itself (under
+# `set -e -o pipefail` a grep that matches nothing used to turn every successful build into
+# exit 1). tests/unit/lima/build-guest-trap.test.ts runs this function on its own.
 cleanup() {
+  local rc=$?
+  set +e
   # debootstrap mounts proc/sys inside the target; a failed run can leave them behind.
   if [ -d "$root" ]; then
-    findmnt -rn -o TARGET | grep -F "$root" | sort -r | while read -r m; do umount -l "$m" || true; done
+    findmnt -rn -o TARGET | awk -v r="$root" '$0 == r || index($0, r "/") == 1' | sort -r | while read -r m; do umount -l "$m"; done
   fi
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 
