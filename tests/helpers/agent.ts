@@ -7,6 +7,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } fr
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { AgentClient } from "../../src/api/client.ts";
+import { runnable } from "./runnable.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = process.execPath;
@@ -14,8 +15,10 @@ const arch = process.arch === "arm64" ? "arm64" : "x64";
 export const AGENT_BIN = join(ROOT, "dist", `substrate-world-agent-linux-${arch}`);
 export const HOST_BIN = join(ROOT, "dist", `substrate-linux-${arch}`);
 
-export const agentArgv = (): string[] => (existsSync(AGENT_BIN) ? [AGENT_BIN] : [BUN, join(ROOT, "agent/main.ts")]);
-export const hostArgv = (): string[] => (existsSync(HOST_BIN) ? [HOST_BIN] : [BUN, join(ROOT, "src/main.ts")]);
+// Other uids run these (a throwaway user, world root in a user namespace): from a clone that
+// others cannot traverse they come from a mirror of the checkout (runnable.ts, issue 18 1b).
+export const agentArgv = (): string[] => (existsSync(AGENT_BIN) ? [runnable(AGENT_BIN)] : [runnable(BUN), runnable(join(ROOT, "agent/main.ts"), false)]);
+export const hostArgv = (): string[] => (existsSync(HOST_BIN) ? [runnable(HOST_BIN)] : [runnable(BUN), runnable(join(ROOT, "src/main.ts"), false)]);
 
 export interface TestAgent {
   pid: number;

@@ -12,6 +12,7 @@ import {
   detectCgroupMode,
   removeCgroupBaseIfEmpty,
 } from "../../agent/world/cgroups.ts";
+import { runnable, runnableBun } from "../helpers/runnable.ts";
 
 const mode = detectCgroupMode();
 const usable = mode !== "none";
@@ -50,7 +51,7 @@ test("a bad limit is a config error, not a degradation", async () => {
 
 test.if(usable)("degradation: where no backend can be used (an unprivileged agent), one warning and no limits", () => {
   const p = Bun.spawnSync(
-    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, join(import.meta.dir, "fixtures", "cgroup-unprivileged.ts")],
+    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", runnableBun(), runnable(join(import.meta.dir, "fixtures", "cgroup-unprivileged.ts"), false)],
     { stdout: "pipe", stderr: "pipe", cwd: "/" },
   );
   expect(p.stderr.toString()).toBe("");

@@ -12,9 +12,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { LifecycleReport, VerifyReport, WorldStatusReport } from "../../src/contract/index.ts";
 import { procAlive } from "../../src/lifecycle/agent-process.ts";
+import { runnable, runnableBun } from "../helpers/runnable.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
-const CLI = [process.execPath, join(ROOT, "src/main.ts")];
+// From a mirror when the checkout is not traversable by the throwaway user (issue 18 1b).
+const CLI = [runnableBun(), runnable(join(ROOT, "src/main.ts"), false)];
 const USER = `sbxrl${process.pid % 100000}`;
 let base: string;
 let home: string;

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { OverlayStrategy } from "../../agent/world/fsdiff.ts";
 import { prepareOverlayDirs, type OverlayDirs } from "../../agent/world/overlay.ts";
 import { runInPrivateMountNs } from "../../src/sys/unshare.ts";
+import { runnable, runnableBun } from "../helpers/runnable.ts";
 
 const FIXTURE = join(import.meta.dir, "fixtures", "overlay-run.ts");
 
@@ -67,7 +68,7 @@ export async function runInOverlay(
   const { userns, ...rest } = opts;
   if (userns) chownSync(target, userns.owner.uid, userns.owner.gid);
   const spec = { lower, upper: dirs.upper, work: opts.work ?? dirs.work, target, script, ...rest };
-  const r = await runInPrivateMountNs([process.execPath, FIXTURE, JSON.stringify(spec)], {
+  const r = await runInPrivateMountNs([runnableBun(), runnable(FIXTURE, false), JSON.stringify(spec)], {
     timeoutMs: 60_000,
     unshareArgs: userns?.unshareArgs,
     env: userns ? { ...(process.env as Record<string, string>), PATH: userns.PATH } : undefined,

@@ -12,6 +12,7 @@ import { IsolatedResults } from "../../agent/world/isolated_results.ts";
 import { ApiError } from "../../src/api/service.ts";
 import { FsApplyResponse, FsDiffResponse, newSpanId, newWorldId } from "../../src/contract/index.ts";
 import { manifest, mountsUnder, runInOverlay, writeTree } from "./overlay-helpers.ts";
+import { runnable, runnableBun } from "../helpers/runnable.ts";
 
 // Real mounts and thousands of files: slower than bun's 5 s default on a loaded machine.
 setDefaultTimeout(120_000);
@@ -87,10 +88,10 @@ test("discardOverlay works for an unprivileged (rootless) agent despite mode-000
     chmodSync(join(base, "wld_x/work/work"), 0o000);
     Bun.spawnSync(["chown", "-R", "nobody:nogroup", d]);
     chmodSync(d, 0o755);
-    const apply = join(import.meta.dir, "../../agent/world/apply.ts");
+    const apply = runnable(join(import.meta.dir, "../../agent/world/apply.ts"), false); // issue 18 1b: nobody must reach it
     const script = `const { discardOverlay } = await import(${JSON.stringify(apply)}); const [dir, base] = process.argv.slice(-2); await discardOverlay(dir, base);`;
     const r = Bun.spawnSync(
-      ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", process.execPath, "-e", script, join(base, "wld_x"), base],
+      ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", runnableBun(), "-e", script, join(base, "wld_x"), base],
       { stderr: "pipe" },
     );
     expect(r.stderr.toString()).toBe("");

@@ -7,6 +7,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { prepareIdMapHelpers, subordinateRange, userNamespaceSupport, worldIdMap } from "../../agent/world/userns.ts";
+import { runnable, runnableBun } from "../helpers/runnable.ts";
 
 let dir: string;
 beforeAll(() => {
@@ -99,7 +100,7 @@ describe.if(userNamespaceSupport().available)("a real world user namespace", () 
     };
     const child = join(import.meta.dir, "fixtures", "harden-child.ts");
     const p = Bun.spawnSync(
-      ["unshare", ...h.unshareArgs, "--mount", "--pid", "--fork", "--kill-child", "--", process.execPath, child, JSON.stringify(cfg)],
+      ["unshare", ...h.unshareArgs, "--mount", "--pid", "--fork", "--kill-child", "--", runnableBun(), runnable(child, false), JSON.stringify(cfg)],
       { env: { ...process.env, PATH: h.env.PATH } },
     );
     h.remove();
