@@ -409,6 +409,8 @@ export interface OomGuard {
   /** oom_score_adj of this process / of the commands it spawns through `unprotected`. */
   self: number;
   commands: number;
+  /** The open oom_score_adj fd (kept across the spawner's re-exec). */
+  fd?: number;
   /**
    * Run `spawn` (a synchronous Bun.spawn call) with this process's oom_score_adj set to the
    * commands' value, so the child inherits it; the protection is back before it returns.
@@ -456,18 +458,26 @@ export function protectFromOom(): OomGuard {
     applied = "commands";
     reason = `cannot lower this process's oom_score_adj (${errMsg(e)}; CAP_SYS_RESOURCE missing): commands are raised to ${commands} instead`;
   }
+  return oomGuardFromFd(fd, { applied, ...(reason ? { reason } : {}), self, commands });
+}
+
+/**
+ * The guard over an open /proc/<self>/oom_score_adj fd. Issue 14.1: the spawner re-execs itself
+ * after hardening (spawner.ts) and may no longer open the file then (Landlock, non-dumpable, no
+ * CAP_SYS_RESOURCE): it keeps the fd across execve and rebuilds the guard here. Lowering back to
+ * `self` needs no capability once a privileged write set oom_score_adj_min that low.
+ */
+export function oomGuardFromFd(fd: number, o: Pick<OomGuard, "applied" | "reason" | "self" | "commands">): OomGuard {
   const set = (v: number) => writeSync(fd, String(v));
   return {
-    applied,
-    ...(reason ? { reason } : {}),
-    self,
-    commands,
+    ...o,
+    fd,
     unprotected<T>(spawn: () => T): T {
-      set(commands);
+      set(o.commands);
       try {
         return spawn();
       } finally {
-        set(self);
+        set(o.self);
       }
     },
   };
