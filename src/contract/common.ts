@@ -4,14 +4,15 @@
  * proxy and doctor build and validate every JSON they exchange from these schemas.
  */
 import { z } from "zod";
+import { SPAN_ID_RE, WORLD_ID_RE } from "./ids.ts";
 
 /** `wld_<uuidv7>` — a world (session or isolated). */
-export const WorldId = z.string().regex(/^wld_[0-9a-f-]{36}$/, "expected wld_<uuidv7>");
+export const WorldId = z.string().regex(WORLD_ID_RE, "expected wld_<uuidv7>");
 /** `spn_<uuidv7>` — one trace span (one command). */
-export const SpanId = z.string().regex(/^spn_[0-9a-f-]{36}$/, "expected spn_<uuidv7>");
+export const SpanId = z.string().regex(SPAN_ID_RE, "expected spn_<uuidv7>");
 
-export const newWorldId = (): string => `wld_${Bun.randomUUIDv7()}`;
-export const newSpanId = (): string => `spn_${Bun.randomUUIDv7()}`;
+// minted in ids.ts (zod-free: the hot path and the agent use them without the schemas)
+export { newWorldId, newSpanId, newSessionId } from "./ids.ts";
 
 /**
  * Machine-readable error codes. HTTP status mapping lives in `httpStatusFor`.

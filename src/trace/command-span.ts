@@ -8,7 +8,8 @@
 import type { ExecuteResponse } from "../contract/execute.ts";
 import type { SpanComponent } from "../contract/span.ts";
 import type { WorldBackendName } from "../contract/world.ts";
-import { newSpanId } from "../contract/common.ts";
+import { newSpanId } from "../contract/ids.ts";
+import { SpanContext } from "./span.ts";
 import { buildReplayContext } from "./context.ts";
 import { appendSpanSync, type TraceWriterOptions } from "./writer.ts";
 
@@ -34,6 +35,8 @@ export interface CommandSpanInput {
   env: Env;
   component: SpanComponent;
   agent_id?: string;
+  /** the span's id when the pipeline minted it already (src/run/plan.ts) */
+  span_id?: string;
   session_id?: string;
   parent_span?: string;
   policy_id?: string;
@@ -57,7 +60,7 @@ export type CommandResult = Partial<Pick<ExecuteResponse, "world_id" | "scopes_u
  * `span.complete(result)` writes command_complete with exit, duration, diff, replay context.
  */
 export class CommandSpan {
-  readonly id = newSpanId();
+  readonly id: string;
   private readonly t0 = performance.now();
   private readonly startedAt = new Date().toISOString();
   private readonly opts: TraceWriterOptions;
@@ -65,6 +68,7 @@ export class CommandSpan {
 
   private constructor(private readonly i: CommandSpanInput) {
     this.opts = i.tracePath ? { path: i.tracePath } : {};
+    this.id = i.span_id ?? newSpanId();
   }
 
   static start(i: CommandSpanInput): CommandSpan {
@@ -124,10 +128,10 @@ export class CommandSpan {
   private base() {
     const i = this.i;
     // a nested command (run by another traced command) names the outer span in its env
-    const inherited = i.env.SUBSTRATE_SPAN_ID;
-    const parent = i.parent_span ?? (inherited && /^spn_[0-9a-f-]{36}$/.test(inherited) ? inherited : undefined);
+    const ctx = SpanContext.fromEnv(i.env);
+    const parent = i.parent_span ?? ctx.parent_span;
     return {
-      session_id: i.session_id ?? i.env.SUBSTRATE_SESSION_ID ?? processSession(),
+      session_id: i.session_id ?? ctx.session_id,
       span_id: this.id,
       ...(parent ? { parent_span: parent } : {}),
       component: i.component,
@@ -142,9 +146,6 @@ export class CommandSpan {
   }
 }
 
-let session: string | undefined;
-const processSession = (): string => (session ??= `ses_${Bun.randomUUIDv7()}`);
-
 /**
  * World agent: one `command_complete` line for an API execute, under the span id the API
  * returns (so `GET /v1/trace/:span_id` finds it). `parent_span` comes from the caller's
@@ -153,14 +154,14 @@ const processSession = (): string => (session ??= `ses_${Bun.randomUUIDv7()}`);
 export function recordExecuteSpan(
   i: Omit<CommandSpanInput, "parent_span"> & { span_id: string; started_at: string; duration_ms: number } & CommandResult,
 ): void {
-  const parent = i.env.SUBSTRATE_SPAN_ID;
+  const ctx = SpanContext.fromEnv(i.env);
   safeAppend(
     {
       ts: i.started_at,
       event_type: "command_complete",
-      session_id: i.session_id ?? i.env.SUBSTRATE_SESSION_ID ?? processSession(),
+      session_id: i.session_id ?? ctx.session_id,
       span_id: i.span_id,
-      ...(parent && /^spn_[0-9a-f-]{36}$/.test(parent) ? { parent_span: parent } : {}),
+      ...(ctx.parent_span ? { parent_span: ctx.parent_span } : {}),
       component: i.component,
       ...(i.world_id ? { world_id: i.world_id } : {}),
       ...(i.world_backend ? { world_backend: i.world_backend } : {}),

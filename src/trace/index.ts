@@ -35,24 +35,9 @@ export {
   worldImageVersion,
   type ReplayContextInput,
 } from "./context.ts";
-export { newSpanId } from "../contract/common.ts";
-
-/**
- * The session id for spans of this process: `SUBSTRATE_SESSION_ID` when an outer substrate
- * shell set it, else one `ses_<uuidv7>` per process.
- */
-let processSession: string | undefined;
-export function currentSessionId(env: Record<string, string | undefined> = process.env): string {
-  if (env.SUBSTRATE_SESSION_ID) return env.SUBSTRATE_SESSION_ID;
-  processSession ??= `ses_${Bun.randomUUIDv7()}`;
-  return processSession;
-}
-
-/** `SUBSTRATE_SPAN_ID` of an enclosing command (nested `substrate -c`), as parent_span. */
-export function parentSpanFromEnv(env: Record<string, string | undefined> = process.env): string | undefined {
-  const p = env.SUBSTRATE_SPAN_ID;
-  return p && /^spn_[0-9a-f-]{36}$/.test(p) ? p : undefined;
-}
+export { newSpanId, newSessionId, isSpanId, SPAN_ID_RE } from "../contract/ids.ts";
+// The span context (src/trace/span.ts) is the one reader of SUBSTRATE_SESSION_ID / SUBSTRATE_SPAN_ID.
+export { SpanContext, currentSessionId, parentSpanFromEnv, type SpanEnv } from "./span.ts";
 export {
   replaySpan,
   replayRequest,
