@@ -5,11 +5,12 @@
  *   substrate-world-agent [--listen /run/substrate.sock] [--state-dir DIR] [--pid-file F]
  *   substrate-world-agent --version [--json]
  *
- * Hidden: `__world CONFIG` is the in-world spawner (see world/spawner.ts).
+ * Hidden: `__world CONFIG` / `__world-serve CONFIG STATE` are the in-world spawner's two stages
+ * (see world/spawner.ts).
  */
 import { parseArgs } from "node:util";
 import { writeFileSync, rmSync } from "node:fs";
-import { runSpawner, type SpawnerHooks } from "./world/spawner.ts";
+import { runSpawner, serveSpawner, type SpawnerHooks } from "./world/spawner.ts";
 import { hardenSelf, worldRwPaths } from "./world/harden.ts";
 import { mountOverlay } from "./world/overlay.ts";
 
@@ -20,10 +21,11 @@ import { mountOverlay } from "./world/overlay.ts";
  */
 const spawnerHooks: SpawnerHooks = {
   mountOverlay: (o) => void mountOverlay(o),
-  harden: (c) =>
+  harden: (c, extra) =>
     hardenSelf({
       mode: c.harden!.mode,
       landlock: c.harden!.landlock ? { rw: worldRwPaths(c.project, c.projectReadOnly) } : false,
+      protectPids: extra.protectPids,
     }),
 };
 import { selfArgv } from "./self.ts";
@@ -118,7 +120,11 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "__world") {
-    await runSpawner(JSON.parse(argv[1] ?? "{}"), spawnerHooks);
+    await runSpawner(JSON.parse(argv[1] ?? "{}"), spawnerHooks); // execve's into __world-serve
+    return 1;
+  }
+  if (argv[0] === "__world-serve") {
+    await serveSpawner(JSON.parse(argv[1] ?? "{}"), JSON.parse(argv[2] ?? "{}"));
     return -1; // keep serving; the lifeline decides when we exit
   }
   let values;

@@ -9,9 +9,13 @@
  * - Credentials are per thread. These calls affect the calling (JS) thread, which is the one
  *   Bun.spawn forks from, so commands inherit them; Bun's helper threads keep theirs (they run
  *   no user code). Seccomp is applied with TSYNC and is process-wide.
- * - Default kept set (Docker-like, minus NET_RAW and MKNOD): root in the world must still
- *   be able to write project files owned by the user (DAC_OVERRIDE, FOWNER, CHOWN); Landlock
- *   decides WHERE writes may happen. CAP_SYS_ADMIN, SYS_PTRACE, NET_ADMIN, SYS_MODULE, ... go.
+ * - Default kept set (Docker-like, minus NET_RAW, MKNOD, FSETID, SETFCAP and KILL): root in the
+ *   world must still be able to write project files owned by the user (DAC_OVERRIDE, FOWNER,
+ *   CHOWN); Landlock decides WHERE writes may happen. CAP_SYS_ADMIN, SYS_PTRACE, NET_ADMIN,
+ *   SYS_MODULE, ... go. Issue 14.3: FSETID and SETFCAP let root in a world leave a setuid or
+ *   file-capability binary in the project (a host backdoor once the world is gone); KILL let it
+ *   signal Substrate's helpers running under other uids (dnsmasq). Only a uid-0 caller has any
+ *   of these: other callers' worlds run as the caller, with no capabilities at all.
  *   Because the kept set is not a superset of a host root process's caps, the kernel's
  *   ptrace check (cap_ptrace_access_check) refuses ptrace of host processes even in baseline.
  */
@@ -30,8 +34,8 @@ export const CAP_NAMES = [
 
 /** Kept by default in worlds (names without the CAP_ prefix, lower case). */
 export const DEFAULT_KEEP_CAPS: readonly string[] = [
-  "chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-  "net_bind_service", "sys_chroot", "audit_write", "setfcap",
+  "chown", "dac_override", "fowner", "setgid", "setuid", "setpcap",
+  "net_bind_service", "sys_chroot", "audit_write",
 ];
 
 function capNumber(name: string): number {

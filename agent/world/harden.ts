@@ -54,6 +54,10 @@ export interface HardenOptions {
   landlock: { rw: string[]; ro?: string[]; rx?: string[]; devRw?: string[] } | false;
   /** Capabilities to keep (default DEFAULT_KEEP_CAPS). */
   keepCaps?: readonly string[];
+  /** Issue 14.1: pids no command may signal (PID 1, the spawner); see seccomp.ts. */
+  protectPids?: readonly number[];
+  /** Policy opt-in for debuggers: ptrace and process_vm_* allowed (docs/SECURITY.md). */
+  allowPtrace?: boolean;
 }
 
 const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
@@ -106,7 +110,7 @@ export function hardenSelf(opts: HardenOptions): HardeningReport {
   }
 
   try {
-    const p = applySeccomp(opts.mode);
+    const p = applySeccomp(opts.mode, { protectPids: opts.protectPids, allowPtrace: opts.allowPtrace });
     report.seccomp = { applied: true, action: p.riskyAction, instructions: p.insns.length };
     if (p.riskyAction === "allow") {
       degraded.push("seccomp: this kernel has no SECCOMP_RET_LOG (actions_avail lacks 'log'); risky syscalls are allowed without a log");

@@ -7,7 +7,9 @@
  *   action (see /proc/sys/kernel/seccomp/actions_avail) they are allowed silently.
  * - `isolated`: the same syscalls return EPERM, plus namespace-creating clone/unshare, setns,
  *   the new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick,
- *   mount_setattr), io_uring_* (EPERM), ptrace (EPERM) and clone3 (ENOSYS).
+ *   mount_setattr), io_uring_* (EPERM) and clone3 (ENOSYS).
+ * - both (issue 14.1): ptrace, process_vm_readv/writev, pidfd_getfd → EPERM, and no signal
+ *   or prlimit aimed at PID 1 or the spawner (see SeccompOptions.protectPids).
  *
  * Traps worth knowing:
  * - The arch check comes first: on x86_64 a process can enter the kernel through the i386
@@ -58,14 +60,34 @@ const TABLE: Record<string, { x64: number; arm64: number }> = {
   fsmount: { x64: 432, arm64: 432 },
   fspick: { x64: 433, arm64: 433 },
   mount_setattr: { x64: 442, arm64: 442 },
+  // issue 14.1: nothing in a world may reach into another process's memory or signal the spawner
+  process_vm_readv: { x64: 310, arm64: 270 },
+  process_vm_writev: { x64: 311, arm64: 271 },
+  pidfd_getfd: { x64: 438, arm64: 438 },
+  pidfd_open: { x64: 434, arm64: 434 },
+  pidfd_send_signal: { x64: 424, arm64: 424 },
+  kill: { x64: 62, arm64: 129 },
+  tkill: { x64: 200, arm64: 130 },
+  tgkill: { x64: 234, arm64: 131 },
+  rt_sigqueueinfo: { x64: 129, arm64: 138 },
+  rt_tgsigqueueinfo: { x64: 297, arm64: 240 },
+  prlimit64: { x64: 302, arm64: 261 },
 };
+
+/**
+ * Issue 14.1: denied (EPERM) in EVERY profile unless a policy opts in for debuggers: with them a
+ * command could read or rewrite the memory of the spawner (or any Substrate helper) that
+ * starts its siblings. The spawner is also non-dumpable; this is the second, independent wall.
+ */
+export const MEMORY_ACCESS_SYSCALLS = ["ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd"] as const;
+/** Signal/limit syscalls whose first argument names a process: refused for the protected pids. */
+const PID_GUARDED = ["kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "prlimit64"] as const;
 
 /** The spec's list of risky syscalls (logged in baseline, EPERM in isolated). */
 export const RISKY_SYSCALLS = ["mount", "umount2", "pivot_root", "keyctl", "perf_event_open", "bpf"] as const;
 const ISOLATED_EPERM = [
   ...RISKY_SYSCALLS,
   "setns",
-  "ptrace",
   "io_uring_setup",
   "io_uring_enter",
   "io_uring_register",
@@ -136,10 +158,21 @@ export function seccompActionsAvailable(): string[] {
 }
 
 /** Build the filter for `mode`. Pure: no syscall, so it is unit-testable. */
-export function buildSeccompFilter(
-  mode: SeccompMode,
-  opts: { logAvailable?: boolean; arch?: SeccompArch } = {},
-): SeccompProgram {
+export interface SeccompOptions {
+  logAvailable?: boolean;
+  arch?: SeccompArch;
+  /**
+   * Issue 14.1: pids (as seen in the world's PID namespace) no command may signal or re-limit:
+   * PID 1 and the spawner. kill() of their negation (their process group) and of -1 (every
+   * process we may signal) is refused too; tkill (thread ids are not knowable in advance) is
+   * refused outright, pidfd_send_signal answers ENOSYS (callers fall back to kill).
+   */
+  protectPids?: readonly number[];
+  /** Policy opt-in for debuggers (ptrace, process_vm_*): see docs/SECURITY.md for the risk. */
+  allowPtrace?: boolean;
+}
+
+export function buildSeccompFilter(mode: SeccompMode, opts: SeccompOptions = {}): SeccompProgram {
   const logAvailable = opts.logAvailable ?? seccompActionsAvailable().includes("log");
   const arch = opts.arch ?? HOST_ARCH;
   const p: Insn[] = [];
@@ -168,6 +201,24 @@ export function buildSeccompFilter(
     p.push([RET_K, 0, 0, ret >>> 0]);
     p.push([RET_K, 0, 0, RET.ALLOW]);
   };
+  /** if nr == name: args[0] (low 32 bits) in `values` ? ret : ALLOW. */
+  const guarded = (name: string, values: readonly number[], ret: number): void => {
+    const n = values.length;
+    p.push([JEQ_K, 0, n + 3, TABLE[name][arch]]);
+    p.push([LD_W_ABS, 0, 0, OFF_ARG0_LO]);
+    values.forEach((v, i) => p.push([JEQ_K, n - i, 0, v >>> 0]));
+    p.push([RET_K, 0, 0, RET.ALLOW]);
+    p.push([RET_K, 0, 0, ret >>> 0]);
+  };
+  if (!opts.allowPtrace) for (const name of MEMORY_ACCESS_SYSCALLS) simple(name, errnoRet(EPERM));
+  const protect = opts.protectPids ?? [];
+  if (protect.length) {
+    simple("tkill", errnoRet(EPERM));
+    simple("pidfd_send_signal", errnoRet(ENOSYS));
+    const groups = protect.map((x) => -x >>> 0);
+    guarded("kill", [...protect, ...groups, 0xffffffff], errnoRet(EPERM));
+    for (const name of PID_GUARDED) if (name !== "kill") guarded(name, protect, errnoRet(EPERM));
+  }
   if (mode === "baseline") {
     for (const name of RISKY_SYSCALLS) simple(name, baselineRisky);
   } else {
@@ -197,8 +248,8 @@ const SECCOMP_FILTER_FLAG_TSYNC = 1n;
  * CAP_SYS_ADMIN; call it LAST in the hardening sequence (it may deny syscalls the other steps use).
  * Returns the program that was installed.
  */
-export function applySeccomp(mode: SeccompMode): SeccompProgram {
-  const prog = buildSeccompFilter(mode);
+export function applySeccomp(mode: SeccompMode, opts: Omit<SeccompOptions, "arch" | "logAvailable"> = {}): SeccompProgram {
+  const prog = buildSeccompFilter(mode, opts);
   // struct sock_fprog { unsigned short len; /* pad */ struct sock_filter *filter; }
   const fprog = new Uint8Array(16);
   const dv = new DataView(fprog.buffer);

@@ -11,9 +11,10 @@
  * namespace, so they vanish with it; nothing was ever mounted in the host's.
  */
 import { createConnection, type Socket } from "node:net";
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
+import type { Caller } from "../../src/contract/world.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import type { WorldBootConfig } from "./spawner.ts";
 import { confineWorld, type WorldConfinement } from "./confine.ts";
@@ -41,6 +42,8 @@ export interface WorldOptions {
   overlay?: { upper: string; work: string; userxattr?: boolean };
   harden?: WorldBootConfig["harden"];
   log?: (msg: string) => void;
+  /** Issue 13: whose world this is; commands run as this identity (absent: the agent's own). */
+  caller?: Caller;
   /** Network options beyond the spec (tests point DNS at their own upstream). */
   network?: Partial<Pick<WorldNetworkOptions, "upstreamDns" | "allowedIps" | "ports" | "refreshSecs" | "nat">>;
 }
@@ -80,6 +83,23 @@ export function withOwnHeadroom(l: WorldSpec["limits"]): WorldSpec["limits"] {
     ...(l.pids !== undefined ? { pids: l.pids + WORLD_OWN_PIDS } : {}),
     ...(l.memory !== undefined ? { memory: String(parseMemory(l.memory) + WORLD_OWN_MEMORY) } : {}),
   };
+}
+
+/**
+ * How the spawner re-execs itself inside the world (spawner.ts, issue 14.1) and what must be
+ * visible there read-only for it: the compiled binary; in dev mode bun and the source tree
+ * (agent/main.ts imports ../src and node_modules).
+ */
+export function reexecOf(selfArgv: string[]): WorldBootConfig["reexec"] {
+  const argv = selfArgv.map((a, i) => (i === 0 ? realpathSync(a) : a));
+  const ro = [argv[0]!];
+  if (argv.length > 1) {
+    // the source tree: the nearest dir above the entry script with a package.json
+    let d = dirname(realpathSync(argv[1]!));
+    while (d !== "/" && !existsSync(join(d, "package.json"))) d = dirname(d);
+    ro.push(d === "/" ? dirname(realpathSync(argv[1]!)) : d);
+  }
+  return { argv, ro };
 }
 
 export class WorldStartError extends Error {
@@ -243,6 +263,8 @@ export class World {
       resolvConf,
       overlay: o.overlay,
       harden: o.harden,
+      caller: o.caller,
+      reexec: reexecOf(o.selfArgv),
     };
     if (confinement.userns) {
       // World root is an unprivileged host user: it must reach its own world dir (0700) to

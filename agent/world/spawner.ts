@@ -1,19 +1,33 @@
 /**
  * The in-world spawner: the agent binary in its hidden `__world` mode, started by
- * `unshare ... --pid --fork` (see session.ts). It binds the control socket while it can
- * still see the host path, builds and enters the world's root (rootfs.ts), then forks
- * each command it is asked for. Restrictions applied to this process after pivot_root
- * (no_new_privs, Landlock, seccomp) are inherited by every command, so they are paid
- * once per world instead of once per command (a Bun re-exec costs 7-12 ms).
+ * `unshare ... --pid --fork` (see session.ts), in two stages.
+ *
+ * Stage 1 (`__world CONFIG`, privileged): binds the control socket while it can still see
+ * the host path, builds and enters the world's root (rootfs.ts), hardens its JS thread
+ * (no_new_privs, Landlock, capabilities, seccomp), switches that thread to the caller's
+ * uid/gid/groups, and execve's the same binary as stage 2, handing over the listening socket
+ * and the oom_score_adj fd.
+ *
+ * Stage 2 (`__world-serve STATE`): forks each command it is asked for.
+ *
+ * Why the re-exec (issue 14.1): credentials and Landlock domains are per THREAD, and Bun has
+ * started its helper threads before any JS runs. Hardening the JS thread alone left threads
+ * with every capability and no Landlock domain — a command that could write into the
+ * spawner's memory (ptrace) hijacked one and had host root. execve keeps only the calling,
+ * hardened thread; every thread stage 2 ever creates copies its credentials, domain and
+ * seccomp filter. Stage 2 is also non-dumpable, and seccomp refuses ptrace/process_vm_* and
+ * signals aimed at it, so a command can neither read nor stop it. The re-exec costs one Bun
+ * start per world (not per command).
  */
 import { createServer, type Server, type Socket } from "node:net";
 import { constants as osConstants } from "node:os";
 import { buildRootfs, fullHostDirs } from "./rootfs.ts";
-import { protectFromOom, type OomGuard } from "./cgroups.ts";
+import { oomGuardFromFd, protectFromOom, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
-import { sethostname } from "../../src/sys/libc.ts";
+import { execve, PR, prctl, sethostname, setCloexec, setThreadIdentity } from "../../src/sys/libc.ts";
 import { closeSync } from "node:fs";
 import { SCOPE_FD, sealedScopeFd } from "../scopes.ts";
+import type { Caller } from "../../src/contract/world.ts";
 
 /** Everything the agent tells the spawner about the world it is to build. */
 export interface WorldBootConfig {
@@ -32,12 +46,30 @@ export interface WorldBootConfig {
   overlay?: { upper: string; work: string; userxattr?: boolean };
   /** Hardening applied to the spawner after pivot_root, inherited by all commands. */
   harden?: { mode: "baseline" | "isolated"; landlock: boolean };
+  /**
+   * Issue 13: who the world belongs to. A caller other than uid 0 gets a spawner (stage 2) and
+   * commands running as exactly that uid/gid/groups, with no capabilities. Absent: stay root.
+   */
+  caller?: Caller;
+  /**
+   * How stage 1 re-execs this binary as stage 2 (argv before `__world-serve`), and the host
+   * paths that must be visible read-only in the world for that (the binary; in dev mode bun
+   * and the source tree). Set by session.ts from the agent's selfArgv.
+   */
+  reexec: { argv: string[]; ro: string[] };
 }
 
 /** Hooks other modules register to take part in building the world. */
 export interface SpawnerHooks {
   mountOverlay?: (o: { lower: string; upper: string; work: string; target: string; userxattr?: boolean }) => void;
-  harden?: (cfg: WorldBootConfig) => unknown;
+  harden?: (cfg: WorldBootConfig, extra: { protectPids: number[] }) => unknown;
+}
+
+/** What stage 1 hands to stage 2 (argv JSON). */
+interface ServeState {
+  ctlFd: number;
+  oom: Pick<OomGuard, "applied" | "reason" | "self" | "commands"> & { fd?: number };
+  harden: unknown;
 }
 
 // How long to keep forwarding output after the command exited, for background jobs that
@@ -232,22 +264,23 @@ function listen(server: Server, path: string): Promise<void> {
   });
 }
 
-export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {}): Promise<void> {
+/** Stage 1: build the world, harden, become the caller, re-exec as stage 2. Never returns. */
+export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {}): Promise<never> {
   // The OOM killer must pick the command, never the spawner (the world's lifeline holder).
   // Opened before Landlock: afterwards /proc/self/oom_score_adj can't be opened for writing.
-  oom = protectFromOom();
-  // allowHalfOpen: after EXIT the spawner ends its side but keeps reading, so a frame the agent
-  // sends at that moment (a late resize or stdin) lands instead of failing with EPIPE; the
-  // connection closes once the agent ends its side too.
-  const server = createServer({ pauseOnConnect: false, allowHalfOpen: true }, onConnection);
+  const guard = protectFromOom();
+  // Bound while the host path is visible; stage 2 serves it (the fd crosses execve).
+  const server = createServer();
   await listen(server, cfg.ctl);
+  const ctlFd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof ctlFd !== "number" || ctlFd < 0) throw new Error("spawner: cannot get the control socket's fd");
 
   buildRootfs({
     root: cfg.root,
     project: cfg.project,
     projectReadOnly: cfg.projectReadOnly,
     resolvConf: cfg.resolvConf,
-    ...(cfg.fullHost ? { extraRo: fullHostDirs() } : {}),
+    extraRo: [...(cfg.fullHost ? fullHostDirs() : []), ...cfg.reexec.ro],
     projectOverlay: cfg.overlay
       ? (target) => {
           if (!hooks.mountOverlay) throw new Error("isolated world requested but overlay support is not built in");
@@ -256,7 +289,44 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
       : undefined,
   });
   sethostname(cfg.hostname);
+  // PID 1 (the world's init) and this process (same pid after execve) are out of reach of
+  // every command's kill/tgkill/pidfd_open/prlimit (seccomp.ts).
   let report: unknown = null;
-  if (cfg.harden && hooks.harden) report = hooks.harden(cfg);
-  process.stdout.write(`ready ${JSON.stringify({ harden: report })}\n`);
+  if (cfg.harden && hooks.harden) report = hooks.harden(cfg, { protectPids: [1, process.pid] });
+  // Become the caller on this (the JS) thread only: the execve below keeps just this thread.
+  // setresuid away from 0 clears every capability; execve as non-root grants none back.
+  if (cfg.caller && cfg.caller.uid !== 0) setThreadIdentity(cfg.caller.uid, cfg.caller.gid, cfg.caller.groups);
+  const state: ServeState = {
+    ctlFd,
+    oom: { applied: guard.applied, ...(guard.reason ? { reason: guard.reason } : {}), self: guard.self, commands: guard.commands, ...(guard.fd !== undefined ? { fd: guard.fd } : {}) },
+    harden: report,
+  };
+  setCloexec(ctlFd, false);
+  if (guard.fd !== undefined) setCloexec(guard.fd, false);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  execve(cfg.reexec.argv[0]!, [...cfg.reexec.argv, "__world-serve", JSON.stringify(cfg), JSON.stringify(state)], env);
+}
+
+/** Stage 2: serve the control socket; every thread of this process is hardened. */
+export async function serveSpawner(cfg: WorldBootConfig, state: ServeState): Promise<void> {
+  // Non-dumpable: ptrace, process_vm_* and /proc/<pid>/{mem,environ,fd,root} of this process
+  // need CAP_SYS_PTRACE, which no command has (and seccomp refuses ptrace anyway).
+  prctl(PR.SET_DUMPABLE, 0n);
+  // Commands must not inherit the control socket or the oom fd.
+  setCloexec(state.ctlFd, true);
+  if (state.oom.fd !== undefined) {
+    setCloexec(state.oom.fd, true);
+    oom = oomGuardFromFd(state.oom.fd, state.oom);
+  }
+  // allowHalfOpen: after EXIT the spawner ends its side but keeps reading, so a frame the agent
+  // sends at that moment (a late resize or stdin) lands instead of failing with EPIPE; the
+  // connection closes once the agent ends its side too.
+  const server = createServer({ pauseOnConnect: false, allowHalfOpen: true }, onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ fd: state.ctlFd }, () => resolve());
+  });
+  void cfg;
+  process.stdout.write(`ready ${JSON.stringify({ harden: state.harden })}\n`);
 }

@@ -25,6 +25,7 @@ export const ErrorCode = z.enum([
   "payload_too_large", // (413)
   "rate_limited", // budget exhausted (429)
   "denied", // policy denied (403)
+  "forbidden", // the caller may not do this (403): e.g. a project it cannot write (issue 13)
   "approval_required", // policy wants a human decision (409)
   "unsupported", // feature missing on this kernel/platform (501)
   "unavailable", // world/agent/dependency unavailable (503)
@@ -48,6 +49,7 @@ const STATUS: Record<ErrorCode, number> = {
   payload_too_large: 413,
   rate_limited: 429,
   denied: 403,
+  forbidden: 403,
   approval_required: 409,
   unsupported: 501,
   unavailable: 503,

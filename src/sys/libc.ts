@@ -23,6 +23,7 @@ function openLibc() {
     getuid: { args: [], returns: i32 },
     geteuid: { args: [], returns: i32 },
     close: { args: [i32], returns: i32 },
+    execve: { args: [P, P, P], returns: i32 },
     __errno_location: { args: [], returns: P },
     strerror: { args: [i32], returns: cstring },
   });
@@ -87,6 +88,11 @@ export const NR = {
   fcntl: { x64: 72, arm64: 25 }[ARCH],
   lseek: { x64: 8, arm64: 62 }[ARCH],
   getsockopt: { x64: 55, arm64: 209 }[ARCH],
+  // issue 13/14: the spawner drops to the caller's identity on its JS thread before execve
+  setresuid: { x64: 117, arm64: 147 }[ARCH],
+  setresgid: { x64: 119, arm64: 149 }[ARCH],
+  setgroups: { x64: 116, arm64: 159 }[ARCH],
+  setsid: { x64: 112, arm64: 157 }[ARCH],
 } as const;
 
 export const MS = {
@@ -143,6 +149,8 @@ export const PR = {
   GET_SECCOMP: 21,
   CAPBSET_READ: 23,
   CAP_AMBIENT: 47,
+  SET_DUMPABLE: 4,
+  GET_DUMPABLE: 3,
 } as const;
 
 export function prctl(option: number, a = 0n, b = 0n, c = 0n, d = 0n): number {
@@ -158,4 +166,45 @@ export function openPath(path: string, flags = O_PATH | O_CLOEXEC): number {
 }
 export function closeFd(fd: number): void {
   libc().close(fd);
+}
+
+const F_GETFD = 1n;
+const F_SETFD = 2n;
+const FD_CLOEXEC = 1n;
+/** Keep `fd` open across execve (or, with `on`, close it there again). */
+export function setCloexec(fd: number, on: boolean): void {
+  const cur = check(`fcntl(${fd}, F_GETFD)`, sys(NR.fcntl, BigInt(fd), F_GETFD));
+  const next = on ? BigInt(cur) | FD_CLOEXEC : BigInt(cur) & ~FD_CLOEXEC;
+  check(`fcntl(${fd}, F_SETFD)`, sys(NR.fcntl, BigInt(fd), F_SETFD, next));
+}
+
+/**
+ * Switch the CALLING THREAD to uid/gid/groups with raw syscalls (glibc's wrappers would
+ * broadcast to every thread). Only meant right before execve, which keeps just this thread.
+ */
+export function setThreadIdentity(uid: number, gid: number, groups: readonly number[]): void {
+  const g = new Uint32Array(groups.length || 1);
+  groups.forEach((v, i) => (g[i] = v));
+  check("setgroups", sys(NR.setgroups, BigInt(groups.length), BigInt(ptr(g))));
+  check("setresgid", sys(NR.setresgid, BigInt(gid), BigInt(gid), BigInt(gid)));
+  check("setresuid", sys(NR.setresuid, BigInt(uid), BigInt(uid), BigInt(uid)));
+}
+
+/** execve(2): replaces the whole process (all threads) with `argv`; returns only on failure. */
+export function execve(path: string, argv: readonly string[], env: Record<string, string>): never {
+  const keep: Buffer[] = [];
+  const arr = (items: string[]): BigUint64Array => {
+    const a = new BigUint64Array(items.length + 1);
+    items.forEach((s, i) => {
+      const b = cstr(s);
+      keep.push(b);
+      a[i] = BigInt(ptr(b));
+    });
+    return a;
+  };
+  const p = cstr(path);
+  const av = arr([...argv]);
+  const ev = arr(Object.entries(env).map(([k, v]) => `${k}=${v}`));
+  libc().execve(ptr(p), ptr(av), ptr(ev));
+  throw new SyscallError(`execve ${path}`, errno());
 }
