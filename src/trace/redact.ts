@@ -5,6 +5,23 @@
  * secrets typed on the command line. The rules are deliberately greedy — a false positive
  * costs a less precise trace (and a replay that refuses to run, see replay.ts), a false
  * negative leaks a credential into a file that is kept for weeks.
+ *
+ * Redaction works IN PLACE and never changes the command's shell structure (issue 14 item 6:
+ * redacting `--token X; echo sk-…` once swallowed the `;`). Every rule only finds where a
+ * secret value starts; where it ends, and what may be replaced, is decided here for all rules:
+ *
+ * - the quote context of every character is computed once (outside, '…', "…", $'…');
+ * - a value that starts with an opening quote (`--password 'a b;c'`, `PGPASSWORD="x"`) is the
+ *   whole quoted string: its content is replaced, the quotes stay;
+ * - any other value ends at the first blank, quote, backslash, `$`, backtick, brace or shell
+ *   operator (`; & | ( ) < >`) — in every context, so a secret inside `bash -c '…'` code is
+ *   cut at the inner `;` too and the inner command keeps its structure;
+ * - only characters that are plain text in their context are ever replaced (never a quote, an
+ *   escape, a `$`/backtick or — outside quotes — a blank or operator), each maximal run of them
+ *   by `[REDACTED]`.
+ *
+ * So the redacted line tokenizes like the original: same commands, same words, same operators
+ * and redirections (tests/unit/trace/redact.test.ts checks it with the broker's own parser).
  */
 export const REDACTED = "[REDACTED]";
 
@@ -12,74 +29,212 @@ export const REDACTED = "[REDACTED]";
 const SECRET_OPTION =
   "(?:pass(?:word|wd|phrase)?|token|secret|api[-_]?key|access[-_]?key|secret[-_]?key|private[-_]?key|auth(?:[-_]?token)?|client[-_]?secret|credentials?|bearer)";
 
+type Span = [number, number];
+
+/**
+ * Quote context per character: 0 outside, 1 in '…', 2 in "…", 3 in $'…'; -1 a quote or escape
+ * character itself, -2 an escaped character. `open[k]` is 1/2/3 where k opens a '…', "…" or $'…' string.
+ */
+interface Ctx {
+  q: Int8Array;
+  open: Int8Array;
+}
+
+function contexts(s: string): Ctx {
+  const c = new Int8Array(s.length);
+  const open = new Int8Array(s.length);
+  const escaped = (i: number): number => {
+    c[i] = -1;
+    if (i + 1 < s.length) c[i + 1] = -2;
+    return i + 2;
+  };
+  let i = 0;
+  while (i < s.length) {
+    const ch = s[i];
+    if (ch === "\\") i = escaped(i);
+    else if (ch === "'") {
+      open[i] = 1;
+      c[i++] = -1;
+      while (i < s.length && s[i] !== "'") c[i++] = 1;
+      if (i < s.length) c[i++] = -1;
+    } else if (ch === "$" && s[i + 1] === "'") {
+      open[i] = 3;
+      c[i++] = -1;
+      c[i++] = -1;
+      while (i < s.length && s[i] !== "'") {
+        if (s[i] === "\\") i = escaped(i);
+        else c[i++] = 3;
+      }
+      if (i < s.length) c[i++] = -1;
+    } else if (ch === '"') {
+      open[i] = 2;
+      c[i++] = -1;
+      while (i < s.length && s[i] !== '"') {
+        if (s[i] === "\\") i = escaped(i);
+        else if (s[i] === "$" || s[i] === "`") c[i++] = -1;
+        else c[i++] = 2;
+      }
+      if (i < s.length) c[i++] = -1;
+    } else c[i++] = 0;
+  }
+  return { q: c, open };
+}
+
+/** Characters that end an unquoted-style value (in any context). */
+const STOP = new Set([" ", "\t", "\n", "\r", "'", '"', "\\", "$", "`", "{", "}", ";", "&", "|", "(", ")", "<", ">"]);
+
+/** May character k be replaced without changing how the line tokenizes? */
+function replaceable(s: string, ctx: Ctx, k: number): boolean {
+  const q = ctx.q[k];
+  if (q < 0) return false;
+  if (q === 0) return !STOP.has(s[k]) && !(s[k] === "#" && (k === 0 || /\s/.test(s[k - 1])));
+  return true;
+}
+
+/** The value starting at `start`: [from, to). `toQuoteEnd`: the rest of the quoted string (headers, `-u 'u:p w'`). */
+function valueSpan(s: string, ctx: Ctx, start: number, toQuoteEnd = false): Span {
+  if (start >= s.length) return [start, start];
+  const q = ctx.q;
+  const inQuote = (k: number, z: number): boolean => q[k] === z || q[k] === -2 || (q[k] === -1 && s[k] === "\\");
+  if (ctx.open[start] !== 0) {
+    // the value is one quoted string: its whole content (a "…" stops before a $ or backtick)
+    const z = ctx.open[start];
+    const from = z === 3 ? start + 2 : start + 1;
+    let k = from;
+    while (k < s.length && inQuote(k, z)) k++;
+    return [from, k];
+  }
+  if ((q[start] === 1 || q[start] === 2) && (s[start] === "'" || s[start] === '"')) {
+    // a quote inside quoted code (`bash -c "x --password 'a b'"`): up to the same quote
+    const z = q[start];
+    let k = start + 1;
+    while (k < s.length && q[k] === z && s[k] !== s[start]) k++;
+    return [start + 1, k];
+  }
+  if (toQuoteEnd && (q[start] === 1 || q[start] === 2)) {
+    const z = q[start];
+    let k = start;
+    while (k < s.length && s[k] !== "\n" && inQuote(k, z)) k++;
+    return [start, k];
+  }
+  let k = start;
+  while (k < s.length && !STOP.has(s[k])) k++;
+  return [start, k];
+}
+
 interface Rule {
   /** for docs/TRACE.md and test names */
   name: string;
   re: RegExp;
-  replace: string | ((...m: string[]) => string);
+  /** the spans to redact for one match */
+  spans: (m: RegExpExecArray, s: string, ctx: Ctx) => Span[];
 }
+
+/** A rule whose match ends where the value starts (valueSpan finds its end). */
+const valueAfter =
+  (toQuoteEnd = false) =>
+  (m: RegExpExecArray, s: string, ctx: Ctx): Span[] => {
+    const start = m.index + m[0].length;
+    return [valueSpan(s, ctx, start, toQuoteEnd)];
+  };
+/** A rule whose whole match is the secret. */
+const whole = (m: RegExpExecArray): Span[] => [[m.index, m.index + m[0].length]];
+
+/** Commands whose `-p<value>` (attached) is a password: mysql and friends. */
+const MYSQLISH = "(?:mysql|mysqladmin|mysqldump|mysqlimport|mysqlshow|mysqlcheck|mysqlpump|mysqlslap|mariadb(?:-[a-z]+)?)";
 
 const RULES: Rule[] = [
   // PEM private keys pasted into a command (echo "-----BEGIN …" > key)
   {
     name: "pem-private-key",
-    re: /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g,
-    replace: REDACTED,
+    re: /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
+    spans: whole,
   },
   // HTTP headers: Authorization / Proxy-Authorization / X-Api-Key / Cookie … up to the closing quote or EOL
   {
     name: "auth-header",
-    re: /\b((?:proxy-)?authorization|x-api-key|x-auth-token|api-key|cookie|set-cookie|private-token)(\s*:\s*)([^"'\n]*)/gi,
-    replace: (_m, h, sep) => `${h}${sep}${REDACTED}`,
+    re: /\b(?:(?:proxy-)?authorization|x-api-key|x-auth-token|api-key|cookie|set-cookie|private-token)\s*:\s*/gi,
+    spans: valueAfter(true),
   },
   // Bearer/Basic/Token credentials anywhere (also outside a header)
-  { name: "bearer", re: /\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]{8,}/gi, replace: (_m, k, s) => `${k}${s}${REDACTED}` },
+  { name: "bearer", re: /\b(?:Bearer|Basic)\s+(?=[A-Za-z0-9._~+/=-]{8,})/gi, spans: valueAfter() },
   // --password=VALUE, --token=VALUE, --api-key=VALUE (also single dash)
-  {
-    name: "option-equals",
-    re: new RegExp(`(^|\\s)(--?[A-Za-z0-9-]*${SECRET_OPTION})=("[^"]*"|'[^']*'|\\S+)`, "gi"),
-    replace: (_m, pre, opt) => `${pre}${opt}=${REDACTED}`,
-  },
+  { name: "option-equals", re: new RegExp(`(?<=^|[\\s'"])--?[A-Za-z0-9-]*${SECRET_OPTION}=`, "gi"), spans: valueAfter() },
   // --password VALUE, --token VALUE (next word is the value unless it is another option)
+  { name: "option-space", re: new RegExp(`(?<=^|[\\s'"])--?[A-Za-z0-9-]*${SECRET_OPTION}[ \\t]+(?=['"]?[^-\\s'"])`, "gi"), spans: valueAfter() },
+  // mysql -pSECRET, mysqldump -uroot -p'SECRET' (attached only: `-p db` asks for the password)
   {
-    name: "option-space",
-    re: new RegExp(`(^|\\s)(--?[A-Za-z0-9-]*${SECRET_OPTION})(\\s+)(?!-)("[^"]*"|'[^']*'|\\S+)`, "gi"),
-    replace: (_m, pre, opt, sp) => `${pre}${opt}${sp}${REDACTED}`,
+    name: "mysql-p",
+    re: new RegExp(`(?<=(?:^|[\\s;&|('"/])${MYSQLISH}\\b[^;&|\\n]*?[\\s'"])-p(?=[^\\s])`, "g"),
+    spans: valueAfter(),
   },
-  // FOO_TOKEN=x, PASSWORD=x, AWS_SECRET_ACCESS_KEY=x (env assignments and config-ish key=value)
+  // sshpass -p PASS / -pPASS, redis-cli -a PASS
+  { name: "sshpass-p", re: /(?<=(?:^|[\s;&|('"/])sshpass\b[^;&|\n]*?\s)-p\s*/g, spans: valueAfter() },
+  { name: "redis-cli-a", re: /(?<=(?:^|[\s;&|('"/])redis-cli\b[^;&|\n]*?\s)(?:-a|--pass)\s+/g, spans: valueAfter() },
+  // FOO_TOKEN=x, PGPASSWORD=x, AWS_SECRET_ACCESS_KEY=x, MYSQL_PWD=x (env assignments, key=value, key: value)
   {
     name: "assignment",
-    re: /\b((?:[A-Za-z_][A-Za-z0-9_.-]*)?(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s;&|]+)/gi,
-    replace: (_m, k, sep) => `${k}${sep}${REDACTED}`,
+    re: /\b(?:[A-Za-z_][A-Za-z0-9_.-]*)?(?:TOKEN|SECRET|PASSWORD|PASSWD|_PWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*(?:=|:[ \t]*)/gi,
+    spans: valueAfter(),
   },
-  // curl -u user:pass / --user user:pass
+  // curl -u user:pass / --user user:pass / -uuser:pass / --proxy-user / -U
   {
     name: "curl-user",
-    re: /(^|\s)(-u|--user)(\s+|=)("?)([^\s:"']+):([^\s"']+)\4/g,
-    replace: (_m, pre, opt, sp, q, user) => `${pre}${opt}${sp}${q}${user}:${REDACTED}${q}`,
+    re: /(?<=^|[\s'"])(?:-u|-U|--user|--proxy-user)(?:[ \t]+|=)?['"]?[^\s:'"]+:/g,
+    spans: valueAfter(true),
   },
   // scheme://user:password@host
-  { name: "url-credentials", re: /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]+):([^\s@/]+)@/gi, replace: (_m, p) => `${p}:${REDACTED}@` },
+  {
+    name: "url-credentials",
+    re: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@'"]+:(?=[^\s@/'"]+@)/gi,
+    spans: (m, s) => {
+      const start = m.index + m[0].length;
+      return [[start, s.indexOf("@", start)]];
+    },
+  },
   // AWS access key ids and well-known token shapes
-  { name: "aws-access-key-id", re: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b/g, replace: REDACTED },
-  { name: "github-token", re: /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b/g, replace: REDACTED },
-  { name: "slack-token", re: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, replace: REDACTED },
-  { name: "sk-key", re: /\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}\b/g, replace: REDACTED },
-  { name: "google-api-key", re: /\bAIza[0-9A-Za-z_-]{35}\b/g, replace: REDACTED },
-  { name: "jwt", re: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b/g, replace: REDACTED },
-  // a bare 40-char base64 blob right after an aws secret hint was handled by `assignment`;
-  // here: the aws cli form `aws configure set aws_secret_access_key VALUE`
-  { name: "aws-configure", re: /(aws_secret_access_key|aws_session_token)(\s+)(\S+)/gi, replace: (_m, k, s) => `${k}${s}${REDACTED}` },
+  { name: "aws-access-key-id", re: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b/g, spans: whole },
+  { name: "github-token", re: /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b/g, spans: whole },
+  { name: "gitlab-token", re: /\bglpat-[A-Za-z0-9_-]{20,}\b/g, spans: whole },
+  { name: "slack-token", re: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, spans: whole },
+  { name: "sk-key", re: /\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}\b/g, spans: whole },
+  { name: "npm-token", re: /\bnpm_[A-Za-z0-9]{36}\b/g, spans: whole },
+  { name: "google-api-key", re: /\bAIza[0-9A-Za-z_-]{35}\b/g, spans: whole },
+  { name: "jwt", re: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b/g, spans: whole },
+  // the aws cli form `aws configure set aws_secret_access_key VALUE`
+  { name: "aws-configure", re: /\b(?:aws_secret_access_key|aws_session_token)[ \t]+/gi, spans: valueAfter() },
 ];
 
 export const REDACTION_RULES: readonly string[] = RULES.map((r) => r.name);
 
-/** Replace secret-looking parts of a command line with `[REDACTED]`. Idempotent. */
+/** Replace secret-looking values of a command line with `[REDACTED]`, in place. Idempotent. */
 export function redactCmd(cmd: string): string {
-  let out = cmd;
+  const ctx = contexts(cmd);
+  const mark = new Uint8Array(cmd.length);
+  let any = false;
   for (const r of RULES) {
     r.re.lastIndex = 0;
-    out = out.replace(r.re, r.replace as (substring: string, ...args: string[]) => string);
+    for (let m = r.re.exec(cmd); m !== null; m = r.re.exec(cmd)) {
+      if (m[0].length === 0) r.re.lastIndex++;
+      for (const [a, b] of r.spans(m, cmd, ctx)) {
+        for (let k = a; k < b; k++) {
+          if (replaceable(cmd, ctx, k)) {
+            mark[k] = 1;
+            any = true;
+          }
+        }
+      }
+    }
+  }
+  if (!any) return cmd;
+  let out = "";
+  for (let k = 0; k < cmd.length; ) {
+    if (!mark[k]) {
+      out += cmd[k++];
+      continue;
+    }
+    while (k < cmd.length && mark[k]) k++;
+    out += REDACTED;
   }
   return out;
 }

@@ -19,7 +19,7 @@ describe("redactCmd", () => {
     ["tool --password hunter2 --verbose", "tool --password [REDACTED] --verbose"],
     ["gh auth login --token ghx_abc123", "gh auth login --token [REDACTED]"],
     ["cli --api-key=abc --x", "cli --api-key=[REDACTED] --x"],
-    ["cli --client-secret 'a b c'", "cli --client-secret [REDACTED]"],
+    ["cli --client-secret 'a b c'", "cli --client-secret '[REDACTED]'"], // quotes kept: redaction never changes the structure
     [`curl -H "Authorization: Bearer abc.def.ghi" https://x`, `curl -H "Authorization: [REDACTED]" https://x`],
     ["curl -H 'X-Api-Key: 1234567890' u", "curl -H 'X-Api-Key: [REDACTED]' u"],
     ["echo Bearer abcdefgh12345", "echo Bearer [REDACTED]"],
