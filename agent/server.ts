@@ -14,6 +14,7 @@ import { chmodSync, chownSync, readdirSync, readFileSync, readlinkSync, unlinkSy
 import { dirname } from "node:path";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
+import { notePeer } from "./caller.ts";
 import type { Hono } from "hono";
 
 export type ListenMode = "socket_activation" | "bind";
@@ -129,7 +130,11 @@ export async function listen(app: Hono, o: ListenOptions, onUpgrade?: UpgradeHan
   http.headersTimeout = 15_000;
   http.requestTimeout = 0;
   if (onUpgrade) http.on("upgrade", onUpgrade);
-  const net: Server = createServer((s: Socket) => http.emit("connection", s));
+  // Issue 13: who connected (SO_PEERCRED), recorded once per connection for the routes.
+  const net: Server = createServer((s: Socket) => {
+    notePeer(s);
+    http.emit("connection", s);
+  });
   const activated = socketActivated(o.env);
   let path = o.path;
   if (activated) {

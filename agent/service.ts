@@ -16,7 +16,10 @@ import {
   type ExecuteResponse,
   type WorldDoctorReportV1,
 } from "../src/contract/index.ts";
-import { ApiError, type AgentService, type OutputSink, type WorldInfo } from "../src/api/service.ts";
+import { ApiError, type AgentService, type OutputSink, type RequestContext, type WorldInfo } from "../src/api/service.ts";
+import type { Caller } from "../src/contract/world.ts";
+import { assertProjectWritable, resolveCaller, selfCaller } from "./caller.ts";
+import type { World } from "./world/session.ts";
 import { versionInfo } from "../src/version.ts";
 import { detectFeatures, kernelRelease } from "./features.ts";
 import { collectWorldDoctorReport } from "./doctor.ts";
@@ -93,8 +96,21 @@ export class WorldAgentService implements AgentService {
     };
   }
 
+  /**
+   * Issue 13: the caller of a request — the socket's peer (SO_PEERCRED) when there is one,
+   * else the agent's own identity (in-process callers). Never anything the body says.
+   */
+  callerOf(ctx?: RequestContext): Caller {
+    return ctx?.peer ? resolveCaller(ctx.peer.uid, ctx.peer.gid) : selfCaller();
+  }
+
+  /** May this caller see / control this world? Its owner, and root. */
+  private owns(caller: Caller, w: World): boolean {
+    return caller.uid === 0 || (w.owner?.caller.uid ?? process.getuid?.() ?? 0) === caller.uid;
+  }
+
   /** Resolve and check the world spec and cwd of a request; throws 400s a caller can fix. */
-  resolve(req: ExecuteRequest): { spec: WorldSpec; cwd: string } {
+  resolve(req: ExecuteRequest, caller?: Caller): { spec: WorldSpec; cwd: string } {
     const projectDir = req.world?.project_dir ?? req.cwd;
     if (!projectDir)
       throw new ApiError("bad_request", "cwd or world.project_dir is required", "send the absolute project directory as cwd");
@@ -109,22 +125,33 @@ export class WorldAgentService implements AgentService {
         `cwd ${cwd} is not visible in the world of project ${projectDir}`,
         "use a cwd inside the project directory",
       );
+    // Issue 13: the project is mounted writable for the caller: the caller must be able to
+    // write it on the host (checked as the caller, not as root) — else nothing runs.
+    if (caller) assertProjectWritable(caller, projectDir);
     return { spec: parsed.data, cwd };
   }
 
   /** Public for agent/stream.ts (issue 6). */
-  env(req: Pick<ExecuteRequest, "env" | "agent_id">, spec: WorldSpec, worldId: string): Record<string, string> {
-    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "xterm-256color", ...req.env };
-    // HOME must exist in the world; the host's usually does not (only the project is visible).
-    if (!inside(spec.project_dir, env.HOME!) && !["/root", "/tmp"].some((v) => inside(v, env.HOME!))) env.HOME = "/root";
+  env(req: Pick<ExecuteRequest, "env" | "agent_id">, spec: WorldSpec, worldId: string, caller?: Caller): Record<string, string> {
+    // Issue 13: the caller's identity, not the request's: HOME is the caller's real home (the
+    // world shows it, shaped by the policy's fs view), USER/LOGNAME/SHELL its passwd entry.
+    const who = caller ?? selfCaller();
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, LANG: "C.UTF-8", TERM: "xterm-256color", ...req.env };
+    env.HOME = who.home;
+    env.USER = who.name;
+    env.LOGNAME = who.name;
+    env.SHELL ??= who.shell;
+    void spec;
     env.SUBSTRATE_WORLD = "enabled";
     env.SUBSTRATE_WORLD_ID = worldId;
     env.SUBSTRATE_AGENT_ID = req.agent_id;
     return env;
   }
 
-  async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal): Promise<ExecuteResponse> {
-    const { spec, cwd } = this.resolve(req);
+  async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal, ctx?: RequestContext): Promise<ExecuteResponse> {
+    const caller = this.callerOf(ctx);
+    const { spec, cwd } = this.resolve(req, caller);
+    const owner = { caller, agentId: req.agent_id };
     // Issue 6: the budget is checked (and one exec taken) before anything starts.
     const lease = this.budgets.acquire({ agent_id: req.agent_id, budget: req.budget, cmd: req.cmd ?? req.argv!.join(" "), cwd });
     // Isolated (issue 3): a fresh world whose project is an overlay with upper/work on disk;
@@ -136,8 +163,8 @@ export class WorldAgentService implements AgentService {
       if (req.isolated) {
         // Issue 3 (pool, agent/world/spares.ts): a pre-warmed world with its own fresh overlay
         // dirs when one is ready, else built now; on failure its overlay dirs are already gone.
-        ({ world, overlay } = await this.worlds.isolated({ ...spec, reuse_session: false }, this.overlayBase));
-      } else world = await this.worlds.session(spec);
+        ({ world, overlay } = await this.worlds.isolated({ ...spec, reuse_session: false }, this.overlayBase, owner));
+      } else world = await this.worlds.session(spec, owner);
     } catch (e) {
       lease.settle(0);
       if (overlay) await discardOverlay(overlay.dir, this.overlayBase).catch(() => {});
@@ -156,7 +183,7 @@ export class WorldAgentService implements AgentService {
       {
         argv,
         cwd,
-        env: this.env(req, spec, world.id),
+        env: this.env(req, spec, world.id, caller),
         timeout_ms: lease.timeoutMs,
         scope_token: `${JSON.stringify(token)}\n`,
         ...(req.pty ? { pty: { cols: 80, rows: 24 } } : {}),
@@ -183,14 +210,14 @@ export class WorldAgentService implements AgentService {
         // The world's processes must be gone (nothing mounted, nothing writing) before the upper
         // dir is read; its network/cgroup teardown finishes in the background (manager.release).
         await this.worlds.release(world);
-        this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir });
+        this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir, owner_uid: caller.uid });
         fs_diff = await this.isolated.diff(spanId);
       }
       // Trace (issue 5): one command_complete span per API execute under the returned span_id
       // (GET /v1/trace/:span_id finds it); the caller's SUBSTRATE_SPAN_ID becomes parent_span.
       recordExecuteSpan({
         span_id: spanId, started_at: new Date(Date.now() - ms).toISOString(), duration_ms: ms,
-        cmd: req.cmd ?? req.argv!.join(" "), cwd, env: this.env(req, spec, world.id), component: "api",
+        cmd: req.cmd ?? req.argv!.join(" "), cwd, env: this.env(req, spec, world.id, caller), component: "api",
         agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: req.pty,
         world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
         ...(fs_diff ? { fs_diff } : {}),
@@ -226,26 +253,26 @@ export class WorldAgentService implements AgentService {
       lease.settle(performance.now() - t0);
       // Issue 3 (pool): this isolated execute is done; warm the world for the next one of this
       // spec now (not earlier: building it would compete for the CPU with this one).
-      if (overlay) this.worlds.spares.warm(spec, this.overlayBase);
+      if (overlay) this.worlds.spares.warm(spec, this.overlayBase, owner);
     }
   }
 
   // Isolated results (issue 3): GET/POST /v1/fs_diff/:span_id[/apply|/discard] -------------
 
-  fsDiff(spanId: string): Promise<FsDiff> {
-    return this.isolated.diff(spanId);
+  fsDiff(spanId: string, ctx?: RequestContext): Promise<FsDiff> {
+    return this.isolated.diff(spanId, this.callerOf(ctx).uid);
   }
-  async applyFsDiff(spanId: string, paths?: string[]): Promise<FsApplyResponse> {
+  async applyFsDiff(spanId: string, paths?: string[], ctx?: RequestContext): Promise<FsApplyResponse> {
     try {
-      return await this.isolated.apply(spanId, paths);
+      return await this.isolated.apply(spanId, paths, this.callerOf(ctx).uid);
     } finally {
       // Issue 3 (pool): a project changed under the spares' overlays (their lower dir): drop
       // them all (apply is rare; the next isolated execute warms a new one).
       this.worlds.spares.invalidate();
     }
   }
-  discardFsDiff(spanId: string): Promise<FsDiscardResponse> {
-    return this.isolated.discard(spanId);
+  discardFsDiff(spanId: string, ctx?: RequestContext): Promise<FsDiscardResponse> {
+    return this.isolated.discard(spanId, this.callerOf(ctx).uid);
   }
 
   // Issue 6 routes -------------------------------------------------------------------------
@@ -271,8 +298,9 @@ export class WorldAgentService implements AgentService {
     return collectWorldDoctorReport();
   }
 
-  async listWorlds(): Promise<WorldInfo[]> {
-    return this.worlds.list().map((w) => ({
+  async listWorlds(ctx?: RequestContext): Promise<WorldInfo[]> {
+    const caller = this.callerOf(ctx);
+    return this.worlds.list().filter((w) => this.owns(caller, w)).map((w) => ({
       id: w.id,
       project_dir: w.spec.project_dir,
       isolated: w.isolated,
@@ -288,7 +316,9 @@ export class WorldAgentService implements AgentService {
     }));
   }
 
-  async deleteWorld(id: string): Promise<boolean> {
+  async deleteWorld(id: string, ctx?: RequestContext): Promise<boolean> {
+    const w = this.worlds.get(id);
+    if (w && !this.owns(this.callerOf(ctx), w)) return false; // another uid's world: not found
     return this.worlds.destroy(id);
   }
 }

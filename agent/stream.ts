@@ -15,6 +15,9 @@
  * before live output. A detached session is killed after SUBSTRATE_STREAM_DETACH_TTL_MS
  * (default 10 min) without a client; an exited one is forgotten after the same time.
  */
+import { peerOf } from "./caller.ts";
+import type { PeerCred } from "../src/sys/peercred.ts";
+import type { Caller } from "../src/contract/world.ts";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
@@ -89,6 +92,8 @@ interface Session {
   spanId: string;
   worldId: string;
   agentId: string;
+  /** Issue 13: the uid that started it; only it (or root) may attach. */
+  uid: number;
   pty: boolean;
   detachable: boolean;
   proc: WorldProcess;
@@ -131,10 +136,14 @@ export class StreamServer {
       return;
     }
     socket.on("error", () => {});
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws));
+    // Issue 13: the caller is the peer of the connection the upgrade came on (server.ts).
+    const peer = peerOf(req.socket);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, peer));
   };
 
-  private onConnection(ws: WebSocket): void {
+  private onConnection(ws: WebSocket, peer?: PeerCred): void {
+    let caller: Caller | undefined;
+    const who = (): Caller => (caller ??= this.o.svc.callerOf(peer ? { peer } : undefined));
     ws.on("error", () => {});
     let session: Session | undefined;
     let starting = false;
@@ -172,7 +181,14 @@ export class StreamServer {
           if (!r.success) return fail(ws, "bad_request", describeZodError(r.error));
           starting = true;
           clearTimeout(timer);
-          this.start(ws, r.data).then(
+          let c: Caller;
+          try {
+            c = who();
+          } catch (e) {
+            const err = e as ApiError;
+            return fail(ws, err.code, err.message, err.hint);
+          }
+          this.start(ws, r.data, c).then(
             (s) => {
               starting = false;
               session = s;
@@ -194,7 +210,7 @@ export class StreamServer {
           if (!r.success) return fail(ws, "bad_request", describeZodError(r.error));
           clearTimeout(timer);
           try {
-            session = this.attach(ws, r.data.session_id, r.data.agent_id);
+            session = this.attach(ws, r.data.session_id, r.data.agent_id, who().uid);
           } catch (e) {
             const err = e as ApiError;
             fail(ws, err.code, err.message, err.hint);
@@ -238,16 +254,16 @@ export class StreamServer {
     });
   }
 
-  private async start(ws: WebSocket, st: StreamStart): Promise<Session> {
+  private async start(ws: WebSocket, st: StreamStart, caller: Caller): Promise<Session> {
     if (this.sessions.size >= MAX_SESSIONS)
       throw new ApiError("unavailable", `too many stream sessions (${MAX_SESSIONS})`, "close or detach-and-end some sessions first");
     const svc = this.o.svc;
-    const { spec, cwd } = svc.resolve({ cwd: st.cwd, world: st.world } as Parameters<WorldAgentService["resolve"]>[0]);
+    const { spec, cwd } = svc.resolve({ cwd: st.cwd, world: st.world } as Parameters<WorldAgentService["resolve"]>[0], caller);
     const cmd = st.cmd ?? st.argv!.join(" ");
     const lease: BudgetLease = svc.budgets.acquire({ agent_id: st.agent_id, budget: st.budget, cmd, cwd });
     let world;
     try {
-      world = await this.o.worlds.session(spec);
+      world = await this.o.worlds.session(spec, { caller, agentId: st.agent_id });
     } catch (e) {
       lease.settle(0);
       if (e instanceof WorldStartError) throw new ApiError("unavailable", e.message, "run `substrate world doctor`");
@@ -268,7 +284,7 @@ export class StreamServer {
       {
         argv: st.argv ?? ["/bin/bash", "-c", st.cmd!],
         cwd,
-        env: svc.env(st, spec, world.id),
+        env: svc.env(st, spec, world.id, caller),
         timeout_ms: lease.timeoutMs,
         scope_token: `${JSON.stringify(token)}\n`,
         ...(st.pty ? { pty: { cols: st.cols, rows: st.rows } } : {}),
@@ -278,7 +294,7 @@ export class StreamServer {
         onStderr: (b) => send(s?.client, { type: "stderr", data_b64: Buffer.from(b).toString("base64") }),
       },
     );
-    s = { id, spanId, worldId: world.id, agentId: st.agent_id, pty: st.pty, detachable: st.detachable, proc, ring, client: ws };
+    s = { id, spanId, worldId: world.id, agentId: st.agent_id, uid: caller.uid, pty: st.pty, detachable: st.detachable, proc, ring, client: ws };
     const span = { session_id: this.sessionId, span_id: spanId, component: "api" as const, world_id: world.id, world_backend: "linux-local" as const, agent_id: st.agent_id, cwd, cmd, pty: st.pty };
     let pid: number;
     try {
@@ -325,9 +341,9 @@ export class StreamServer {
     return s;
   }
 
-  private attach(ws: WebSocket, id: string, agentId: string): Session {
+  private attach(ws: WebSocket, id: string, agentId: string, uid: number): Session {
     const s = this.sessions.get(id);
-    if (!s || s.agentId !== agentId.trim()) throw new ApiError("not_found", `no stream session ${id} for agent ${agentId}`, "it ended, was not detachable, or its detach TTL ran out");
+    if (!s || s.agentId !== agentId.trim() || (uid !== 0 && s.uid !== uid)) throw new ApiError("not_found", `no stream session ${id} for agent ${agentId}`, "it ended, was not detachable, or its detach TTL ran out");
     if (!s.detachable) throw new ApiError("bad_request", `session ${id} was not started detachable`);
     if (s.ttl) clearTimeout(s.ttl);
     s.ttl = undefined;

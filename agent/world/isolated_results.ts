@@ -44,7 +44,7 @@ export class IsolatedResults {
     this.byspan.set(r.span_id, { dir, rec: r });
   }
 
-  private lookup(spanId: string): Entry {
+  private lookup(spanId: string, uid?: number): Entry {
     let e = this.byspan.get(spanId);
     if (e === undefined) {
       // After an agent restart: find the dir whose result.json names this span.
@@ -55,8 +55,10 @@ export class IsolatedResults {
       }
       e = this.byspan.get(spanId);
     }
-    if (e === undefined || !existsSync(join(e.dir, "upper"))) {
-      this.byspan.delete(spanId);
+    // Issue 13: another uid's result does not exist for this caller (same answer as unknown).
+    const foreign = e !== undefined && uid !== undefined && uid !== 0 && e.rec.owner_uid !== undefined && e.rec.owner_uid !== uid;
+    if (e === undefined || foreign || !existsSync(join(e.dir, "upper"))) {
+      if (!foreign) this.byspan.delete(spanId);
       throw new ApiError(
         "not_found",
         `no isolated result for span ${spanId}`,
@@ -67,15 +69,15 @@ export class IsolatedResults {
   }
 
   /** GET /v1/fs_diff/:span_id */
-  async diff(spanId: string): Promise<FsDiff> {
-    const e = this.lookup(spanId);
+  async diff(spanId: string, uid?: number): Promise<FsDiff> {
+    const e = this.lookup(spanId, uid);
     e.diff ??= overlayDiff(join(e.dir, "upper"), e.rec.project_dir, this.diffOptions);
     return e.diff;
   }
 
   /** POST /v1/fs_diff/:span_id/apply */
-  async apply(spanId: string, paths?: string[]): Promise<FsApplyResponse> {
-    const e = this.lookup(spanId);
+  async apply(spanId: string, paths?: string[], uid?: number): Promise<FsApplyResponse> {
+    const e = this.lookup(spanId, uid);
     try {
       const r = await applyDiff(join(e.dir, "upper"), e.rec.project_dir, paths);
       e.diff = undefined; // the project changed: a later GET recomputes against it
@@ -93,8 +95,8 @@ export class IsolatedResults {
   }
 
   /** POST /v1/fs_diff/:span_id/discard */
-  async discard(spanId: string): Promise<FsDiscardResponse> {
-    const e = this.lookup(spanId);
+  async discard(spanId: string, uid?: number): Promise<FsDiscardResponse> {
+    const e = this.lookup(spanId, uid);
     await discardOverlay(e.dir, this.baseDir);
     this.byspan.delete(spanId);
     return { discarded: true };

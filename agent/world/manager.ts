@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { WorldSpec, WorldStats } from "../../src/contract/index.ts";
+import type { Caller } from "../../src/contract/world.ts";
 import { socketAnswers as answers } from "../../src/sys/unix-socket.ts";
 import { World, type WorldOptions } from "./session.ts";
 import { SparePool, spareTtlMsFromEnv, type IsolatedWorld } from "./spares.ts";
@@ -27,8 +28,20 @@ export interface ManagerOptions {
   spareMax?: number;
 }
 
-const sessionKey = (s: WorldSpec): string =>
-  JSON.stringify([s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload]);
+/**
+ * Issue 13/14.2: whose world. A session world belongs to one caller (uid) and one agent_id:
+ * two uids never share one, and neither do two agents of one uid (a process agent A leaves
+ * behind must not see agent B's commands, environment or scope tokens).
+ */
+export interface WorldOwner {
+  caller: Caller;
+  agentId: string;
+}
+/** No owner given (in-process callers, tests): the agent's own uid, anonymous agent. */
+const anonymous = (): WorldOwner | undefined => undefined;
+
+const sessionKey = (s: WorldSpec, o?: WorldOwner): string =>
+  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload]);
 
 export const defaultHarden = (_spec: WorldSpec, isolated: boolean): WorldOptions["harden"] => ({
   mode: isolated ? "isolated" : "baseline",
@@ -80,7 +93,8 @@ export class WorldManager {
     return removed;
   }
 
-  private async create(spec: WorldSpec, extra: Partial<WorldOptions> = {}, isolated = false): Promise<World> {
+  private async create(spec: WorldSpec, extra: Partial<WorldOptions> & { owner?: WorldOwner } = {}, isolated = false): Promise<World> {
+    const { owner, ...rest } = extra;
     const w = await World.create({
       spec,
       stateDir: this.o.stateDir,
@@ -88,8 +102,10 @@ export class WorldManager {
       log: this.o.log,
       harden: (this.o.harden ?? defaultHarden)(spec, isolated),
       network: this.o.network,
-      ...extra,
+      ...(owner ? { caller: owner.caller } : {}),
+      ...rest,
     });
+    w.owner = owner;
     this.stats.created++;
     this.all.set(w.id, w);
     // A world can end on its own (its spawner crashed, a limit killed it): tear down what it
@@ -147,10 +163,10 @@ export class WorldManager {
   }
 
   /** The session world for this spec: reused when alive, created otherwise. */
-  async session(spec: WorldSpec): Promise<World> {
+  async session(spec: WorldSpec, owner: WorldOwner | undefined = anonymous()): Promise<World> {
     this.stats.executes++;
-    if (!spec.reuse_session) return this.create(spec);
-    const key = sessionKey(spec);
+    if (!spec.reuse_session) return this.create(spec, { owner });
+    const key = sessionKey(spec, owner);
     const existing = this.sessions.get(key);
     if (existing) {
       const w = await existing.catch(() => null);
@@ -164,16 +180,16 @@ export class WorldManager {
         await this.discardBroken(w);
       }
       if (this.sessions.get(key) === existing) this.sessions.delete(key);
-      return this.session(spec).finally(() => this.stats.executes--);
+      return this.session(spec, owner).finally(() => this.stats.executes--);
     }
-    const p = this.create(spec);
+    const p = this.create(spec, { owner });
     this.sessions.set(key, p);
     p.catch(() => this.sessions.delete(key));
     return p;
   }
 
   /** A fresh world used once (isolated executes, replay). Caller destroys it. */
-  async ephemeral(spec: WorldSpec, extra: Partial<WorldOptions> = {}): Promise<World> {
+  async ephemeral(spec: WorldSpec, extra: Partial<WorldOptions> & { owner?: WorldOwner } = {}): Promise<World> {
     this.stats.executes++;
     return this.create(spec, extra, true);
   }
@@ -184,9 +200,9 @@ export class WorldManager {
    * `spares.warm` once the execute is done).
    * Counts as an execute (spares themselves never do). Caller: release(), then read the upper dir.
    */
-  async isolated(spec: WorldSpec, overlayBase: string): Promise<IsolatedWorld> {
+  async isolated(spec: WorldSpec, overlayBase: string, owner: WorldOwner | undefined = anonymous()): Promise<IsolatedWorld> {
     this.stats.executes++;
-    return this.spares.acquire(spec, overlayBase);
+    return this.spares.acquire(spec, overlayBase, owner);
   }
 
   /**

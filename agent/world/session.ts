@@ -211,6 +211,8 @@ export class World {
   private lifeline?: Socket;
   private closed?: Promise<void>;
   hardening: unknown = null;
+  /** Issue 13/14.2: the caller and agent this world belongs to (manager.ts); unset = the agent's own. */
+  owner?: import("./manager.ts").WorldOwner;
   /** Layers that degraded for this world (one line each), e.g. no cgroup backend. */
   readonly warnings: string[] = [];
   private confinement?: WorldConfinement;
@@ -247,9 +249,9 @@ export class World {
       worldId: id,
       limits: withOwnHeadroom(o.spec.limits),
       projectDir: o.spec.project_dir,
-      // Isolated (overlay) worlds keep the root model for now: the overlay mount as world
-      // root under a user namespace is refused (EACCES) here; see docs/WORLD.md.
-      userns: o.overlay === undefined && wantUserns(o.spec.project_dir),
+      // Issue 13: a root agent's worlds need no user namespace any more — commands run as the
+      // caller's own uid on the host (spawner.ts drops to it), and only a uid-0 caller is root.
+      userns: false,
       helperDir: join(dir, "idmap"),
     });
     const boot: WorldBootConfig = {
@@ -265,6 +267,7 @@ export class World {
       harden: o.harden,
       caller: o.caller,
       reexec: reexecOf(o.selfArgv),
+      loopbackUp: o.spec.isolate_network && process.getuid?.() !== 0,
     };
     if (confinement.userns) {
       // World root is an unprivileged host user: it must reach its own world dir (0700) to
@@ -279,7 +282,10 @@ export class World {
       ...confinement.unshareArgs,
       // Issue 10 (rootless mode, src/lifecycle/rootless.ts): an unprivileged agent can only
       // create the other namespaces inside a user namespace of its own, where it is root.
-      ...(process.getuid?.() !== 0 && confinement.unshareArgs.length === 0 ? ["--user", "--map-root-user"] : []),
+      // Issue 13: uid N inside = N outside (bwrap's default), not root: map only the user, and
+      // keep the namespace's capabilities across exec (ambient) so the spawner can build the
+      // root; it drops them all before the first command.
+      ...(process.getuid?.() !== 0 && confinement.unshareArgs.length === 0 ? ["--user", "--map-current-user", "--keep-caps"] : []),
       "--mount",
       "--uts",
       "--ipc",
@@ -315,14 +321,8 @@ export class World {
         // Issue 10 (rootless mode): no veth, nft or dnsmasq without host root. Fail closed
         // exactly like a missing prerequisite below: loopback only, said once.
         world.warnings.push("network: rootless agent (no host root for a veth); the world has loopback only (no egress)");
-        // Loopback up from inside the world's user namespace: nsenter --net alone is refused to
-        // an unprivileged agent, but as the owner of the world's user namespace it may enter
-        // it (--preserve-credentials: no setgroups there) and is root for the netns.
-        const lo = Bun.spawn(
-          ["nsenter", `--user=/proc/${world.nsPid}/ns/user`, `--net=/proc/${world.nsPid}/ns/net`, "--preserve-credentials", "--", "ip", "link", "set", "lo", "up"],
-          { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
-        );
-        if ((await lo.exited) !== 0) world.warnings.push(`network: loopback stays down: ${(await new Response(lo.stderr).text()).trim()}`);
+        // Loopback is brought up by the spawner itself (boot.loopbackUp): as uid N in the user
+        // namespace, an `ip` run through nsenter would lose the namespace's capabilities at exec.
       } else if (o.spec.isolate_network) {
         // veth + nft allowlist + pinned DNS inside the world's netns, before any command.
         try {

@@ -25,6 +25,7 @@
  * `invalidate()` then drops the spares anyway (tests cover host edits made
  * while a spare waited).
  */
+import type { WorldOwner } from "./manager.ts";
 import { dirname } from "node:path";
 import { newWorldId, type SparePoolStats, type WorldSpec } from "../../src/contract/index.ts";
 import { discardOverlay } from "./apply.ts";
@@ -62,7 +63,7 @@ export interface SparePoolOptions {
   /** At most this many spares in all (default MAX_SPARES): warming one more drops the oldest. */
   max?: number;
   /** Build an isolated world with `extra.id` on `extra.overlay` (WorldManager.create). */
-  create: (spec: WorldSpec, extra: Partial<WorldOptions>) => Promise<World>;
+  create: (spec: WorldSpec, extra: Partial<WorldOptions> & { owner?: WorldOwner }) => Promise<World>;
   /** Destroy a world the pool owns (forget it in the manager, then World.destroy). */
   destroy: (w: World) => Promise<void>;
   log?: (msg: string) => void;
@@ -78,8 +79,8 @@ interface Spare {
 }
 
 /** Every spec field that shapes a world (reuse_session does not: isolated worlds are never reused). */
-export const spareKey = (s: WorldSpec, overlayBase: string): string =>
-  JSON.stringify([overlayBase, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload]);
+export const spareKey = (s: WorldSpec, overlayBase: string, o?: WorldOwner): string =>
+  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, overlayBase, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload]);
 
 export class SparePool {
   private readonly spares = new Map<string, Spare>();
@@ -102,8 +103,8 @@ export class SparePool {
    * is ~100 ms of CPU, which on a small machine would slow this execute's own command, stop
    * and diff; measured: stop went from ~10 ms to 100-190 ms with a spare warming beside it).
    */
-  async acquire(spec: WorldSpec, overlayBase: string): Promise<IsolatedWorld> {
-    const key = spareKey(spec, overlayBase);
+  async acquire(spec: WorldSpec, overlayBase: string, owner?: WorldOwner): Promise<IsolatedWorld> {
+    const key = spareKey(spec, overlayBase, owner);
     let got: IsolatedWorld | null = null;
     const s = this.spares.get(key);
     if (s) {
@@ -121,14 +122,14 @@ export class SparePool {
       r = { ...got, prewarmed: true };
     } else {
       if (this.enabled) this.counts.misses++;
-      r = await this.build(spec, overlayBase);
+      r = await this.build(spec, overlayBase, owner);
     }
     return r;
   }
 
   /** Start warming a spare for this spec unless the pool is off, closing, or has one. */
-  warm(spec: WorldSpec, overlayBase: string): void {
-    const key = spareKey(spec, overlayBase);
+  warm(spec: WorldSpec, overlayBase: string, owner?: WorldOwner): void {
+    const key = spareKey(spec, overlayBase, owner);
     if (!this.enabled || this.closing || this.spares.has(key)) return;
     // Over the bound: the spare warmed longest ago goes (Map order is insertion order).
     while (this.spares.size >= (this.o.max ?? MAX_SPARES)) {
@@ -137,7 +138,7 @@ export class SparePool {
       this.track(oldest.ready.then((r) => (r ? this.dispose(r) : undefined)));
     }
     const s: Spare = { key, project: spec.project_dir, ready: Promise.resolve(null) };
-    s.ready = this.build(spec, overlayBase).then(
+    s.ready = this.build(spec, overlayBase, owner).then(
       async (r) => {
         await prime(r.world);
         this.counts.warmed++;
@@ -197,11 +198,11 @@ export class SparePool {
     if (s.timer) clearTimeout(s.timer);
   }
 
-  private async build(spec: WorldSpec, overlayBase: string): Promise<IsolatedWorld> {
+  private async build(spec: WorldSpec, overlayBase: string, owner?: WorldOwner): Promise<IsolatedWorld> {
     const id = newWorldId();
     const overlay = prepareOverlayDirs(id, overlayBase);
     try {
-      const world = await this.o.create({ ...spec, reuse_session: false }, { id, overlay: { upper: overlay.upper, work: overlay.work } });
+      const world = await this.o.create({ ...spec, reuse_session: false }, { id, overlay: { upper: overlay.upper, work: overlay.work }, owner });
       return { world, overlay, prewarmed: false };
     } catch (e) {
       await discardOverlay(overlay.dir, overlayBase).catch(() => {});

@@ -57,6 +57,8 @@ export interface WorldBootConfig {
    * and the source tree). Set by session.ts from the agent's selfArgv.
    */
   reexec: { argv: string[]; ro: string[] };
+  /** Bring `lo` up before hardening (rootless worlds: nobody outside can, see session.ts). */
+  loopbackUp?: boolean;
 }
 
 /** Hooks other modules register to take part in building the world. */
@@ -289,13 +291,18 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
       : undefined,
   });
   sethostname(cfg.hostname);
+  if (cfg.loopbackUp) {
+    const lo = Bun.spawnSync(["ip", "link", "set", "lo", "up"], { stdout: "ignore", stderr: "pipe" });
+    if (lo.exitCode !== 0) process.stderr.write(`network: loopback stays down: ${lo.stderr.toString().trim()}\n`);
+  }
   // PID 1 (the world's init) and this process (same pid after execve) are out of reach of
   // every command's kill/tgkill/pidfd_open/prlimit (seccomp.ts).
   let report: unknown = null;
   if (cfg.harden && hooks.harden) report = hooks.harden(cfg, { protectPids: [1, process.pid] });
   // Become the caller on this (the JS) thread only: the execve below keeps just this thread.
   // setresuid away from 0 clears every capability; execve as non-root grants none back.
-  if (cfg.caller && cfg.caller.uid !== 0) setThreadIdentity(cfg.caller.uid, cfg.caller.gid, cfg.caller.groups);
+  // (A rootless agent's world already runs as its only caller: nothing to switch.)
+  if (cfg.caller && cfg.caller.uid !== 0 && process.getuid?.() !== cfg.caller.uid) setThreadIdentity(cfg.caller.uid, cfg.caller.gid, cfg.caller.groups);
   const state: ServeState = {
     ctlFd,
     oom: { applied: guard.applied, ...(guard.reason ? { reason: guard.reason } : {}), self: guard.self, commands: guard.commands, ...(guard.fd !== undefined ? { fd: guard.fd } : {}) },

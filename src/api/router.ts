@@ -14,7 +14,18 @@ import {
   type ErrorCode,
   type ExecuteStreamFrame,
 } from "../contract/index.ts";
-import { ApiError, type AgentService } from "./service.ts";
+import { ApiError, type AgentService, type RequestContext } from "./service.ts";
+
+const PEER = Symbol.for("substrate.peer");
+/**
+ * Issue 13: the peer of the connection this request came on (recorded by the world agent's
+ * server at accept time, agent/caller.ts). Absent on the host proxy and in-process.
+ */
+function contextOf(c: Context): RequestContext {
+  const sock = (c.env as { incoming?: { socket?: Record<symbol, RequestContext["peer"]> } } | undefined)?.incoming?.socket;
+  const peer = sock?.[PEER];
+  return peer ? { peer } : {};
+}
 import { FsApplyRequest, FsDiffParams } from "../contract/fsdiff.ts";
 
 /** Request bodies above this are refused with 413 before parsing. */
@@ -92,7 +103,8 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
 
   app.post("/v1/execute", async (c) => {
     const req = parseWith(ExecuteRequest, await readJsonBody(c));
-    if (!req.stream) return c.json(await svc.execute(req, undefined, c.req.raw.signal));
+    const ctx = contextOf(c);
+    if (!req.stream) return c.json(await svc.execute(req, undefined, c.req.raw.signal, ctx));
 
     // NDJSON: output frames as they come, then one `result` (or `error`) frame.
     const enc = new TextEncoder();
@@ -106,7 +118,7 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
         };
         const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
         svc
-          .execute(req, { stdout: (b) => send({ type: "stdout", data_b64: b64(b) }), stderr: (b) => send({ type: "stderr", data_b64: b64(b) }) }, abort.signal)
+          .execute(req, { stdout: (b) => send({ type: "stdout", data_b64: b64(b) }), stderr: (b) => send({ type: "stderr", data_b64: b64(b) }) }, abort.signal, ctx)
           .then((result) => send({ type: "result", result }))
           .catch((e) => {
             const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
@@ -138,7 +150,7 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
     if (!svc.fsDiff || !svc.applyFsDiff || !svc.discardFsDiff) throw new ApiError("unsupported", "this endpoint does not serve /v1/fs_diff");
     return { diff: svc.fsDiff.bind(svc), apply: svc.applyFsDiff.bind(svc), discard: svc.discardFsDiff.bind(svc) };
   };
-  app.get("/v1/fs_diff/:span_id", async (c) => c.json(await needFs().diff(spanParam(c))));
+  app.get("/v1/fs_diff/:span_id", async (c) => c.json(await needFs().diff(spanParam(c), contextOf(c))));
   app.post("/v1/fs_diff/:span_id/apply", async (c) => {
     const fs = needFs();
     const span = spanParam(c);
@@ -151,13 +163,13 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
         throw new ApiError("bad_request", `request body is not valid JSON: ${(e as Error).message}`);
       }
     })());
-    return c.json(await fs.apply(span, body.paths));
+    return c.json(await fs.apply(span, body.paths, contextOf(c)));
   });
-  app.post("/v1/fs_diff/:span_id/discard", async (c) => c.json(await needFs().discard(spanParam(c))));
+  app.post("/v1/fs_diff/:span_id/discard", async (c) => c.json(await needFs().discard(spanParam(c), contextOf(c))));
 
-  app.get("/v1/worlds", async (c) => c.json({ worlds: await svc.listWorlds() }));
+  app.get("/v1/worlds", async (c) => c.json({ worlds: await svc.listWorlds(contextOf(c)) }));
   app.delete("/v1/worlds/:id", async (c) => {
-    const ok = await svc.deleteWorld(c.req.param("id"));
+    const ok = await svc.deleteWorld(c.req.param("id"), contextOf(c));
     if (!ok) throw new ApiError("not_found", `no world ${c.req.param("id")}`);
     return c.json({ deleted: true });
   });

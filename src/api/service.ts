@@ -44,11 +44,19 @@ export const WorldInfo = z.strictObject({
 });
 export type WorldInfo = z.infer<typeof WorldInfo>;
 
+/**
+ * Issue 13: what the transport knows about a request that the body cannot claim: the peer of
+ * the Unix socket (SO_PEERCRED). A root world agent serves each request as that peer.
+ */
+export interface RequestContext {
+  peer?: { pid: number; uid: number; gid: number };
+}
+
 export interface AgentService {
   capabilities(): Promise<Capabilities>;
-  execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal): Promise<ExecuteResponse>;
-  listWorlds(): Promise<WorldInfo[]>;
-  deleteWorld(id: string): Promise<boolean>;
+  execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal, ctx?: RequestContext): Promise<ExecuteResponse>;
+  listWorlds(ctx?: RequestContext): Promise<WorldInfo[]>;
+  deleteWorld(id: string, ctx?: RequestContext): Promise<boolean>;
   /** GET /v1/doctor/world (DS0, agent/doctor.ts). Optional: a proxy without it answers 501. */
   worldDoctor?(): Promise<WorldDoctorReportV1>;
   // Issue 6 (optional: an implementation without them answers 501 unsupported).
@@ -59,9 +67,9 @@ export interface AgentService {
   /** POST /v1/request_scopes/approve: answer a pending approval. */
   approveScopes?(a: ApprovalAnswer): Promise<RequestScopesResponse>;
   /** Isolated results (issue 3): GET /v1/fs_diff/:span_id, POST …/apply, POST …/discard. */
-  fsDiff?(spanId: string): Promise<FsDiff>;
-  applyFsDiff?(spanId: string, paths?: string[]): Promise<FsApplyResponse>;
-  discardFsDiff?(spanId: string): Promise<FsDiscardResponse>;
+  fsDiff?(spanId: string, ctx?: RequestContext): Promise<FsDiff>;
+  applyFsDiff?(spanId: string, paths?: string[], ctx?: RequestContext): Promise<FsApplyResponse>;
+  discardFsDiff?(spanId: string, ctx?: RequestContext): Promise<FsDiscardResponse>;
   /** GET /v1/budgets/:agent_id (ours). */
   budget?(agentId: string): Promise<BudgetStatus | undefined>;
 }

@@ -79,5 +79,7 @@ export const IsolatedResultRecord = z.strictObject({
   span_id: SpanId,
   world_id: WorldId,
   project_dir: z.string().startsWith("/", "project_dir must be an absolute path"),
+  /** Issue 13: the uid whose isolated execute this was; only it (or root) may read, apply, discard. */
+  owner_uid: z.number().int().nonnegative().optional(),
 });
 export type IsolatedResultRecord = z.infer<typeof IsolatedResultRecord>;

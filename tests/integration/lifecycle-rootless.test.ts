@@ -74,15 +74,15 @@ describe("rootless mode (unprivileged user)", () => {
     expect(again.pid).toBe(pid);
   }, 60_000);
 
-  test("substrate -c runs in a user namespace: root inside, the user's files outside", () => {
+  test("substrate -c runs in a user namespace as the user's own uid (issue 13: N inside = N outside)", () => {
     const proj = join(home, "proj");
     mkdirSync(proj);
     Bun.spawnSync(["chown", `${USER}:`, proj]);
     const r = asUser(["-c", "id -u; cat /proc/self/uid_map; echo x > made-here; ip -o link show lo"], proj);
     expect(r.code).toBe(0);
     const [inside, map, lo] = r.out.trim().split("\n");
-    expect(inside).toBe("0");
-    expect(map!.trim().split(/\s+/)).toEqual(["0", String(uid), "1"]);
+    expect(inside).toBe(String(uid));
+    expect(map!.trim().split(/\s+/)).toEqual([String(uid), String(uid), "1"]);
     expect(lo).toMatch(/<LOOPBACK,UP/); // loopback usable (dev servers, tests) though no egress
     expect(statSync(join(proj, "made-here")).uid).toBe(uid);
   }, 60_000);
@@ -122,7 +122,7 @@ describe("rootless mode on demand", () => {
     Bun.spawnSync(["chown", `${USER}:`, proj]);
     const r = asUser(["-c", "id -u"], proj);
     expect(r.code).toBe(0);
-    expect(r.out.trim()).toBe("0");
+    expect(r.out.trim()).toBe(String(uid));
     expect(r.err).toContain("started a rootless world agent");
     const s = WorldStatusReport.parse(JSON.parse(asUser(["world", "status", "--json"]).out));
     expect(s).toMatchObject({ mode: "rootless", running: true });
