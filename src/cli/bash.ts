@@ -1,0 +1,106 @@
+/**
+ * Issue 16: the bash-compatible entry. The same binary, invoked as `bash` (the shim
+ * ~/.substrate/shims/bash, a symlink whose argv[0] is `bash`; also `sh`, `zsh`) or as
+ * `substrate` with bash's own forms (`-c CMD [ARG0 [ARG…]]`, `-lc`, `-c -l`, `-i -c`, `-s`,
+ * `SCRIPT [ARGS]`, `--login`, `-o OPT`, …).
+ *
+ * The script is never rewritten: the policy decides on the very argv that runs — `bash`
+ * followed by the caller's own arguments — and a real bash in the world runs it with the
+ * caller's cwd and env, stdin (pipe, /dev/null, file: pipes; a terminal: a PTY in the world
+ * with the window size), stdout and stderr apart and unbuffered, and the exact exit status
+ * (128+N for signals). Everything goes through the host pipeline (./_entry-run.ts).
+ *
+ * Inside a world the entry execs the real shell at once: agents set SHELL to the shim and
+ * make / npm / git hooks re-enter it. "Inside" is the world's own marker, which a host
+ * process cannot fake: SUBSTRATE_WORLD_ID names the world and PID 1 of this PID namespace is
+ * that world's init (`/proc/1/cmdline` carries the id). An env var alone is not enough — any
+ * host process could set it to run unconfined.
+ *
+ * Keep this file's static imports to node builtins and bash-args.ts: `bash --version` and the
+ * in-world exec must not load zod, the broker or the client.
+ */
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import { BASH_USAGE, BashUsageError, parseBashArgs, type BashInvocation } from "./bash-args.ts";
+
+/** Shell names the entry answers to, and the real shell each runs. */
+export const SHELL_NAMES: Record<string, string> = { bash: "/bin/bash", sh: "/bin/sh", zsh: "/bin/zsh" };
+
+/** The shell name argv[0] asks for (`/x/shims/bash`, `-bash` for a login shell), or null. */
+export function shellNameOf(argv0: string | undefined): string | null {
+  if (!argv0) return null;
+  const n = basename(argv0).replace(/^-/, "");
+  return n in SHELL_NAMES ? n : null;
+}
+
+/** Are we inside a Substrate world? (see the header: the env names it, PID 1 proves it) */
+export function inWorld(env: NodeJS.ProcessEnv = process.env): boolean {
+  const id = env.SUBSTRATE_WORLD_ID;
+  if (!id || env.SUBSTRATE_WORLD !== "enabled") return false;
+  try {
+    return readFileSync("/proc/1/cmdline", "utf8").includes(id);
+  } catch {
+    return false;
+  }
+}
+
+/** Replace this process with the real shell (same argv[0], args, env, fds). */
+function execShell(path: string, argv0: string, args: string[]): never {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  (process as unknown as { execve(file: string, args: string[], env: Record<string, string>): void }).execve(path, [argv0, ...args], env);
+  throw new Error("execve returned");
+}
+
+export interface BashEntryOptions {
+  /** the shell name (`bash`, `sh`, `zsh`); `substrate -c …` is `bash` */
+  shell: string;
+  /** argv[0] as the caller gave it (the in-world exec keeps it) */
+  argv0: string;
+  /** `--world` / `--no-world` given to `substrate` before the bash forms */
+  worldFlag?: boolean;
+}
+
+/** Run one bash invocation (args = everything after argv[0]); resolves with the exit code. */
+export async function bashEntry(args: string[], o: BashEntryOptions): Promise<number> {
+  const realShell = SHELL_NAMES[o.shell] ?? "/bin/bash";
+  if (inWorld()) execShell(realShell, o.argv0, args);
+
+  let inv: BashInvocation;
+  try {
+    inv = parseBashArgs(args);
+  } catch (e) {
+    if (!(e instanceof BashUsageError)) throw e;
+    // The host's shell says it in its own words: given ONLY the rejected option (`bash -Z`,
+    // `bash -c`), it prints the error and usage and exits 2 without running anything.
+    if (/^[-+]/.test(e.arg) && !inWorld()) execShell(realShell, o.shell, [e.arg]);
+    process.stderr.write(`${o.shell}: ${e.message}\n${BASH_USAGE}`);
+    return 2;
+  }
+  // `--version` / `--help` print and exit before anything runs (bash ignores the rest): the
+  // host's own shell answers, which is exactly what a probe wants to see (`bash --version`).
+  if (inv.version) execShell(realShell, o.shell, ["--version"]);
+  if (inv.help) execShell(realShell, o.shell, ["--help"]);
+
+  const [{ runEntry }, side] = await Promise.all([import("./_entry-run.ts"), import("./bash-side.ts")]);
+  const cwd = process.cwd();
+  const env = { ...process.env };
+  // A terminal on both ends: a PTY in the world (window size, raw keys). Anything else:
+  // pipes (stdout and stderr apart; redirected stdin forwarded as it arrives).
+  const io = process.stdin.isTTY && process.stdout.isTTY ? "pty" : "pipes";
+  const channels = side.sideChannels(inv, env);
+  const ctx = { cwd, env, ...(o.worldFlag !== undefined ? { worldFlag: o.worldFlag } : {}) };
+  await side.beforeRun(channels, ctx);
+
+  const out = await runEntry({
+    argv: [o.shell, ...args],
+    cwd,
+    env,
+    io,
+    component: "shell",
+    asker: "tty",
+    ...(o.worldFlag !== undefined ? { worldFlag: o.worldFlag } : {}),
+  });
+  await side.afterRun(channels, out, ctx);
+  return out.exit;
+}
