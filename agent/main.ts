@@ -26,6 +26,7 @@ const spawnerHooks: SpawnerHooks = {
       mode: c.harden!.mode,
       landlock: c.harden!.landlock ? { rw: worldRwPaths(c.project, c.projectReadOnly) } : false,
       protectPids: extra.protectPids,
+      allowPtrace: c.harden!.allowPtrace,
     }),
 };
 import { selfArgv } from "./self.ts";
@@ -122,6 +123,12 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "__world") {
     await runSpawner(JSON.parse(argv[1] ?? "{}"), spawnerHooks); // execve's into __world-serve
     return 1;
+  }
+  // Issue 15 (EGRESS): the in-world egress helper (agent/egress/helper.ts), started by
+  // agent/egress/world.ts inside the world's network namespace; config JSON on stdin.
+  if (argv[0] === "__egress") {
+    const { egressHelperMain } = await import("./egress/helper.ts");
+    return egressHelperMain();
   }
   if (argv[0] === "__world-serve") {
     await serveSpawner(JSON.parse(argv[1] ?? "{}"), JSON.parse(argv[2] ?? "{}"));

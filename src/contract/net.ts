@@ -44,3 +44,85 @@ export const WorldNetworkInfo = z.strictObject({
   last_refresh: z.string().datetime().nullable(),
 });
 export type WorldNetworkInfo = z.infer<typeof WorldNetworkInfo>;
+
+// ---------------------------------------------------------------------------------------------
+// Egress gateway (issue 15): one decision record per connection or DNS answer, and what a
+// command's execute result says about its egress.
+
+export const EgressDecision = z.enum(["allow", "deny"]);
+export const EgressVia = z.enum(["proxy", "socks", "transparent", "dns"]);
+/**
+ * Why: allowed | not_allowed (no net.allowed entry) | denied_by_rule (a `!` entry) |
+ * address_denied (every address of the name is in a refused class) | unresolvable |
+ * unknown_address (a synthetic address the world was never given) | ipv6 | budget |
+ * rate_limit (total_bytes spent mid-connection) | dial_failed | bad_request
+ */
+export const EgressReason = z.enum([
+  "allowed",
+  "not_allowed",
+  "denied_by_rule",
+  "address_denied",
+  "unresolvable",
+  "unknown_address",
+  "ipv6",
+  "budget",
+  "rate_limit",
+  "dial_failed",
+  "bad_request",
+]);
+export type EgressReason = z.infer<typeof EgressReason>;
+
+export const EgressEvent = z.strictObject({
+  world_id: z.string(),
+  /** The name the world asked for, or the literal address. */
+  name: z.string(),
+  /** 0 for DNS. */
+  port: z.number().int().min(0).max(65535),
+  via: EgressVia,
+  decision: EgressDecision,
+  reason: EgressReason,
+  /** A sentence a user can act on. */
+  message: z.string().optional(),
+  /** The address dialed (allow) or refused (address_denied). */
+  addr: z.string().optional(),
+  bytes_up: z.number().int().nonnegative(),
+  bytes_down: z.number().int().nonnegative(),
+  duration_ms: z.number().nonnegative(),
+  /** The command's span (the execute span) when the connection could be attributed. */
+  command_span_id: z.string().optional(),
+  /** The process that connected (host view), when found. */
+  pid: z.number().int().positive().optional(),
+  exe: z.string().optional(),
+  policy_id: z.string().optional(),
+});
+export type EgressEvent = z.infer<typeof EgressEvent>;
+
+/** One blocked destination, as `substrate -c` prints it at the end of a command. */
+export const EgressBlocked = z.strictObject({
+  name: z.string(),
+  port: z.number().int().min(0).max(65535),
+  reason: EgressReason,
+  policy_id: z.string().optional(),
+  message: z.string(),
+});
+export type EgressBlocked = z.infer<typeof EgressBlocked>;
+
+/** Execute result extension: the command's egress through the gateway. */
+export const EgressSummary = z.strictObject({
+  bytes_up: z.number().int().nonnegative(),
+  bytes_down: z.number().int().nonnegative(),
+  connections: z.number().int().nonnegative(),
+  /** De-duplicated by name:port, first 20. */
+  blocked: z.array(EgressBlocked),
+});
+export type EgressSummary = z.infer<typeof EgressSummary>;
+
+/** The policy's egress settings as the world spec carries them (live: applied at each execute). */
+export const EgressSpec = z.strictObject({
+  policy_id: z.string().optional(),
+  /** net.egress_budget.total_bytes: per command, both directions. */
+  total_bytes: z.number().int().nonnegative().optional(),
+  /** net.egress_budget.bytes_per_sec: per command; paced, not cut. */
+  bytes_per_sec: z.number().int().positive().optional(),
+});
+export type EgressSpec = z.infer<typeof EgressSpec>;

@@ -11,6 +11,12 @@
 export interface NetExecOptions {
   /** Run inside the network namespace of this host PID (`/proc/PID/ns/net`). */
   netnsPid?: number;
+  /**
+   * Also join that PID's user namespace (`--user … --preserve-credentials`): how an
+   * unprivileged (rootless) agent, the owner of the world's user namespace, gets to be root
+   * for the world's netns.
+   */
+  userns?: boolean;
   /** Written to the program's stdin, then closed (`nft -f -`, `ip -batch -`). */
   stdin?: string;
   /** Kill the program after this long; default 15 s (a hung netlink call must not hang a world). */
@@ -25,13 +31,15 @@ export interface NetExecResult {
 }
 
 /** The argv that runs `argv` inside the network namespace of `pid` (or as is). */
-export function inNetns(argv: string[], netnsPid?: number): string[] {
-  return netnsPid === undefined ? argv : ["nsenter", `--net=/proc/${netnsPid}/ns/net`, "--", ...argv];
+export function inNetns(argv: string[], netnsPid?: number, userns = false): string[] {
+  if (netnsPid === undefined) return argv;
+  const user = userns ? [`--user=/proc/${netnsPid}/ns/user`, "--preserve-credentials"] : [];
+  return ["nsenter", ...user, `--net=/proc/${netnsPid}/ns/net`, "--", ...argv];
 }
 
 /** Runs the program; never throws on a non-zero exit (callers wrap that in their typed error). */
 export async function netExec(argv: string[], opts: NetExecOptions = {}): Promise<NetExecResult> {
-  const full = inNetns(argv, opts.netnsPid);
+  const full = inNetns(argv, opts.netnsPid, opts.userns);
   const proc = Bun.spawn(full, {
     stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
     stdout: "pipe",

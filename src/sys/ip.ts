@@ -13,6 +13,8 @@ export class IpError extends NetCommandError {
 export interface IpOptions {
   /** Run inside the network namespace of this host PID. */
   netnsPid?: number;
+  /** Join the PID's user namespace too (rootless agent; see _netexec.ts). */
+  userns?: boolean;
   timeoutMs?: number;
 }
 
@@ -50,6 +52,7 @@ export interface IpRoute {
 
 const exec = (o: IpOptions, extra: Partial<NetExecOptions> = {}): NetExecOptions => ({
   netnsPid: o.netnsPid,
+  userns: o.userns,
   timeoutMs: o.timeoutMs,
   ...extra,
 });

@@ -15,18 +15,20 @@ export class NftError extends NetCommandError {
 export interface NftOptions {
   /** Run inside the network namespace of this host PID. */
   netnsPid?: number;
+  /** Join the PID's user namespace too (rootless agent; see _netexec.ts). */
+  userns?: boolean;
   timeoutMs?: number;
 }
 
 /** Applies an nft script atomically (`nft -f -`). */
 export async function nftApply(script: string, o: NftOptions = {}): Promise<void> {
-  const r = await netExec(["nft", "-f", "-"], { netnsPid: o.netnsPid, timeoutMs: o.timeoutMs, stdin: script });
+  const r = await netExec(["nft", "-f", "-"], { netnsPid: o.netnsPid, userns: o.userns, timeoutMs: o.timeoutMs, stdin: script });
   if (r.code !== 0) throw new NftError(r.argv, r.code, r.stderr, "nft -f -");
 }
 
 /** `nft ARGS` (e.g. `list ruleset`); returns stdout. */
 export async function nft(args: string[], o: NftOptions = {}): Promise<string> {
-  const r = await netExec(["nft", ...args], { netnsPid: o.netnsPid, timeoutMs: o.timeoutMs });
+  const r = await netExec(["nft", ...args], { netnsPid: o.netnsPid, userns: o.userns, timeoutMs: o.timeoutMs });
   if (r.code !== 0) throw new NftError(r.argv, r.code, r.stderr, `nft ${args.join(" ")}`);
   return r.stdout;
 }
@@ -59,7 +61,7 @@ export async function nftSetElements(family: string, table: string, set: string,
 
 /** True when the table exists in that namespace. */
 export async function nftTableExists(family: string, table: string, o: NftOptions = {}): Promise<boolean> {
-  const r = await netExec(["nft", "list", "table", family, table], { netnsPid: o.netnsPid, timeoutMs: o.timeoutMs });
+  const r = await netExec(["nft", "list", "table", family, table], { netnsPid: o.netnsPid, userns: o.userns, timeoutMs: o.timeoutMs });
   return r.code === 0;
 }
 

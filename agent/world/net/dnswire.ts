@@ -5,7 +5,7 @@
  * case-insensitively and without the trailing dot.
  */
 
-export const QTYPE = { A: 1, CNAME: 5, AAAA: 28 } as const;
+export const QTYPE = { A: 1, CNAME: 5, PTR: 12, AAAA: 28, SVCB: 64, HTTPS: 65 } as const;
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
 
 export interface DnsQuestion {
@@ -106,7 +106,7 @@ export function encodeMessage(m: DnsMessage): Buffer {
     let rdata: Buffer;
     if (a.type === QTYPE.A) rdata = Buffer.from(a.data.split(".").map((x) => Number(x)));
     else if (a.type === QTYPE.AAAA) rdata = ipv6ToBytes(a.data);
-    else if (a.type === QTYPE.CNAME) rdata = encodeName(a.data);
+    else if (a.type === QTYPE.CNAME || a.type === QTYPE.PTR) rdata = encodeName(a.data);
     else throw new DnsWireError(`cannot encode record type ${a.type}`);
     const fixed = Buffer.alloc(10);
     fixed.writeUInt16BE(a.type, 0);
@@ -145,7 +145,7 @@ export function decodeMessage(msg: Buffer): DnsMessage {
     let data: string | undefined;
     if (type === QTYPE.A && len === 4) data = [...rdata].join(".");
     else if (type === QTYPE.AAAA && len === 16) data = ipv6ToString(rdata);
-    else if (type === QTYPE.CNAME) data = decodeName(msg, start)[0];
+    else if (type === QTYPE.CNAME || type === QTYPE.PTR) data = decodeName(msg, start)[0];
     if (data !== undefined) answers.push({ name, type, ttl, data });
     off = start + len;
   }

@@ -49,3 +49,34 @@ test("WorldNetworkInfo round-trips; the resolver is always 127.0.0.53", () => {
   expect(() => WorldNetworkInfo.parse({ ...info, resolver: "1.1.1.1" })).toThrow();
   expect(() => WorldNetworkInfo.parse({ ...info, ports: [70000] })).toThrow();
 });
+
+// Issue 15: egress gateway schemas.
+import { EgressBlocked, EgressEvent, EgressSpec, EgressSummary } from "../../../src/contract/net.ts";
+
+test("EgressEvent / EgressSummary / EgressSpec round-trip; strict", () => {
+  const ev = {
+    world_id: "wld_x",
+    name: "example.org",
+    port: 443,
+    via: "transparent",
+    decision: "deny",
+    reason: "not_allowed",
+    message: "example.org:443 is not in net.allowed of policy default",
+    bytes_up: 0,
+    bytes_down: 0,
+    duration_ms: 0.5,
+    command_span_id: "spn_x",
+    pid: 42,
+    exe: "/usr/bin/curl",
+    policy_id: "default",
+  };
+  roundTrip(EgressEvent, ev);
+  roundTrip(EgressEvent, { ...ev, decision: "allow", reason: "allowed", addr: "93.184.215.14", bytes_up: 10, bytes_down: 20 });
+  expect(() => EgressEvent.parse({ ...ev, decision: "maybe" })).toThrow();
+  expect(() => EgressEvent.parse({ ...ev, extra: 1 })).toThrow();
+  const b = { name: "example.org", port: 443, reason: "not_allowed", policy_id: "default", message: ev.message };
+  roundTrip(EgressBlocked, b);
+  roundTrip(EgressSummary, { bytes_up: 1, bytes_down: 2, connections: 1, blocked: [b] });
+  roundTrip(EgressSpec, { policy_id: "default", total_bytes: 10, bytes_per_sec: 5 });
+  expect(() => EgressSpec.parse({ bytes_per_sec: 0 })).toThrow();
+});

@@ -1,0 +1,244 @@
+/**
+ * A world's egress, composed: the world's netns (lo only), its nft backstop, its gateway
+ * socket, its in-world helper. World.create (session.ts) calls `setupWorldEgress` once the
+ * world's spawner is ready and before the first command; `close()` when the world goes.
+ *
+ * World netns after setup (nothing else; no veth, no route out, no host table touched):
+ *   lo up: 127.0.0.1/8, 198.18.0.1/32 (so glibc's AI_ADDRCONFIG sees an IPv4 address)
+ *   route  local 0.0.0.0/0 dev lo table local  (every IPv4 destination is "local", so a
+ *          connect() reaches the nft hook instead of failing with ENETUNREACH; the packet
+ *          can only go to lo: there is no other device)
+ *   nft    table inet substrate (see renderWorldTable)
+ *   helper DNS 127.0.0.53:53, proxy 127.0.0.1:3128, transparent 127.0.0.1:15001
+ */
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { EgressEvent, EgressSummary } from "../../src/contract/net.ts";
+import { ipBatch } from "../../src/sys/ip.ts";
+import { nftApply } from "../../src/sys/nft.ts";
+import { CommandEgress, SYNTHETIC_LO_ADDR, upstreamFromEnv, WorldGateway, type EgressPolicy, type Upstream } from "./gateway.ts";
+import { DNS_ADDR, PROXY_PORT, TRANSPARENT_PORT, type EgressHelperConfig } from "./helper.ts";
+
+export const TABLE = "inet substrate";
+export const WORLD_RESOLV_CONF = `nameserver ${DNS_ADDR}\noptions edns0 trust-ad\n`;
+
+/** A prerequisite is missing (a program, a kernel feature): exit code 4. */
+export class EgressPrereqError extends Error {
+  override name = "EgressPrereqError";
+  readonly exitCode = 4;
+}
+
+/** Writes <runDir>/resolv.conf, bind-mounted over the world's /etc/resolv.conf (rootfs.ts). */
+export function prepareResolvConf(runDir: string): string {
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  const p = join(runDir, "resolv.conf");
+  writeFileSync(p, WORLD_RESOLV_CONF, { mode: 0o644 });
+  return p;
+}
+
+/**
+ * The backstop inside the world's netns. Every TCP connection not to loopback is redirected
+ * to the helper's transparent listener; what is left after NAT may only go to loopback
+ * (the stub, the proxy, the redirected flows, the world's own local services). IPv6 other
+ * than ::1 and UDP other than loopback are refused at once (no silent timeouts).
+ */
+export function renderWorldTable(transparentPort = TRANSPARENT_PORT): string {
+  return `${[
+    `table ${TABLE} {`,
+    "  chain out_nat {",
+    "    type nat hook output priority -100; policy accept;",
+    `    ip daddr != 127.0.0.0/8 meta l4proto tcp redirect to :${transparentPort} comment "every other TCP connection: the gateway decides"`,
+    "  }",
+    "  chain output {",
+    "    type filter hook output priority 0; policy drop;",
+    "    ct state established,related accept",
+    "    ip daddr 127.0.0.0/8 accept",
+    "    ip6 daddr ::1 accept",
+    '    meta nfproto ipv6 counter reject with icmpx type admin-prohibited comment "no IPv6 egress"',
+    '    meta l4proto tcp counter reject with tcp reset comment "not via the gateway"',
+    '    counter reject with icmpx type admin-prohibited comment "UDP other than the stub, ICMP, the rest"',
+    "  }",
+    "}",
+  ].join("\n")}\n`;
+}
+
+/** Proxy environment for a world's commands (lower-case too: curl reads http_proxy only). */
+export function proxyEnv(base: Record<string, string> = {}): Record<string, string> {
+  const url = `http://127.0.0.1:${PROXY_PORT}`;
+  const noProxy = "localhost,127.0.0.1,::1";
+  const java = `-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=${PROXY_PORT} -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=${PROXY_PORT} -Dhttp.nonProxyHosts=localhost|127.0.0.1`;
+  const env: Record<string, string> = {};
+  for (const k of ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "GRPC_PROXY"]) {
+    env[k] = url;
+    env[k.toLowerCase()] = url;
+  }
+  env.NO_PROXY = noProxy;
+  env.no_proxy = noProxy;
+  env.NODE_USE_ENV_PROXY = "1";
+  env.npm_config_proxy = url;
+  env.npm_config_https_proxy = url;
+  env.JAVA_TOOL_OPTIONS = base.JAVA_TOOL_OPTIONS ? `${base.JAVA_TOOL_OPTIONS} ${java}` : java;
+  return env;
+}
+
+/** The uid the helper drops to under a root agent (nobody), as the host sees it. */
+function helperIdentity(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  let uid = 65534;
+  let gid = 65534;
+  try {
+    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("nobody:"));
+    if (line) {
+      const f = line.split(":");
+      uid = Number(f[2]);
+      gid = Number(f[3]);
+    }
+  } catch {}
+  return { uid, gid };
+}
+
+export interface WorldEgressOptions {
+  worldId: string;
+  /** Host PID of the world's unshare (its netns, and its PID namespace's parent). */
+  nsPid: number;
+  /** Per-agent state dir: the gateway socket goes under `<stateDir>/egress/<worldId>/`. */
+  stateDir: string;
+  /** argv that runs this agent binary (the helper is `<selfArgv> __egress`). */
+  selfArgv: string[];
+  policy: EgressPolicy;
+  /** Tests point the gateway's resolver at their own upstream; default SUBSTRATE_WORLD_DNS_UPSTREAM or the host's. */
+  upstream?: Upstream;
+  onEvent?: (e: EgressEvent, cmd: CommandEgress | undefined) => void;
+  onRateLimit?: (cmd: CommandEgress, why: string) => void;
+  log?: (m: string) => void;
+}
+
+export interface WorldEgress {
+  readonly gateway: WorldGateway;
+  /** Host PID of the helper (tests). */
+  readonly helperPid: number;
+  setPolicy(p: EgressPolicy): void;
+  /** A command started: count its connections apart (its pid arrives with STARTED). */
+  command(spanId: string | undefined): CommandEgress;
+  endCommand(c: CommandEgress): EgressSummary;
+  /** Bytes through the gateway so far, both directions. */
+  bytes(): number;
+  close(): Promise<void>;
+}
+
+const PATHS = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" };
+
+export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgress> {
+  for (const prog of ["ip", "nft", "nsenter"]) {
+    if (Bun.which(prog, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` }) === null) {
+      throw new EgressPrereqError(`${prog} not found: run scripts/setup.sh (Debian: iproute2, nftables, util-linux)`);
+    }
+  }
+  const rootless = process.getuid?.() !== 0;
+  const ns = { netnsPid: o.nsPid, userns: rootless };
+  // Network first, before the helper and before any command: no window without the backstop.
+  await ipBatch(["link set lo up", `addr add ${SYNTHETIC_LO_ADDR}/32 dev lo`, "route add local 0.0.0.0/0 dev lo table local"], ns);
+  await nftApply(renderWorldTable(), ns);
+
+  const owner = helperIdentity();
+  const dir = join(o.stateDir, "egress", o.worldId);
+  if (owner) {
+    // The helper (nobody) must traverse to its socket dir, and no further.
+    mkdirSync(join(o.stateDir, "egress"), { recursive: true, mode: 0o711 });
+    for (const d of [join(o.stateDir, "egress"), o.stateDir]) if ((statSync(d).mode & 0o001) === 0) chmodSync(d, (statSync(d).mode & 0o777) | 0o711);
+  }
+  const gateway = new WorldGateway({
+    worldId: o.worldId,
+    dir,
+    ...(owner ? { owner } : {}),
+    policy: o.policy,
+    netnsPid: o.nsPid,
+    upstream: o.upstream ?? upstreamFromEnv(),
+    onEvent: o.onEvent,
+    onRateLimit: o.onRateLimit,
+    log: o.log,
+  });
+  await gateway.listen();
+
+  const cfg: EgressHelperConfig = { socket: gateway.socketPath, token: gateway.token, ...(owner ? { dropTo: owner } : {}) };
+  let closing = false;
+  let helper: ReturnType<typeof Bun.spawn>;
+  let restarts = 0;
+  const start = async (): Promise<void> => {
+    const argv = [
+      "nsenter",
+      ...(rootless ? [`--user=/proc/${o.nsPid}/ns/user`, "--preserve-credentials"] : []),
+      `--net=/proc/${o.nsPid}/ns/net`,
+      "--",
+      ...o.selfArgv,
+      "__egress",
+    ];
+    const p = Bun.spawn(argv, { stdin: new TextEncoder().encode(JSON.stringify(cfg)), stdout: "pipe", stderr: "pipe", env: { ...PATHS, SUBSTRATE_EGRESS_HELPER: "1", BUN_GC_TIMER_DISABLE: "1" } });
+    helper = p;
+    let err = "";
+    void (async () => {
+      for await (const c of p.stderr as ReadableStream<Uint8Array>) {
+        const t = new TextDecoder().decode(c);
+        err = (err + t).slice(-4000);
+        o.log?.(`[${o.worldId}] egress helper: ${t.trimEnd()}`);
+      }
+    })().catch(() => {});
+    const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
+    let out = "";
+    const ready = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`egress helper exited before it was ready: ${err.trim() || `exit ${p.exitCode}`}`);
+        out += new TextDecoder().decode(value);
+        if (out.includes("ready\n")) return;
+      }
+    })();
+    const timeout = Bun.sleep(15_000).then(() => {
+      throw new Error(`egress helper not ready within 15 s: ${err.trim()}`);
+    });
+    try {
+      await Promise.race([ready, timeout]);
+    } catch (e) {
+      p.kill("SIGKILL");
+      throw e;
+    }
+    reader.releaseLock();
+    void (async () => {
+      for await (const _ of p.stdout as ReadableStream<Uint8Array>);
+    })().catch(() => {});
+    // Supervised: a helper that dies is started again (the name table lives in the gateway,
+    // so cached answers keep working); while it is down, egress fails closed.
+    void p.exited.then((code) => {
+      if (closing || helper !== p) return;
+      o.log?.(`[${o.worldId}] egress helper exited (${code}); restarting`);
+      if (restarts++ < 5) void start().catch((e: unknown) => o.log?.(`[${o.worldId}] egress helper restart failed: ${(e as Error).message}`));
+    });
+  };
+  try {
+    await start();
+  } catch (e) {
+    gateway.close();
+    throw e;
+  }
+
+  return {
+    gateway,
+    get helperPid() {
+      return helper.pid;
+    },
+    setPolicy: (p) => gateway.setPolicy(p),
+    command: (spanId) => gateway.command(spanId),
+    endCommand: (c) => gateway.endCommand(c),
+    bytes: () => gateway.totals.bytes_up + gateway.totals.bytes_down,
+    close: async () => {
+      if (closing) return;
+      closing = true;
+      gateway.close(); // the helper's control connection closes: it exits
+      const exited = helper.exited.then(() => true);
+      if (!(await Promise.race([exited, Bun.sleep(2000).then(() => false)]))) {
+        helper.kill("SIGKILL");
+        await helper.exited;
+      }
+    },
+  };
+}
