@@ -3,11 +3,11 @@
  * A broken config file is a usage error (exit 2) naming the file and the field.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import TOML from "@iarna/toml";
 import { ConfigFile, type EffectiveConfig } from "./contract/config.ts";
 import { CliError, ExitCode } from "./cli/_errors.ts";
+import { pathsOf, substrateHomeOf } from "./settings.ts";
 
 export const DEFAULT_SOCKET = "/run/substrate.sock";
 
@@ -18,21 +18,25 @@ export interface ConfigInputs {
   worldFlag?: boolean;
 }
 
-export const substrateHome = (env: NodeJS.ProcessEnv = process.env, home?: string): string =>
-  env.SUBSTRATE_HOME ?? join(home ?? env.HOME ?? homedir(), ".substrate");
+/** `~/.substrate` (src/settings.ts: the one resolution). */
+export const substrateHome = (env: NodeJS.ProcessEnv = process.env, home?: string): string => substrateHomeOf(env, home);
 
 /**
  * Issue 10 (rootless mode, src/lifecycle/rootless.ts): an unprivileged user's own agent listens
  * here. It is the default socket for a non-root user when no system agent's socket exists.
  */
-export const rootlessSocketPath = (env: NodeJS.ProcessEnv = process.env, home?: string): string =>
-  join(substrateHome(env, home), "run", "substrate.sock");
+export const rootlessSocketPath = (env: NodeJS.ProcessEnv = process.env, home?: string): string => pathsOf(env, home).rootlessSocket;
 
-/** Default socket: the system one, or (non-root, no system socket) the user's rootless one. */
+/**
+ * "Which agent serves me" (one answer for `-c`, doctor, status, verify, health and the proxy):
+ * root → the system socket; a non-root user → the system socket when a system agent's socket
+ * exists (group `substrate`), else the user's rootless socket — the one `substrate -c` starts
+ * an agent on — whether or not that agent runs yet. (SUBSTRATE_WORLD_SOCKET / world.socket
+ * override it in effectiveConfig.)
+ */
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, home?: string): string {
   if (process.getuid?.() === 0 || existsSync(DEFAULT_SOCKET)) return DEFAULT_SOCKET;
-  const mine = rootlessSocketPath(env, home);
-  return existsSync(mine) ? mine : DEFAULT_SOCKET;
+  return rootlessSocketPath(env, home);
 }
 
 export function readConfigFile(path: string): ConfigFile {
@@ -53,7 +57,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function effectiveConfig(o: ConfigInputs = {}): EffectiveConfig & { file: ConfigFile } {
   const env = o.env ?? process.env;
-  const path = join(substrateHome(env, o.home), "config.toml");
+  const path = pathsOf(env, o.home).config;
   const file = readConfigFile(path);
   let enabled = file.world.enabled;
   let source: EffectiveConfig["world_enabled_source"] = existsSync(path) ? "config" : "default";

@@ -14,10 +14,10 @@ import { defineCommand } from "citty";
 import type { Decision } from "../contract/policy.ts";
 import type { Span } from "../contract/index.ts";
 import type { PolicyDecision } from "../trace/index.ts";
+import { isSpanId } from "../contract/ids.ts";
 import { CliError, ExitCode } from "./_errors.ts";
 import { getGlobals } from "./_globals.ts";
 
-const SPAN_ID = /^spn_[0-9a-f-]{36}$/;
 const say = (line: string) => process.stderr.write(`substrate: ${line}\n`);
 
 export const decisionOf = (d: Decision): PolicyDecision => {
@@ -92,7 +92,7 @@ export default defineCommand({
     const json = Boolean(args.json) || getGlobals().json;
     const path = trace.traceFilePath();
     const id = args.span === undefined ? undefined : String(args.span);
-    if (id !== undefined && !SPAN_ID.test(id))
+    if (id !== undefined && !isSpanId(id))
       throw new CliError(ExitCode.USAGE, `"${id}" is not a span id (expected spn_<uuidv7>)`, "list recent spans with `substrate trace --last 20`");
 
     if (args.policy !== undefined) return policyWhatIf({ span: id, policy: String(args.policy), since: args.since as string | undefined, json, path });
@@ -115,38 +115,59 @@ export default defineCommand({
       say(`cannot load the current policy to check for drift: ${(e as Error).message.split("\n")[0]}`);
     }
 
-    // A fresh isolated world from the same backend `substrate -c` uses.
+    // A fresh isolated world through the host pipeline (src/run/): the policy in force gates
+    // the command again and builds its world (limits, allowlist) as for `substrate -c`; replay
+    // adds only `reuse_session: false` and never falls back to the host.
     const { effectiveConfig } = await import("../config.ts");
-    const { selectBackend } = await import("./_backend.ts");
-    const { WorldUnavailable } = await import("../world/backend.ts");
-    const { AgentApiError, AgentUnreachable } = await import("../api/client.ts");
-    const cfg = effectiveConfig({});
+    const cfg = effectiveConfig({ worldFlag: getGlobals().world });
     if (!cfg.world_enabled)
       throw new CliError(ExitCode.UNAVAILABLE, "replay needs the world, and it is disabled here", "enable it (remove --no-world / SUBSTRATE_WORLD=disabled, or set world.enabled = true in config.toml)");
-    let client;
-    try {
-      const ready = await selectBackend(cfg, process.env).ensureReady({ start: true });
-      if (ready.note) say(ready.note);
-      client = ready.client;
-    } catch (e) {
-      if (e instanceof WorldUnavailable) throw new CliError(ExitCode.UNAVAILABLE, `replay needs the world: ${e.message}`, e.hint);
-      throw e;
-    }
+    const { runIntent } = await import("../run/index.ts");
+    const { hostBackend } = await import("../world/select.ts");
+    const { WorldUnavailable } = await import("../world/backend.ts");
+    const { AgentApiError, AgentUnreachable } = await import("../api/client.ts");
     const world: import("../trace/index.ts").ReplayWorld = {
-      execute: (req) => client.execute(req),
-      worldImageVersion: async () => trace.worldImageVersion((await client.capabilities(5000)).agent),
+      execute: async (req) => {
+        const out = await runIntent({
+          what: { cmd: req.cmd! },
+          ...(req.cwd ? { cwd: req.cwd } : {}),
+          // the recorded PATH/locale only; the replay belongs to the original span's session
+          env: { ...req.env, SUBSTRATE_SESSION_ID: span.session_id },
+          agentId: req.agent_id,
+          io: "buffered",
+          component: "shell",
+          asker: "tty",
+          isolated: true,
+          worldFlag: true,
+          worldOverride: { reuse_session: false },
+        });
+        if (out.ran === "denied" || out.ran === "approval_required")
+          throw new CliError(out.exit, `the policy in force refuses to replay ${id}${out.message ? "" : ""}`, "see the policy message above (`substrate policy show`)");
+        return {
+          exit: out.exit,
+          span_id: out.agent_span_id ?? out.span_id!,
+          stdout_b64: Buffer.from(out.stdout ?? new Uint8Array()).toString("base64"),
+          stderr_b64: Buffer.from(out.stderr ?? new Uint8Array()).toString("base64"),
+          scopes_used: out.scopes_used ?? [],
+          world_id: out.world_id!,
+          ...(out.fs_diff ? { fs_diff: out.fs_diff } : {}),
+        };
+      },
+      worldImageVersion: async () => {
+        const ready = await hostBackend(cfg, process.env).ensureReady({ start: false });
+        return trace.worldImageVersion((await ready.client.capabilities(5000)).agent);
+      },
     };
     let report;
     try {
-      const { projectDirFor } = await import("./_project.ts");
-      const cwd = span.replay_context?.cwd ?? span.cwd;
-      const projectDir = cwd ? projectDirFor(cwd) : undefined; // the same project the original ran in
-      report = await trace.replaySpan(span, { world, policyCommit, policyId, topN: top, record: args.record !== false, tracePath: path, projectDir });
+      report = await trace.replaySpan(span, { world, policyCommit, policyId, topN: top, record: args.record !== false, tracePath: path });
     } catch (e) {
       if (e instanceof trace.ReplayError) throw new CliError(e.exitCode, e.message, e.hint);
+      if (e instanceof WorldUnavailable) throw new CliError(ExitCode.UNAVAILABLE, `replay needs the world: ${e.message}`, e.hint);
       if (e instanceof AgentUnreachable) throw new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");
       if (e instanceof AgentApiError)
         throw new CliError(e.code === "unsupported" ? ExitCode.UNSUPPORTED : ExitCode.UNAVAILABLE, `the world could not replay the command: ${e.message}`, e.hint);
+      if (e instanceof CliError && e.exitCode !== ExitCode.DENIED) throw new CliError(e.exitCode, `the world could not replay the command: ${e.message}`, e.hint);
       throw e;
     }
     if (json) console.log(JSON.stringify(report, null, 2));

@@ -15,7 +15,7 @@
  * the world is required (exit 3).
  */
 import { defineCommand } from "citty";
-import { ExitCode, signalExit } from "./_errors.ts";
+import { ExitCode } from "./_errors.ts";
 import { worldFlag } from "./_globals.ts";
 
 const OSC_MARK = Buffer.from("\x1b]6973;");
@@ -86,72 +86,47 @@ function partialPrefix(buf: Buffer, from: number): number {
 
 const b64 = (s: string | undefined): string => (s ? Buffer.from(s, "base64").toString("utf8") : "");
 
-async function hostShell(shell: string, cwd: string): Promise<number> {
-  const proc = Bun.spawn([shell, "-i"], { cwd, env: { ...process.env, SUBSTRATE_WORLD: "disabled" }, stdio: ["inherit", "inherit", "inherit"] });
-  const code = await proc.exited;
-  return signalExit((proc.signalCode as string | null) ?? null, code);
-}
-
+/**
+ * The shell goes through the host pipeline like `-c` (src/run/): the same gate, the same
+ * session world (policy limits and allowlist), a host command span (component shell, pty)
+ * that every command typed in the shell names as its parent; world unavailable → the same
+ * shell on the host (unless the world is required).
+ */
 export async function runShell(o: { worldFlag?: boolean; shell?: string }): Promise<number> {
   const env = process.env;
-  const cwd = process.cwd();
   const shell = o.shell ?? env.SHELL ?? "/bin/bash";
-  const [{ effectiveConfig }, run, { projectDirFor }, { runStream, StreamConnectError }, trace] = await Promise.all([
-    import("../config.ts"),
-    import("./run.ts"),
-    import("./_project.ts"),
-    import("./_pty.ts"),
-    import("../trace/index.ts"),
-  ]);
-  const cfg = effectiveConfig({ env, worldFlag: o.worldFlag });
-  if (!cfg.world_enabled) return hostShell(shell, cwd);
-  const ready = await run.readyOrFallback(cfg, env);
-  if (!ready) return hostShell(shell, cwd);
-
-  const sessionId = trace.currentSessionId(env);
+  const [{ plan }, { execute }, { appendSpan }] = await Promise.all([import("../run/plan.ts"), import("../run/execute.ts"), import("../trace/writer.ts")]);
+  const shellEnv: Record<string, string | undefined> = { ...env };
+  if (/(^|\/)bash$/.test(shell)) shellEnv.PROMPT_COMMAND = env.PROMPT_COMMAND ? `${PROMPT_HOOK}; ${env.PROMPT_COMMAND}` : PROMPT_HOOK;
+  let builtins: { ids(): { session_id: string; span_id: string; parent_span?: string } } | undefined;
   const tap = new OscTap(
     (payload) => {
       const [cmd, pwd] = payload.split(";");
       const line = b64(cmd);
-      if (!line) return;
-      void trace
-        .appendSpan({
-          ts: new Date().toISOString(),
-          event_type: "builtin_command",
-          session_id: sessionId,
-          span_id: trace.newSpanId(),
-          component: "shell",
-          agent_id: env.SUBSTRATE_AGENT_ID || "human",
-          world_id: undefined,
-          cwd: b64(pwd) || undefined,
-          cmd: line,
-        })
-        .catch(() => {});
+      if (!line || !builtins) return;
+      void appendSpan({
+        ts: new Date().toISOString(),
+        event_type: "builtin_command",
+        ...builtins.ids(),
+        component: "shell",
+        agent_id: env.SUBSTRATE_AGENT_ID || "human",
+        cwd: b64(pwd) || undefined,
+        cmd: line,
+      }).catch(() => {});
     },
     (b) => process.stdout.write(b),
   );
-  const shellEnv = run.worldEnv(env, cwd);
-  shellEnv.SUBSTRATE_SESSION_ID = sessionId;
-  if (/(^|\/)bash$/.test(shell)) shellEnv.PROMPT_COMMAND = shellEnv.PROMPT_COMMAND ? `${PROMPT_HOOK}; ${shellEnv.PROMPT_COMMAND}` : PROMPT_HOOK;
-  try {
-    return await runStream({
-      socketPath: ready.socketPath,
-      start: {
-        type: "start",
-        argv: [shell, "-i"],
-        cwd,
-        env: shellEnv,
-        agent_id: env.SUBSTRATE_AGENT_ID || "human",
-        pty: true,
-        world: { project_dir: projectDirFor(cwd), isolate_network: cfg.isolate_network, fs_mode: cfg.world_fs_mode, fs_isolation: cfg.world_fs_isolation },
-      },
-      filter: (b) => tap.push(b),
-    });
-  } catch (e) {
-    if (!(e instanceof StreamConnectError) || cfg.world_fs_require_world) throw e;
-    process.stderr.write(`substrate: world unavailable (${e.message}); running ${shell} on the host\n`);
-    return hostShell(shell, cwd);
-  }
+  const p = await plan({
+    what: { argv: [shell, "-i"] },
+    env: shellEnv,
+    io: "pty",
+    component: "shell",
+    asker: "tty",
+    ...(o.worldFlag !== undefined ? { worldFlag: o.worldFlag } : {}),
+    ptyFilter: (b) => tap.push(b),
+  });
+  builtins = p.span.child(p.spanId); // builtin_command spans are children of the shell's span
+  return (await execute(p)).exit;
 }
 
 export default defineCommand({

@@ -11,6 +11,7 @@ import { ndjsonLines } from "../api/ndjson.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
   newSpanId,
+  newSessionId,
   type ApprovalAnswer,
   type BudgetStatus,
   type Capabilities,
@@ -22,6 +23,7 @@ import {
   type RequestScopesResponse,
   type Span,
   type WorldDoctorReportV1,
+  type WorldSpecInput,
 } from "../contract/index.ts";
 import { ApiError, type AgentService, type OutputSink, type WorldInfo } from "../api/service.ts";
 import { BudgetTracker, type BudgetLease } from "../api/budget.ts";
@@ -65,7 +67,7 @@ export class ForwardingService implements AgentService {
   get hasPolicy(): boolean {
     return Boolean(this.o.policy);
   }
-  private readonly sessionId = `ses_${Bun.randomUUIDv7()}`;
+  private readonly sessionId = newSessionId(); // the proxy's own spans (rate_limit)
 
   constructor(private readonly o: ForwardOptions) {
     this.budgets = o.budgets ?? new BudgetTracker();
@@ -130,27 +132,46 @@ export class ForwardingService implements AgentService {
     });
   }
 
-  /** The policy gate; returns the request to forward (maybe isolated) or throws 403/409. */
-  async gate<T extends { cmd?: string; argv?: string[]; cwd?: string; world?: { project_dir?: string } }>(req: T): Promise<T & { isolated?: boolean }> {
+  private cfg?: import("../contract/config.ts").EffectiveConfig;
+
+  /**
+   * The policy gate (the host pipeline's gate with the API asker) and the world (the
+   * pipeline's one builder, from the policy in force, never the caller's block as sent):
+   * returns the request to forward (maybe isolated) or throws 403/409.
+   */
+  async gate<T extends { cmd?: string; argv?: string[]; cwd?: string; env?: Record<string, string>; world?: WorldSpecInput }>(req: T): Promise<T & { isolated?: boolean; world?: WorldSpecInput }> {
     const pol = this.o.policy;
     if (!pol) return req;
     const cwd = req.cwd ?? req.world?.project_dir ?? "/";
-    const cmd = req.cmd ?? req.argv!.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ");
+    const [{ gate }, { worldSpecFor, projectDirOf }, { commandLine }, { SpanContext }] = await Promise.all([
+      import("../run/gate.ts"),
+      import("../run/plan.ts"),
+      import("../run/intent.ts"),
+      import("../trace/span.ts"),
+    ]);
+    const cmd = commandLine(req.cmd !== undefined ? { cmd: req.cmd } : { argv: req.argv! });
     let loaded;
     try {
       loaded = pol.broker.current(cwd);
     } catch (e) {
       throw new ApiError("unavailable", `the policy for ${cwd} cannot be loaded: ${(e as Error).message.split("\n")[0]}`, "fix it (`substrate policy validate`)");
     }
-    const d = pol.approvals.decide(cmd, cwd, loaded, null, "api");
-    if (d.events.length) {
-      const { recordPolicyEvents } = await import("../broker/index.ts");
-      await recordPolicyEvents(d.events);
+    const span = SpanContext.fromEnv(req.env ?? {});
+    const d = await gate({ cmd, cwd, asker: "api", component: "api", loaded, approvals: pol.approvals, stderr: { write: () => true }, span });
+    if (d.action === "deny") throw new ApiError("denied", d.message ?? `denied by policy ${loaded.policy.id}`, d.hint);
+    if (d.action === "approval_required") throw new ApiError("approval_required", d.message ?? "approval required", d.hint, { approval: d.approval });
+    if (!this.cfg) {
+      const { effectiveConfig } = await import("../config.ts");
+      this.cfg = effectiveConfig({});
     }
-    if (d.kind === "deny") throw new ApiError("denied", `denied by policy ${loaded.policy.id}: ${d.reason}`, d.pattern ? `matched ${d.pattern}` : undefined);
-    if (d.kind === "approval_required") throw new ApiError("approval_required", d.body.error.message, d.body.error.hint, { approval: d.body.approval });
-    if (d.kind === "run_isolated") return { ...req, isolated: true };
-    return req;
+    // The caller may only make its world stricter: a fresh world, no network.
+    const asked = req.world ?? {};
+    const override: Partial<WorldSpecInput> = {
+      ...(asked.reuse_session === false ? { reuse_session: false } : {}),
+      ...(asked.isolate_network === true ? { isolate_network: true } : {}),
+    };
+    const world = await worldSpecFor({ policy: loaded.policy, cfg: this.cfg, projectDir: req.cwd ? await projectDirOf(req.cwd) : (asked.project_dir ?? "/"), override });
+    return { ...req, world, ...(d.action === "run_isolated" ? { isolated: true } : {}) };
   }
 
   async capabilities(): Promise<Capabilities> {

@@ -117,6 +117,8 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
                     refused(new ApiError("unsupported", "the policy runs this command in an isolated world, which streams do not offer", "use POST /v1/execute (isolated) instead"));
                     return false;
                   }
+                  // forward the start with the world the policy gives (src/run/plan.ts), not the caller's
+                  if (gated.world && pending[0]) pending[0] = { data: Buffer.from(JSON.stringify({ ...(msg as object), world: gated.world })), binary: false };
                   try {
                     lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), st.data.budget);
                   } catch (e) {

@@ -105,7 +105,7 @@ export async function execute(p: Plan): Promise<RunOutcome> {
     exit,
     ran,
     span_id: p.spanId,
-    ...(agentResult ? { world_id: agentResult.world_id, agent_span_id: agentResult.span_id, ...(agentResult.fs_diff ? { fs_diff: agentResult.fs_diff } : {}) } : {}),
+    ...(agentResult ? { world_id: agentResult.world_id, agent_span_id: agentResult.span_id, scopes_used: agentResult.scopes_used, ...(agentResult.fs_diff ? { fs_diff: agentResult.fs_diff } : {}) } : {}),
     ...(collect ? { stdout: Buffer.concat(out), stderr: Buffer.concat(err) } : {}),
   });
 
@@ -209,6 +209,8 @@ export async function execute(p: Plan): Promise<RunOutcome> {
         return await streamExecute(client, req);
       } catch (e) {
         if (!(req.isolated && e instanceof AgentApiError && e.code === "unsupported")) throw e;
+        // asked for by the caller (--isolated, replay): never silently unisolated
+        if (intent.isolated) throw e;
         const stop = await isolationUnavailable(g, stderr, "the world agent cannot run isolated worlds");
         return stop ?? (await streamExecute(client, { ...req, isolated: false }));
       }

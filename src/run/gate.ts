@@ -25,6 +25,8 @@ export interface GateInput {
   component: "shell" | "shim" | "api";
   requireApproval?: boolean;
   loaded?: LoadedPolicy;
+  /** the user's home for policies and approvals (tests); default $HOME */
+  home?: string;
   /** tty: the approval prompt's preview */
   dryRun?: (cmd: string) => Promise<FsDiff>;
   /** api: the pending-approval holder (the proxy's); default one per process */
@@ -82,6 +84,7 @@ async function decide(i: GateInput): Promise<GateResult> {
       sessionId: i.span.session_id,
       requireApproval: i.requireApproval === true,
       component: i.component,
+      ...(i.home !== undefined ? { home: i.home } : {}),
       ...(i.loaded ? { loaded: i.loaded } : {}),
       ...(i.dryRun ? { dryRun: i.dryRun } : {}),
     });
@@ -91,11 +94,12 @@ async function decide(i: GateInput): Promise<GateResult> {
   const { loadEffectivePolicySync, PolicyError } = await import("../broker/load.ts");
   let loaded: LoadedPolicy;
   try {
-    loaded = i.loaded ?? loadEffectivePolicySync(i.cwd);
+    loaded = i.loaded ?? loadEffectivePolicySync(i.cwd, i.home !== undefined ? { home: i.home } : {});
   } catch (e) {
     if (!(e instanceof PolicyError)) throw e;
     const message = `${e.format()}\nsubstrate: refusing to run commands until the policy is fixed (check with \`substrate policy validate\`)`;
-    if (i.asker !== "api") i.stderr.write(`${message}\n`);
+    if (i.asker === "deny-list") i.stderr.write(`${e.format()}\n`);
+    else if (i.asker !== "api") i.stderr.write(`${message}\n`);
     return { action: "deny", exitCode: 2, message, hint: "substrate policy validate", policy_id: "unknown", events: [] };
   }
   const p = loaded.policy;
@@ -122,7 +126,8 @@ async function decide(i: GateInput): Promise<GateResult> {
     case "run_isolated":
       return { ...common, action: "run_isolated", events: d.events };
     case "deny":
-      return { ...common, action: "deny", exitCode: 126, message: deniedMessage(p.id, d.reason, d.pattern), hint: d.pattern ? `matched ${d.pattern}` : undefined, events: d.events };
+      // not printed (the API caller gets it in the 403 body)
+      return { ...common, action: "deny", exitCode: 126, message: `denied by policy ${p.id}: ${d.reason}`, ...(d.pattern ? { hint: `matched ${d.pattern}` } : {}), events: d.events };
     case "approval_required":
       return { ...common, action: "approval_required", exitCode: 126, message: d.body.error.message, hint: d.body.error.hint, approval: d.body.approval, events: d.events };
   }

@@ -80,6 +80,8 @@ export interface RunOutcome {
   span_id?: string;
   session_id: string;
   world_id?: string;
+  /** scopes the command used (from the agent's result) */
+  scopes_used?: string[];
   /** the agent's span of this command (linked to span_id by parent_span) */
   agent_span_id?: string;
   /** buffered io: captured output */

@@ -48,6 +48,7 @@ export function exitForError(code: ErrorCode | string): number {
     case "method_not_allowed":
       return ExitCode.USAGE;
     case "denied":
+    case "forbidden": // issue 13: e.g. a project the caller cannot write
     case "approval_required":
       return ExitCode.DENIED;
     case "unsupported":

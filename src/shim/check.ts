@@ -1,14 +1,14 @@
 /**
- * `substrate shim check -- NAME ARGS…`: the shim fast path (spec `quick_check`): deny list
- * only — no allowlist, isolation or approval prompts (a shim has no world to route to and may
- * run without a terminal). Writes a policy span to the trace; returns the exit status the shim
- * passes on (0 run, 126 denied, 2 broken policy).
+ * `substrate shim check -- NAME ARGS…`: the shim fast path (spec `quick_check`): the host
+ * pipeline's gate with the deny-list asker (src/run/gate.ts) — no allowlist, isolation or
+ * approval prompts (a shim has no world to route to and may run without a terminal). Writes
+ * the policy event and the shim's command_start under the command's span context; returns
+ * the exit status the shim passes on (0 run, 126 denied, 2 broken policy).
  */
 import type { PolicyEvent } from "../contract/index.ts";
-import { deniedMessage } from "../broker/decide.ts";
-import { quickCheck } from "../broker/evaluate.ts";
-import { recordPolicyEvents } from "../broker/events.ts";
-import { loadEffectivePolicySync, PolicyError } from "../broker/load.ts";
+import { commandLine } from "../run/intent.ts";
+import { gate } from "../run/gate.ts";
+import { SpanContext } from "../trace/span.ts";
 
 export interface ShimCheckInput {
   argv: string[];
@@ -27,36 +27,16 @@ export interface ShimCheckResult {
 
 export async function runShimCheck(i: ShimCheckInput): Promise<ShimCheckResult> {
   const env = i.env ?? process.env;
-  let loaded;
-  try {
-    loaded = loadEffectivePolicySync(i.cwd, i.home !== undefined ? { home: i.home } : {});
-  } catch (e) {
-    if (!(e instanceof PolicyError)) throw e;
-    i.stderr.write(`${e.format()}\nsubstrate: shim refuses to run ${i.argv[0]} until the policy is fixed (or run it with SHIM_BYPASS=1)\n`);
+  const span = SpanContext.fromEnv(env);
+  const command = i.argv.join(" ");
+  const g = await gate({ cmd: command, argv: i.argv, cwd: i.cwd, asker: "deny-list", component: "shim", ...(i.home !== undefined ? { home: i.home } : {}), stderr: i.stderr, span });
+  if (g.action === "deny" && g.exitCode === 2) {
+    i.stderr.write(`substrate: shim refuses to run ${i.argv[0]} until the policy is fixed (or run it with SHIM_BYPASS=1)\n`);
     return { exitCode: 2 };
   }
-  const p = loaded.policy;
-  const d = quickCheck(i.argv, i.cwd, p);
-  const command = i.argv.join(" ");
-  if (d.kind !== "deny") return { exitCode: 0, span: await startSpan(command, i.cwd, env, p.id, loaded.commit) };
-  const sessionId = env.SUBSTRATE_SESSION_ID;
-  const base = {
-    ts: new Date().toISOString(),
-    command,
-    policy_id: p.id,
-    ...(sessionId ? { session_id: sessionId } : {}),
-    cwd: i.cwd,
-    component: "shim" as const,
-    policy_commit: loaded.commit,
-  };
-  const event: PolicyEvent =
-    p.mode === "enforce"
-      ? { ...base, event_type: "policy_denied", reason: d.reason, pattern: d.pattern }
-      : { ...base, event_type: "policy_violation", reason: d.reason, pattern: d.pattern, would: "deny" };
-  await recordPolicyEvents([event], i.stderr);
-  if (p.mode !== "enforce") return { exitCode: 0, event, span: await startSpan(command, i.cwd, env, p.id, loaded.commit) };
-  i.stderr.write(`${deniedMessage(p.id, d.reason, d.pattern)}\n`);
-  return { exitCode: 126, event };
+  const event = g.events[0];
+  if (g.action === "deny") return { exitCode: g.exitCode ?? 126, ...(event ? { event } : {}) };
+  return { exitCode: 0, ...(event ? { event } : {}), span: await startSpan(commandLine({ cmd: command }), i.cwd, env, span, g.policy_id, g.policy_commit) };
 }
 
 /**
@@ -64,10 +44,18 @@ export async function runShimCheck(i: ShimCheckInput): Promise<ShimCheckResult> 
  * no command_complete follows (its exit code is never seen); the span id is exported to the
  * command so that nested substrate calls become its children.
  */
-async function startSpan(cmd: string, cwd: string, env: Record<string, string | undefined>, policyId: string, commit: string) {
+async function startSpan(cmd: string, cwd: string, env: Record<string, string | undefined>, ctx: SpanContext, policyId: string, commit?: string) {
   const { CommandSpan } = await import("../trace/command-span.ts");
-  const parent = env.SUBSTRATE_SPAN_ID && /^spn_[0-9a-f-]{36}$/.test(env.SUBSTRATE_SPAN_ID) ? env.SUBSTRATE_SPAN_ID : undefined;
-  const span = CommandSpan.start({ cmd, cwd, env, component: "shim", policy_id: policyId, policy_commit: commit, ...(parent ? { parent_span: parent } : {}) });
+  const span = CommandSpan.start({
+    cmd,
+    cwd,
+    env,
+    component: "shim",
+    session_id: ctx.session_id,
+    ...(ctx.parent_span ? { parent_span: ctx.parent_span } : {}),
+    policy_id: policyId,
+    ...(commit ? { policy_commit: commit } : {}),
+  });
   const e = span.env;
   return { SUBSTRATE_SPAN_ID: e.SUBSTRATE_SPAN_ID!, SUBSTRATE_SESSION_ID: e.SUBSTRATE_SESSION_ID! };
 }

@@ -30,6 +30,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { Span, type SpanInput } from "../contract/span.ts";
 import { redactCmd } from "./redact.ts";
+import { pathsOf } from "../settings.ts";
 
 const { O_WRONLY, O_APPEND, O_CREAT } = fs.constants;
 
@@ -37,10 +38,9 @@ export const DEFAULT_MAX_BYTES = 100 * 1024 * 1024;
 export const DEFAULT_KEEP = 5;
 const STALE_LOCK_MS = 60_000;
 
-/** `SUBSTRATE_TRACE`, else `~/.substrate/trace.jsonl` (HOME from `env` first). */
+/** `SUBSTRATE_TRACE`, else `trace.jsonl` under `~/.substrate` (SUBSTRATE_HOME honoured: src/settings.ts). */
 export function traceFilePath(env: Record<string, string | undefined> = process.env): string {
-  if (env.SUBSTRATE_TRACE) return env.SUBSTRATE_TRACE;
-  return join(env.HOME || homedir(), ".substrate", "trace.jsonl");
+  return pathsOf(env).trace;
 }
 
 export interface TraceWriterOptions {

@@ -60,22 +60,20 @@ const hostNs = (kind: "net" | "pid"): string | null => {
   }
 };
 
-/** The world spec `substrate -c` would use in `cwd`, on a throwaway project. */
+/**
+ * The world spec `substrate -c` would use in `cwd`, on a throwaway project: built by the host
+ * pipeline's one builder (src/run/plan.ts worldSpecFor) from the policy in force, with verify's
+ * override (a fresh world, writable, limits to prove when the policy sets none).
+ */
 async function specFor(env: NodeJS.ProcessEnv, cwd: string, project: string): Promise<{ spec: WorldSpecInput; policyNote: string }> {
   const cfg = effectiveConfig({ env });
-  const { loadEffectivePolicySync, worldSpecFromPolicy } = await import("../broker/index.ts");
+  const { loadEffectivePolicySync } = await import("../broker/load.ts");
+  const { worldSpecFor } = await import("../run/plan.ts");
   const loaded = loadEffectivePolicySync(cwd);
-  const fromPolicy = worldSpecFromPolicy(loaded.policy, project);
-  const limits = fromPolicy.limits && Object.keys(fromPolicy.limits).length ? fromPolicy.limits : { ...VERIFY_LIMITS };
+  const base = await worldSpecFor({ policy: loaded.policy, cfg, projectDir: project });
+  const limits = base.limits && Object.keys(base.limits).length ? base.limits : { ...VERIFY_LIMITS };
   return {
-    spec: {
-      ...fromPolicy,
-      project_dir: project,
-      reuse_session: false,
-      isolate_network: cfg.isolate_network && loaded.policy.doc.world.isolate_network,
-      fs_mode: "writable",
-      limits,
-    },
+    spec: await worldSpecFor({ policy: loaded.policy, cfg, projectDir: project, override: { reuse_session: false, fs_mode: "writable", limits } }),
     policyNote: `policy ${loaded.source.file}${cfg.isolate_network ? "" : ", config.toml world.isolate_network=false"}`,
   };
 }
