@@ -23,6 +23,10 @@ export interface EntryRun {
   onOutput?: (stream: "stdout" | "stderr", chunk: Uint8Array) => void;
   signal?: AbortSignal;
   say?: (line: string) => void;
+  /** pipes/pty io: streams instead of this process's own (MCP start_process) */
+  stdio?: RunIntent["stdio"];
+  /** a fresh overlay world; the result waits for world_apply / `substrate apply` */
+  isolated?: boolean;
 }
 
 export type EntryOutcome = RunOutcome;
@@ -42,6 +46,8 @@ export async function runEntry(e: EntryRun): Promise<EntryOutcome> {
     ...(e.onOutput ? { onOutput: e.onOutput } : {}),
     ...(e.signal ? { signal: e.signal } : {}),
     ...(e.say ? { say: e.say } : {}),
+    ...(e.stdio ? { stdio: e.stdio } : {}),
+    ...(e.isolated ? { isolated: true } : {}),
   };
   return runIntent(intent);
 }
