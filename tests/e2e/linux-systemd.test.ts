@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join, resolve } from "node:path";
 import { LifecycleReport, VerifyReport, WorldStatusReport } from "../../src/contract/index.ts";
-import { createGuest, destroyGuest, ensureGuestImage, type Guest } from "./harness/harness.ts";
+import { createGuest, destroyGuest, ensureGuestImage, LINUX_BOX_ENV, type Guest } from "./harness/harness.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const HOST_BIN = join(ROOT, "dist", `substrate-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
@@ -37,7 +37,7 @@ beforeAll(() => {
   const b = Bun.spawnSync([process.execPath, join(ROOT, "scripts/build.ts"), "--native"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
   if (b.exitCode !== 0) throw new Error(`build failed: ${b.stderr.toString()}`);
   ensureGuestImage();
-  g = createGuest(`lsd${process.pid}`);
+  g = createGuest(`lsd${process.pid}`, { env: { ...LINUX_BOX_ENV } }); // a plain systemd box: user lima, /home/lima.linux, fresh logins
   const c = g.limactl(["copy", HOST_BIN, `${g.name}:substrate`]);
   if (c.code !== 0) throw new Error(`limactl copy: ${c.stderr}`);
   must("sudo", "install", "-m", "0755", "substrate", "/usr/local/bin/substrate");

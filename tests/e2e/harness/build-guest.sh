@@ -21,6 +21,8 @@ PACKAGES=(
   # what the world agent drives inside the guest
   iproute2 nftables dnsmasq-base util-linux mount attr fuse-overlayfs kmod
   less
+  # Lima installs rsync in every guest (boot.Linux/30-install-packages.sh): `limactl copy` prefers it
+  rsync
 )
 # Timers/services that make no sense in a throwaway container guest (and only cost boot time).
 MASK_UNITS=(
@@ -98,11 +100,8 @@ fi
 
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C "$@"; }
 
-# The default user, as Lima makes it: uid 1000, home /home/<name>.linux, passwordless sudo.
-in_root useradd --create-home --uid 1000 --user-group --home-dir /home/lima.linux --shell /bin/bash lima
-install -d -m 0700 -o 1000 -g 1000 "$root/home/lima.linux/.ssh"
-echo 'lima ALL=(ALL) NOPASSWD:ALL' >"$root/etc/sudoers.d/90-lima"
-chmod 0440 "$root/etc/sudoers.d/90-lima"
+# No default user here: like cloud-init from Lima's user-data, the emulator creates it per
+# instance (the macOS login name + uid, home /home/<name>.guest; see lima-emu.ts).
 
 # Empty machine-id: systemd treats the first boot of every unpacked copy as a fresh machine.
 : >"$root/etc/machine-id"

@@ -17,14 +17,25 @@ export const HARNESS_DIR = import.meta.dir;
 export const LIMACTL = join(HARNESS_DIR, "limactl");
 const CGROUP_ROOT = "/sys/fs/cgroup";
 
-/** A minimal Lima profile for harness-only tests (the product ships guest-assets/*.yaml). */
+/** A minimal Lima profile for harness-only tests (the product ships guest-assets/*.yaml).
+ * The image location is never fetched: the emulator's "download" is local. */
 export const TEST_PROFILE = `# harness test profile
 vmType: vz
 cpus: 2
 memory: 2GiB
 disk: 8GiB
+images:
+  - location: "https://emulator.invalid/debian-12-generic-${process.arch === "arm64" ? "arm64" : "amd64"}.qcow2"
+    arch: "${process.arch === "arm64" ? "aarch64" : "x86_64"}"
 mounts: []
 `;
+
+/**
+ * Emulator settings for a guest used as a plain systemd Linux box rather than as a Lima VM
+ * (tests/e2e/linux-systemd.test.ts): user `lima` with an old-style `/home/lima.linux` home (an
+ * instance created by Lima 2.0) and a fresh login, with current groups, for every session.
+ */
+export const LINUX_BOX_ENV = { LIMA_EMU_MAC_USER: "lima", LIMA_EMU_MAC_UID: "1000", LIMA_EMU_VERSION: "2.0.1", LIMA_EMU_SSH_MASTER: "0" } as const;
 
 export interface RunResult {
   code: number;
@@ -45,6 +56,8 @@ export function harnessEnv(limaHome: string, base: Record<string, string | undef
   for (const [k, v] of Object.entries(base)) if (v !== undefined) env[k] = v;
   env.PATH = `${HARNESS_DIR}:${env.PATH ?? "/usr/bin:/bin"}`;
   env.LIMA_HOME = limaHome;
+  // Lima's image cache (os.UserCacheDir()/lima) stays inside the test's own directory.
+  env.XDG_CACHE_HOME = join(limaHome, "_cache");
   return env;
 }
 
@@ -87,8 +100,8 @@ interface Recorded {
 
 const live = new Set<Guest>();
 
-function makeGuest(name: string, limaHome: string): Guest {
-  const env = harnessEnv(limaHome);
+function makeGuest(name: string, limaHome: string, extraEnv: Record<string, string> = {}): Guest {
+  const env = { ...harnessEnv(limaHome), ...extraEnv };
   const dir = join(limaHome, name);
   const limactl = (args: string[], opts: { stdin?: string } = {}): RunResult => {
     const r = Bun.spawnSync([LIMACTL, ...args], {
@@ -124,8 +137,7 @@ function makeGuest(name: string, limaHome: string): Guest {
 function recorded(g: Guest): Recorded {
   try {
     const st = JSON.parse(readFileSync(join(g.dir, "emu.json"), "utf8"));
-    const forwards = (st.forwards ?? []).map((f: { proc: { pid: number; start: string } }) => f.proc);
-    return { pids: [st.nspawn, st.guest, st.socat, ...forwards].filter(Boolean), port: st.sshLocalPort ?? 0 };
+    return { pids: [st.hostagent, st.nspawn, st.guest, st.socat, st.master].filter(Boolean), port: st.sshLocalPort ?? 0 };
   } catch {
     return { pids: [], port: 0 };
   }
@@ -135,10 +147,10 @@ function recorded(g: Guest): Recorded {
  * Creates and starts an instance in a fresh LIMA_HOME (or `opts.limaHome`).
  * `opts.profile` is YAML text (default TEST_PROFILE) or `{ file }` for a profile path.
  */
-export function createGuest(name: string, opts: { profile?: string | { file: string }; limaHome?: string; start?: boolean } = {}): Guest {
+export function createGuest(name: string, opts: { profile?: string | { file: string }; limaHome?: string; start?: boolean; env?: Record<string, string> } = {}): Guest {
   ensureGuestImage();
   const limaHome = opts.limaHome ?? mkdtempSync(join(tmpdir(), "substrate-lima-"));
-  const g = makeGuest(name, limaHome);
+  const g = makeGuest(name, limaHome, opts.env);
   live.add(g);
   let file: string;
   if (typeof opts.profile === "object") file = opts.profile.file;
@@ -169,8 +181,8 @@ export function procAlive(p: { pid: number; start: string }): boolean {
  * A handle on an instance something else creates (e.g. `substrate world warm` with this
  * LIMA_HOME): registered for the same guaranteed teardown as createGuest's.
  */
-export function adoptGuest(name: string, limaHome: string): Guest {
-  const g = makeGuest(name, limaHome);
+export function adoptGuest(name: string, limaHome: string, extraEnv: Record<string, string> = {}): Guest {
+  const g = makeGuest(name, limaHome, extraEnv);
   live.add(g);
   return g;
 }
@@ -216,7 +228,7 @@ export function destroyGuest(g: Guest, opts: { keepHome?: boolean } = {}): strin
 export async function withGuest<T>(
   name: string,
   fn: (g: Guest) => Promise<T> | T,
-  opts: { profile?: string | { file: string } } = {},
+  opts: { profile?: string | { file: string }; env?: Record<string, string> } = {},
 ): Promise<T> {
   const g = createGuest(name, opts);
   let result: T;

@@ -1,37 +1,59 @@
 /**
- * A `limactl` emulator for Linux test machines (see docs/dev/lima_guest_harness.md).
+ * A `limactl` emulator for Linux test machines (see docs/dev/lima_guest_harness.md, which lists
+ * for every behaviour below the Lima source file it follows, so it can be re-checked against a
+ * newer Lima).
  *
- * Real Lima cannot run here (no macOS, no usable VM), so an "instance" is a Debian
- * rootfs booted with systemd as PID 1 inside `systemd-nspawn`. The guest is real (its
- * systemd, socket activation, groups and sshd); only the VM boundary is emulated. The
- * CLI mirrors what the product observes of Lima: `list --json` (one object per line),
- * `start`/`stop`/`delete` semantics and messages, `shell` (same quoting script as
- * Lima's), `copy` as the default user, and a Lima-style `ssh.config`.
+ * Real Lima cannot run here (no macOS, no usable VM), so an "instance" is a Debian rootfs
+ * booted with systemd as PID 1 inside `systemd-nspawn`. The guest is real (its systemd, socket
+ * activation, users, groups and sshd); only the VM boundary is emulated. What the product can
+ * observe follows Lima 2.x (lima-vm/lima v2.2.0 / 183a60d7):
  *
- * Layout, like Lima's: $LIMA_HOME (default ~/.lima) / NAME / { lima.yaml, ssh.config,
- * ha.pid, serial.log, id_ed25519[.pub], emu.json (process identities), rootfs/ }.
+ * - the default user is the macOS login name + uid (stand-in: LIMA_EMU_MAC_USER/LIMA_EMU_MAC_UID,
+ *   because the tests run as root), home `/home/<user>.guest` (Lima >= 2.1) with a `.linux` link;
+ * - ONE shared SSH key `$LIMA_HOME/_config/user`; `ssh.config` as the hostagent writes it;
+ * - a REAL OpenSSH ControlMaster (started at boot, like the hostagent's); `guestSocket` forwards
+ *   are `ssh -O forward -L` registrations on it, made once at boot and never re-created:
+ *   `shell --reconnect` (`ssh -O exit`) or a dead master leaves a host socket that refuses;
+ * - sessions carry the groups the master logged in with (sshd fixes them at login);
+ * - `shell` runs `cd <host cwd> || cd <host home> ; exec /bin/bash -l -c '<quoted args>'`;
+ * - `copy` prefers rsync (`-a`) when the guest has it (a Mac always has /usr/bin/rsync), else scp;
+ * - `shell` and `copy` hand their stdio to the child and install no SIGTERM handler;
+ * - status from pid files: ha.pid is written before ha.sock answers and before <vmType>.pid
+ *   exists, so a starting instance (or a stale ha.pid) reads `Broken`; `Running` comes before
+ *   sshd answers and before `/run/lima-boot-done` (the only readiness `limactl start` waits for);
+ * - `provision:` system scripts run at boot; a failing one is recorded and boot-done still written;
+ * - `limactl start` logs "Starting the instance `N` with internal VM driver `vz`" every time;
+ * - `minimumLimaVersion`, reserved mount points and the version-gated flags are checked.
+ *
+ * Knobs for tests (all optional): LIMA_EMU_VERSION (default 2.2.0), LIMA_EMU_MAC_USER (macdev),
+ * LIMA_EMU_MAC_UID (501), LIMA_EMU_HA_DELAY_MS (hostagent start-up window), LIMA_EMU_SSH_DELAY_MS
+ * (sshd answers late), LIMA_EMU_BOOT_DONE_DELAY_MS, LIMA_EMU_DOWNLOAD_MS (image download time),
+ * LIMA_EMU_FAIL_START (a start fails with this message), LIMA_EMU_SSH_MASTER=0 (every session
+ * logs in afresh: a plain Linux box, not Lima).
  *
  * Traps (measured on Debian 12, hybrid cgroups, no systemd on the host):
  * - nspawn needs `--register=no --keep-unit` without a host systemd, and its own cgroup
  *   (name=systemd and unified) or the guest's systemd takes over the caller's cgroup.
  * - Killing nspawn alone orphans the guest: a forced stop SIGKILLs the guest's PID 1.
- * - Processes are identified by pid + start time, never by name.
+ * - Processes are identified by pid + start time, never by name; the emulator signals only
+ *   processes it started (a foreign pid in a stale ha.pid is reported, never killed).
  * - nspawn's default seccomp filter denies Landlock; a real VM has it, so it is allowed.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync, copyFileSync, chmodSync, chownSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { homedir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 
 const HERE = dirname(Bun.fileURLToPath(import.meta.url));
-const EMU_VERSION = "1.0.0";
-const GUEST_USER = "lima";
-const GUEST_UID = 1000;
-const GUEST_HOME = "/home/lima.linux";
+const EMU_VERSION = process.env.LIMA_EMU_VERSION || "2.2.0";
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** What Debian's sshd gives a session before the login shell reads /etc/profile. */
+const SSHD_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/games";
 const CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"];
 const BOOT_TIMEOUT_MS = Number(process.env.LIMA_EMU_BOOT_TIMEOUT_MS ?? 90_000);
 const STOP_TIMEOUT_MS = Number(process.env.LIMA_EMU_STOP_TIMEOUT_MS ?? 60_000);
+const envMs = (k: string) => Math.max(0, Number(process.env[k] ?? 0) || 0);
+const MASTER_MODE = process.env.LIMA_EMU_SSH_MASTER !== "0";
 
 class UsageError extends Error {}
 class FatalError extends Error {}
@@ -51,6 +73,8 @@ function info(msg: string): void {
 function warn(msg: string): void {
   process.stderr.write(`WARN[0000] ${msg}\n`);
 }
+/** Go's %#q: backquoted. */
+const q = (s: string) => `\`${s}\``;
 
 /** Go's al.essio.dev/pkg/shellescape.Quote, which Lima uses for `shell`. */
 export function shellQuote(s: string): string {
@@ -59,9 +83,17 @@ export function shellQuote(s: string): string {
   return "'" + s.replaceAll("'", `'"'"'`) + "'";
 }
 
-function run(argv: string[], opts: { stdin?: "inherit" | "ignore" } = {}) {
-  const r = Bun.spawnSync(argv, { stdin: opts.stdin ?? "ignore", stdout: "pipe", stderr: "pipe" });
+function run(argv: string[], opts: { stdin?: "inherit" | "ignore"; timeout?: number } = {}) {
+  const r = Bun.spawnSync(argv, { stdin: opts.stdin ?? "ignore", stdout: "pipe", stderr: "pipe", timeout: opts.timeout });
   return { code: r.exitCode ?? 1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** versionutil.GreaterEqual for "X.Y.Z[-suffix]" (a suffix counts as the same release). */
+export function versionGE(a: string, b: string): boolean {
+  const p = (v: string) => v.replace(/^v/, "").split(/[-+]/)[0]!.split(".").map((x) => Number(x) || 0);
+  const [x, y] = [p(a), p(b)];
+  for (let i = 0; i < 3; i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
+  return true;
 }
 
 /** Start time of a pid (field 22 of /proc/PID/stat), or null when gone or a zombie. */
@@ -92,8 +124,7 @@ function signal(p: ProcId | null | undefined, sig: NodeJS.Signals): void {
   }
 }
 function signalGroup(p: ProcId | null | undefined, sig: NodeJS.Signals): void {
-  // socat was started in its own session: its pgid is its pid, and its per-connection
-  // children share that group.
+  // Started in their own session: the pgid is the pid, per-connection children share it.
   if (alive(p)) {
     try {
       process.kill(-p!.pid, sig);
@@ -111,13 +142,28 @@ async function waitGone(p: ProcId | null | undefined, ms: number): Promise<boole
 
 // ---------------------------------------------------------------- instance state
 
+/** Processes the emulator started for a running instance (identities: pid + start time). */
 interface EmuState {
-  nspawn: ProcId;
-  guest: ProcId;
+  /** Stand-in for `limactl hostagent`: serves ha.sock; its pid is in ha.pid. */
+  hostagent: ProcId | null;
+  /** The "driver" (systemd-nspawn); its pid is in <vmType>.pid. */
+  nspawn: ProcId | null;
+  guest: ProcId | null;
+  /** 127.0.0.1:sshLocalPort → guest sshd. */
   socat: ProcId | null;
   sshLocalPort: number;
-  /** Lima `portForwards` guestSocket → hostSocket forwarders (socat, own session each). */
-  forwards?: { proc: ProcId; hostSocket: string }[];
+  /** The hostagent's OpenSSH ControlMaster (a real `ssh -M`). */
+  master?: ProcId | null;
+  /** guestSocket forwards registered on the master at boot (never re-created). */
+  forwards?: { hostSocket: string; guestSocket: string }[];
+  /** Host paths actually bind-mounted (skipped mounts are not here). */
+  mounts?: string[];
+}
+/** The guest's default user as Lima derives it (pkg/osutil/user.go LimaUser). */
+interface GuestUser {
+  name: string;
+  uid: number;
+  home: string;
 }
 interface Profile {
   vmType: string;
@@ -138,16 +184,33 @@ function readState(dir: string): EmuState | null {
 }
 function writeState(dir: string, st: EmuState): void {
   writeFileSync(join(dir, "emu.json"), JSON.stringify(st) + "\n");
-  writeFileSync(join(dir, "ha.pid"), `${st.nspawn.pid}\n`);
 }
+const driverPidFile = (dir: string, vmType: string) => join(dir, `${vmType}.pid`);
 function clearState(dir: string): void {
   rmSync(join(dir, "emu.json"), { force: true });
-  rmSync(join(dir, "ha.pid"), { force: true });
-  rmSync(join(dir, "ssh.config"), { force: true });
-  rmSync(join(dir, "ssh-proxy.sh"), { force: true });
-  rmSync(join(dir, "ssh.master"), { force: true });
-  for (const f of readdirSync(dir)) if (f.startsWith("socket-forward-") || f === "relay.py") rmSync(join(dir, f), { force: true });
+  for (const f of readdirSync(dir)) {
+    // Lima's StopForcibly removes *.pid, *.sock and *.tmp under the instance dir.
+    if (f.endsWith(".pid") || f.endsWith(".sock") || f === "ssh-proxy.sh" || f === "ssh.master") rmSync(join(dir, f), { force: true });
+  }
 }
+
+function readUser(dir: string): GuestUser | null {
+  try {
+    return JSON.parse(readFileSync(join(dir, "emu-user.json"), "utf8")) as GuestUser;
+  } catch {
+    return null;
+  }
+}
+function requireUser(dir: string): GuestUser {
+  return readUser(dir) ?? fatal(`instance at ${dir} has no user record (emu-user.json); delete and re-create it`);
+}
+const instanceLimaVersion = (dir: string): string => {
+  try {
+    return readFileSync(join(dir, "lima-version"), "utf8").trim() || EMU_VERSION;
+  } catch {
+    return EMU_VERSION;
+  }
+};
 
 function hostArch(): string {
   return process.arch === "arm64" ? "aarch64" : "x86_64";
@@ -158,13 +221,13 @@ function loadProfile(file: string): Profile {
   try {
     raw = (Bun.YAML.parse(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>;
   } catch (e) {
-    fatal(`failed to load YAML file ${JSON.stringify(file)}: ${(e as Error).message}`);
+    fatal(`failed to load YAML file ${q(file)}: ${(e as Error).message}`);
   }
-  if (typeof raw !== "object" || Array.isArray(raw)) fatal(`failed to load YAML file ${JSON.stringify(file)}: not a mapping`);
+  if (typeof raw !== "object" || Array.isArray(raw)) fatal(`failed to load YAML file ${q(file)}: not a mapping`);
   const str = (v: unknown, d: string) => (typeof v === "string" || typeof v === "number" ? String(v) : d);
   const arch = str(raw.arch, "default");
   return {
-    vmType: str(raw.vmType, "qemu"),
+    vmType: str(raw.vmType, process.platform === "darwin" ? "vz" : "qemu"),
     arch: arch === "default" ? hostArch() : arch,
     cpus: typeof raw.cpus === "number" ? raw.cpus : 4,
     memory: str(raw.memory, "4GiB"),
@@ -172,6 +235,28 @@ function loadProfile(file: string): Profile {
     mounts: Array.isArray(raw.mounts) ? raw.mounts : [],
     raw,
   };
+}
+
+const expandHome = (p: string) => (p === "~" ? homedir() : p.startsWith("~/") ? join(homedir(), p.slice(2)) : p);
+
+/** The checks of pkg/limayaml/validate.go the product can trip over. */
+function validateProfile(p: Profile, user: GuestUser): void {
+  const errs: string[] = [];
+  const min = p.raw.minimumLimaVersion;
+  if (min !== undefined) {
+    if (typeof min !== "string" || !/^v?\d+\.\d+\.\d+/.test(min)) errs.push(`field \`minimumLimaVersion\` must be a semvar value, got ${q(String(min))}`);
+    else if (!versionGE(EMU_VERSION, min)) errs.push(`template requires Lima version ${q(min)}; this is only ${q(EMU_VERSION)}`);
+  }
+  p.mounts.forEach((m, i) => {
+    if (!m || typeof m !== "object") return;
+    const { location, mountPoint } = m as { location?: unknown; mountPoint?: unknown };
+    if (typeof location !== "string") return;
+    const mp = typeof mountPoint === "string" && mountPoint ? mountPoint : resolve(expandHome(location));
+    if (["/", "/bin", "/dev", "/etc", "/home", "/opt", "/sbin", "/tmp", "/usr", "/var"].includes(mp))
+      errs.push(`field \`mounts[${i}].mountPoint\` must not be a system path such as /etc or /usr`);
+    else if (mp === user.home) errs.push(`field \`mounts[${i}].mountPoint\` is the reserved internal home directory ${q(user.home)}`);
+  });
+  if (errs.length) fatal(errs.join("\n"));
 }
 
 /** docker/go-units RAMInBytes: "2GiB", "4G", "512MiB" → bytes (binary multiples). */
@@ -182,13 +267,16 @@ function ramInBytes(s: string): number {
   return Math.round(Number(m[1]) * 1024 ** Math.max(pow, 0));
 }
 
-type Status = "Running" | "Stopped" | "Broken";
+type Status = "Running" | "Stopped" | "Broken" | "";
 interface Inspected {
   name: string;
   dir: string;
   status: Status;
   state: EmuState | null;
   profile: Profile | null;
+  user: GuestUser | null;
+  hostAgentPID: number;
+  driverPID: number;
   errors: string[];
 }
 
@@ -196,39 +284,80 @@ function exists(name: string): boolean {
   return existsSync(join(instDir(name), "lima.yaml"));
 }
 
+/** pkg/store ReadPIDFile: 0 when missing or the process is gone (the file is then removed). */
+function readPidFile(path: string): number {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path, "utf8").trim());
+  } catch {
+    return 0;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return 0;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    if ((e as { code?: string }).code === "EPERM") return pid;
+    rmSync(path, { force: true });
+    return 0;
+  }
+}
+
+/** The hostagent's Info call over ha.sock (3 s, like store.Inspect). */
+function haInfo(dir: string): string | null {
+  const sock = join(dir, "ha.sock");
+  if (!existsSync(sock)) return `failed to connect to ${q(sock)}: dial unix ${sock}: connect: no such file or directory`;
+  const r = run(["socat", "-T3", "-u", `UNIX-CONNECT:${sock}`, "-"], { timeout: 3000 });
+  return r.stdout.trim() === "ok" ? null : `failed to get Info from ${q(sock)}: ${r.stderr.trim() || "no answer"}`;
+}
+
+/** pkg/store/instance.go Inspect + inspectStatusWithPIDFiles. */
 function inspect(name: string): Inspected {
   const dir = instDir(name);
   const errors: string[] = [];
   let profile: Profile | null = null;
+  let status: Status = "";
   try {
     profile = loadProfile(join(dir, "lima.yaml"));
   } catch (e) {
     errors.push((e as Error).message);
   }
   const state = readState(dir);
-  let status: Status;
-  if (!existsSync(join(dir, "rootfs", "sbin", "init"))) {
-    status = "Broken";
-    errors.push("guest root filesystem is missing or incomplete");
-  } else if (!state) {
-    status = "Stopped";
-  } else {
-    const n = alive(state.nspawn);
-    const g = alive(state.guest);
-    if (n && g) status = "Running";
-    else if (!n && !g) status = "Stopped"; // stale state: cleaned by the next start/stop
-    else {
+  const user = readUser(dir);
+  if (!profile) return { name, dir, status, state, profile, user, hostAgentPID: 0, driverPID: 0, errors };
+  const ha = readPidFile(join(dir, "ha.pid"));
+  if (ha > 0) {
+    const err = haInfo(dir);
+    if (err) {
       status = "Broken";
-      errors.push(n ? "systemd-nspawn is running but the guest init is not" : "guest init is running but systemd-nspawn is not");
+      errors.push(err);
     }
   }
-  if (errors.length && profile === null) status = "Broken";
-  return { name, dir, status, state, profile, errors };
+  const drv = readPidFile(driverPidFile(dir, profile.vmType));
+  if (status === "") {
+    if (ha > 0 && drv > 0) status = "Running";
+    else if (ha === 0 && drv === 0) status = "Stopped";
+    else if (ha > 0) {
+      errors.push("host agent is running but driver is not");
+      status = "Broken";
+    } else {
+      errors.push(`${profile.vmType} driver is running but host agent is not`);
+      status = "Broken";
+    }
+  }
+  return { name, dir, status, state, profile, user, hostAgentPID: ha, driverPID: drv, errors };
 }
 
 function instanceJson(i: Inspected): Record<string, unknown> {
   const p = i.profile;
   const running = i.status === "Running" && i.state;
+  const config: Record<string, unknown> = { ...(p?.raw ?? {}) };
+  if (p) {
+    // FillDefault fills these; `list --json` prints the filled config.
+    config.vmType = p.vmType;
+    config.arch = p.arch;
+    if (i.user) config.user = { name: i.user.name, uid: i.user.uid, home: i.user.home, shell: "/bin/bash" };
+  }
   const o: Record<string, unknown> = {
     name: i.name,
     hostname: `lima-${i.name}`,
@@ -243,15 +372,14 @@ function instanceJson(i: Inspected): Record<string, unknown> {
     sshLocalPort: running ? i.state!.sshLocalPort : 0,
     sshConfigFile: join(i.dir, "ssh.config"),
     sshAddress: "127.0.0.1",
-    hostAgentPID: running ? i.state!.nspawn.pid : 0,
-    driverPID: running ? i.state!.guest.pid : 0,
-    config: p?.raw ?? {},
+    hostAgentPID: i.hostAgentPID,
+    driverPID: i.driverPID,
+    config,
     protected: false,
-    limaVersion: EMU_VERSION,
-    HostOS: "linux",
+    limaVersion: instanceLimaVersion(i.dir),
+    HostOS: "darwin",
     HostArch: hostArch(),
     LimaHome: limaHome(),
-    IdentityFile: join(i.dir, "id_ed25519"),
   };
   if (i.errors.length) o.errors = i.errors;
   return o;
@@ -343,19 +471,71 @@ function setGuestHostname(rootfs: string, hostname: string): void {
   writeFileSync(join(rootfs, "etc/hosts"), `127.0.0.1\tlocalhost\n127.0.1.1\t${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
 }
 
-function installIdentity(dir: string): void {
-  const key = join(dir, "id_ed25519");
-  if (!existsSync(key)) {
-    const r = run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lima-emu", "-f", key]);
-    if (r.code !== 0) fatal(`ssh-keygen failed: ${r.stderr.trim()}`);
+
+// ---------------------------------------------------------------- the default user and the shared key
+
+/** pkg/osutil/user.go LimaUser: the macOS login name and uid (stand-ins here: tests run as root). */
+function limaUser(limaVersion: string): GuestUser & { gid: number } {
+  let name = process.env.LIMA_EMU_MAC_USER || "macdev";
+  if (!/^[a-z_][a-z0-9_-]*$/.test(name)) {
+    warn(`local username ${q(name)} is not a valid Linux username (must match ${q("^[a-z_][a-z0-9_-]*$")}); using ${q("lima")} instead`);
+    name = "lima";
   }
-  const sshDir = join(dir, "rootfs", GUEST_HOME.slice(1), ".ssh");
+  if (versionGE(limaVersion, "1.0.0") && name === "admin") {
+    warn(`local username ${q(name)} is reserved; using ${q("lima")} instead`);
+    name = "lima";
+  }
+  const uid = Number(process.env.LIMA_EMU_MAC_UID ?? 501);
+  const home = versionGE(limaVersion, "2.1.0") ? `/home/${name}.guest` : `/home/${name}.linux`;
+  return { name, uid, gid: uid, home };
+}
+
+/** cloud-init's `users:` entry from Lima's user-data (uid, homedir, bash, NOPASSWD sudo). */
+function createUser(rootfs: string, u: GuestUser): void {
+  const r = run(["chroot", rootfs, "/usr/bin/env", "-i", `PATH=${GUEST_PATH}`, "useradd", "--uid", String(u.uid), "--user-group", "--create-home", "--home-dir", u.home, "--shell", "/bin/bash", u.name]);
+  if (r.code !== 0) fatal(`creating the guest user ${u.name} failed: ${r.stderr.trim()}`);
+  writeFileSync(join(rootfs, "etc/sudoers.d/90-lima-users"), `${u.name} ALL=(ALL) NOPASSWD:ALL\n`, { mode: 0o440 });
+}
+
+/** boot.Linux/05-guest-home.sh: keep both home names working. */
+function linkHomes(rootfs: string, u: GuestUser): void {
+  const base = u.home.replace(/\.(guest|linux)$/, "");
+  for (const [have, want] of [[".guest", ".linux"], [".linux", ".guest"]]) {
+    const h = join(rootfs, `${base}${have}`);
+    const w = join(rootfs, `${base}${want}`);
+    if (existsSync(h) && statSync(h).isDirectory() && !lstatExists(w)) symlinkSync(`${basename(base)}${have}`, w);
+  }
+}
+function lstatExists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Lima's one shared identity: $LIMA_HOME/_config/user (pkg/sshutil DefaultPubKeys). */
+const sharedKey = (): string => join(limaHome(), "_config", "user");
+function ensureSharedKey(): string {
+  const key = sharedKey();
+  if (!existsSync(key)) {
+    mkdirSync(dirname(key), { recursive: true, mode: 0o700 });
+    const r = run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lima", "-f", key]);
+    if (r.code !== 0 && !existsSync(key)) fatal(`ssh-keygen failed: ${r.stderr.trim()}`);
+  }
+  return key;
+}
+function authorize(rootfs: string, u: GuestUser & { gid?: number }): void {
+  const key = ensureSharedKey();
+  const sshDir = join(rootfs, u.home.slice(1), ".ssh");
   mkdirSync(sshDir, { recursive: true });
-  chownSync(sshDir, GUEST_UID, GUEST_UID);
+  const gid = statSync(join(rootfs, u.home.slice(1))).gid;
+  chownSync(sshDir, u.uid, gid);
   chmodSync(sshDir, 0o700);
   const ak = join(sshDir, "authorized_keys");
-  copyFileSync(`${key}.pub`, ak);
-  chownSync(ak, GUEST_UID, GUEST_UID);
+  writeFileSync(ak, readFileSync(`${key}.pub`));
+  chownSync(ak, u.uid, gid);
   chmodSync(ak, 0o600);
 }
 
@@ -363,6 +543,9 @@ function installIdentity(dir: string): void {
 
 function guestExec(guest: ProcId, argv: string[]) {
   return run(["nsenter", "-t", String(guest.pid), "-m", "-p", "--", ...argv]);
+}
+function guestRoot(guest: ProcId, argv: string[]) {
+  return run(["nsenter", "-t", String(guest.pid), "-a", "--", "env", "-i", `PATH=${GUEST_PATH}`, ...argv]);
 }
 
 async function freePort(): Promise<number> {
@@ -395,23 +578,23 @@ async function sshBanner(port: number): Promise<boolean> {
   });
 }
 
-function writeSshConfig(name: string, dir: string, port: number): void {
-  // Same keys Lima writes (hostagent's ssh.config), pointing at this instance's identity.
+/** pkg/hostagent writeSSHConfigFile + pkg/sshutil CommonOpts/SSHOpts, same order. */
+function writeSshConfig(name: string, dir: string, port: number, user: GuestUser): void {
   const text = `# This SSH config file can be passed to 'ssh -F'.
-# This file is created by Lima (emulator: tests/e2e/harness), but not used by Lima itself currently.
+# This file is created by Lima, but not used by Lima itself currently.
 # Modifications to this file will be lost on restarting the Lima instance.
 Host lima-${name}
-  IdentityFile "${join(dir, "id_ed25519")}"
+  IdentityFile "${sharedKey()}"
   StrictHostKeyChecking no
   UserKnownHostsFile /dev/null
   NoHostAuthenticationForLocalhost yes
-  GSSAPIAuthentication no
   PreferredAuthentications publickey
   Compression no
   BatchMode yes
   IdentitiesOnly yes
+  GSSAPIAuthentication no
   Ciphers "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
-  User ${GUEST_USER}
+  User ${user.name}
   ControlMaster auto
   ControlPath "${join(dir, "ssh.sock")}"
   ControlPersist yes
@@ -421,12 +604,169 @@ Host lima-${name}
   writeFileSync(join(dir, "ssh.config"), text);
 }
 
-async function boot(name: string): Promise<void> {
+/** `ssh -F <dir>/ssh.config ARGS lima-NAME`, stdio away from ours (a master must not hold our pipes). */
+async function sshCtl(name: string, dir: string, args: string[], timeoutMs = 30_000): Promise<{ code: number; stderr: string }> {
+  const log = join(dir, `ssh.ctl.${process.pid}.log`);
+  const fd = openSync(log, "w");
+  const p = Bun.spawn(["ssh", "-F", join(dir, "ssh.config"), ...args, `lima-${name}`], { detached: true, stdin: "ignore", stdout: "ignore", stderr: fd, timeout: timeoutMs });
+  closeSync(fd);
+  const code = await p.exited;
+  let stderr = "";
+  try {
+    stderr = readFileSync(log, "utf8");
+  } catch {}
+  rmSync(log, { force: true });
+  return { code, stderr };
+}
+
+/** The master's pid from `ssh -O check` ("Master running (pid=N)"), or null. */
+async function masterPid(name: string, dir: string): Promise<ProcId | null> {
+  if (!existsSync(join(dir, "ssh.sock"))) return null;
+  const r = await sshCtl(name, dir, ["-O", "check"], 10_000);
+  const m = /pid=(\d+)/.exec(r.stderr);
+  return r.code === 0 && m ? procId(Number(m[1])) : null;
+}
+
+/**
+ * requirements.go "Explicitly start ssh ControlMaster": a real OpenSSH master. Its sshd session
+ * fixed the user's groups at login; the emulator's `shell`/`copy` sessions use the same snapshot
+ * (NAME/ssh.master), as Lima's multiplexed sessions do.
+ */
+async function startMaster(name: string, dir: string, guest: ProcId, user: GuestUser): Promise<ProcId> {
+  const r = await sshCtl(name, dir, ["-f", "-N", "-o", "ControlMaster=yes"], 30_000);
+  const m = await masterPid(name, dir);
+  if (!m) fatal(`starting the ssh ControlMaster failed (exit ${r.code}): ${r.stderr.trim()}`);
+  const g = run(["nsenter", "-t", String(guest.pid), "-a", "--", "id", "-G", user.name]);
+  writeFileSync(join(dir, "ssh.master"), `${g.stdout.trim().split(/\s+/).join(",")}\n`);
+  return m;
+}
+
+/** osutil.RemoveStaleSocket: a socket file nobody listens on is removed. */
+function removeStaleSocket(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) return;
+  const r = run(["socat", "-T1", "-u", `UNIX-CONNECT:${path}`, "/dev/null"], { timeout: 3000 });
+  if (r.code !== 0) rmSync(path, { force: true });
+}
+
+/** hostagent.go watchGuestAgentEvents: each guestSocket rule → `ssh -O forward -L host:guest`, once. */
+async function registerSocketForwards(name: string, dir: string, user: GuestUser): Promise<{ hostSocket: string; guestSocket: string }[]> {
+  let list: unknown[] = [];
+  try {
+    const pf = loadProfile(join(dir, "lima.yaml")).raw.portForwards;
+    if (Array.isArray(pf)) list = pf;
+  } catch {}
+  const out: { hostSocket: string; guestSocket: string }[] = [];
+  for (const f of list) {
+    const { guestSocket, hostSocket } = (f ?? {}) as { guestSocket?: unknown; hostSocket?: unknown };
+    if (typeof guestSocket !== "string" || typeof hostSocket !== "string") continue;
+    // executeHostTemplate vs executeGuestTemplate (pkg/limayaml/defaults.go).
+    const host = hostSocket.replaceAll("{{.Dir}}", dir).replaceAll("{{.Name}}", name).replaceAll("{{.Home}}", homedir());
+    const guest = guestSocket.replaceAll("{{.Home}}", user.home).replaceAll("{{.Name}}", name);
+    info(`Forwarding ${q(guest)} (guest) to ${q(host)} (host)`);
+    removeStaleSocket(host);
+    mkdirSync(dirname(host), { recursive: true, mode: 0o750 });
+    const r = await sshCtl(name, dir, ["-T", "-O", "forward", "-L", `${host}:${guest}`, "-N", "-f"]);
+    if (r.code !== 0) {
+      warn(`Failed to set up forward from ${q(guest)} (guest) to ${q(host)} (host): ${r.stderr.trim()}`);
+      removeStaleSocket(host);
+      continue;
+    }
+    out.push({ hostSocket: host, guestSocket: guest });
+  }
+  return out;
+}
+
+/** Image download of Prepare (pkg/fileutils/download.go + pkg/downloader): logged, cached by URL. */
+async function prepareImage(dir: string, p: Profile): Promise<void> {
+  const images = Array.isArray(p.raw.images) ? (p.raw.images as Record<string, unknown>[]) : [];
+  if (!images.length) fatal("no images are configured (did you set --image-variant or --arch-variant to a value not present in the template?)");
+  const img = images.find((x) => x && typeof x.location === "string" && (x.arch ?? hostArch()) === p.arch);
+  if (!img) fatal(`no image for arch ${q(p.arch)}`);
+  const url = String(img.location);
+  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "lima", "download", "by-url-sha256", new Bun.CryptoHasher("sha256").update(url).digest("hex"));
+  info(`Attempting to download the image  arch=${p.arch} digest=${JSON.stringify(String(img.digest ?? ""))} location=${JSON.stringify(url)}`);
+  const data = join(cache, "data");
+  if (existsSync(data)) {
+    info(`Using cache ${JSON.stringify(data)}`);
+    return;
+  }
+  mkdirSync(cache, { recursive: true });
+  const tmp = `${data}.tmp.${process.pid}.1`;
+  const ms = envMs("LIMA_EMU_DOWNLOAD_MS");
+  const fd = openSync(tmp, "w");
+  const chunk = new Uint8Array(256 * 1024);
+  const steps = ms > 0 ? 20 : 1;
+  for (let k = 0; k < steps; k++) {
+    writeSync(fd, chunk);
+    if (ms > 0) await sleep(ms / steps);
+  }
+  closeSync(fd);
+  renameSync(tmp, data);
+  info(`Downloaded the image from ${JSON.stringify(url)}`);
+}
+
+/** boot.sh's provision.system/* step: run as root, record a failure, go on (boot-done is written anyway). */
+function runProvisionScripts(dir: string, p: Profile, g: ProcId): void {
+  const list = Array.isArray(p.raw.provision) ? (p.raw.provision as Record<string, unknown>[]) : [];
+  let n = 0;
+  for (const e of list) {
+    if (!e || typeof e.script !== "string" || (e.mode !== undefined && e.mode !== "system")) continue;
+    const file = `/var/lib/lima-emu/provision.system/${String(n++).padStart(8, "0")}`;
+    const host = join(dir, "rootfs", file.slice(1));
+    mkdirSync(dirname(host), { recursive: true });
+    writeFileSync(host, e.script, { mode: 0o700 });
+    const r = guestRoot(g, e.script.startsWith("#!") ? [file] : ["/bin/sh", file]);
+    const line = r.code === 0 ? `LIMA| Executed ${file}\n` : `LIMA| WARNING: Failed to execute ${file} (exit ${r.code})\n${r.stdout}${r.stderr}`;
+    writeFileSync(join(dir, "serial.log"), line, { flag: "a" });
+  }
+}
+
+async function boot(name: string, timeoutMs: number): Promise<void> {
   const dir = instDir(name);
   const rootfs = join(dir, "rootfs");
+  const p = loadProfile(join(dir, "lima.yaml"));
+  const user = requireUser(dir);
   await removeCgroups(name);
+  linkHomes(rootfs, user);
+  authorize(rootfs, user);
+  const deadline = Date.now() + timeoutMs;
+  const st: EmuState = { hostagent: null, nspawn: null, guest: null, socat: null, sshLocalPort: 0 };
+  const failBoot = async (why: string): Promise<never> => {
+    await teardown(name, st, true);
+    clearState(dir);
+    let tail = "";
+    try {
+      tail = readFileSync(join(dir, "serial.log"), "utf8").trim().split("\n").slice(-15).join("\n");
+    } catch {}
+    fatal(`${why}${tail ? `\n--- ${join(dir, "serial.log")} (tail) ---\n${tail}` : ""}`);
+  };
+
+  // `limactl hostagent` writes ha.pid first (cmd/limactl/hostagent.go), and only later serves
+  // ha.sock: until then (and until the driver's pid file exists) the instance reads Broken.
+  const haDelay = envMs("LIMA_EMU_HA_DELAY_MS");
+  const ha = Bun.spawn(["bash", "-c", `sleep ${haDelay / 1000}; exec socat UNIX-LISTEN:"$1",fork,unlink-early SYSTEM:"echo ok"`, "lima-hostagent", join(dir, "ha.sock")], {
+    detached: true,
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  ha.unref();
+  st.hostagent = procId(ha.pid);
+  writeState(dir, st);
+  writeFileSync(join(dir, "ha.pid"), `${ha.pid}\n`);
+  while (haInfo(dir) !== null) {
+    if (!alive(st.hostagent)) return failBoot("host agent process has exited");
+    if (Date.now() > deadline) return failBoot(`hostagent (${q(join(dir, "ha.pid"))}) did not start up in ${timeoutMs} ms`);
+    await sleep(50);
+  }
+
   for (const root of CGROUP_ROOTS) mkdirSync(join(root, cgroupName(name)), { recursive: true });
-  installIdentity(dir);
   const log = openSync(join(dir, "serial.log"), "a");
   // The launcher enters the instance's own cgroups before exec'ing nspawn (see header).
   const script = CGROUP_ROOTS.map((r) => `echo $$ > ${join(r, cgroupName(name), "cgroup.procs")}`).join(" && ");
@@ -439,54 +779,48 @@ async function boot(name: string): Promise<void> {
       rootfs,
       name,
       instanceKey(name),
-      ...bindArgs(dir),
+      ...bindArgs(dir, user),
     ],
     { detached: true, stdin: "ignore", stdout: log, stderr: log },
   );
   child.unref();
   closeSync(log);
-  const nspawn = procId(child.pid);
-  let guest: ProcId | null = null;
-  let socat: ProcId | null = null;
-  const failBoot = async (why: string): Promise<never> => {
-    await teardown(name, { nspawn: nspawn!, guest: guest ?? { pid: 0, start: "" }, socat, sshLocalPort: 0 }, true);
-    clearState(dir);
-    let tail = "";
-    try {
-      tail = readFileSync(join(dir, "serial.log"), "utf8").trim().split("\n").slice(-15).join("\n");
-    } catch {}
-    fatal(`${why}${tail ? `\n--- ${join(dir, "serial.log")} (tail) ---\n${tail}` : ""}`);
-  };
-  if (!nspawn) return failBoot("systemd-nspawn exited immediately");
+  st.nspawn = procId(child.pid);
+  st.mounts = effectiveMounts(dir, user);
+  writeState(dir, st);
+  if (!st.nspawn) return failBoot("systemd-nspawn exited immediately");
+  // The driver runs: from here on `list` says Running, long before sshd answers.
+  writeFileSync(driverPidFile(dir, p.vmType), `${child.pid}\n`);
 
-  const deadline = Date.now() + BOOT_TIMEOUT_MS;
   // The guest's PID 1 is nspawn's child whose NSpid ends in 1 (pid 1 in its namespace).
-  while (!guest) {
-    if (!alive(nspawn)) return failBoot("systemd-nspawn exited during boot");
+  while (!st.guest) {
+    if (!alive(st.nspawn)) return failBoot("systemd-nspawn exited during boot");
     if (Date.now() > deadline) return failBoot("guest init did not appear");
     let kids: string[] = [];
     try {
-      kids = readFileSync(`/proc/${nspawn.pid}/task/${nspawn.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+      kids = readFileSync(`/proc/${st.nspawn.pid}/task/${st.nspawn.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
     } catch {}
     for (const k of kids) {
       try {
         const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${k}/status`, "utf8"))?.[1]?.trim().split(/\s+/);
-        if (nspid && nspid.length > 1 && nspid[nspid.length - 1] === "1") guest = procId(Number(k));
+        if (nspid && nspid.length > 1 && nspid[nspid.length - 1] === "1") st.guest = procId(Number(k));
       } catch {}
     }
-    if (!guest) await sleep(20);
+    if (!st.guest) await sleep(20);
   }
-  const g = guest as ProcId;
-  writeState(dir, { nspawn, guest: g, socat: null, sshLocalPort: 0 });
+  const g = st.guest as ProcId;
+  writeState(dir, st);
 
   let state = "";
   for (;;) {
-    if (!alive(nspawn) || !alive(g)) return failBoot("the guest stopped during boot");
+    if (!alive(st.nspawn) || !alive(g)) return failBoot("the guest stopped during boot");
     state = guestExec(g, ["systemctl", "is-system-running"]).stdout.trim();
     if (state === "running" || state === "degraded") break;
-    if (Date.now() > deadline) return failBoot(`guest did not finish booting in ${BOOT_TIMEOUT_MS} ms (state: ${state || "unknown"})`);
+    if (Date.now() > deadline) return failBoot(`guest did not finish booting in ${timeoutMs} ms (state: ${state || "unknown"})`);
     await sleep(100);
   }
+  const sshDelay = envMs("LIMA_EMU_SSH_DELAY_MS");
+  if (sshDelay) await sleep(sshDelay); // a VM's kernel + cloud-init take this long before sshd answers
 
   // SSH: a loopback port on the host forwarded into the guest's private netns.
   const port = Number((profileSsh(dir).localPort as number | undefined) || 0) || (await freePort());
@@ -495,72 +829,90 @@ async function boot(name: string): Promise<void> {
   const proxy = join(dir, "ssh-proxy.sh");
   writeFileSync(proxy, `#!/bin/sh\nexec nsenter -t ${g.pid} -n socat STDIO TCP:127.0.0.1:22\n`, { mode: 0o755 });
   const sshLog = openSync(join(dir, "ssh.forward.log"), "w");
-  const socatProc = Bun.spawn(
-    [
-      "socat",
-      ...(process.env.LIMA_EMU_DEBUG ? ["-d", "-d"] : []),
-      `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
-      `EXEC:${proxy}`,
-    ],
-    { detached: true, stdin: "ignore", stdout: "ignore", stderr: sshLog },
-  );
+  const socatProc = Bun.spawn(["socat", ...(process.env.LIMA_EMU_DEBUG ? ["-d", "-d"] : []), `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `EXEC:${proxy}`], {
+    detached: true,
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: sshLog,
+  });
   closeSync(sshLog);
   socatProc.unref();
-  socat = procId(socatProc.pid);
-  writeState(dir, { nspawn, guest: g, socat, sshLocalPort: port });
+  st.socat = procId(socatProc.pid);
+  writeState(dir, st);
   for (;;) {
-    if (!alive(socat)) return failBoot(`ssh forwarder (socat on 127.0.0.1:${port}) exited; is the port in use?`);
+    if (!alive(st.socat)) return failBoot(`ssh forwarder (socat on 127.0.0.1:${port}) exited; is the port in use?`);
     if (await sshBanner(port)) break;
     if (Date.now() > deadline) return failBoot("sshd in the guest did not answer");
     await sleep(100);
   }
-  writeSshConfig(name, dir, port);
-  const forwards = startSocketForwards(name, dir, g);
-  writeState(dir, { nspawn, guest: g, socat, sshLocalPort: port, forwards });
+  writeSshConfig(name, dir, port, user);
+  st.sshLocalPort = port;
+  try {
+    st.master = await startMaster(name, dir, g, user);
+  } catch (e) {
+    return failBoot((e as Error).message);
+  }
+  writeState(dir, st);
+  st.forwards = await registerSocketForwards(name, dir, user);
+  writeState(dir, st);
   if (state === "degraded") {
     const failed = guestExec(g, ["systemctl", "--failed", "--no-legend", "--plain"]).stdout.trim();
     warn(`guest booted degraded; failed units:\n${failed}`);
   }
+  runProvisionScripts(dir, p, g);
+  const doneDelay = envMs("LIMA_EMU_BOOT_DONE_DELAY_MS");
+  if (doneDelay) await sleep(doneDelay);
+  // boot.sh's last step; requirements.go "boot scripts must have finished" waits for it.
+  const r = guestRoot(g, ["sh", "-c", `printf '%s\\n' ${shellQuote(instanceKey(name))} > /run/lima-boot-done`]);
+  if (r.code !== 0) return failBoot(`writing /run/lima-boot-done failed: ${r.stderr.trim()}`);
 }
 
 /** Paths of the guest system that a host mount must never shadow. */
-const SYSTEM_DIRS = new Set(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var", GUEST_HOME]);
+const systemDirs = (u: GuestUser) => new Set(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var", u.home]);
 
-/**
- * The profile's `mounts:` as nspawn bind mounts (virtiofs stand-in): same path in the
- * guest unless `mountPoint` says otherwise, read-only unless `writable: true` (Lima's
- * default). "~" is the host user's home. A mount that would shadow a guest system
- * directory (e.g. "~" = /root when tests run as root) is skipped with a warning.
- */
-function bindArgs(dir: string): string[] {
+interface MountPlan {
+  src: string;
+  dst: string;
+  writable: boolean;
+}
+function planMounts(dir: string, u: GuestUser, say: boolean): MountPlan[] {
   let mounts: unknown[] = [];
   try {
     mounts = loadProfile(join(dir, "lima.yaml")).mounts;
   } catch {}
-  const out: string[] = [];
-  const expand = (p: string) => (p === "~" ? homedir() : p.startsWith("~/") ? join(homedir(), p.slice(2)) : p);
+  const out: MountPlan[] = [];
   for (const m of mounts) {
     if (!m || typeof m !== "object") continue;
     const { location, mountPoint, writable } = m as { location?: unknown; mountPoint?: unknown; writable?: unknown };
     if (typeof location !== "string") continue;
-    const src = resolve(expand(location));
-    const dst = typeof mountPoint === "string" && mountPoint ? resolve(expand(mountPoint)) : src;
-    if (SYSTEM_DIRS.has(dst)) {
-      warn(`mount ${location} → ${dst} skipped: it would shadow the guest's ${dst}`);
+    const src = resolve(expandHome(location));
+    const dst = typeof mountPoint === "string" && mountPoint ? resolve(expandHome(mountPoint)) : src;
+    if (systemDirs(u).has(dst)) {
+      if (say) warn(`mount ${location} → ${dst} skipped: it would shadow the guest's ${dst}`);
       continue;
     }
     if (!existsSync(src)) {
-      warn(`mount ${location} skipped: ${src} does not exist on the host`);
+      if (say) warn(`mount ${location} skipped: ${src} does not exist on the host`);
       continue;
     }
     if (src.includes(":") || dst.includes(":")) {
-      warn(`mount ${location} skipped: nspawn cannot bind paths containing ':'`);
+      if (say) warn(`mount ${location} skipped: nspawn cannot bind paths containing ':'`);
       continue;
     }
-    out.push(`${writable === true ? "--bind" : "--bind-ro"}=${src}:${dst}`);
+    out.push({ src, dst, writable: writable === true });
   }
   return out;
 }
+/**
+ * The profile's `mounts:` as nspawn bind mounts (virtiofs stand-in): same path in the guest
+ * unless `mountPoint` says otherwise, read-only unless `writable: true` (Lima's default). "~"
+ * is the host user's home. A mount that would shadow a guest system directory (e.g. "~" =
+ * /root when tests run as root) is skipped with a warning.
+ */
+function bindArgs(dir: string, u: GuestUser): string[] {
+  return planMounts(dir, u, true).map((m) => `${m.writable ? "--bind" : "--bind-ro"}=${m.src}:${m.dst}`);
+}
+const effectiveMounts = (dir: string, u: GuestUser): string[] => planMounts(dir, u, false).map((m) => m.src);
 
 function profileSsh(dir: string): Record<string, unknown> {
   try {
@@ -573,83 +925,16 @@ function profileSsh(dir: string): Record<string, unknown> {
 }
 
 /** Stops the guest: orderly (SIGTERM to nspawn = poweroff) or forced (SIGKILL guest PID 1). */
-/** A byte relay between stdio and a unix socket, run in the guest as the default user
- * (the guest has python3; the host's socat is not visible inside its mount namespace). */
-const RELAY_PY = `import os, select, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-i, o = sys.stdin.fileno(), sys.stdout.fileno()
-fds = [i, s]
-while fds:
-    r, _, _ = select.select(fds, [], [])
-    if i in r:
-        d = os.read(i, 65536)
-        if d:
-            s.sendall(d)
-        else:
-            s.shutdown(socket.SHUT_WR)
-            fds.remove(i)
-    if s in r:
-        d = s.recv(65536)
-        if not d:
-            break
-        while d:
-            d = d[os.write(o, d):]
-`;
-
-/**
- * Lima >= 1.0 `portForwards: [{guestSocket, hostSocket}]`: the host socket appears once the
- * instance runs; each connection reaches the guest socket AS THE DEFAULT USER (Lima goes
- * through its SSH master, so with LIMA_EMU_SSH_MASTER the master's old groups apply).
- * Templates {{.Dir}}, {{.Name}}, {{.Home}} are expanded like Lima's.
- */
-function startSocketForwards(name: string, dir: string, g: ProcId): { proc: ProcId; hostSocket: string }[] {
-  let list: unknown[] = [];
-  try {
-    const pf = loadProfile(join(dir, "lima.yaml")).raw.portForwards;
-    if (Array.isArray(pf)) list = pf;
-  } catch {}
-  const out: { proc: ProcId; hostSocket: string }[] = [];
-  writeFileSync(join(dir, "relay.py"), RELAY_PY);
-  let n = 0;
-  for (const f of list) {
-    const { guestSocket, hostSocket } = (f ?? {}) as { guestSocket?: unknown; hostSocket?: unknown };
-    if (typeof guestSocket !== "string" || typeof hostSocket !== "string") continue;
-    const host = hostSocket.replaceAll("{{.Dir}}", dir).replaceAll("{{.Name}}", name).replaceAll("{{.Home}}", homedir());
-    if (host.includes(":") || host.includes(",")) {
-      warn(`portForwards hostSocket ${host} skipped: socat cannot take ':' or ','`);
-      continue;
-    }
-    mkdirSync(dirname(host), { recursive: true });
-    rmSync(host, { force: true });
-    const script = join(dir, `socket-forward-${n++}.sh`);
-    const enter = `nsenter -t ${g.pid} -a -- env -i PATH=${GUEST_PATH} HOME=${GUEST_HOME} USER=${GUEST_USER} LOGNAME=${GUEST_USER}`;
-    const relay = `python3 -c "$(cat ${shellQuote(join(dir, "relay.py"))})" ${shellQuote(guestSocket)}`;
-    writeFileSync(
-      script,
-      `#!/bin/sh
-# Generated by the limactl emulator: one connection of the ${host} → ${guestSocket} forward.
-if [ -f ${shellQuote(join(dir, "ssh.master"))} ]; then
-  exec ${enter} setpriv --reuid=${GUEST_UID} --regid=${GUEST_UID} --groups="$(cat ${shellQuote(join(dir, "ssh.master"))})" -- ${relay}
-fi
-exec ${enter} runuser -u ${GUEST_USER} -- ${relay}
-`,
-      { mode: 0o755 },
-    );
-    const p = Bun.spawn(["socat", `UNIX-LISTEN:${host},fork,unlink-early`, `EXEC:${script}`], { detached: true, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
-    p.unref();
-    const id = procId(p.pid);
-    if (id) out.push({ proc: id, hostSocket: host });
-  }
-  return out;
-}
-
 async function teardown(name: string, st: EmuState, force: boolean): Promise<void> {
-  for (const f of st.forwards ?? []) {
-    signalGroup(f.proc, "SIGKILL");
-    await waitGone(f.proc, 5_000);
-    rmSync(f.hostSocket, { force: true });
+  const dir = instDir(name);
+  // HostAgent.close: cancel the socket forwards (their stale host sockets are removed), then the master.
+  if (alive(st.master)) {
+    for (const f of st.forwards ?? []) await sshCtl(name, dir, ["-T", "-O", "cancel", "-L", `${f.hostSocket}:${f.guestSocket}`, "-N", "-f"], 10_000);
+    await sshCtl(name, dir, ["-O", "exit"], 10_000);
+    signal(st.master, "SIGKILL");
+    await waitGone(st.master, 5_000);
   }
+  for (const f of st.forwards ?? []) removeStaleSocket(f.hostSocket);
   signalGroup(st.socat, "SIGTERM");
   if (!force) {
     signal(st.nspawn, "SIGTERM");
@@ -666,6 +951,8 @@ async function teardown(name: string, st: EmuState, force: boolean): Promise<voi
   }
   signalGroup(st.socat, "SIGKILL");
   await waitGone(st.socat, 5_000);
+  signalGroup(st.hostagent, "SIGKILL");
+  await waitGone(st.hostagent, 5_000);
   await removeCgroups(name);
 }
 
@@ -703,78 +990,115 @@ function parse(argv: string[], valueFlags: string[], interspersed = true): Parse
   }
   return { flags, args };
 }
+/** A flag this Lima version does not have is cobra's "unknown flag". */
+function gate(flags: Map<string, string | true>, flag: string, since: string): void {
+  if (flags.has(flag) && !versionGE(EMU_VERSION, since)) throw new UsageError(`unknown flag: --${flag}`);
+}
 
 function requireInstance(name: string): Inspected {
-  if (!exists(name)) fatal(`instance ${JSON.stringify(name)} does not exist, run \`limactl create ${name}\` to create a new instance`);
+  if (!exists(name)) fatal(`instance ${q(name)} does not exist, run \`limactl create ${name}\` to create a new instance`);
   return inspect(name);
 }
 
 function validName(name: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || name.length > 60) fatal(`invalid instance name ${JSON.stringify(name)}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || name.length > 60) fatal(`invalid instance name ${q(name)}`);
+}
+
+/** Go durations as `--timeout` takes them: 10m, 600s, 1h30m. */
+function duration(s: string): number {
+  let ms = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)) ms += Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms"]!;
+  if (!ms) throw new UsageError(`invalid argument ${JSON.stringify(s)} for "--timeout" flag: time: invalid duration`);
+  return ms;
 }
 
 async function cmdCreate(argv: string[], andStart: boolean): Promise<number> {
   const { flags, args } = parse(argv, ["name", "timeout", "set", "cpus", "memory", "disk", "vm-type", "arch"]);
+  const timeoutMs = typeof flags.get("timeout") === "string" ? duration(flags.get("timeout") as string) : BOOT_TIMEOUT_MS;
   let name = typeof flags.get("name") === "string" ? (flags.get("name") as string) : "";
   const target = args[0];
   // `limactl start NAME` (existing instance) vs `limactl start [--name N] FILE.yaml`.
   const isFile = target !== undefined && (target.endsWith(".yaml") || target.endsWith(".yml") || target.includes("/") || target === "-");
   if (andStart && target !== undefined && !isFile && !name) {
-    if (exists(target)) return await startExisting(target);
+    if (exists(target)) return await startExisting(target, timeoutMs);
     name = target;
   }
   if (!name) name = target && isFile ? basename(target).replace(/\.ya?ml$/, "") : target ?? "default";
   validName(name);
   const dir = instDir(name);
   if (exists(name)) {
-    if (!isFile && andStart) return await startExisting(name);
-    fatal(`instance ${JSON.stringify(name)} already exists (${dir})`);
+    if (!isFile && andStart) return await startExisting(name, timeoutMs);
+    fatal(`instance ${q(name)} already exists (${q(dir)})`);
   }
   let yamlText: string;
   if (target && isFile) {
     try {
       yamlText = target === "-" ? await Bun.stdin.text() : readFileSync(target, "utf8");
     } catch (e) {
-      fatal(`failed to read ${JSON.stringify(target)}: ${(e as Error).message}`);
+      fatal(`failed to read ${q(target)}: ${(e as Error).message}`);
     }
   } else yamlText = "# default template (emulator)\nvmType: qemu\n";
-  mkdirSync(dir, { recursive: true });
+  // instance.Create: validate (FillDefault + Validate) before anything is written.
+  const tmpProfile = join(limaHome(), `.${name}.${process.pid}.yaml`);
+  mkdirSync(limaHome(), { recursive: true });
+  writeFileSync(tmpProfile, yamlText);
+  let profile: Profile;
+  const user = limaUser(EMU_VERSION);
   try {
-    const tmp = join(dir, "lima.yaml.tmp");
-    writeFileSync(tmp, yamlText);
-    loadProfile(tmp); // validate before committing to it
-    info("Creating an instance (emulated: Debian bookworm in systemd-nspawn)");
-    const image = guestImage();
-    unpack(image, join(dir, "rootfs"));
-    setGuestHostname(join(dir, "rootfs"), `lima-${name}`);
-    // Persistent journal: after a guest dies, `journalctl -D DIR/rootfs/var/log/journal` tells why.
-    mkdirSync(join(dir, "rootfs", "var/log/journal"), { recursive: true });
-    writeFileSync(join(dir, "lima.yaml"), yamlText);
-    rmSync(tmp, { force: true });
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
+    profile = loadProfile(tmpProfile);
+    validateProfile(profile, user);
+  } finally {
+    rmSync(tmpProfile, { force: true });
   }
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "lima.yaml"), yamlText);
+  writeFileSync(join(dir, "lima-version"), `${EMU_VERSION}\n`);
+  writeFileSync(join(dir, "emu-user.json"), JSON.stringify(user) + "\n");
   if (!andStart) {
     info(`Run \`limactl start ${name}\` to start the instance.`);
     return 0;
   }
-  return await startExisting(name);
+  return await startExisting(name, timeoutMs);
 }
 
-async function startExisting(name: string): Promise<number> {
+/** Prepare's disk step: the "disk" is the unpacked rootfs, made from the image on first start. */
+async function prepareDisk(dir: string, p: Profile): Promise<void> {
+  const rootfs = join(dir, "rootfs");
+  if (existsSync(rootfs)) return;
+  await prepareImage(dir, p);
+  const tmp = `${rootfs}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    unpack(guestImage(), tmp);
+    setGuestHostname(tmp, `lima-${basename(dir)}`);
+    // Persistent journal: after a guest dies, `journalctl -D DIR/rootfs/var/log/journal` tells why.
+    mkdirSync(join(tmp, "var/log/journal"), { recursive: true });
+    createUser(tmp, requireUser(dir));
+    renameSync(tmp, rootfs);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function startExisting(name: string, timeoutMs = BOOT_TIMEOUT_MS): Promise<number> {
   const i = inspect(name);
   if (i.status === "Running") {
-    warn(`The instance ${JSON.stringify(name)} is already running. Run \`limactl shell ${name}\` to open the shell.`);
+    warn(`The instance ${q(name)} is already running. Run \`limactl shell ${name}\` to open the shell.`);
     return 0;
   }
-  if (i.status === "Broken") fatal(`instance ${JSON.stringify(name)} is broken: ${i.errors.join("; ")}; run \`limactl delete -f ${name}\` and create it again`);
+  const haPid = join(i.dir, "ha.pid");
+  if (existsSync(haPid)) fatal(`instance ${q(name)} seems running (hint: remove ${q(haPid)} if the instance is not actually running)`);
+  if (!i.profile) fatal(i.errors.join("; "));
+  validateProfile(i.profile, requireUser(i.dir));
   if (i.state) await teardown(name, i.state, true); // stale state from an unclean exit
   clearState(i.dir);
-  info(`Starting the instance ${JSON.stringify(name)} with VM driver "nspawn (emulating ${i.profile?.vmType ?? "qemu"})"`);
+  info(`Starting the instance ${q(name)} with internal VM driver ${q(i.profile.vmType)}`);
+  if (process.env.LIMA_EMU_FAIL_START) fatal(process.env.LIMA_EMU_FAIL_START);
+  await prepareDisk(i.dir, i.profile);
   const t0 = performance.now();
-  await boot(name);
-  info(`READY. Run \`limactl shell ${name}\` to open the shell. (booted in ${Math.round(performance.now() - t0)} ms)`);
+  await boot(name, timeoutMs);
+  info(`READY. Run \`limactl shell ${name}\` to open the shell. (emulator: booted in ${Math.round(performance.now() - t0)} ms)`);
   return 0;
 }
 
@@ -783,9 +1107,23 @@ async function cmdStop(argv: string[]): Promise<number> {
   const force = flags.has("f") || flags.has("force");
   const name = args[0] ?? "default";
   const i = requireInstance(name);
-  if (i.status !== "Running" && !force) fatal(`expected status "Running", got ${JSON.stringify(i.status)} (maybe use \`limactl stop -f\`?)`);
-  info(`Sending SIG${force ? "KILL" : "TERM"} to the instance ${JSON.stringify(name)}`);
-  if (i.state) await teardown(name, i.state, force);
+  if (!force) {
+    if (i.status !== "Running") fatal(`expected status ${q("Running")}, got ${q(i.status)} (maybe use \`limactl stop -f\`?)`);
+    info(`Sending SIGINT to hostagent process ${i.hostAgentPID}`);
+    if (i.state) await teardown(name, i.state, false);
+    else await removeCgroups(name);
+    clearState(i.dir);
+    info(`The instance ${name} has shut down`);
+    return 0;
+  }
+  // instance.StopForcibly: SIGKILL the driver and hostagent pids from the pid files, remove
+  // *.pid/*.sock. The emulator signals only processes it started itself (pid + start time).
+  const mine = (pid: number) => [i.state?.nspawn, i.state?.hostagent].some((p) => p && p.pid === pid && alive(p));
+  if (i.driverPID > 0) info(`Sending SIGKILL to the ${i.profile?.vmType ?? "vz"} driver process ${i.driverPID}${mine(i.driverPID) ? "" : " (emulator: not its own process, left alone)"}`);
+  else info(`The ${i.profile?.vmType ?? "vz"} driver process seems already stopped`);
+  if (i.hostAgentPID > 0) info(`Sending SIGKILL to the host agent process ${i.hostAgentPID}${mine(i.hostAgentPID) ? "" : " (emulator: not its own process, left alone)"}`);
+  else info("The host agent process seems already stopped");
+  if (i.state) await teardown(name, i.state, true);
   else await removeCgroups(name);
   clearState(i.dir);
   return 0;
@@ -812,16 +1150,17 @@ async function cmdDelete(argv: string[]): Promise<number> {
         continue;
       }
       if (force) continue;
-      fatal(`unable to delete instance ${JSON.stringify(name)}: instance ${JSON.stringify(name)} does not exist`);
+      fatal(`unable to delete instance ${q(name)}: instance ${q(name)} does not exist`);
     }
     const i = inspect(name);
-    if (i.status === "Running" && !force) fatal(`instance ${JSON.stringify(name)} is running, run \`limactl stop ${name}\` to stop the instance`);
+    if (i.status !== "Stopped" && !force) fatal(`expected status ${q("Stopped")}, got ${q(i.status)}`);
     if (i.state) await teardown(name, i.state, true);
     await removeCgroups(name);
+    clearState(i.dir);
     const m = mountsUnder(i.dir);
     if (m.length) fatal(`refusing to delete ${i.dir}: still mounted: ${m.join(", ")}`);
     rmSync(i.dir, { recursive: true, force: true });
-    info(`Deleted ${JSON.stringify(name)} (${JSON.stringify(i.dir)})`);
+    info(`Deleted ${q(name)} (${q(i.dir)})`);
   }
   return 0;
 }
@@ -829,7 +1168,7 @@ async function cmdDelete(argv: string[]): Promise<number> {
 function listNames(): string[] {
   try {
     return readdirSync(limaHome(), { withFileTypes: true })
-      .filter((e) => e.isDirectory() && !e.name.startsWith("_") && exists(e.name))
+      .filter((e) => e.isDirectory() && !e.name.startsWith("_") && !e.name.startsWith(".") && exists(e.name))
       .map((e) => e.name)
       .sort();
   } catch {
@@ -895,70 +1234,113 @@ function cmdList(argv: string[]): number {
   return code;
 }
 
-function running(name: string): Inspected & { state: EmuState } {
+type Live = Inspected & { state: EmuState & { guest: ProcId }; user: GuestUser };
+function running(name: string): Live {
   const i = requireInstance(name);
-  if (i.status !== "Running" || !i.state) fatal(`instance ${JSON.stringify(name)} is ${i.status.toLowerCase()}, run \`limactl start ${name}\` to start the instance`);
-  return i as Inspected & { state: EmuState };
+  if (i.status === "Stopped") fatal(`instance ${q(name)} is stopped, run \`limactl start ${name}\` to start the instance`);
+  if (i.status !== "Running" || !i.state?.guest || !i.user) fatal(`instance ${q(name)} is ${i.status || "unknown"}: ${i.errors.join("; ")}`);
+  return i as Live;
 }
 
-/** argv that runs SCRIPT as the default user through a login, inside the guest. */
+/** What ssh says while the VM runs but sshd does not answer yet. */
+function sshUp(i: Live): boolean {
+  return i.state.sshLocalPort > 0 && existsSync(join(i.dir, "ssh.config"));
+}
+function sshRefused(i: Live): never {
+  process.stderr.write(`ssh: connect to host 127.0.0.1 port ${i.state.sshLocalPort || 22}: Connection refused\n`);
+  process.exit(255);
+}
+
 /**
- * Lima runs `shell` and `copy` through a persistent SSH master (ControlPersist): a group
- * added in the guest after the master connected is NOT in later sessions until `limactl
- * shell --reconnect` (or a restart). With LIMA_EMU_SSH_MASTER=1 the emulator reproduces
- * that: the first session records the user's groups in DIR/ssh.master and later sessions
- * run with exactly those (setpriv instead of a fresh PAM login). Off by default.
+ * `ssh` with ControlMaster=auto: reuse the master, or become a new one (a new login, so the
+ * user's CURRENT groups). The forwards registered on an old master are not re-created.
  */
-function masterGroups(i: Inspected & { state: EmuState }): string | null {
-  if (process.env.LIMA_EMU_SSH_MASTER !== "1") return null;
-  const f = join(i.dir, "ssh.master");
+async function ensureMaster(i: Live): Promise<void> {
+  if (alive(i.state.master) && existsSync(join(i.dir, "ssh.sock"))) return;
+  const lock = join(i.dir, "ssh.master.lock");
+  for (let k = 0; ; k++) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (k > 300) rmSync(lock, { recursive: true, force: true });
+      await sleep(20);
+    }
+  }
   try {
-    return readFileSync(f, "utf8").trim();
-  } catch {}
-  const r = run(["nsenter", "-t", String(i.state.guest.pid), "-a", "--", "id", "-G", GUEST_USER]);
-  if (r.code !== 0) fatal(`cannot read the groups of ${GUEST_USER}: ${r.stderr.trim()}`);
-  const gids = r.stdout.trim().split(/\s+/).join(",");
-  writeFileSync(f, `${gids}\n`);
-  return gids;
+    const st = readState(i.dir) ?? i.state;
+    if (alive(st.master) && existsSync(join(i.dir, "ssh.sock"))) {
+      i.state.master = st.master;
+      return;
+    }
+    rmSync(join(i.dir, "ssh.sock"), { force: true });
+    st.master = await startMaster(i.name, i.dir, i.state.guest, i.user);
+    writeState(i.dir, st);
+    i.state.master = st.master;
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
 }
 
-function asGuestUser(guest: ProcId, script: string, gids: string | null = null): string[] {
-  const enter = ["nsenter", "-t", String(guest.pid), "-a", "--", "env", "-i", `PATH=${GUEST_PATH}`];
-  if (gids === null) return [...enter, "runuser", "-l", GUEST_USER, "-c", script];
+/** The groups an SSH session of this instance carries (the master's, from its login). */
+function sessionGroups(i: Live): string {
+  if (MASTER_MODE) {
+    try {
+      return readFileSync(join(i.dir, "ssh.master"), "utf8").trim();
+    } catch {}
+  }
+  const r = run(["nsenter", "-t", String(i.state.guest.pid), "-a", "--", "id", "-G", i.user.name]);
+  return r.stdout.trim().split(/\s+/).join(",");
+}
+
+/** argv (host side) of what sshd runs for `ssh ... -- SCRIPT`: `$SHELL -c SCRIPT` in the home. */
+function sshSession(i: Live, script: string): string[] {
+  const u = i.user;
+  const gid = statSync(join(i.dir, "rootfs", u.home.slice(1))).gid;
   return [
-    ...enter,
-    `HOME=${GUEST_HOME}`,
-    "SHELL=/bin/bash",
-    `USER=${GUEST_USER}`,
-    `LOGNAME=${GUEST_USER}`,
-    "setpriv",
-    `--reuid=${GUEST_UID}`,
-    `--regid=${GUEST_UID}`,
-    `--groups=${gids}`,
-    "--",
-    "/bin/bash",
-    "-c",
-    `cd ~ && ${script}`,
+    "nsenter", "-t", String(i.state.guest.pid), "-a", "--",
+    "env", "-i", `PATH=${SSHD_PATH}`, `HOME=${u.home}`, `USER=${u.name}`, `LOGNAME=${u.name}`, "SHELL=/bin/bash",
+    "setpriv", `--reuid=${u.uid}`, `--regid=${gid}`, `--groups=${sessionGroups(i)}`, "--",
+    "/bin/bash", "-c", 'cd ~ || exit 1; exec /bin/bash -c "$1"', "sshd-session", script,
   ];
+}
+
+/** mountsContainPath (cmd/limactl/shell.go), over the mounts the emulator actually made. */
+function mountsContain(i: Live, p: string): boolean {
+  return (i.state.mounts ?? []).some((m) => p === m || p.startsWith(m.endsWith("/") ? m : `${m}/`));
 }
 
 async function cmdShell(argv: string[]): Promise<number> {
   const { flags, args } = parse(argv, ["shell", "workdir"], false);
+  gate(flags, "reconnect", "1.1.0");
   let rest = args;
   if (rest.length >= 2 && rest[1] === "--") rest = [rest[0]!, ...rest.slice(2)];
   const name = rest[0];
   if (!name) throw new UsageError("requires at least 1 arg(s), only received 0");
   const i = running(name);
-  // Same script as Lima's shellAction: there is no host mount in the emulator, which is
-  // Lima's "host home does not seem mounted" branch (changeDirCmd = "false").
+  if (!sshUp(i)) sshRefused(i);
+  if (flags.has("reconnect") && existsSync(join(i.dir, "ssh.sock"))) {
+    info(`Exiting ssh session for the instance ${q(name)}`);
+    await sshCtl(name, i.dir, ["-O", "exit"], 10_000);
+    await waitGone(i.state.master, 5_000);
+    rmSync(join(i.dir, "ssh.master"), { force: true });
+  }
+  await ensureMaster(i);
+  // cmd/limactl/shell.go: the cd step, then `exec <user.shell> -l`, then `-c '<quoted args>'`.
   const workdir = flags.get("workdir");
-  const changeDir = typeof workdir === "string" && workdir ? `cd ${shellQuote(workdir)} || exit 1` : "false";
-  const sh = typeof flags.get("shell") === "string" ? shellQuote(flags.get("shell") as string) : `"$SHELL"`;
-  let script = `${changeDir} ; exec ${sh} --login`;
+  const cwd = process.cwd();
+  const home = homedir();
+  let changeDir: string;
+  if (typeof workdir === "string" && workdir) changeDir = `cd ${shellQuote(workdir)} || exit 1`;
+  else if (mountsContain(i, cwd)) changeDir = `cd ${shellQuote(cwd)} || cd ${shellQuote(home)}`;
+  else if (mountsContain(i, home)) changeDir = `cd ${shellQuote(home)}`;
+  else changeDir = "false";
+  const sh = typeof flags.get("shell") === "string" ? shellQuote(flags.get("shell") as string) : shellQuote("/bin/bash");
+  let script = `${changeDir} ; exec ${sh} -l`;
   if (rest.length > 1) {
     let parsingEnv = true;
     const quoted = rest.slice(1).map((a) => {
-      if (parsingEnv && a.split("=").length > 1) {
+      if (parsingEnv && /^[A-Za-z_][A-Za-z0-9_]*=/.test(a)) {
         const k = a.indexOf("=");
         return `${a.slice(0, k)}=${shellQuote(a.slice(k + 1))}`;
       }
@@ -967,11 +1349,8 @@ async function cmdShell(argv: string[]): Promise<number> {
     });
     script += ` -c ${shellQuote(quoted.join(" "))}`;
   }
-  if (flags.has("reconnect")) rmSync(join(i.dir, "ssh.master"), { force: true });
-  const p = Bun.spawn(asGuestUser(i.state.guest, script, masterGroups(i)), { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
-  const fwd = (s: NodeJS.Signals) => () => p.kill(s);
-  process.on("SIGTERM", fwd("SIGTERM"));
-  process.on("SIGINT", fwd("SIGINT"));
+  // sshCmd.Stdin/Stdout/Stderr = os.Std*: the child holds our stdio; no signal is forwarded.
+  const p = Bun.spawn(sshSession(i, script), { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
   return await p.exited;
 }
 
@@ -983,61 +1362,102 @@ function endpoint(s: string): Endpoint {
   const k = s.indexOf(":");
   if (k > 0) {
     const inst = s.slice(0, k);
-    if (exists(inst)) return { instance: inst, path: s.slice(k + 1) || "." };
+    if (!exists(inst)) fatal(`instance ${q(inst)} does not exist`);
+    return { instance: inst, path: s.slice(k + 1) };
   }
   return { instance: null, path: s };
 }
 
-/**
- * tar-based copy with scp's observable rules: DST an existing directory → copy into it,
- * otherwise SRC becomes DST; directories need -r; guest side runs as the default user
- * (so /usr/local/bin is not writable — exactly as on a real Lima VM), relative guest
- * paths are under its home.
- */
-const EXTRACT = (dst: string, name: string, ownerFlags: string) => `
-dst=${shellQuote(dst)}; name=${shellQuote(name)}
-if [ -d "$dst" ]; then exec tar -xf - ${ownerFlags} -C "$dst"; fi
+/** Unpack a tar stream at DST with scp/rsync's rules (see cmdCopy). */
+const UNPACK = (dst: string, mode: "into" | "as", name: string) =>
+  mode === "into"
+    ? `dst=${shellQuote(dst)}; mkdir -p -- "$dst" && exec tar -xf - --no-same-owner -C "$dst"`
+    : `dst=${shellQuote(dst)}; name=${shellQuote(name)}
 parent=$(dirname -- "$dst")
 tmp=$(mktemp -d "$parent/.lima-copy.XXXXXX") || exit 1
 rc=0
-tar -xf - ${ownerFlags} -C "$tmp" && mv -f -- "$tmp/$name" "$dst" || rc=1
+tar -xf - --no-same-owner -C "$tmp" && { [ ! -d "$dst" ] || [ -d "$tmp/$name" ] || rm -rf -- "$dst"; } && mv -fT -- "$tmp/$name" "$dst" || rc=1
 rm -rf -- "$tmp"
 exit $rc`;
+/** Pack SRC: the entry itself (`cd parent; tar NAME`) or its contents (`tar .`). */
+const PACK = (src: string, contents: boolean) =>
+  contents ? `cd -- ${shellQuote(src)} && exec tar -cf - .` : `cd -- ${shellQuote(dirname(src))} && exec tar -cf - -- ${shellQuote(basename(src))}`;
 
+/**
+ * `limactl copy` (cmd/limactl/copy.go, pkg/copytool): backend auto = rsync when the guest has
+ * it (the Mac host always has /usr/bin/rsync), else scp; both as the default user over SSH.
+ *   scp:   directories need -r; an existing directory DST receives SRC inside it.
+ *   rsync: `-a` (recursive without -r); with -r Lima appends "/" to every path without one
+ *          (and strips it from those with one), so `copy -r dir inst:dst` puts dir's CONTENTS
+ *          into dst (lima-vm/lima#4468, #5500); a file into "dst/" or an existing dir lands inside.
+ * The tool's stdio is ours, and no signal is forwarded (copy.go has no SIGTERM handler).
+ */
 async function cmdCopy(argv: string[]): Promise<number> {
-  const { flags, args } = parse(argv, []);
+  const { flags, args } = parse(argv, ["backend"]);
+  gate(flags, "backend", "2.0.0");
   const recursive = flags.has("r") || flags.has("recursive");
   if (args.length < 2) throw new UsageError(`requires at least 2 arg(s), only received ${args.length}`);
-  const dst = endpoint(args[args.length - 1]!);
-  const srcs = args.slice(0, -1).map(endpoint);
-  for (const src of srcs) {
-    if (src.instance && dst.instance) fatal("copying between instances is not supported by the emulator");
-    if (!src.instance && !dst.instance) fatal("either the source or the destination must be an instance (NAME:PATH)");
-    const name = basename(src.path.replace(/\/+$/, "")) || src.path;
-    if (dst.instance) {
-      const i = running(dst.instance);
-      const hostSrc = resolve(src.path);
-      let st;
-      try {
-        st = statSync(hostSrc);
-      } catch {
-        fatal(`${src.path}: No such file or directory`);
-      }
-      if (st.isDirectory() && !recursive) fatal(`${src.path}: not a regular file (use -r)`);
-      const guestCmd = asGuestUser(i.state.guest, EXTRACT(dst.path, basename(hostSrc), "--no-same-owner"), masterGroups(i))
-        .map(shellQuote)
-        .join(" ");
-      const r = run(["bash", "-c", `set -o pipefail; tar -C ${shellQuote(dirname(hostSrc))} -cf - -- ${shellQuote(basename(hostSrc))} | ${guestCmd}`]);
-      if (r.code !== 0) fatal(`failed to copy ${src.path} to ${dst.instance}:${dst.path}: ${r.stderr.trim()}`);
-    } else {
-      const i = running(src.instance!);
-      const check = recursive ? "" : `[ -d "$src" ] && { echo "$src: not a regular file" >&2; exit 1; }; `;
-      const pack = `src=${shellQuote(src.path)}; [ -e "$src" ] || { echo "$src: No such file or directory" >&2; exit 1; }; ${check}cd -- "$(dirname -- "$src")" && exec tar -cf - -- ${shellQuote(name)}`;
-      const guestCmd = asGuestUser(i.state.guest, pack, masterGroups(i)).map(shellQuote).join(" ");
-      const extract = EXTRACT(resolve(dst.path), name, "--no-same-owner");
-      const r = run(["bash", "-c", `set -o pipefail; ${guestCmd} | (${extract})`]);
-      if (r.code !== 0) fatal(`failed to copy ${src.instance}:${src.path} to ${dst.path}: ${r.stderr.trim()}`);
+  const eps = args.map(endpoint);
+  const remote = eps.filter((e) => e.instance);
+  if (!remote.length) fatal("either the source or the destination must be an instance (NAME:PATH)");
+  const inst = running(remote[0]!.instance!);
+  if (!sshUp(inst)) sshRefused(inst);
+  await ensureMaster(inst);
+  const guestSh = (script: string) => sshSession(inst, script).map(shellQuote).join(" ");
+  const want = (flags.get("backend") as string | undefined) ?? (versionGE(EMU_VERSION, "2.0.0") ? "auto" : "scp");
+  const guestRsync = run(sshSession(inst, "command -v rsync")).code === 0;
+  let backend: "rsync" | "scp";
+  if (want === "rsync") {
+    if (!guestRsync) fatal("rsync not available on guest(s)");
+    backend = "rsync";
+  } else if (want === "auto" || want === "scp") backend = want === "auto" && guestRsync ? "rsync" : "scp";
+  else fatal(`invalid backend ${q(want)}, must be one of: scp, rsync, auto`);
+  const dst = eps[eps.length - 1]!;
+  const srcs = eps.slice(0, -1);
+  // Guest paths: relative to the home (scp://u@h//abs strips one "/"; rsync the same).
+  const side = (e: Endpoint) => ({ ...e, abs: e.instance ? (e.path.startsWith("/") ? e.path : `${inst.user.home}/${e.path || "."}`.replace(/\/\.$/, "")) : resolve(e.path) });
+  if (backend === "rsync" && recursive) {
+    // copytool/rsync.go: the trailing-slash rewrite, in order, over all paths.
+    for (const [k, e] of eps.entries()) {
+      if (e.path.endsWith("/")) {
+        if (e.instance) for (const [j, o] of eps.entries()) if (j !== k) o.path = o.path.replace(/\/+$/, "");
+        else e.path = e.path.replace(/\/+$/, "");
+      } else e.path += "/";
     }
+  }
+  const D = side(dst);
+  const test = (e: ReturnType<typeof side>, op: string) => (e.instance ? run(sshSession(inst, `test ${op} ${shellQuote(e.abs)}`)).code === 0 : run(["test", op, e.abs]).code === 0);
+  for (const s of srcs) {
+    const S = side(s);
+    if (!!S.instance === !!D.instance) fatal(S.instance ? "copying between instances is not supported by the emulator" : "either the source or the destination must be an instance (NAME:PATH)");
+    const label = `${s.instance ? `${s.instance}:` : ""}${s.path}`;
+    if (!test(S, "-e")) {
+      process.stderr.write(`${backend}: ${label}: No such file or directory\n`);
+      fatal(`exit status 1`);
+    }
+    const isDir = test(S, "-d");
+    let packContents = false;
+    let mode: "into" | "as";
+    let target = D.abs;
+    if (backend === "scp") {
+      if (isDir && !recursive) {
+        process.stderr.write(`scp: ${label}: not a regular file\n`);
+        fatal("exit status 1");
+      }
+      mode = test(D, "-d") ? "into" : "as";
+    } else {
+      const contents = isDir && s.path.endsWith("/");
+      if (contents) {
+        packContents = true;
+        mode = "into";
+      } else if (isDir) mode = "into";
+      else mode = dst.path.endsWith("/") || srcs.length > 1 || test(D, "-d") ? "into" : "as";
+    }
+    const pack = S.instance ? guestSh(PACK(S.abs, packContents)) : `(${PACK(S.abs, packContents)})`;
+    const unpack = D.instance ? guestSh(UNPACK(target, mode, basename(S.abs))) : `(${UNPACK(target, mode, basename(S.abs))})`;
+    const p = Bun.spawn(["bash", "-c", `set -o pipefail; ${pack} | ${unpack}`], { stdin: "ignore", stdout: "inherit", stderr: "inherit" });
+    const code = await p.exited;
+    if (code !== 0) fatal(`failed to run ${backend} (copy ${label} → ${dst.instance ? `${dst.instance}:` : ""}${dst.path}): exit status ${code}`);
   }
   return 0;
 }
@@ -1045,28 +1465,28 @@ async function cmdCopy(argv: string[]): Promise<number> {
 function cmdValidate(argv: string[]): number {
   const { args } = parse(argv, []);
   for (const f of args) {
-    loadProfile(f);
-    info(`${JSON.stringify(f)}: OK`);
+    validateProfile(loadProfile(f), limaUser(EMU_VERSION));
+    info(`${q(f)}: OK`);
   }
   return 0;
 }
 
-const HELP = `limactl (emulator for Linux test machines: systemd-nspawn guests)
+const HELP = `limactl (emulator for Linux test machines: systemd-nspawn guests; models Lima ${EMU_VERSION})
 
 Usage: limactl COMMAND [flags]
   create [--name NAME] FILE.yaml     create an instance
-  start [--tty=false] [--name NAME] FILE.yaml | NAME
+  start [--tty=false] [--name NAME] [--timeout 10m] [--progress] FILE.yaml | NAME
   stop [-f] NAME
   delete [-f] NAME...
   list [NAME...] [--json | --format json | --format '{{.Status}}' | -q]
-  shell [--workdir DIR] [--shell SH] NAME [COMMAND...]
-  copy [-r] SRC... DST               (NAME:PATH on either side)
+  shell [--workdir DIR] [--shell SH] [--reconnect] NAME [COMMAND...]
+  copy [-r] [--backend auto|rsync|scp] SRC... DST   (NAME:PATH on either side)
   validate FILE.yaml
   --version`;
 
 async function main(argv: string[]): Promise<number> {
   // Global flags cobra accepts anywhere; the emulator ignores them.
-  argv = argv.filter((a) => !["--debug", "--tty=false", "--tty=true", "--tty", "-y", "--yes"].includes(a) && !a.startsWith("--log-level"));
+  argv = argv.filter((a) => !["--debug", "--tty=false", "--tty=true", "--tty", "-y", "--yes", "--progress"].includes(a) && !a.startsWith("--log-level"));
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case "--version":
