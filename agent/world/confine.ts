@@ -21,7 +21,12 @@ import { prepareIdMapHelpers, userNamespaceSupport, worldIdMap, type IdMapHelper
 
 export interface ConfineOptions {
   worldId: string;
+  /** The world's limits (headroom for its own processes included). */
   limits: CgroupLimits;
+  /** Issue 18.3: the commands' limits (the caller's, no headroom): the command cgroup holds them. */
+  commandLimits?: Pick<CgroupLimits, "pids" | "memory">;
+  /** Issue 18.3: host ids the commands run as (a non-root caller): they fork into the command cgroup. */
+  caller?: { uid: number; gid: number };
   projectDir: string;
   /** Use a user namespace when the kernel allows it. */
   userns: boolean;
@@ -37,6 +42,8 @@ export interface WorldConfinement {
   /** Env entries for the unshare process (PATH with the id-map helpers first). */
   env: Record<string, string>;
   cgroup: WorldCgroup | null;
+  /** Issue 18.3: the cgroup commands are forked into (WorldBootConfig.commandCgroup); undefined without one. */
+  commandCgroup?: string;
   /** Host ids of world root, when a user namespace is used. */
   userns: { rootUid: number; rootGid: number } | null;
   /** One line per layer that degraded or is partial; empty when all applied. */
@@ -47,14 +54,6 @@ export interface WorldConfinement {
 
 export async function confineWorld(o: ConfineOptions): Promise<WorldConfinement> {
   const warnings: string[] = [];
-  const cg = await createWorldCgroup(o.worldId, o.limits);
-  let cgroup: WorldCgroup | null = null;
-  if ("degraded" in cg) warnings.push(cg.degraded);
-  else {
-    cgroup = cg;
-    warnings.push(...cg.warnings);
-  }
-
   let helpers: IdMapHelpers | undefined;
   let userns: WorldConfinement["userns"] = null;
   if (o.userns) {
@@ -71,12 +70,29 @@ export async function confineWorld(o: ConfineOptions): Promise<WorldConfinement>
     }
   }
 
+  // The commands' host ids: world root under a user namespace, else the caller's.
+  const commandOwner = userns ? { uid: userns.rootUid, gid: userns.rootGid } : o.caller;
+  let cg: Awaited<ReturnType<typeof createWorldCgroup>>;
+  try {
+    cg = await createWorldCgroup(o.worldId, o.limits, { commands: o.commandLimits, ...(commandOwner ? { commandOwner } : {}) });
+  } catch (e) {
+    helpers?.remove();
+    throw e;
+  }
+  let cgroup: WorldCgroup | null = null;
+  if ("degraded" in cg) warnings.push(cg.degraded);
+  else {
+    cgroup = cg;
+    warnings.push(...cg.warnings);
+  }
+
   let destroyed: Promise<void> | undefined;
   return {
     argvPrefix: cgroup?.enterArgvPrefix() ?? [],
     unshareArgs: helpers?.unshareArgs ?? [],
     env: helpers ? { PATH: helpers.env.PATH } : {},
     cgroup,
+    ...(cgroup?.commandCgroup ? { commandCgroup: cgroup.commandCgroup } : {}),
     userns,
     warnings,
     destroy() {

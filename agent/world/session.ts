@@ -248,6 +248,9 @@ export class World {
     const confinement = await confineWorld({
       worldId: id,
       limits: withOwnHeadroom(o.spec.limits),
+      // Issue 18.3 (DEPLOY): commands get their own cgroup with the caller's limits.
+      commandLimits: o.spec.limits,
+      ...(o.caller ? { caller: { uid: o.caller.uid, gid: o.caller.gid } } : {}),
       projectDir: o.spec.project_dir,
       // Issue 13: a root agent's worlds need no user namespace any more — commands run as the
       // caller's own uid on the host (spawner.ts drops to it), and only a uid-0 caller is root.
@@ -267,6 +270,7 @@ export class World {
       harden: o.harden,
       caller: o.caller,
       reexec: reexecOf(o.selfArgv),
+      ...(confinement.commandCgroup ? { commandCgroup: confinement.commandCgroup } : {}), // issue 18.3 (DEPLOY)
       loopbackUp: o.spec.isolate_network && process.getuid?.() !== 0,
     };
     if (confinement.userns) {

@@ -22,7 +22,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { constants as osConstants } from "node:os";
 import { buildRootfs, fullHostDirs } from "./rootfs.ts";
-import { oomGuardFromFd, protectFromOom, type OomGuard } from "./cgroups.ts";
+import { commandCgroupFromFds, oomGuardFromFd, openCommandCgroup, protectFromOom, type CommandCgroup, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { execve, PR, prctl, sethostname, setCloexec, setThreadIdentity } from "../../src/sys/libc.ts";
 import { closeSync } from "node:fs";
@@ -57,6 +57,8 @@ export interface WorldBootConfig {
    * and the source tree). Set by session.ts from the agent's selfArgv.
    */
   reexec: { argv: string[]; ro: string[] };
+  /** Issue 18.3 (DEPLOY): host path of the cgroup commands are forked into (cgroups.ts commandCgroup). */
+  commandCgroup?: string;
   /** Bring `lo` up before hardening (rootless worlds: nobody outside can, see session.ts). */
   loopbackUp?: boolean;
 }
@@ -72,6 +74,8 @@ interface ServeState {
   ctlFd: number;
   oom: Pick<OomGuard, "applied" | "reason" | "self" | "commands"> & { fd?: number };
   harden: unknown;
+  /** Issue 18.3 (DEPLOY): the command cgroup's fds, opened by stage 1 (cgroups.ts openCommandCgroup). */
+  cgroup?: { mode: "v2" | "v1"; fds: number[] };
 }
 
 // How long to keep forwarding output after the command exited, for background jobs that
@@ -103,7 +107,8 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
     // spawner keeps its protection. Bun.spawn is synchronous, so the toggle is exact.
     const pty = req.pty;
     if (pty) {
-      proc = oom.unprotected(() => Bun.spawn(req.argv, {
+      proc = oom.unprotected(() => cmdCgroup.spawn((cg) => Bun.spawn(req.argv, {
+        ...cg, // issue 18.3: into the command cgroup
         cwd: req.cwd,
         env: req.env,
         ...(extra.length ? { stdio: ["inherit", "inherit", "inherit", ...extra] as ["inherit", "inherit", "inherit", number] } : {}),
@@ -112,15 +117,16 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
           rows: pty.rows,
           data: (_t, data) => send(Frame.STDOUT, data),
         },
-      }));
+      })));
     } else {
-      proc = oom.unprotected(() => Bun.spawn(req.argv, {
+      proc = oom.unprotected(() => cmdCgroup.spawn((cg) => Bun.spawn(req.argv, {
+        ...cg, // issue 18.3: into the command cgroup
         cwd: req.cwd,
         env: req.env,
         stdio: ["pipe", "pipe", "pipe", ...extra],
         // Own process group, so a kill reaches the whole pipeline, not just bash.
         detached: true,
-      }));
+      })));
     }
   } catch (e) {
     if (scopeFd !== undefined) closeSync(scopeFd);
@@ -258,6 +264,8 @@ function onConnection(sock: Socket): void {
 
 /** Set in runSpawner; the default (no protection) only matters for unit tests of runCommand. */
 let oom: OomGuard = { applied: "none", self: 0, commands: 0, unprotected: (f) => f() };
+/** Issue 18.3 (DEPLOY): set in serveSpawner; default: commands stay in the spawner's cgroup. */
+let cmdCgroup: CommandCgroup = commandCgroupFromFds(undefined);
 
 function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -271,6 +279,8 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
   // The OOM killer must pick the command, never the spawner (the world's lifeline holder).
   // Opened before Landlock: afterwards /proc/self/oom_score_adj can't be opened for writing.
   const guard = protectFromOom();
+  // Issue 18.3 (DEPLOY): the command cgroup, opened while the host tree is visible (crosses execve).
+  const cgroup = openCommandCgroup(cfg.commandCgroup);
   // Bound while the host path is visible; stage 2 serves it (the fd crosses execve).
   const server = createServer();
   await listen(server, cfg.ctl);
@@ -307,9 +317,11 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
     ctlFd,
     oom: { applied: guard.applied, ...(guard.reason ? { reason: guard.reason } : {}), self: guard.self, commands: guard.commands, ...(guard.fd !== undefined ? { fd: guard.fd } : {}) },
     harden: report,
+    ...(cgroup ? { cgroup } : {}),
   };
   setCloexec(ctlFd, false);
   if (guard.fd !== undefined) setCloexec(guard.fd, false);
+  for (const fd of cgroup?.fds ?? []) setCloexec(fd, false);
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   execve(cfg.reexec.argv[0]!, [...cfg.reexec.argv, "__world-serve", JSON.stringify(cfg), JSON.stringify(state)], env);
@@ -326,6 +338,8 @@ export async function serveSpawner(cfg: WorldBootConfig, state: ServeState): Pro
     setCloexec(state.oom.fd, true);
     oom = oomGuardFromFd(state.oom.fd, state.oom);
   }
+  for (const fd of state.cgroup?.fds ?? []) setCloexec(fd, true); // issue 18.3: commands never inherit them
+  cmdCgroup = commandCgroupFromFds(state.cgroup?.mode, state.cgroup?.fds);
   // allowHalfOpen: after EXIT the spawner ends its side but keeps reading, so a frame the agent
   // sends at that moment (a late resize or stdin) lands instead of failing with EPIPE; the
   // connection closes once the agent ends its side too.

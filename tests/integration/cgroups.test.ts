@@ -4,11 +4,14 @@
  * No wall-clock assertions: throttling is read from cpu.stat, OOM from the oom_kill counter.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   type WorldCgroup,
+  SPAWNER_PIDS_HEADROOM,
+  commandCgroupFromFds,
   createWorldCgroup,
+  openCommandCgroup,
   detectCgroupMode,
   removeCgroupBaseIfEmpty,
 } from "../../agent/world/cgroups.ts";
@@ -135,11 +138,94 @@ describe.if(v2Mount !== undefined)("v2 backend lifecycle", () => {
     const ctl = readFileSync(`${v2Mount}/cgroup.controllers`, "utf8");
     if (!ctl.includes("memory")) expect(cg.warnings.join()).toContain("memory controller is not available");
     else expect(readFileSync(join(cg.paths[0], "memory.max"), "utf8").trim()).toBe(String(64 * 2 ** 20));
+    // Issue 18.3: the world's own processes enter the `spawner` leaf, commands go to `cmds`
+    // (no process ever sits in the world cgroup itself: the no-internal-process rule).
+    const leaf = join(cg.paths[0], "spawner");
+    expect(cg.commandCgroup).toBe(join(cg.paths[0], "cmds"));
     const p = Bun.spawn([...cg.enterArgvPrefix(), "/bin/sh", "-c", "sleep 60 & sleep 60"]);
-    for (let i = 0; i < 100 && readFileSync(join(cg.paths[0], "cgroup.procs"), "utf8").trim().split("\n").length < 2; i++) await Bun.sleep(10);
-    expect(readFileSync(join(cg.paths[0], "cgroup.procs"), "utf8")).toContain(String(p.pid));
+    for (let i = 0; i < 100 && readFileSync(join(leaf, "cgroup.procs"), "utf8").trim().split("\n").length < 2; i++) await Bun.sleep(10);
+    expect(readFileSync(join(leaf, "cgroup.procs"), "utf8")).toContain(String(p.pid));
+    expect(readFileSync(join(cg.paths[0], "cgroup.procs"), "utf8").trim()).toBe("");
+    // A command forked into cmds (what the spawner does: Bun.spawn's cgroup option).
+    const c = Bun.spawn(["/bin/sleep", "60"], { cgroup: cg.commandCgroup! });
+    expect(readFileSync(join(cg.commandCgroup!, "cgroup.procs"), "utf8")).toContain(String(c.pid));
     await cg.destroy();
     expect(await p.exited).not.toBe(0);
+    expect(await c.exited).not.toBe(0);
     expect(existsSync(cg.paths[0])).toBe(false);
+  });
+});
+
+// Issue 18.3: commands in their own child cgroup with the caller's limit, the world's own
+// processes outside it with headroom.
+describe.if(usable)("the command cgroup", () => {
+  const pidsDirOf = (cg: WorldCgroup) => cg.paths.find((p) => existsSync(join(p, "pids.max")))!;
+
+  test("cmds holds the commands' pids limit; the world keeps SPAWNER_PIDS_HEADROOM more", async () => {
+    const cg = await make({ pids: 20 + SPAWNER_PIDS_HEADROOM }, { commands: { pids: 20 } });
+    const w = pidsDirOf(cg);
+    expect(cg.commandCgroup).toBe(join(w, "cmds"));
+    expect(readFileSync(join(w, "cmds", "pids.max"), "utf8").trim()).toBe("20");
+    expect(Number(readFileSync(join(w, "pids.max"), "utf8").trim())).toBe(20 + SPAWNER_PIDS_HEADROOM);
+    // Even when the caller asks for the same or more than the world: the world gets headroom.
+    const tight = await make({ pids: 10 }, { commands: { pids: 10 } });
+    expect(Number(readFileSync(join(pidsDirOf(tight), "pids.max"), "utf8").trim())).toBe(10 + SPAWNER_PIDS_HEADROOM);
+  });
+
+  test("the spawner's fork into cmds: the command is there from its first instruction, the spawner is not, EAGAIN is not swallowed", async () => {
+    const cg = await make({ pids: 3 + SPAWNER_PIDS_HEADROOM }, { commands: { pids: 3 } });
+    // What the spawner does, in a child process that sits in the world cgroup (like the spawner).
+    const script = `
+      const { commandCgroupFromFds, openCommandCgroup } = await import(${JSON.stringify(join(import.meta.dir, "../../agent/world/cgroups.ts"))});
+      const o = openCommandCgroup(process.argv.at(-1));
+      const cc = commandCgroupFromFds(o.mode, o.fds, (m) => console.log(JSON.stringify({ log: m })));
+      const grep = (t) => t.split("\\n").filter((l) => /:pids:|^0::/.test(l)).join(" ");
+      const kid = cc.spawn((opt) => Bun.spawnSync(["cat", "/proc/self/cgroup"], opt));
+      const sleepers = [];
+      let refused = "";
+      try { for (let i = 0; i < 10; i++) sleepers.push(cc.spawn((opt) => Bun.spawn(["sleep", "30"], opt))); } catch (e) { refused = e.code; }
+      for (const s of sleepers) s.kill("SIGKILL");
+      console.log(JSON.stringify({ mode: o.mode, kid: grep(kid.stdout.toString()), self: grep(require("node:fs").readFileSync("/proc/self/cgroup", "utf8")), started: sleepers.length, refused }));
+    `;
+    const r = await runIn(cg, [process.execPath, "-e", script, cg.commandCgroup!]);
+    const lines = r.out.trim().split("\n").map((l) => JSON.parse(l));
+    const res = lines.at(-1);
+    expect(lines.filter((l) => l.log)).toEqual([]); // no fallback
+    expect(res.mode).toBe(cg.mode);
+    expect(res.kid).toMatch(/\/cmds( |$)/);
+    expect(res.self).not.toMatch(/\/cmds( |$)/);
+    expect(res.started).toBeLessThanOrEqual(3);
+    expect(res.refused).toBe("EAGAIN");
+  });
+});
+
+// Issue 18.2: under systemd with Delegate=yes the agent nests its worlds in its own cgroup.
+// A scratch cgroup2 dir with trusted.delegate=1 stands in for the unit's cgroup (what systemd
+// >= 251 sets on a delegated unit); the agent must move itself to <unit>/agent and create the
+// world at <unit>/substrate/<id>/{spawner,cmds}.
+describe.if(v2Mount !== undefined)("v2 delegated subtree", () => {
+  test("the agent moves to the agent leaf; worlds nest under the unit; nothing left after", async () => {
+    const unit = join(v2Mount!, `substrate-test-${process.pid}.service`);
+    mkdirSync(unit);
+    try {
+      const x = Bun.spawnSync(["setfattr", "-n", "trusted.delegate", "-v", "1", unit], { stderr: "pipe" });
+      expect(x.stderr.toString()).toBe("");
+      const fixture = join(import.meta.dir, "fixtures", "cgroup-delegated.ts");
+      const p = Bun.spawnSync(["/bin/sh", "-c", `echo $$ > '${unit}/cgroup.procs' && exec "$@"`, "sh", process.execPath, fixture], { stdout: "pipe", stderr: "pipe" });
+      expect(p.stderr.toString()).toBe("");
+      const r = JSON.parse(p.stdout.toString());
+      const rel = unit.slice(v2Mount!.length);
+      expect(r.before).toBe(rel);
+      expect(r.after).toBe(`${rel}/agent`);
+      expect(r.base).toBe(unit);
+      expect(r.paths).toEqual([join(unit, "substrate", `wld_dlg-${p.pid}`)]);
+      expect(r.commandCgroup).toBe(join(r.paths[0], "cmds"));
+      expect(r.enter.join(" ")).toContain(join(r.paths[0], "spawner", "cgroup.procs"));
+      // destroy + removeCgroupBaseIfEmpty: only the (empty) agent leaf is left, ours to remove.
+      expect(readdirSync(unit, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name)).toEqual(["agent"]);
+    } finally {
+      if (existsSync(join(unit, "agent"))) rmdirSync(join(unit, "agent"));
+      rmdirSync(unit);
+    }
   });
 });
