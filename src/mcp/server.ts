@@ -467,8 +467,10 @@ export function createMcpServer(o: McpOptions): { server: McpServer; close(): Pr
       },
       async (a: { span_id: string; paths?: string[] }) => {
         try {
-          const { agentClient } = await import("../cli/_client.ts");
-          const client = await agentClient({ start: true });
+          // the agent of THIS server's config (its env, not the process's: tests serve in-process)
+          const [{ effectiveConfig }, { hostBackend }] = await Promise.all([import("../config.ts"), import("../world/select.ts")]);
+          const cfg = effectiveConfig({ env: o.env as NodeJS.ProcessEnv, worldFlag: o.worldFlag });
+          const client = (await hostBackend(cfg, o.env as NodeJS.ProcessEnv, o.cwd).ensureReady({ start: true })).client;
           if (name === "world_diff") {
             const d = await client.fsDiff(a.span_id);
             return { content: [text([...d.writes.map((p) => `+ ${p}`), ...d.mods.map((p) => `~ ${p}`), ...d.deletes.map((p) => `- ${p}`)].join("\n") || "no changes")], structuredContent: d as unknown as Record<string, unknown> };
