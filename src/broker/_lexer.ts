@@ -15,22 +15,43 @@
  * `rm -rf /`, so the broker must see it. Nesting deeper than MAX_DEPTH sets `out.tooDeep`
  * (the broker refuses such lines instead of guessing).
  *
- * Words carry, per character, whether it is "active" (unquoted, so `*` `?` `[` are glob
- * characters in a pattern) or literal (quoted, escaped or produced by expansion). Only the
- * variables given in `vars` are expanded (`$HOME`, `${HOME}`, a leading `~`); every other `$X`
- * stays as written.
+ * Words carry, per character, whether it is "active" (unquoted, so `*` `?` `[` `{` are glob or
+ * brace characters), literal (quoted, escaped or produced by a known expansion) or "dynamic":
+ * written as an expansion only the running shell can resolve (`$X`, `$1`, `"$@"`, `$(…)`,
+ * backticks, `$((…))`, `<(…)`). Only the variables given in `vars` are expanded (`$HOME`,
+ * `${HOME}`, a leading `~`); every other `$X` stays as written, marked dynamic.
+ *
+ * Command lines (lenient mode) are brace-expanded like bash does before anything else
+ * (`{curl,--version}` → `curl --version`, `c{u,}rl` → `curl crl`, `{1..3}`); patterns (strict
+ * mode) are not. Each simple command also records where its stdin comes from when a
+ * redirection says so (here-string, here-document body, `< file`), so that a shell reading its
+ * commands from stdin can be judged (pattern.ts).
  */
 
 export const MAX_DEPTH = 32;
+/** words one brace-expanded word may produce before the line counts as unknown */
+export const MAX_BRACE_WORDS = 10_000;
 
 export interface LexWord {
   text: string;
-  /** per character: 0 = unquoted (glob-active), 1 = literal */
+  /** per character: 0 = unquoted (glob-active), 1 = literal, 2 = dynamic (an expansion kept as written) */
   q: number[];
+  /** the word had quotes or escapes (an empty brace alternative of it is kept, like bash) */
+  quoted?: boolean;
 }
+
+/** Where a command's stdin comes from, when a redirection says so. */
+export type StdinSource =
+  /** here-string or here-document: the text it feeds; `dynamic` when the shell expands parts of it first */
+  | { kind: "text"; text: string; dynamic: boolean }
+  /** `< word` */
+  | { kind: "file"; word: LexWord }
+  /** `<&N`, `<>` …: some other descriptor */
+  | { kind: "other" };
 
 export interface SimpleCmd {
   words: LexWord[];
+  stdin?: StdinSource;
 }
 export type Element = { cmd: SimpleCmd; group?: undefined } | { group: List; cmd?: undefined };
 export interface Pipeline {
@@ -47,6 +68,8 @@ export interface ParseOut {
   operators: boolean;
   redirections: boolean;
   tooDeep: boolean;
+  /** a brace expansion produced more than MAX_BRACE_WORDS words (not expanded: the line cannot be checked) */
+  tooBig: boolean;
   /** only filled in strict mode */
   errors: string[];
 }
@@ -64,7 +87,7 @@ const NAME_CHAR = /[A-Za-z0-9_]/;
 const ARITH = /^[\sA-Za-z0-9_+\-*/%<>=!&|^~?:,.()[\]$#{}]*$/;
 
 export function parseLine(s: string, opts: LexOptions): { list: List; out: ParseOut } {
-  const out: ParseOut = { substitutions: [], operators: false, redirections: false, tooDeep: false, errors: [] };
+  const out: ParseOut = { substitutions: [], operators: false, redirections: false, tooDeep: false, tooBig: false, errors: [] };
   const p = new Parser(s, opts, out, 0);
   const list = p.parseList(null);
   return { list, out };
@@ -72,7 +95,7 @@ export function parseLine(s: string, opts: LexOptions): { list: List; out: Parse
 
 class Parser {
   i = 0;
-  private heredocs: { delim: string; strip: boolean; expand: boolean }[] = [];
+  private heredocs: { delim: string; strip: boolean; expand: boolean; sink: { kind: "text"; text: string; dynamic: boolean } }[] = [];
 
   constructor(
     private readonly s: string,
@@ -91,11 +114,27 @@ class Parser {
     const list: List = { pipelines: [] };
     let pipeline: Pipeline = { elements: [] };
     let words: LexWord[] = [];
+    let stdin: StdinSource | undefined;
     let pipeOpen = false; // a `|` was seen and needs a right-hand side
 
     const finishCmd = (): void => {
-      if (words.length > 0) pipeline.elements.push({ cmd: { words } });
+      if (words.length > 0) pipeline.elements.push({ cmd: stdin ? { words, stdin } : { words } });
       words = [];
+      stdin = undefined;
+    };
+    const redirect = (fd?: number): void => {
+      const r = this.redirection(fd);
+      if (r) stdin = r;
+    };
+    const addWord = (w: LexWord): void => {
+      if (this.opts.strict || !w.text.includes("{")) words.push(w);
+      else {
+        const ex = braceExpand(w);
+        if (ex === null) {
+          this.out.tooBig = true;
+          words.push(w);
+        } else words.push(...ex);
+      }
     };
     const finishPipeline = (): void => {
       finishCmd();
@@ -139,7 +178,7 @@ class Parser {
       }
       if (c === "&") {
         if (s[this.i + 1] === ">") {
-          this.redirection();
+          redirect();
           continue;
         }
         this.i += s[this.i + 1] === "&" ? 2 : 1;
@@ -173,20 +212,21 @@ class Parser {
         continue;
       }
       if (c === "<" || c === ">") {
-        this.redirection();
+        redirect();
         continue;
       }
       if (c >= "0" && c <= "9") {
         let j = this.i;
         while (j < s.length && s[j] >= "0" && s[j] <= "9") j++;
         if ((s[j] === "<" || s[j] === ">") && s[j + 1] !== "(") {
+          const fd = Number(s.slice(this.i, j));
           this.i = j;
-          this.redirection();
+          redirect(fd);
           continue;
         }
       }
       const w = this.readWord();
-      if (w) words.push(w);
+      if (w) addWord(w);
     }
     if (pipeOpen && words.length === 0 && pipeline.elements.length > 0) this.err("`|` without a command after it");
     finishPipeline();
@@ -224,24 +264,33 @@ class Parser {
     const list = this.subList();
     if (list) this.out.substitutions.push(list);
     const raw = this.s.slice(start, this.i);
-    return { text: raw, q: new Array(raw.length).fill(1) };
+    return { text: raw, q: new Array(raw.length).fill(2) };
   }
 
-  private redirection(): void {
+  /** One redirection; returns the new stdin source when it redirects fd 0. */
+  private redirection(fd?: number): StdinSource | undefined {
     const s = this.s;
     this.out.redirections = true;
     const ops = ["&>>", "&>", "<<<", "<<-", "<<", "<>", "<&", ">>", ">&", ">|", "<", ">"];
     const op = ops.find((o) => s.startsWith(o, this.i)) ?? s[this.i];
     this.i += op.length;
     this.skipBlanks();
-    const target = this.readWord();
+    // `< <(cmd)`: the target is a process substitution (its commands are collected as usual)
+    const target = s[this.i] === "<" && s[this.i + 1] === "(" ? this.processSubstitution() : this.readWord();
     if (!target) {
       this.err(`redirection \`${op}\` without a target`);
-      return;
+      return undefined;
     }
+    const toStdin = op[0] === "<" && (fd === undefined || fd === 0);
     if (op === "<<" || op === "<<-") {
-      this.heredocs.push({ delim: target.text, strip: op === "<<-", expand: target.q.every((x) => x === 0) });
+      const sink = { kind: "text" as const, text: "", dynamic: false };
+      this.heredocs.push({ delim: target.text, strip: op === "<<-", expand: target.q.every((x) => x === 0), sink });
+      return toStdin ? sink : undefined;
     }
+    if (!toStdin) return undefined;
+    if (op === "<<<") return { kind: "text", text: target.text, dynamic: target.q.includes(2) };
+    if (op === "<") return { kind: "file", word: target };
+    return { kind: "other" };
   }
 
   /** After a newline: skip pending here-document bodies, scanning expanding ones for substitutions. */
@@ -264,7 +313,11 @@ class Parser {
         }
         pos = nl + 1;
       }
-      if (h.expand) this.scanSubstitutions(s.slice(bodyStart, end));
+      const body = s.slice(bodyStart, end);
+      if (h.expand) this.scanSubstitutions(body);
+      h.sink.text = h.strip ? body.replace(/^\t+/gm, "") : body;
+      // an unquoted delimiter: the shell expands $…/backticks in the body before it is read
+      h.sink.dynamic = h.expand && /[$`]/.test(body);
       this.i = next;
     }
     this.heredocs = [];
@@ -307,6 +360,7 @@ class Parser {
           this.i += 2;
           continue;
         }
+        w.quoted = true;
         if (this.i + 1 >= s.length) {
           push(w, "\\", 1);
           this.i++;
@@ -316,6 +370,7 @@ class Parser {
         this.i += 2;
         continue;
       }
+      if (c === "'" || c === '"' || (c === "$" && (s[this.i + 1] === "'" || s[this.i + 1] === '"'))) w.quoted = true;
       if (c === "'") {
         const end = s.indexOf("'", this.i + 1);
         if (end < 0) {
@@ -422,7 +477,7 @@ class Parser {
       const sub = new Parser(inner, this.opts, this.out, this.depth + 1);
       this.out.substitutions.push(sub.parseList(null));
     }
-    push(w, s.slice(start, this.i), 1);
+    push(w, s.slice(start, this.i), 2);
   }
 
   private dollar(w: LexWord, inDouble: boolean): void {
@@ -446,7 +501,7 @@ class Parser {
       this.i = end;
       const raw = s.slice(start, end);
       this.scanSubstitutions(raw.slice(3));
-      push(w, raw, 1);
+      push(w, raw, 2);
       return;
     }
     if (n === "(") {
@@ -455,7 +510,7 @@ class Parser {
       this.out.operators = true;
       const list = this.subList();
       if (list) this.out.substitutions.push(list);
-      push(w, s.slice(start, this.i), 1);
+      push(w, s.slice(start, this.i), 2);
       return;
     }
     if (n === "{") {
@@ -475,7 +530,7 @@ class Parser {
       if (v !== undefined) push(w, v, 1);
       else {
         this.scanSubstitutions(body);
-        push(w, s.slice(start, end), 1);
+        push(w, s.slice(start, end), 2);
       }
       return;
     }
@@ -484,8 +539,15 @@ class Parser {
       while (j < s.length && NAME_CHAR.test(s[j])) j++;
       const name = s.slice(this.i + 1, j);
       const v = this.opts.vars[name];
-      push(w, v ?? `$${name}`, 1);
+      if (v !== undefined) push(w, v, 1);
+      else push(w, `$${name}`, 2);
       this.i = j;
+      return;
+    }
+    // positional and special parameters: $1 $@ $* $# $? $$ $! $- $0
+    if (n !== undefined && /[0-9@*#?$!-]/.test(n)) {
+      push(w, `$${n}`, 2);
+      this.i += 2;
       return;
     }
     push(w, "$", inDouble ? 1 : 0);
@@ -552,7 +614,7 @@ class Parser {
   }
 }
 
-function push(w: LexWord, text: string, q: 0 | 1): void {
+function push(w: LexWord, text: string, q: 0 | 1 | 2): void {
   w.text += text;
   for (let k = 0; k < text.length; k++) w.q.push(q);
 }
@@ -562,4 +624,103 @@ export function shellQuote(w: string): string {
   if (w === "") return "''";
   if (/^[A-Za-z0-9_\-+=.,/:@%^]+$/.test(w)) return w;
   return `'${w.replace(/'/g, `'\\''`)}'`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Brace expansion (bash's first expansion, before variables and globs)
+
+class TooBig extends Error {}
+
+/**
+ * Expand the unquoted braces of a word like bash: `{a,b}` alternatives (nested, with a preamble
+ * and a postscript), `{x..y[..step]}` sequences of integers (zero-padded like bash) or single
+ * letters. A brace with neither a top-level comma nor a valid sequence stays literal; so do
+ * quoted braces and `${…}`. Empty results are dropped unless the word had quotes (bash removes
+ * unquoted empty words). Returns null when more than MAX_BRACE_WORDS words would result.
+ */
+export function braceExpand(w: LexWord): LexWord[] | null {
+  const out: LexWord[] = [];
+  const rec = (x: LexWord): void => {
+    const r = expandOnce(x);
+    if (r === null) {
+      if (out.length >= MAX_BRACE_WORDS) throw new TooBig();
+      out.push(x);
+      return;
+    }
+    for (const y of r) rec(y);
+  };
+  try {
+    rec(w);
+  } catch (e) {
+    if (e instanceof TooBig) return null;
+    throw e;
+  }
+  if (w.quoted) return out.map((x) => ({ ...x, quoted: true }));
+  return out.filter((x) => x.text !== "");
+}
+
+function sliceWord(x: LexWord, a: number, b: number): LexWord {
+  return { text: x.text.slice(a, b), q: x.q.slice(a, b) };
+}
+
+function concatWords(...ws: LexWord[]): LexWord {
+  return { text: ws.map((w) => w.text).join(""), q: ws.flatMap((w) => w.q) };
+}
+
+/** The first expandable brace of x, expanded one level (null: nothing to expand). */
+function expandOnce(x: LexWord): LexWord[] | null {
+  const t = x.text;
+  const q = x.q;
+  for (let i = 0; i < t.length; i++) {
+    if (t[i] !== "{" || q[i] !== 0) continue;
+    let depth = 0;
+    let j = i;
+    const commas: number[] = [];
+    for (; j < t.length; j++) {
+      if (q[j] !== 0) continue;
+      if (t[j] === "{") depth++;
+      else if (t[j] === "}") {
+        if (--depth === 0) break;
+      } else if (t[j] === "," && depth === 1) commas.push(j);
+    }
+    if (j >= t.length) continue; // unmatched: literal, a later brace may still expand
+    const pre = sliceWord(x, 0, i);
+    const post = sliceWord(x, j + 1, t.length);
+    let alts: LexWord[];
+    if (commas.length > 0) {
+      const bounds = [i, ...commas, j];
+      alts = bounds.slice(0, -1).map((b, k) => sliceWord(x, b + 1, bounds[k + 1]));
+    } else {
+      const body = sliceWord(x, i + 1, j);
+      const seq = body.q.every((v) => v === 0) ? sequence(body.text) : null;
+      if (seq === null) continue;
+      alts = seq.map((v) => ({ text: v, q: new Array<number>(v.length).fill(0) }));
+    }
+    if (alts.length > MAX_BRACE_WORDS) throw new TooBig();
+    return alts.map((a) => concatWords(pre, a, post));
+  }
+  return null;
+}
+
+/** `1..5`, `05..1..2`, `a..e`, `Z..a`: the items bash produces, or null when it is no sequence. */
+function sequence(body: string): string[] | null {
+  const num = /^([-+]?\d+)\.\.([-+]?\d+)(?:\.\.([-+]?\d+))?$/.exec(body);
+  const chr = num ? null : /^([A-Za-z])\.\.([A-Za-z])(?:\.\.([-+]?\d+))?$/.exec(body);
+  const m = num ?? chr;
+  if (!m) return null;
+  const step = Math.abs(Number(m[3] ?? 1)) || 1;
+  const a = num ? Number(m[1]) : m[1].charCodeAt(0);
+  const b = num ? Number(m[2]) : m[2].charCodeAt(0);
+  const count = Math.floor(Math.abs(b - a) / step) + 1;
+  if (!Number.isSafeInteger(count) || count > MAX_BRACE_WORDS) throw new TooBig();
+  const dir = b >= a ? 1 : -1;
+  // zero padding: when either end is written with a leading zero, every item has the longest width
+  const pad = num && (/^[-+]?0\d/.test(m[1]) || /^[-+]?0\d/.test(m[2])) ? Math.max(m[1].replace("+", "").length, m[2].replace("+", "").length) : 0;
+  const items: string[] = [];
+  for (let k = 0, v = a; k < count; k++, v += dir * step) {
+    if (!num) items.push(String.fromCharCode(v));
+    else if (pad === 0) items.push(String(v));
+    else items.push(v < 0 ? `-${String(-v).padStart(pad - 1, "0")}` : String(v).padStart(pad, "0"));
+  }
+  return items;
 }

@@ -12,6 +12,23 @@ import { analyze, type Analysis } from "./pattern.ts";
 
 export const REASON_DENIED = "Command explicitly denied";
 export const REASON_NOT_ALLOWED = "Command not explicitly allowed";
+export const REASON_UNKNOWN = "Command runs code the policy cannot check";
+
+/**
+ * docs/POLICY.md "Unknown code": a command whose code or name the broker cannot see before it
+ * runs (a shell reading a pipe, `bash -c "$X"`, `$(…) args`, a brace expansion too large to
+ * check) could run a denied command, so a non-empty deny list denies it; an allowlist never
+ * covers it. It is never matched against `isolated` or `require_approval` (that would isolate
+ * or prompt every `"$EDITOR" file`).
+ */
+function unknownDenial(a: Analysis, policy: CompiledPolicy): Decision | null {
+  if (policy.rules.denied.size === 0) return null;
+  if (a.tooBig)
+    return { kind: "deny", reason: `${REASON_UNKNOWN}: a brace expansion makes more than 10000 words, so it could run a denied command`, pattern: null, rule: "commands.denied" };
+  const u = a.units.find((x) => x.unknown !== null);
+  if (!u) return null;
+  return { kind: "deny", reason: `${REASON_UNKNOWN}: ${u.unknown}, so it could run a denied command`, pattern: null, rule: "commands.denied", sub_command: u.text };
+}
 
 export function evaluate(cmd: string, cwd: string, policy: CompiledPolicy): Decision {
   const a = analyze(cmd, { HOME: policy.home, PWD: cwd });
@@ -25,7 +42,7 @@ export function quickCheck(argv: readonly string[], cwd: string, policy: Compile
   const a = analyze(line, { HOME: policy.home, PWD: cwd });
   const m = policy.rules.denied.firstMatch(a);
   if (m) return { kind: "deny", reason: REASON_DENIED, pattern: m.pattern.source, rule: "commands.denied", sub_command: m.unit.text };
-  return { kind: "allow" };
+  return unknownDenial(a, policy) ?? { kind: "allow" };
 }
 
 function decideOn(a: Analysis, cmd: string, cwd: string, policy: CompiledPolicy): Decision {
@@ -36,6 +53,8 @@ function decideOn(a: Analysis, cmd: string, cwd: string, policy: CompiledPolicy)
   const denied = rules.denied.firstMatch(a);
   if (denied)
     return { kind: "deny", reason: REASON_DENIED, pattern: denied.pattern.source, rule: "commands.denied", sub_command: denied.unit.text };
+  const unknown = unknownDenial(a, policy);
+  if (unknown) return unknown;
 
   if (!doc.commands.allow_shell_operators && (a.operators || a.redirections))
     return {
@@ -46,8 +65,12 @@ function decideOn(a: Analysis, cmd: string, cwd: string, policy: CompiledPolicy)
     };
 
   if (rules.allowed.size > 0) {
+    if (a.tooBig) return { kind: "deny", reason: `${REASON_NOT_ALLOWED}: a brace expansion makes more than 10000 words`, pattern: null, rule: "commands.allowed" };
     const u = rules.allowed.firstUncovered(a);
-    if (u) return { kind: "deny", reason: `${REASON_NOT_ALLOWED}: ${u.text}`, pattern: null, rule: "commands.allowed", sub_command: u.text };
+    if (u) {
+      const why = u.unknown ?? (u.globs ? "its command name is a glob, which could match any name" : null);
+      return { kind: "deny", reason: `${REASON_NOT_ALLOWED}: ${u.text}${why ? ` (${why})` : ""}`, pattern: null, rule: "commands.allowed", sub_command: u.text };
+    }
   }
 
   const iso = rules.isolated.firstMatch(a);
