@@ -136,7 +136,9 @@ export class WorldAgentService implements AgentService {
     // Issue 13: the caller's identity, not the request's: HOME is the caller's real home (the
     // world shows it, shaped by the policy's fs view), USER/LOGNAME/SHELL its passwd entry.
     const who = caller ?? selfCaller();
-    const env: Record<string, string> = { PATH: DEFAULT_PATH, LANG: "C.UTF-8", TERM: "xterm-256color", ...req.env };
+    // SHLVL (FSVIEW): bash sources ~/.bashrc for `bash -c` when stdin is a socket (Bun's pipes)
+    // and SHLVL < 2 ("run by rshd"); with the caller's real home that would run the user's rc.
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, LANG: "C.UTF-8", TERM: "xterm-256color", SHLVL: "1", ...req.env };
     env.HOME = who.home;
     env.USER = who.name;
     env.LOGNAME = who.name;

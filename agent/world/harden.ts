@@ -19,6 +19,7 @@ import type { HardeningMode, HardeningReport } from "../../src/contract/hardenin
 import { DEFAULT_KEEP_CAPS, dropCapabilities, noNewPrivs, setNoNewPrivs } from "./capabilities.ts";
 import { applyLandlock, landlockAbi } from "./landlock.ts";
 import { applySeccomp } from "./seccomp.ts";
+import { fsViewRwPaths } from "./fsview.ts";
 
 /** /dev nodes commands need to write (or ioctl: terminals). Missing ones are skipped. */
 export const DEFAULT_DEV_RW: readonly string[] = [
@@ -39,7 +40,8 @@ export const DEFAULT_DEV_RW: readonly string[] = [
  * tmpfs mounts. Pass as `landlock.rw`.
  */
 export function worldRwPaths(project: string, projectReadOnly = false): string[] {
-  return [...(projectReadOnly ? [] : [project]), "/tmp", "/var/tmp", "/root", "/run"];
+  // FSVIEW (issue 13): plus the policy's `fs.write` binds of this world (fsview.ts).
+  return [...(projectReadOnly ? [] : [project]), "/tmp", "/var/tmp", "/root", "/run", ...fsViewRwPaths()];
 }
 
 export interface HardenOptions {

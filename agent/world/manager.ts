@@ -10,6 +10,7 @@ import type { WorldSpec, WorldStats } from "../../src/contract/index.ts";
 import type { Caller } from "../../src/contract/world.ts";
 import { socketAnswers as answers } from "../../src/sys/unix-socket.ts";
 import { World, type WorldOptions } from "./session.ts";
+import { protectedFingerprint } from "./fsview.ts"; // FSVIEW: which protected paths exist is part of the key
 import { SparePool, spareTtlMsFromEnv, type IsolatedWorld } from "./spares.ts";
 
 export interface ManagerOptions {
@@ -41,7 +42,7 @@ export interface WorldOwner {
 const anonymous = (): WorldOwner | undefined => undefined;
 
 const sessionKey = (s: WorldSpec, o?: WorldOwner): string =>
-  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload]);
+  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload, s.fs_view ?? null, protectedFingerprint(s.project_dir, s.fs_view)]);
 
 export const defaultHarden = (_spec: WorldSpec, isolated: boolean): WorldOptions["harden"] => ({
   mode: isolated ? "isolated" : "baseline",

@@ -3,9 +3,12 @@
  * pivot_roots into it. Runs in the spawner (already inside `unshare --mount --pid ...`).
  *
  * Layout: a small tmpfs root (read-only once built) holding read-only binds of the
- * system dirs, the project read-write at its host path (or an overlay for isolated
- * worlds), a fresh /proc for the world's PID namespace, a minimal /dev with its own
- * devpts instance, and tmpfs /tmp, /root, /run, /dev/shm.
+ * system dirs, the project read-write (nosuid,nodev) at its host path (or an overlay for
+ * isolated worlds), a fresh /proc for the world's PID namespace, a minimal /dev with its own
+ * devpts instance, a read-only /sys with the world's own cgroups, one bounded scratch tmpfs
+ * for /tmp, /var/tmp, /run (and /root without a caller home), /dev/shm, and the policy's
+ * fs view (fsview.ts: the caller's home read-only minus secrets, `fs.write` binds, the
+ * always-read-only paths). docs/WORLD.md "What a command sees".
  *
  * Traps:
  * - A read-only bind needs a second mount call: MS_BIND ignores MS_RDONLY on the first.
@@ -17,6 +20,8 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { chdir, mount, MNT_DETACH, MS, pivotRoot, umount2 } from "../../src/sys/libc.ts";
+import type { Caller, FsView } from "../../src/contract/world.ts";
+import { expandGlob, mountHidesAndProtected, mountHomeAndWrites, mountScratch, mountSys, planFsView, scratchBytes, type FsViewResult } from "./fsview.ts";
 
 export interface RootfsOptions {
   /** Empty host directory the tmpfs root is mounted on (visible only in this mount ns). */
@@ -31,6 +36,19 @@ export interface RootfsOptions {
   resolvConf?: string;
   /** Extra read-only binds (host path, same path inside). */
   extraRo?: string[];
+  /** Issue 13: who the world belongs to (HOME, `fs.write` resolved as this user). */
+  caller?: Caller;
+  /** Issue 13: the policy's fs view (absent: FsView defaults). */
+  fsView?: FsView;
+  /** Host file recording placeholder dirs created for protected names (fsview.ts). */
+  placeholderFile?: string;
+}
+
+export interface RootfsResult {
+  /** In-world paths made writable by `fs.write` (Landlock's rw list adds them). */
+  rw: string[];
+  /** One line per fs-view entry that could not be applied as asked. */
+  warnings: string[];
 }
 
 /** System directories made visible read-only (world_fs_isolation = "workspace"). */
@@ -65,19 +83,24 @@ function tmpfs(dst: string, opts: string, flags: bigint = MS.NOSUID | MS.NODEV):
   mount("tmpfs", dst, "tmpfs", flags, opts);
 }
 
-export function buildRootfs(o: RootfsOptions): void {
+export function buildRootfs(o: RootfsOptions): RootfsResult {
   // Nothing we mount may propagate back to the host (unshare set this too; be sure).
   mount("none", "/", null, MS.REC | MS.PRIVATE);
   mount("tmpfs", o.root, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755,size=64m");
   const R = (p: string) => join(o.root, p);
+  const plan = planFsView({ view: o.fsView, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly });
+  const res: FsViewResult = { rw: [], placeholders: [], warnings: [...plan.notes] };
 
-  for (const dir of [...SYSTEM_DIRS, ...(o.extraRo ?? [])]) {
+  const ro = [...SYSTEM_DIRS, ...(o.extraRo ?? []), ...(plan.fullRead ? fullHostDirs() : []), ...plan.read.flatMap((p) => expandGlob(p))];
+  // Shortest first: a dir already visible through a parent's bind is not bound again.
+  for (const dir of [...new Set(ro)].sort((a, b) => a.split("/").length - b.split("/").length)) {
     let st;
     try {
       st = lstatSync(dir);
     } catch {
       continue;
     }
+    if (existsSync(R(dir)) || lstatOrNull(R(dir))) continue; // already visible (a parent's bind or a symlink)
     if (st.isSymbolicLink()) {
       mkdirSync(dirname(R(dir)), { recursive: true });
       symlinkSync(readlinkSync(dir), R(dir));
@@ -105,25 +128,40 @@ export function buildRootfs(o: RootfsOptions): void {
   symlinkSync("/proc/self/fd/2", R("/dev/stderr"));
   tmpfs(R("/dev/shm"), "mode=1777,size=64m");
 
-  // Writable scratch space that dies with the world.
-  tmpfs(R("/tmp"), "mode=1777");
-  tmpfs(R("/var/tmp"), "mode=1777");
-  tmpfs(R("/root"), "mode=0700");
-  tmpfs(R("/run"), "mode=0755");
+  // Read-only /sys; /sys/fs/cgroup is the world's own cgroup (issue 13).
+  mountSys(o.root, res.warnings);
+
+  // Writable scratch space that dies with the world: ONE tmpfs of half the world's memory
+  // limit (its pages are charged to the world's cgroup too) for all scratch dirs (issue 18.7).
+  mountScratch(o.root, scratchBytes(o.root), plan.home === undefined);
+
+  // The caller's home read-only and the policy's `fs.write` binds, after the scratch mounts so
+  // they win over them (a home under /tmp), before the project (which wins over both).
+  mountHomeAndWrites({ root: o.root, plan, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly }, res);
 
   // The project last, so it wins over scratch mounts when it lives under /tmp or /root.
+  // nosuid,nodev (issue 14.3): a setuid copy or device node made in the project grants nothing.
   const proj = R(o.project);
   mkdirSync(proj, { recursive: true });
   if (o.projectOverlay) o.projectOverlay(proj);
   else {
     mount(o.project, proj, null, MS.BIND | MS.REC);
-    if (o.projectReadOnly) mount("none", proj, null, MS.REMOUNT | MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV);
+    mount("none", proj, null, MS.REMOUNT | MS.BIND | MS.NOSUID | MS.NODEV | (o.projectReadOnly ? MS.RDONLY : 0n));
   }
+
+  // Secrets hidden, then the always-read-only paths inside every writable area.
+  mountHidesAndProtected(
+    { root: o.root, plan, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly, projectOverlay: o.projectOverlay !== undefined, placeholderFile: o.placeholderFile },
+    res,
+  );
 
   if (o.resolvConf) {
     mount(o.resolvConf, R("/etc/resolv.conf"), null, MS.BIND);
     mount("none", R("/etc/resolv.conf"), null, MS.REMOUNT | MS.BIND | MS.RDONLY);
   }
+  try {
+    rmdirSync(R("/.scratch"));
+  } catch {}
 
   // Switch roots and forget the host's.
   mkdirSync(R("/.oldroot"), { recursive: true });
@@ -133,4 +171,13 @@ export function buildRootfs(o: RootfsOptions): void {
   rmdirSync("/.oldroot");
   // The root tmpfs itself becomes read-only: writes outside the project and scratch fail.
   mount("none", "/", null, MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV, "mode=0755");
+  return { rw: res.rw, warnings: res.warnings };
+}
+
+function lstatOrNull(p: string) {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
+  }
 }

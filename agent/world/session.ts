@@ -17,6 +17,7 @@ import { newWorldId, type WorldSpec } from "../../src/contract/index.ts";
 import type { Caller } from "../../src/contract/world.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import type { WorldBootConfig } from "./spawner.ts";
+import { removePlaceholders } from "./fsview.ts";
 import { confineWorld, type WorldConfinement } from "./confine.ts";
 import { parseMemory } from "./cgroups.ts";
 import { userNamespaceSupport } from "./userns.ts";
@@ -272,6 +273,7 @@ export class World {
       reexec: reexecOf(o.selfArgv),
       ...(confinement.commandCgroup ? { commandCgroup: confinement.commandCgroup } : {}), // issue 18.3 (DEPLOY)
       loopbackUp: o.spec.isolate_network && process.getuid?.() !== 0,
+      fsView: o.spec.fs_view, // FSVIEW (issue 13): the policy's fs view
     };
     if (confinement.userns) {
       // World root is an unprivileged host user: it must reach its own world dir (0700) to
@@ -291,6 +293,7 @@ export class World {
       // root; it drops them all before the first command.
       ...(process.getuid?.() !== 0 && confinement.unshareArgs.length === 0 ? ["--user", "--map-current-user", "--keep-caps"] : []),
       "--mount",
+      "--cgroup", // FSVIEW (issue 13): /sys/fs/cgroup in the world shows its own cgroup as the root
       "--uts",
       "--ipc",
       "--pid",
@@ -477,6 +480,7 @@ export class World {
       await this.stop();
       await this.network?.teardown().catch(() => {});
       await this.confinement?.destroy();
+      removePlaceholders(this.dir); // FSVIEW: empty placeholder dirs for protected names go
       rmSync(this.dir, { recursive: true, force: true });
     })();
     return this.closed;

@@ -27,7 +27,8 @@ import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type C
 import { execve, PR, prctl, sethostname, setCloexec, setThreadIdentity } from "../../src/sys/libc.ts";
 import { closeSync } from "node:fs";
 import { SCOPE_FD, sealedScopeFd } from "../scopes.ts";
-import type { Caller } from "../../src/contract/world.ts";
+import type { Caller, FsView } from "../../src/contract/world.ts";
+import { dirname, join } from "node:path";
 
 /** Everything the agent tells the spawner about the world it is to build. */
 export interface WorldBootConfig {
@@ -61,6 +62,8 @@ export interface WorldBootConfig {
   commandCgroup?: string;
   /** Bring `lo` up before hardening (rootless worlds: nobody outside can, see session.ts). */
   loopbackUp?: boolean;
+  /** Issue 13 (FSVIEW, rootfs.ts/fsview.ts): the policy's fs view; absent = FsView defaults. */
+  fsView?: FsView;
 }
 
 /** Hooks other modules register to take part in building the world. */
@@ -287,7 +290,11 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
   const ctlFd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof ctlFd !== "number" || ctlFd < 0) throw new Error("spawner: cannot get the control socket's fd");
 
-  buildRootfs({
+  const built = buildRootfs({
+    // FSVIEW: the caller's home + the policy's fs view; placeholders recorded in the world dir
+    caller: cfg.caller,
+    fsView: cfg.fsView,
+    placeholderFile: join(dirname(cfg.root), "placeholders.json"),
     root: cfg.root,
     project: cfg.project,
     projectReadOnly: cfg.projectReadOnly,
@@ -300,6 +307,7 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
         }
       : undefined,
   });
+  for (const w of built.warnings) process.stderr.write(`fs view: ${w}\n`); // FSVIEW
   sethostname(cfg.hostname);
   if (cfg.loopbackUp) {
     const lo = Bun.spawnSync(["ip", "link", "set", "lo", "up"], { stdout: "ignore", stderr: "pipe" });

@@ -66,7 +66,7 @@ export function compilePolicy(
   const x = (l: string[]): string[] => l.map((s) => expandVars(s, ctx));
   const expanded: Policy = {
     ...doc,
-    fs: { read: x(doc.fs.read), write: x(doc.fs.write) },
+    fs: { ...doc.fs, read: x(doc.fs.read), write: x(doc.fs.write) }, // issue 13: deny_read/read_only stay as written (the agent expands them with the caller's home)
     ...(doc.privacy ? { privacy: { ...doc.privacy, ignore_paths: x(doc.privacy.ignore_paths) } } : {}),
   };
   const policy: CompiledPolicy = Object.freeze({

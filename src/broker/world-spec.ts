@@ -5,6 +5,12 @@ import type { CompiledPolicy } from "./compile.ts";
 export function worldSpecFromPolicy(policy: Policy | CompiledPolicy, projectDir: string): WorldSpecInput {
   const doc: Policy = "doc" in policy ? policy.doc : policy;
   const limits = doc.world.limits;
+  // Issue 13 (FSVIEW): the fs section becomes the world's fs view. `$HOME`/`~` belong to the
+  // CALLER and are expanded by the agent: a compiled policy already expanded them with this
+  // process's home, so they are turned back into `~` here (Lima, sudo: the homes differ).
+  const home = "doc" in policy ? policy.home : undefined;
+  const raw = (list: readonly string[]): string[] =>
+    list.map((p) => (home && home !== "/" ? (p === home ? "~" : p.startsWith(`${home}/`) ? `~${p.slice(home.length)}` : p) : p));
   return {
     project_dir: projectDir,
     reuse_session: doc.world.reuse_session,
@@ -15,6 +21,12 @@ export function worldSpecFromPolicy(policy: Policy | CompiledPolicy, projectDir:
       ...(limits.cpu !== undefined ? { cpu: limits.cpu } : {}),
       ...(limits.memory !== undefined ? { memory: limits.memory } : {}),
       ...(limits.pids !== undefined ? { pids: limits.pids } : {}),
+    },
+    fs_view: {
+      read: raw(doc.fs.read),
+      write: raw(doc.fs.write),
+      deny_read: raw(doc.fs.deny_read),
+      read_only: raw(doc.fs.read_only),
     },
   };
 }

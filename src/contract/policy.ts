@@ -9,6 +9,7 @@
  * silently does nothing. `docs/policy.json` is generated from `Policy` (scripts/gen-policy-schema.ts).
  */
 import { z } from "zod";
+import { DEFAULT_DENY_READ } from "./world.ts";
 
 const Patterns = z.array(z.string().min(1, "a pattern must not be empty"));
 
@@ -21,6 +22,10 @@ export const PolicyId = z.string().regex(/^[a-z0-9-]+$/, "expected lowercase let
 export const PolicyFs = z.strictObject({
   read: z.array(z.string()).default([]),
   write: z.array(z.string()).default([]),
+  /** ours (issue 13): hidden in the world (look absent/empty); default: the secrets list. `[]` shows everything */
+  deny_read: z.array(z.string()).default([...DEFAULT_DENY_READ]),
+  /** ours (issue 13): read-only even under a writable path, added to the built-in list (docs/POLICY.md) */
+  read_only: z.array(z.string()).default([]),
 });
 
 export const PolicyNet = z.strictObject({
@@ -94,7 +99,7 @@ export const Policy = z.strictObject({
   id: PolicyId,
   name: z.string(),
   mode: PolicyMode.default("observe"),
-  fs: PolicyFs.default({ read: [], write: [] }),
+  fs: PolicyFs.default({ read: [], write: [], deny_read: [...DEFAULT_DENY_READ], read_only: [] }),
   net: PolicyNet.default({ allowed: [] }),
   commands: PolicyCommands.default({
     allowed: [],

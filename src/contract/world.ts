@@ -15,6 +15,48 @@ export type ResourceLimits = z.infer<typeof ResourceLimits>;
 export const FsMode = z.enum(["writable", "read_only"]);
 export const FsIsolation = z.enum(["workspace", "full"]);
 
+/**
+ * Issue 13 (FSVIEW): secrets hidden from every world unless a policy's `fs.deny_read` says
+ * otherwise (the policy schema's default, so `policy show` lists them). `~` is the caller's home.
+ */
+export const DEFAULT_DENY_READ: readonly string[] = [
+  "~/.ssh",
+  "~/.gnupg",
+  "~/.aws",
+  "~/.azure",
+  "~/.config/gcloud",
+  "~/.kube",
+  "~/.docker/config.json",
+  "~/.netrc",
+  "~/.git-credentials",
+  "~/.config/gh",
+  "~/.password-store",
+  "~/.local/share/keyrings",
+  "~/.mozilla",
+  "~/.config/google-chrome",
+  "~/.config/chromium",
+  "~/.config/BraveSoftware",
+  "~/.config/microsoft-edge",
+];
+
+/**
+ * Issue 13 (FSVIEW): the filesystem view the policy's `fs` section asks for. Patterns as the
+ * policy writes them: `$HOME`, `${HOME}` and a leading `~` are expanded BY THE AGENT with the
+ * caller's home (the world belongs to a Caller), `$PROJECT` with project_dir. Glob → mount
+ * semantics: docs/POLICY.md "Filesystem view"; what a command sees: docs/WORLD.md.
+ */
+export const FsView = z.strictObject({
+  /** visible read-only beyond the system dirs and the caller's home; "/**" = the whole host tree */
+  read: z.array(z.string()).default([]),
+  /** writable binds of host paths (created for the caller when missing, owned by the caller) */
+  write: z.array(z.string()).default([]),
+  /** hidden: an empty dir / empty file in their place */
+  deny_read: z.array(z.string()).default([...DEFAULT_DENY_READ]),
+  /** read-only even inside a writable area; added to the built-in list (never replaces it) */
+  read_only: z.array(z.string()).default([]),
+});
+export type FsView = z.infer<typeof FsView>;
+
 export const WorldSpec = z.strictObject({
   reuse_session: z.boolean().default(true),
   isolate_network: z.boolean().default(true),
@@ -24,6 +66,8 @@ export const WorldSpec = z.strictObject({
   project_dir: z.string().startsWith("/", "project_dir must be an absolute path"),
   fs_mode: FsMode.default("writable"),
   fs_isolation: FsIsolation.default("workspace"),
+  /** Issue 13: the policy's fs view; absent = FsView defaults (secrets hidden, nothing extra writable). */
+  fs_view: FsView.optional(),
 });
 export type WorldSpec = z.infer<typeof WorldSpec>;
 /** What a caller may send: everything but project_dir optional. */

@@ -129,6 +129,13 @@ describe("worldSpecFromPolicy", () => {
       enable_preload: false,
       allowed_domains: ["github.com", "registry.npmjs.org", "pypi.org", "crates.io", "pkg.go.dev"],
       limits: { cpu: "2", memory: "2Gi" },
+      // issue 13 (FSVIEW): the fs section, `$HOME` handed back as `~` for the agent to expand
+      fs_view: {
+        read: ["/**"],
+        write: ["/proj/**", "/tmp/**", "~/.cache/**", "~/.npm/**", "~/.cargo/**"],
+        deny_read: p.doc.fs.deny_read,
+        read_only: [],
+      },
     });
     expect(worldSpecFromPolicy(p.doc, "/x").project_dir).toBe("/x");
   });
