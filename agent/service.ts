@@ -19,7 +19,33 @@ import {
 import { ApiError, type AgentService, type OutputSink, type RequestContext, type WorldInfo } from "../src/api/service.ts";
 import type { Caller } from "../src/contract/world.ts";
 import { assertProjectWritable, resolveCaller, selfCaller } from "./caller.ts";
-import type { World } from "./world/session.ts";
+import type { ExecIO, World, WorldProcess } from "./world/session.ts";
+import type { CtlExit } from "./world/ctl.ts";
+
+/** What `start()` needs: the request's fields (execute or stream), its transport context, a PTY. */
+export interface StartInput {
+  req: Pick<ExecuteRequest, "cmd" | "argv" | "cwd" | "env" | "agent_id" | "budget" | "profile" | "isolated" | "world">;
+  ctx?: RequestContext;
+  /** Already resolved (stream: once per connection); else from `ctx`. */
+  caller?: Caller;
+  pty?: { cols: number; rows: number };
+}
+export interface FinishedCommand {
+  exit: CtlExit;
+  fs_diff?: FsDiff;
+  egress_bytes?: number;
+  scopes_used: string[];
+}
+export interface StartedCommand {
+  world: World;
+  spanId: string;
+  cwd: string;
+  cmd: string;
+  caller: Caller;
+  proc: WorldProcess;
+  /** Resolves once the command ended and its span is written (isolated: with the diff); rejects with an ApiError. */
+  done: Promise<FinishedCommand>;
+}
 import { versionInfo } from "../src/version.ts";
 import { detectFeatures, kernelRelease } from "./features.ts";
 import { collectWorldDoctorReport } from "./doctor.ts";
@@ -110,7 +136,7 @@ export class WorldAgentService implements AgentService {
   }
 
   /** Resolve and check the world spec and cwd of a request; throws 400s a caller can fix. */
-  resolve(req: ExecuteRequest, caller?: Caller): { spec: WorldSpec; cwd: string } {
+  resolve(req: Pick<ExecuteRequest, "cwd" | "world">, caller?: Caller): { spec: WorldSpec; cwd: string } {
     const projectDir = req.world?.project_dir ?? req.cwd;
     if (!projectDir)
       throw new ApiError("bad_request", "cwd or world.project_dir is required", "send the absolute project directory as cwd");
@@ -150,17 +176,25 @@ export class WorldAgentService implements AgentService {
     return env;
   }
 
-  async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal, ctx?: RequestContext): Promise<ExecuteResponse> {
-    const caller = this.callerOf(ctx);
+  /**
+   * Issue 17: THE agent-side way a command starts in a world — `POST /v1/execute` and
+   * `/v1/stream` both come here, so they share the caller check, the budget, session or
+   * isolated world, the scope token, the span (parent, replay context, egress bytes, fs diff)
+   * and the lost-world handling. The caller keeps only its I/O protocol.
+   */
+  async start(input: StartInput, io: ExecIO): Promise<StartedCommand> {
+    const { req, ctx } = input;
+    const caller = input.caller ?? this.callerOf(ctx);
     const { spec, cwd } = this.resolve(req, caller);
     const owner = { caller, agentId: req.agent_id };
+    const cmd = req.cmd ?? req.argv!.join(" ");
     // Issue 6: the budget is checked (and one exec taken) before anything starts.
-    const lease = this.budgets.acquire({ agent_id: req.agent_id, budget: req.budget, cmd: req.cmd ?? req.argv!.join(" "), cwd });
+    const lease = this.budgets.acquire({ agent_id: req.agent_id, budget: req.budget, cmd, cwd });
     // Isolated (issue 3): a fresh world whose project is an overlay with upper/work on disk;
     // the host project is untouched, the upper dir becomes the span's fs_diff, kept until
     // applied or discarded (/v1/fs_diff/:span_id).
     let overlay: OverlayDirs | undefined;
-    let world;
+    let world: World;
     try {
       if (req.isolated) {
         // Issue 3 (pool, agent/world/spares.ts): a pre-warmed world with its own fresh overlay
@@ -176,86 +210,107 @@ export class WorldAgentService implements AgentService {
     }
     const spanId = newSpanId();
     const token = this.scopes.tokenFor(req.agent_id, spanId, world.id);
+    const env = this.env(req, spec, world.id, caller);
     const t0 = performance.now(); // runtime budget: the command's time, not the world's start
-    const out = new Capture();
-    const err = new Capture();
-    const argv = req.argv ?? ["/bin/bash", "-c", req.cmd!];
+    const startedAt = new Date().toISOString();
     const egressBefore = world.egressBytes();
     const proc = world.spawn(
       {
-        argv,
+        argv: req.argv ?? ["/bin/bash", "-c", req.cmd!],
         cwd,
-        env: this.env(req, spec, world.id, caller),
+        env,
         timeout_ms: lease.timeoutMs,
         scope_token: `${JSON.stringify(token)}\n`,
-        ...(req.pty ? { pty: { cols: 80, rows: 24 } } : {}),
+        ...(input.pty ? { pty: input.pty } : {}),
       },
+      io,
+    );
+    const release = async () => {
+      if (!overlay) return;
+      await this.worlds.release(world);
+    };
+    const done = (async (): Promise<FinishedCommand> => {
+      try {
+        const exit = await proc.exited;
+        const ms = performance.now() - t0; // the command's time (trace), before the diff is read
+        // Egress (span egress_bytes, budget max_egress_bytes): the world's bytes out while the
+        // command ran. Concurrent commands in one session world share the counter.
+        const egressAfter = world.egressBytes();
+        const egress_bytes = egressBefore !== null && egressAfter !== null ? Math.max(0, egressAfter - egressBefore) : undefined;
+        if (egress_bytes) this.budgets.recordEgress(req.agent_id, egress_bytes);
+        let fs_diff: FsDiff | undefined;
+        if (overlay) {
+          // The world's processes must be gone (nothing mounted, nothing writing) before the upper
+          // dir is read; its network/cgroup teardown finishes in the background (manager.release).
+          await release();
+          this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir, owner_uid: caller.uid });
+          fs_diff = await this.isolated.diff(spanId);
+        }
+        // Trace (issue 5): one command_complete span per command under the returned span_id
+        // (GET /v1/trace/:span_id finds it); the caller's SUBSTRATE_SPAN_ID becomes parent_span.
+        recordExecuteSpan({
+          span_id: spanId, started_at: startedAt, duration_ms: ms,
+          cmd, cwd, env, component: "api",
+          agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: input.pty !== undefined,
+          world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
+          ...(fs_diff ? { fs_diff } : {}),
+          ...(egress_bytes !== undefined ? { egress_bytes } : {}),
+        });
+        return { exit, fs_diff, egress_bytes, scopes_used: token.scopes };
+      } catch (e) {
+        if (overlay) {
+          await release();
+          await discardOverlay(overlay.dir, this.overlayBase).catch(() => {});
+        }
+        const code = (e as { code?: string }).code;
+        if (code === "not_found") throw new ApiError("bad_request", (e as Error).message, "check the command path");
+        if (e instanceof WorldLostError)
+          // A command that exhausted the world's memory, or a killed spawner: the next execute
+          // gets a fresh world.
+          throw new ApiError(
+            "unavailable",
+            `${e.message}: the world's spawner died (a command may have exhausted the world's pids or memory limit)`,
+            "retry: the next execute gets a fresh world; raise world.limits if the command needs more",
+          );
+        throw e;
+      } finally {
+        lease.settle(performance.now() - t0);
+        // Issue 3 (pool): this isolated execute is done; warm the world for the next one of this
+        // spec now (not earlier: building it would compete for the CPU with this one).
+        if (overlay) this.worlds.spares.warm(spec, this.overlayBase, owner);
+      }
+    })();
+    done.catch(() => {});
+    return { world, spanId, cwd, cmd, proc, done, caller };
+  }
+
+  async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal, ctx?: RequestContext): Promise<ExecuteResponse> {
+    const out = new Capture();
+    const err = new Capture();
+    const run = await this.start(
+      { req, ctx, ...(req.pty ? { pty: { cols: 80, rows: 24 } } : {}) },
       {
         onStdout: (b) => (sink ? sink.stdout(b) : out.push(b)),
         onStderr: (b) => (sink ? sink.stderr(b) : err.push(b)),
       },
     );
-    const onAbort = () => proc.kill();
+    const onAbort = () => run.proc.kill();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      if (req.stdin_b64 !== undefined) proc.write(Buffer.from(req.stdin_b64, "base64"));
-      proc.end();
-      const exit = await proc.exited;
-      const ms = performance.now() - t0; // the command's time (trace), before the diff is read
-      // Egress (span egress_bytes, budget max_egress_bytes): the world's eth0 TX bytes while the
-      // command ran. Concurrent commands in one session world share the counter.
-      const egressAfter = world.egressBytes();
-      const egress_bytes = egressBefore !== null && egressAfter !== null ? Math.max(0, egressAfter - egressBefore) : undefined;
-      if (egress_bytes) this.budgets.recordEgress(req.agent_id, egress_bytes);
-      let fs_diff: FsDiff | undefined;
-      if (overlay) {
-        // The world's processes must be gone (nothing mounted, nothing writing) before the upper
-        // dir is read; its network/cgroup teardown finishes in the background (manager.release).
-        await this.worlds.release(world);
-        this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir, owner_uid: caller.uid });
-        fs_diff = await this.isolated.diff(spanId);
-      }
-      // Trace (issue 5): one command_complete span per API execute under the returned span_id
-      // (GET /v1/trace/:span_id finds it); the caller's SUBSTRATE_SPAN_ID becomes parent_span.
-      recordExecuteSpan({
-        span_id: spanId, started_at: new Date(Date.now() - ms).toISOString(), duration_ms: ms,
-        cmd: req.cmd ?? req.argv!.join(" "), cwd, env: this.env(req, spec, world.id, caller), component: "api",
-        agent_id: req.agent_id, exit: exit.exit, world_id: world.id, scopes_used: token.scopes, pty: req.pty,
-        world_image_version: worldImageVersion(versionInfo()), ...(req.profile ? { policy_id: req.profile } : {}),
-        ...(fs_diff ? { fs_diff } : {}),
-        ...(egress_bytes !== undefined ? { egress_bytes } : {}),
-      });
+      if (req.stdin_b64 !== undefined) run.proc.write(Buffer.from(req.stdin_b64, "base64"));
+      run.proc.end();
+      const r = await run.done;
       return {
-        exit: exit.exit,
-        span_id: spanId,
+        exit: r.exit.exit,
+        span_id: run.spanId,
         stdout_b64: out.b64(),
         stderr_b64: err.b64(),
-        scopes_used: token.scopes,
-        world_id: world.id,
-        ...(fs_diff ? { fs_diff } : {}),
+        scopes_used: r.scopes_used,
+        world_id: run.world.id,
+        ...(r.fs_diff ? { fs_diff: r.fs_diff } : {}),
       };
-    } catch (e) {
-      if (overlay) {
-        await this.worlds.release(world);
-        await discardOverlay(overlay.dir, this.overlayBase).catch(() => {});
-      }
-      const code = (e as { code?: string }).code;
-      if (code === "not_found") throw new ApiError("bad_request", (e as Error).message, "check the command path");
-      if (e instanceof WorldLostError)
-        // Known cause: Bun aborts when it cannot create a thread, so a command exhausting the
-        // world's pids limit takes the spawner with it. The next execute gets a fresh world.
-        throw new ApiError(
-          "unavailable",
-          `${e.message}: the world's spawner died (a command may have exhausted the world's pids or memory limit)`,
-          "retry: the next execute gets a fresh world; raise world.limits if the command needs more",
-        );
-      throw e;
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      lease.settle(performance.now() - t0);
-      // Issue 3 (pool): this isolated execute is done; warm the world for the next one of this
-      // spec now (not earlier: building it would compete for the CPU with this one).
-      if (overlay) this.worlds.spares.warm(spec, this.overlayBase, owner);
     }
   }
 

@@ -17,14 +17,13 @@
  */
 import { peerOf } from "./caller.ts";
 import type { PeerCred } from "../src/sys/peercred.ts";
-import type { Caller } from "../src/contract/world.ts";
+import type { Caller, FsDiff } from "../src/contract/world.ts";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import {
   errorBody,
   httpStatusFor,
-  newSpanId,
   newStreamSessionId,
   StreamAttach,
   StreamControl,
@@ -34,11 +33,9 @@ import {
 } from "../src/contract/index.ts";
 import { ApiError } from "../src/api/service.ts";
 import { describeZodError } from "../src/api/router.ts";
-import type { BudgetLease } from "../src/api/budget.ts";
-import { appendSpanSync } from "../src/trace/writer.ts";
 import type { WorldAgentService } from "./service.ts";
 import type { WorldManager } from "./world/manager.ts";
-import { WorldStartError, type WorldProcess } from "./world/session.ts";
+import type { WorldProcess } from "./world/session.ts";
 import type { CtlExit } from "./world/ctl.ts";
 
 export const RING_BYTES = 256 * 1024;
@@ -114,7 +111,6 @@ export class StreamServer {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_PAYLOAD });
   private readonly sessions = new Map<string, Session>();
   private readonly ttlMs: number;
-  private readonly sessionId = `ses_${Bun.randomUUIDv7()}`;
 
   constructor(private readonly o: StreamOptions) {
     this.ttlMs = o.detachTtlMs ?? (Number(process.env.SUBSTRATE_STREAM_DETACH_TTL_MS) || 600_000);
@@ -257,87 +253,59 @@ export class StreamServer {
   private async start(ws: WebSocket, st: StreamStart, caller: Caller): Promise<Session> {
     if (this.sessions.size >= MAX_SESSIONS)
       throw new ApiError("unavailable", `too many stream sessions (${MAX_SESSIONS})`, "close or detach-and-end some sessions first");
-    const svc = this.o.svc;
-    const { spec, cwd } = svc.resolve({ cwd: st.cwd, world: st.world } as Parameters<WorldAgentService["resolve"]>[0], caller);
-    const cmd = st.cmd ?? st.argv!.join(" ");
-    const lease: BudgetLease = svc.budgets.acquire({ agent_id: st.agent_id, budget: st.budget, cmd, cwd });
-    let world;
-    try {
-      world = await this.o.worlds.session(spec, { caller, agentId: st.agent_id });
-    } catch (e) {
-      lease.settle(0);
-      if (e instanceof WorldStartError) throw new ApiError("unavailable", e.message, "run `substrate world doctor`");
-      throw e;
-    }
-    const spanId = newSpanId();
-    const token = svc.scopes.tokenFor(st.agent_id, spanId, world.id);
     const id = newStreamSessionId();
     const ring = new RingBuffer();
-    const t0 = performance.now();
     let s!: Session;
     const out = (b: Uint8Array) => {
       ring.push(b);
       const c = s?.client;
       if (c && c.readyState === c.OPEN) c.send(b, { binary: true });
     };
-    const proc = world.spawn(
-      {
-        argv: st.argv ?? ["/bin/bash", "-c", st.cmd!],
-        cwd,
-        env: svc.env(st, spec, world.id, caller),
-        timeout_ms: lease.timeoutMs,
-        scope_token: `${JSON.stringify(token)}\n`,
-        ...(st.pty ? { pty: { cols: st.cols, rows: st.rows } } : {}),
-      },
+    // Issue 17: the same start as POST /v1/execute (caller, budget, world, token, span, isolated).
+    const run = await this.o.svc.start(
+      { req: st, caller, ...(st.pty ? { pty: { cols: st.cols, rows: st.rows } } : {}) },
       {
         onStdout: out,
         onStderr: (b) => send(s?.client, { type: "stderr", data_b64: Buffer.from(b).toString("base64") }),
       },
     );
-    s = { id, spanId, worldId: world.id, agentId: st.agent_id, uid: caller.uid, pty: st.pty, detachable: st.detachable, proc, ring, client: ws };
-    const span = { session_id: this.sessionId, span_id: spanId, component: "api" as const, world_id: world.id, world_backend: "linux-local" as const, agent_id: st.agent_id, cwd, cmd, pty: st.pty };
+    const proc = run.proc;
+    s = { id, spanId: run.spanId, worldId: run.world.id, agentId: st.agent_id, uid: caller.uid, pty: st.pty, detachable: st.detachable, proc, ring, client: ws };
     let pid: number;
     try {
       pid = await proc.started;
     } catch (e) {
-      lease.settle(0);
+      await run.done.catch(() => {}); // settles the budget; the error is the start failure below
       const code = (e as { code?: string }).code;
       throw new ApiError(code === "not_found" ? "bad_request" : "internal", (e as Error).message);
     }
     this.sessions.set(id, s);
-    this.span({ ...span, ts: new Date().toISOString(), event_type: "command_start" });
     // The client may have gone while the world started.
     if (ws.readyState !== ws.OPEN) {
       s.client = undefined;
       if (s.detachable) this.detach(s);
       else proc.kill();
     }
-    send(ws, { type: "started", session_id: id, span_id: spanId, world_id: world.id, pid, pty: st.pty, detachable: st.detachable });
-    const finish = (exit: CtlExit) => {
-      lease.settle(performance.now() - t0);
+    send(ws, { type: "started", session_id: id, span_id: run.spanId, world_id: run.world.id, pid, pty: st.pty, detachable: st.detachable });
+    const finish = (exit: CtlExit, fs_diff?: FsDiff) => {
       s.exit = exit;
-      this.span({
-        ...span,
-        ts: new Date().toISOString(),
-        event_type: "command_complete",
-        exit: exit.exit,
-        duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
-        scopes_used: token.scopes,
-      });
       const c = s.client;
       if (c) {
-        send(c, { type: "exit", code: exit.exit, signal: exit.signal, ...(exit.timed_out ? { timed_out: true } : {}) });
+        send(c, { type: "exit", code: exit.exit, signal: exit.signal, ...(exit.timed_out ? { timed_out: true } : {}), ...(fs_diff ? { fs_diff } : {}) });
         c.close(1000, "exit");
       }
       this.forgetLater(s);
     };
-    proc.exited.then(finish, (e: Error) => {
-      // Our own kill (client gone) drops the ctl connection too; anything else means the
-      // world went away under the command (agent shutdown, world deleted).
-      const ours = !s.client && !s.detachable;
-      finish({ exit: 1, signal: null });
-      if (!ours) this.o.log?.(`stream ${id}: ${e.message}`);
-    });
+    run.done.then(
+      (r) => finish(r.exit, r.fs_diff),
+      (e: Error) => {
+        // Our own kill (client gone) drops the ctl connection too; anything else means the
+        // world went away under the command (agent shutdown, world deleted).
+        const ours = !s.client && !s.detachable;
+        finish({ exit: 1, signal: null });
+        if (!ours) this.o.log?.(`stream ${id}: ${e.message}`);
+      },
+    );
     return s;
   }
 
@@ -379,14 +347,6 @@ export class StreamServer {
       return;
     }
     this.sessions.delete(s.id);
-  }
-
-  private span(sp: Parameters<typeof appendSpanSync>[0]): void {
-    try {
-      appendSpanSync(sp);
-    } catch (e) {
-      this.o.log?.(`cannot write span: ${(e as Error).message}`);
-    }
   }
 
   /** Agent shutdown: every session's command dies with its ctl connection. */

@@ -9,6 +9,7 @@
  *   `StreamServerMessage`). The first client message is `start` or `attach` (ours).
  */
 import { z } from "zod";
+import { FsDiff } from "./world.ts";
 import { ErrorCode, SpanId, WorldId } from "./common.ts";
 import { Budget } from "./execute.ts";
 import { WorldSpecInput } from "./world.ts";
@@ -51,6 +52,8 @@ export const StreamStart = z
     budget: Budget.optional(),
     profile: z.string().optional(),
     world: WorldSpecInput.optional(),
+    /** ours (issue 17): run in a fresh overlay world like an isolated execute; `exit` carries the fs diff. */
+    isolated: z.boolean().default(false),
   })
   .refine((r) => (r.cmd === undefined) !== (r.argv === undefined), {
     message: "exactly one of cmd or argv is required",
@@ -100,6 +103,8 @@ export const StreamExit = z.strictObject({
   signal: z.string().nullable(),
   /** the runtime budget killed the command */
   timed_out: z.boolean().optional(),
+  /** ours (issue 17): an isolated session's diff (GET /v1/fs_diff/:span_id has it too) */
+  fs_diff: FsDiff.optional(),
 });
 export const StreamError = z.strictObject({
   type: z.literal("error"),

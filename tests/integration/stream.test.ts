@@ -190,13 +190,32 @@ describe("session lifetime", () => {
     });
   });
 
-  test("stream commands are traced: command_start + command_complete (pty: true) for the span", async () => {
-    const s = await start({ cmd: "exit 4" });
+  test("stream commands are traced like executes (issue 17: one start): command_complete with parent, replay context", async () => {
+    const s = await start({ cmd: "exit 4", env: { SUBSTRATE_SPAN_ID: "spn_01a2425e-0000-7000-8000-000000000001", SUBSTRATE_SESSION_ID: "ses_01a2425e-0000-7000-8000-000000000002" } });
     const st = await s.started();
     await s.exit();
     const spans = (await spansIn(agent.trace)).filter((x) => x.span_id === st.span_id);
-    expect(spans.map((x) => x.event_type)).toEqual(["command_start", "command_complete"]);
-    expect(spans[1]).toMatchObject({ exit: 4, pty: true, component: "api", agent_id: "tester", world_id: st.world_id });
+    expect(spans.map((x) => x.event_type)).toEqual(["command_complete"]);
+    expect(spans[0]).toMatchObject({
+      exit: 4,
+      pty: true,
+      component: "api",
+      agent_id: "tester",
+      world_id: st.world_id,
+      parent_span: "spn_01a2425e-0000-7000-8000-000000000001",
+      session_id: "ses_01a2425e-0000-7000-8000-000000000002",
+    });
+    expect(spans[0]!.replay_context).toBeTruthy();
+  });
+
+  test("isolated stream sessions (issue 17): the project is untouched and exit carries the fs diff", async () => {
+    const s = await start({ cmd: "echo iso > stream-iso.txt", isolated: true, pty: false });
+    await s.started();
+    await s.exit();
+    const exit = s.msg("exit")!;
+    expect(exit.code).toBe(0);
+    expect(exit.fs_diff?.writes).toContain("stream-iso.txt");
+    expect(require("node:fs").existsSync(`${proj}/stream-iso.txt`)).toBe(false);
   });
 });
 
