@@ -196,7 +196,8 @@ export async function main(argv: string[], argv0: string = process.argv0): Promi
     if (!load)
       throw new CliError(ExitCode.USAGE, `unknown command ${name}`, `commands: ${Object.keys(subCommands).sort().join(", ")}; or substrate -c 'cmd'`);
     const sub = await load();
-    if (root.help || rest.includes("--help") || rest.includes("-h")) {
+    const own = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest; // `run -- PROG --help` is PROG's
+    if (root.help || own.includes("--help") || own.includes("-h")) {
       console.log(await usage(await resolveLeaf(sub, rest), rootCommand));
       return ExitCode.OK;
     }
