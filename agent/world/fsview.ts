@@ -281,8 +281,11 @@ export function protectedFingerprint(project: string, view?: FsView): string {
   let bits = "";
   for (const r of [...ALWAYS_RO_PROJECT, ...extra]) {
     try {
-      lstatSync(join(project, r));
-      bits += "1";
+      const st = lstatSync(join(project, r));
+      // An EMPTY directory counts as absent: it is what a world's own placeholder leaves (and
+      // a missing path gets a placeholder, pinned the same way), so a world's first command
+      // must not change its own key (LEAD: this churned a new world on the second execute).
+      bits += st.isDirectory() && readdirSync(join(project, r)).length === 0 ? "0" : "1";
     } catch {
       bits += "0";
     }

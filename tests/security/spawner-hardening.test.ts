@@ -122,6 +122,16 @@ describe("the spawner of a root caller's world", () => {
   });
 });
 
+describe("the policy opt-in for debuggers (world.allow_ptrace)", () => {
+  test("a command may trace its own child, but the spawner stays out of reach (non-dumpable, no CAP_SYS_PTRACE)", async () => {
+    const world = { allow_ptrace: true };
+    const own = await agent.client.execute({ cmd: `sleep 5 & p=$!; python3 -c '${PROBE.replaceAll("'", "'\\''")}' $p; kill $p`, cwd: proj, agent_id: "dbg", world });
+    expect(b64(own.stdout_b64)).toContain("seize ok");
+    const r = await agent.client.execute({ cmd: attackScript(2), cwd: proj, agent_id: "dbg", world });
+    expect(b64(r.stdout_b64).trim().split("\n")).toEqual(EXPECTED_DENIALS);
+  });
+});
+
 describe("the spawner of a regular caller's world", () => {
   test("runs as the caller with no capabilities in any thread; the caller cannot reach it either", () => {
     const mine = userProject(alice);
