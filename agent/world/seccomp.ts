@@ -72,7 +72,29 @@ const TABLE: Record<string, { x64: number; arm64: number }> = {
   rt_sigqueueinfo: { x64: 129, arm64: 138 },
   rt_tgsigqueueinfo: { x64: 297, arm64: 240 },
   prlimit64: { x64: 302, arm64: 261 },
+  // issue 14.3 (FSVIEW): calls that set a file mode (-1: not on that arch)
+  chmod: { x64: 90, arm64: -1 },
+  fchmod: { x64: 91, arm64: 52 },
+  fchmodat: { x64: 268, arm64: 53 },
+  fchmodat2: { x64: 452, arm64: 452 },
+  creat: { x64: 85, arm64: -1 },
+  open: { x64: 2, arm64: -1 },
+  openat: { x64: 257, arm64: 56 },
+  openat2: { x64: 437, arm64: 437 },
+  mknod: { x64: 133, arm64: -1 },
+  mknodat: { x64: 259, arm64: 33 },
 };
+
+/**
+ * Issue 14.3 (FSVIEW, small additive change): no command may set a setuid/setgid bit — with
+ * chmod, or as the create mode of open/creat/mknod. The project is mounted nosuid, but that
+ * only makes such a file inert INSIDE the world: on the host a root-owned copy of bash made
+ * `chmod 4755` in the project is a root shell for every local user. The mode's argument index
+ * per call; openat2 (mode inside a struct seccomp cannot read) answers ENOSYS (callers fall back
+ * to openat). io_uring's openat is the remaining way round in baseline worlds (docs/SECURITY.md).
+ */
+const SETID_BITS = 0o6000;
+const MODE_ARG: Readonly<Record<string, number>> = { chmod: 1, fchmod: 1, fchmodat: 2, fchmodat2: 2, creat: 1, open: 2, openat: 3, mknod: 1, mknodat: 2 };
 
 /**
  * Issue 14.1: denied (EPERM) in EVERY profile unless a policy opts in for debuggers: with them a
@@ -211,6 +233,17 @@ export function buildSeccompFilter(mode: SeccompMode, opts: SeccompOptions = {})
     p.push([RET_K, 0, 0, ret >>> 0]);
   };
   if (!opts.allowPtrace) for (const name of MEMORY_ACCESS_SYSCALLS) simple(name, errnoRet(EPERM));
+  // issue 14.3: setuid/setgid bits (args[i] & 06000) → EPERM; openat2 → ENOSYS
+  for (const [name, i] of Object.entries(MODE_ARG)) {
+    const nr = TABLE[name]![arch];
+    if (nr < 0) continue;
+    p.push([JEQ_K, 0, 4, nr]);
+    p.push([LD_W_ABS, 0, 0, OFF_ARG0_LO + 8 * i]);
+    p.push([JSET_K, 0, 1, SETID_BITS]);
+    p.push([RET_K, 0, 0, errnoRet(EPERM) >>> 0]);
+    p.push([RET_K, 0, 0, RET.ALLOW]);
+  }
+  simple("openat2", errnoRet(ENOSYS));
   const protect = opts.protectPids ?? [];
   if (protect.length) {
     simple("tkill", errnoRet(EPERM));

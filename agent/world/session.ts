@@ -18,6 +18,7 @@ import type { Caller } from "../../src/contract/world.ts";
 import { encodeFrame, Frame, FrameDecoder, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import type { WorldBootConfig } from "./spawner.ts";
 import { removePlaceholders } from "./fsview.ts";
+import { worldLimits } from "./limits.ts";
 import { confineWorld, type WorldConfinement } from "./confine.ts";
 import { parseMemory } from "./cgroups.ts";
 import { userNamespaceSupport } from "./userns.ts";
@@ -248,7 +249,7 @@ export class World {
     // process through argvPrefix) and, when asked, a user namespace.
     const confinement = await confineWorld({
       worldId: id,
-      limits: withOwnHeadroom(o.spec.limits),
+      limits: withOwnHeadroom(worldLimits(o.spec.limits)), // FSVIEW (18.7): defaults in limits.ts
       // Issue 18.3 (DEPLOY): commands get their own cgroup with the caller's limits.
       commandLimits: o.spec.limits,
       ...(o.caller ? { caller: { uid: o.caller.uid, gid: o.caller.gid } } : {}),

@@ -187,6 +187,22 @@ describe("a regular user's world (root agent)", () => {
   });
 });
 
+describe("issue 18.7: defaults and bounded scratch", () => {
+  test("no limits in the spec: memory 2Gi and pids 4096 (+ the world's own headroom); 3 GiB in /tmp is refused", () => {
+    const r = exec(
+      "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; df -B1 --output=size /tmp | tail -1; fallocate -l 3G /tmp/big 2>&1 | grep -c 'No space'; du -k /tmp/big 2>/dev/null | cut -f1; rm -f /tmp/big",
+      { limits: {} },
+    );
+    expect(r.status).toBe(200);
+    const [mem, pids, size, nospace, left] = out(r).trim().split("\n");
+    expect(Number(mem)).toBe(2 * 1024 ** 3 + 64 * 1024 ** 2);
+    expect(Number(pids)).toBe(4096 + 32);
+    expect(Number(size)).toBe((2 * 1024 ** 3 + 64 * 1024 ** 2) / 2);
+    expect(nospace).toBe("1");
+    expect(left).toBe("0");
+  });
+});
+
 describe("the root caller", () => {
   let rootProj: string;
   beforeAll(() => {

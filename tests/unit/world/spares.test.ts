@@ -28,10 +28,11 @@ test("the key covers every spec field that shapes a world, and the overlay base;
     { ...spec, fs_mode: "read_only" as const },
     { ...spec, fs_isolation: "full" as const },
     { ...spec, enable_preload: true },
+    { ...spec, fs_view: { read: [], write: ["~/.cache/**"], deny_read: [], read_only: [] } }, // issue 13 (FSVIEW)
   ]) expect(spareKey(other, "/b")).not.toBe(k);
   expect(spareKey(spec, "/c")).not.toBe(k);
   // Every WorldSpec field is either in the key or reuse_session (a new field must be added).
   expect(Object.keys(WorldSpec.shape).sort()).toEqual(
-    ["allowed_domains", "enable_preload", "fs_isolation", "fs_mode", "isolate_network", "limits", "project_dir", "reuse_session"],
+    ["allowed_domains", "enable_preload", "fs_isolation", "fs_mode", "fs_view", "isolate_network", "limits", "project_dir", "reuse_session"],
   );
 });
