@@ -379,7 +379,14 @@ export function asCaller<T>(c: NsCaller, f: () => T): T {
   const none = BigInt.asUintN(64, -1n); // an invalid id: setfs*id only reports the current one
   const fsuid = sys(NR.setfsuid, none);
   const fsgid = sys(NR.setfsgid, none);
-  setGroupsThread(c.groups);
+  // A rootless world's user namespace denies setgroups (/proc/self/setgroups): its groups are
+  // the user's own already.
+  let groupsSet = true;
+  try {
+    setGroupsThread(c.groups);
+  } catch {
+    groupsSet = false;
+  }
   sys(NR.setfsgid, BigInt(c.gid));
   sys(NR.setfsuid, BigInt(c.uid));
   try {
@@ -388,7 +395,7 @@ export function asCaller<T>(c: NsCaller, f: () => T): T {
   } finally {
     sys(NR.setfsuid, BigInt(fsuid));
     sys(NR.setfsgid, BigInt(fsgid));
-    setGroupsThread(saved);
+    if (groupsSet) setGroupsThread(saved);
   }
 }
 
