@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import TOML from "@iarna/toml";
 import { ConfigFile, type EffectiveConfig } from "./contract/config.ts";
-import { CliError, ExitCode } from "./cli/_errors.ts";
+import { CliError, ExitCode } from "./errors.ts";
 import { pathsOf, substrateHomeOf } from "./settings.ts";
 
 export const DEFAULT_SOCKET = "/run/substrate.sock";

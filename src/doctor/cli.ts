@@ -3,7 +3,7 @@
  * (bad flag → exit 2, citty itself ignores unknown flags), config errors → exit 2, anything
  * unexpected → exit 1 with one line, never a stack trace; JSON or text on stdout.
  */
-import { CliError } from "../cli/_errors.ts";
+import { CliError } from "../errors.ts";
 import { resolveWorldSettings, type WorldFlags } from "./config.ts";
 import { EXIT, runHostDoctor } from "./host.ts";
 import { realSystem, type HostSystem } from "./system.ts";

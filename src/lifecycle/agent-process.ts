@@ -96,6 +96,10 @@ export interface DetachedAgentOptions {
   env: NodeJS.ProcessEnv;
   /** How long to wait for /v1/capabilities. */
   timeoutMs?: number;
+  /** mode of created dirs (default 0700; the system run dir is 0755) */
+  dirMode?: number;
+  /** mode of a created log (default 0600; the system log is 0640) */
+  logMode?: number;
 }
 
 export class AgentStartError extends Error {
@@ -110,11 +114,12 @@ export class AgentStartError extends Error {
 
 /**
  * Start an agent detached from us (own session, output to its log), wait until it answers.
- * Used by rootless mode; manual mode uses linux-local's startManualAgent (same shape, root paths).
+ * The one start of a background agent: manual mode (root paths, startManualAgent below) and
+ * rootless mode (the user's paths) both come here.
  */
 export async function startDetachedAgent(o: DetachedAgentOptions): Promise<number> {
-  for (const f of [o.pidFile, o.logFile, o.socketPath]) mkdirSync(dirname(f), { recursive: true, mode: 0o700 });
-  const logFd = openSync(o.logFile, "a", 0o600);
+  for (const f of [o.pidFile, o.logFile, o.socketPath]) mkdirSync(dirname(f), { recursive: true, mode: o.dirMode ?? 0o700 });
+  const logFd = openSync(o.logFile, "a", o.logMode ?? 0o600);
   const proc = Bun.spawn(
     [...o.argv, "--listen", o.socketPath, "--pid-file", o.pidFile, ...(o.stateDir ? ["--state-dir", o.stateDir] : [])],
     {
@@ -144,4 +149,12 @@ export async function startDetachedAgent(o: DetachedAgentOptions): Promise<numbe
   if (!exited) proc.kill("SIGTERM");
   const tail = existsSync(o.logFile) ? readFileSync(o.logFile, "utf8").trim().split("\n").slice(-3).join(" | ") : "";
   throw new AgentStartError(`the world agent did not start on ${o.socketPath}${tail ? `: ${tail}` : ""}`, o.logFile);
+}
+
+/** Manual mode (root): the embedded agent on `socketPath` with the system paths; returns its pid. */
+export async function startManualAgent(socketPath: string, env: NodeJS.ProcessEnv = process.env): Promise<{ pid: number; socketPath: string }> {
+  const [{ agentCommand }, { agentInstallDir, LOG_FILE, pidFileFor }] = await Promise.all([import("../embedded.ts"), import("./paths.ts")]);
+  const argv = await agentCommand(agentInstallDir(env), env);
+  const pid = await startDetachedAgent({ argv, socketPath, pidFile: pidFileFor(socketPath), logFile: LOG_FILE, env, dirMode: 0o755, logMode: 0o640 });
+  return { pid, socketPath };
 }

@@ -24,12 +24,10 @@ export class LifecycleError extends Error {
   }
 }
 
-export interface Progress {
-  step(msg: string): void;
-  ok(msg: string): void;
-  warn(msg: string): void;
-}
-export const quietProgress: Progress = { step() {}, ok() {}, warn() {} };
+// One Progress for every host backend (Linux modes and the Lima VM): src/world/progress.ts.
+import type { Progress } from "../world/progress.ts";
+import { isRoot } from "./paths.ts";
+export { quietProgress, type Progress } from "../world/progress.ts";
 
 export interface LifecycleContext {
   env: NodeJS.ProcessEnv;
@@ -40,7 +38,7 @@ export interface LifecycleContext {
   writable?: string[];
 }
 
-export const isRoot = (): boolean => process.getuid?.() === 0;
+export { isRoot };
 
 /** The agent we want running: SUBSTRATE_WORLD_AGENT_BIN, the embedded one, or the checkout's. */
 export interface WantedAgent {

@@ -13,7 +13,7 @@ import { accessSync, constants } from "node:fs";
 import { DEFAULT_SOCKET, effectiveConfig, rootlessSocketPath, substrateHome } from "../config.ts";
 import { LifecycleReport, WorldStatusReport, type Capabilities, type LifecycleMode, type WorldSummary } from "../contract/index.ts";
 import { AgentClient } from "../api/client.ts";
-import { pidFileFor } from "../world/linux-local.ts";
+import { pidFileFor } from "./paths.ts";
 import { Systemctl } from "../sys/systemctl.ts";
 import { agentPid } from "./agent-process.ts";
 import { Actions, isRoot, LifecycleError, probe, resolveTarget, rootlessPaths, socketInfo, vstr, wantedAgent, type LifecycleContext } from "./context.ts";
@@ -196,6 +196,7 @@ export async function worldStatus(ctx: LifecycleContext): Promise<{ report: Worl
     units: socketPath === DEFAULT_SOCKET ? unitStates() : null,
     worlds,
     degraded: caps ? degradedFeatures(caps) : [],
+    ...(caps?.worlds.idle ? { idle: caps.worlds.idle } : {}), // issue 18.6 (DEPLOY)
     ...(error ? { error } : {}),
   });
   return { report, exitCode: caps ? 0 : 3 };

@@ -1,14 +1,13 @@
 /**
  * Manual mode (root without systemd: containers, CI): the agent runs in the background,
- * started by linux-local's `startManualAgent` (pid file `pidFileFor(socket)`, log
+ * started by agent-process.ts's `startManualAgent` (pid file `pidFileFor(socket)`, log
  * /run/substrate/agent.log). `stop` signals exactly the pid in that file after checking its
  * /proc/PID/cmdline is an agent for this socket (agent-process.ts).
  *
  * Rootless mode shares the same shape with the user's paths (rootless.ts).
  */
-import { LOG_FILE, pidFileFor, startManualAgent } from "../world/linux-local.ts";
-import { WorldUnavailable } from "../world/backend.ts";
-import { agentPid, stopAgent } from "./agent-process.ts";
+import { LOG_FILE, pidFileFor } from "./paths.ts";
+import { AgentStartError, agentPid, startManualAgent, stopAgent } from "./agent-process.ts";
 import { Actions, isRoot, LifecycleError, probe, vstr, wantedAgent, type LifecycleContext } from "./context.ts";
 import type { ModeResult } from "./systemd.ts";
 import { versionString } from "../version.ts";
@@ -60,7 +59,7 @@ export async function warmManual(ctx: LifecycleContext, socketPath: string): Pro
       try {
         return (await startManualAgent(socketPath, ctx.env)).pid;
       } catch (e) {
-        if (e instanceof WorldUnavailable) throw new LifecycleError(3, e.message, e.hint);
+        if (e instanceof AgentStartError) throw new LifecycleError(3, e.message, `see ${e.logFile}`);
         throw e;
       }
     },

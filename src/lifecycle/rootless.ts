@@ -14,7 +14,7 @@
 import { chmodSync, mkdirSync } from "node:fs";
 import { userNamespaceSupport } from "../../agent/world/userns.ts";
 import { agentCommand } from "../embedded.ts";
-import { agentInstallDir } from "../world/linux-local.ts";
+import { agentInstallDir } from "./paths.ts";
 import { AgentStartError, startDetachedAgent } from "./agent-process.ts";
 import { Actions, LifecycleError, rootlessPaths, type LifecycleContext } from "./context.ts";
 import { stopBackground, warmBackground } from "./manual.ts";
@@ -74,17 +74,11 @@ export async function restartRootless(ctx: LifecycleContext, socketPath?: string
 
 /**
  * For `substrate -c` / shell as a non-root user with no agent (linux-local ensureReady): warm
- * rootless mode quietly; failures become WorldUnavailable (message + the exact fix).
+ * rootless mode quietly; failures stay LifecycleError (message + the exact fix) for the backend.
  */
 export async function startRootlessForCli(env: NodeJS.ProcessEnv): Promise<{ socketPath: string; note: string }> {
-  const { WorldUnavailable } = await import("../world/backend.ts");
   const { quietProgress } = await import("./context.ts");
-  try {
-    const r = await warmRootless({ env, progress: quietProgress });
-    const p = rootlessPaths(env);
-    return { socketPath: p.socket, note: `started a rootless world agent ${r.agentVersion ?? ""} on ${p.socket} (pid ${r.pid}); stop it with: substrate world stop` };
-  } catch (e) {
-    if (e instanceof LifecycleError) throw new WorldUnavailable(e.message, e.hint);
-    throw e;
-  }
+  const r = await warmRootless({ env, progress: quietProgress });
+  const p = rootlessPaths(env);
+  return { socketPath: p.socket, note: `started a rootless world agent ${r.agentVersion ?? ""} on ${p.socket} (pid ${r.pid}); stop it with: substrate world stop` };
 }

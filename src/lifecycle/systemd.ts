@@ -22,7 +22,7 @@ import { assetFiles } from "../embedded.ts";
 import { addUserToGroup, groupAddSystem, isMember, lingerEnabled, readGroup, userEntry, AccountsError } from "../sys/accounts.ts";
 import { Systemctl, SystemctlError, systemdBooted } from "../sys/systemctl.ts";
 import { agentPid, stopAgent } from "./agent-process.ts";
-import { pidFileFor } from "../world/linux-local.ts";
+import { pidFileFor } from "./paths.ts";
 import { Actions, isRoot, LifecycleError, probe, sha256, vstr, wantedAgent, type LifecycleContext } from "./context.ts";
 
 export const AGENT_PATH = "/usr/local/bin/substrate-world-agent";

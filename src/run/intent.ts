@@ -98,8 +98,40 @@ export interface RunOutcome {
   approval?: import("../contract/policy.ts").ApprovalRequest;
 }
 
-/** The command line of an intent, as the policy sees it (argv quoted like a shell would). */
+const SHELL = /(^|\/)(bash|sh|zsh|dash|ksh)$/;
+/** options of bash/sh/zsh that take the next word as their value */
+const WITH_VALUE = new Set(["-o", "+o", "-O", "+O", "--rcfile", "--init-file"]);
+
+/** The script of a shell argv's `-c` form (`bash -lc CMD a0…`, `sh -e -c CMD`), else null. */
+export function shellScript(argv: readonly string[]): string | null {
+  if (!SHELL.test(argv[0] ?? "")) return null;
+  let c = false;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--" || a === "-") return c ? (argv[i + 1] ?? null) : null;
+    if (WITH_VALUE.has(a)) {
+      i++;
+      continue;
+    }
+    if (a.startsWith("--")) continue;
+    if (/^[-+][A-Za-z]+$/.test(a)) {
+      if (a.startsWith("-") && a.includes("c")) c = true;
+      continue;
+    }
+    // bash: with -c, commands are read from the first non-option argument
+    return c ? a : null;
+  }
+  return null;
+}
+
+/**
+ * The command line of an intent, as the policy and the trace see it: the string of `-c`, the
+ * script of a shell's `-c` form (the bash entry passes `["bash", …the caller's own args]`: the
+ * policy decides on the script, not on the wrapper), else the argv quoted like a shell would.
+ */
 export function commandLine(what: What): string {
   if ("cmd" in what) return what.cmd;
+  const script = shellScript(what.argv);
+  if (script !== null) return script;
   return what.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ");
 }

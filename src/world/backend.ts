@@ -4,8 +4,34 @@
  * rest of the host code only talks to the returned client, so nothing above this line
  * depends on the platform.
  */
-import type { WorldBackendName } from "../contract/index.ts";
+import type { WorldBackendName } from "../contract/world.ts";
+import type { LifecycleMode, LifecycleReport, WorldStatusReport } from "../contract/lifecycle.ts";
+import type { LimaProfileName, LimaWorldReport } from "../contract/index.ts";
 import type { AgentClient } from "../api/client.ts";
+import type { Progress } from "./progress.ts";
+
+export type { Progress } from "./progress.ts";
+
+/** `substrate world warm|stop|restart|status`: one action of the host backend. */
+export type BackendAction = "warm" | "stop" | "restart" | "status";
+
+export interface BackendOptions {
+  progress: Progress;
+  /** Linux: force a mode (`--mode`) */
+  mode?: LifecycleMode;
+  /** Linux socket activation: extra writable dirs */
+  writable?: string[];
+  /** Lima: the VM profile when creating it */
+  profile?: LimaProfileName;
+  /** Lima: the project mounted writable into a new VM */
+  project?: string;
+}
+
+/** What an action did, per backend (the CLI renders each kind; --json prints `report`). */
+export type BackendOutcome =
+  | { kind: "linux-lifecycle"; report: LifecycleReport; exitCode: number }
+  | { kind: "linux-status"; report: WorldStatusReport; exitCode: number }
+  | { kind: "lima"; report: LimaWorldReport | null; exitCode: number; error?: { message: string; hint: string } };
 
 export interface ReadyWorld {
   client: AgentClient;
@@ -24,6 +50,8 @@ export interface WorldBackend {
    * it first and falls back to ensureReady only when the connection is refused).
    */
   optimisticClient?(): AgentClient | null;
+  /** warm / stop / restart / status of this platform's agent (or VM). */
+  lifecycle(action: BackendAction, o: BackendOptions): Promise<BackendOutcome>;
 }
 
 export class WorldUnavailable extends Error {

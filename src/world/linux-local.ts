@@ -1,69 +1,19 @@
 /**
- * Linux host backend: use the agent at the socket when one answers; otherwise, as root,
- * start the embedded agent in the background ("manual" mode: pid file under /run/substrate,
- * socket /run/substrate.sock) and use it.
+ * Linux host backend: use the agent at the socket when one answers; otherwise start one —
+ * as root the embedded agent in the background ("manual" mode: pid file under /run/substrate,
+ * socket /run/substrate.sock), as a user the rootless agent on ~/.substrate/run/substrate.sock
+ * (src/lifecycle/). warm/stop/restart/status are the lifecycle modes (src/lifecycle/index.ts).
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { AgentClient, AgentUnreachable } from "../api/client.ts";
-import { agentCommand } from "../embedded.ts";
-import { substrateHome } from "../config.ts";
+import { rootlessSocketPath } from "../config.ts";
 import { versionString } from "../version.ts";
-import { WorldUnavailable, type ReadyWorld, type WorldBackend } from "./backend.ts";
+import { isRoot } from "../lifecycle/paths.ts";
+import { WorldUnavailable, type BackendAction, type BackendOptions, type BackendOutcome, type ReadyWorld, type WorldBackend } from "./backend.ts";
 
-export const RUN_DIR = "/run/substrate";
-export const PID_FILE = join(RUN_DIR, "agent.pid");
-export const LOG_FILE = join(RUN_DIR, "agent.log");
-
-const isRoot = () => process.getuid?.() === 0;
-
-/** Where the embedded agent is written: versioned, so upgrades never overwrite a running one. */
-export function agentInstallDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = isRoot() ? "/var/lib/substrate/bin" : join(substrateHome(env), "bin");
-  return join(base, versionString());
-}
-
-/** The default socket's agent keeps /run/substrate/agent.pid; any other socket `<socket>.pid`. */
-export const pidFileFor = (socketPath: string): string =>
-  socketPath === "/run/substrate.sock" ? PID_FILE : `${socketPath}.pid`;
-
-export interface StartedAgent {
-  pid: number;
-  socketPath: string;
-}
-
-/** Start an agent detached from us, wait until it answers, return its pid. */
-export async function startManualAgent(socketPath: string, env: NodeJS.ProcessEnv = process.env): Promise<StartedAgent> {
-  mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
-  const argv = await agentCommand(agentInstallDir(env), env);
-  const logFd = openSync(LOG_FILE, "a", 0o640);
-  const proc = Bun.spawn([...argv, "--listen", socketPath, "--pid-file", pidFileFor(socketPath)], {
-    stdin: "ignore",
-    stdout: logFd,
-    stderr: logFd,
-    detached: true,
-    env: { ...env, LISTEN_FDS: "", LISTEN_PID: "", BUN_GC_TIMER_DISABLE: "1" },
-  });
-  closeSync(logFd);
-  proc.unref();
-  const client = new AgentClient(socketPath);
-  const deadline = Date.now() + 15_000;
-  let exited = false;
-  void proc.exited.then(() => (exited = true));
-  while (Date.now() < deadline) {
-    try {
-      await client.capabilities(1000);
-      return { pid: proc.pid, socketPath };
-    } catch (e) {
-      if (!(e instanceof AgentUnreachable)) throw e;
-    }
-    if (exited) break;
-    await Bun.sleep(25);
-  }
-  if (!exited) proc.kill("SIGTERM");
-  const tail = existsSync(LOG_FILE) ? readFileSync(LOG_FILE, "utf8").trim().split("\n").slice(-3).join(" | ") : "";
-  throw new WorldUnavailable(`the world agent did not start on ${socketPath}${tail ? `: ${tail}` : ""}`, `see ${LOG_FILE}`);
-}
+// The paths and the start of a background agent live in src/lifecycle (one copy for manual
+// and rootless mode); re-exported for existing callers.
+export { RUN_DIR, PID_FILE, LOG_FILE, agentInstallDir, pidFileFor } from "../lifecycle/paths.ts";
+export { startManualAgent } from "../lifecycle/agent-process.ts";
 
 export class LinuxLocalBackend implements WorldBackend {
   readonly name = "linux-local" as const;
@@ -85,25 +35,42 @@ export class LinuxLocalBackend implements WorldBackend {
       if (!(e instanceof AgentUnreachable)) throw e;
     }
     if (!o.start)
-      throw new WorldUnavailable(`no world agent answers at ${this.socketPath}`, "run `substrate world warm` (as root) to start it");
+      throw new WorldUnavailable(`no world agent answers at ${this.socketPath}`, isRoot() ? "run `substrate world warm` to start it" : "run `substrate world warm` (rootless, as you) or `sudo substrate world warm`");
+    const { LifecycleError } = await import("../lifecycle/context.ts");
     if (!isRoot()) {
-      // Issue 10: not root and no agent → rootless mode (src/lifecycle/rootless.ts): an agent
-      // running as this user, worlds in a user namespace. Only for the default sockets; an
-      // explicitly configured one that does not answer stays an error.
-      const { rootlessSocketPath } = await import("../config.ts");
+      // Not root and no agent → rootless mode: an agent running as this user, worlds in a user
+      // namespace. Only for the default sockets; an explicitly configured one that does not
+      // answer stays an error.
       const mine = rootlessSocketPath(this.env);
       if (this.socketPath !== "/run/substrate.sock" && this.socketPath !== mine)
         throw new WorldUnavailable(`no world agent answers at ${this.socketPath}`, "start it (`substrate world warm`), or unset SUBSTRATE_WORLD_SOCKET / world.socket");
       const { startRootlessForCli } = await import("../lifecycle/rootless.ts");
-      const r = await startRootlessForCli(this.env);
-      return { client: new AgentClient(r.socketPath), backend: this.name, socketPath: r.socketPath, note: r.note };
+      try {
+        const r = await startRootlessForCli(this.env);
+        return { client: new AgentClient(r.socketPath), backend: this.name, socketPath: r.socketPath, note: r.note };
+      } catch (e) {
+        if (e instanceof LifecycleError) throw new WorldUnavailable(e.message, e.hint);
+        throw e;
+      }
     }
-    const started = await startManualAgent(this.socketPath, this.env);
-    return {
-      client,
-      backend: this.name,
-      socketPath: this.socketPath,
-      note: `started world agent ${versionString()} on ${this.socketPath} (pid ${started.pid})`,
-    };
+    const { startManualAgent, AgentStartError } = await import("../lifecycle/agent-process.ts");
+    try {
+      const started = await startManualAgent(this.socketPath, this.env);
+      return { client, backend: this.name, socketPath: this.socketPath, note: `started world agent ${versionString()} on ${this.socketPath} (pid ${started.pid})` };
+    } catch (e) {
+      if (e instanceof AgentStartError) throw new WorldUnavailable(e.message, `see ${e.logFile}`);
+      throw e;
+    }
+  }
+
+  async lifecycle(action: BackendAction, o: BackendOptions): Promise<BackendOutcome> {
+    const { runLifecycle, worldStatus } = await import("../lifecycle/index.ts");
+    const ctx = { env: this.env, progress: o.progress, ...(o.mode ? { mode: o.mode } : {}), writable: o.writable ?? [] };
+    if (action === "status") {
+      const { report, exitCode } = await worldStatus(ctx);
+      return { kind: "linux-status", report, exitCode };
+    }
+    const { report, exitCode } = await runLifecycle(action, ctx);
+    return { kind: "linux-lifecycle", report, exitCode };
   }
 }

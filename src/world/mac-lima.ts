@@ -11,7 +11,7 @@
  * On Linux the backend is selected only by the hidden test switch
  * SUBSTRATE_TEST_LIMA_BACKEND=1 (tests/e2e, against the limactl emulator).
  */
-import type { ReadyWorld, WorldBackend } from "./backend.ts";
+import type { BackendAction, BackendOptions, BackendOutcome, ReadyWorld, WorldBackend } from "./backend.ts";
 import { WorldUnavailable } from "./backend.ts";
 
 export class MacLimaBackend implements WorldBackend {
@@ -62,6 +62,20 @@ export class MacLimaBackend implements WorldBackend {
     } catch (e) {
       if (e instanceof LimaWorldError) throw new WorldUnavailable(e.message, e.hint);
       if (e instanceof TransportUnavailable) throw new WorldUnavailable(e.message, "substrate world doctor   # or: substrate world restart");
+      throw e;
+    }
+  }
+
+  async lifecycle(action: BackendAction, o: BackendOptions): Promise<BackendOutcome> {
+    const { LimaWorld, LimaWorldError } = await import("../lima/world.ts");
+    const progress = { debug() {}, ...o.progress };
+    const world = new LimaWorld({ env: this.env, progress, profile: o.profile ?? "slim", project: o.project ?? this.project });
+    try {
+      const report = action === "warm" ? await world.warm() : action === "status" ? await world.status() : action === "stop" ? await world.stop() : await world.restart();
+      // status: unhealthy or not running is "agent unreachable" (3), like world doctor.
+      return { kind: "lima", report, exitCode: report.ok ? 0 : 3 };
+    } catch (e) {
+      if (e instanceof LimaWorldError) return { kind: "lima", report: e.report ?? null, exitCode: e.exitCode, error: { message: e.message, hint: e.hint } };
       throw e;
     }
   }

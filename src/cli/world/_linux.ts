@@ -1,13 +1,10 @@
 /**
- * The Linux side of `substrate world warm|stop|restart|status` (issue 10, src/lifecycle/).
- * The command files send macOS (and SUBSTRATE_TEST_LIMA_BACKEND=1) to `_lima.ts` first.
+ * The Linux side of `substrate world warm|stop|restart|status` (src/lifecycle/): the flags
+ * and the renderers; ./_run.ts runs the action through the host backend.
  */
 import { consola } from "consola";
 import type { LifecycleMode } from "../../contract/index.ts";
 import { CliError, ExitCode } from "../_errors.ts";
-import { getGlobals } from "../_globals.ts";
-
-export type Command = "warm" | "stop" | "restart" | "status";
 
 /** warm/restart only. */
 export const LINUX_ARGS = {
@@ -26,38 +23,16 @@ export function parseMode(v: unknown): LifecycleMode | undefined {
 /** citty collects a repeated string flag as an array (or one string). */
 export const listArg = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)]);
 
-const progress = (json: boolean) =>
-  json
-    ? { step() {}, ok() {}, warn() {} }
-    : { step: (m: string) => consola.start(m), ok: (m: string) => consola.success(m), warn: (m: string) => consola.warn(m) };
-
-export async function runLinux(cmd: Command, args: { json?: boolean; mode?: unknown; writable?: unknown }): Promise<number> {
-  const json = Boolean(args.json) || getGlobals().json;
-  if (process.platform !== "linux")
-    throw new CliError(ExitCode.UNSUPPORTED, `substrate world ${cmd} is not available on ${process.platform}`, "run substrate on Linux, or on macOS with Lima");
-  const { runLifecycle, worldStatus } = await import("../../lifecycle/index.ts");
-  const ctx = { env: process.env, progress: progress(json), mode: parseMode(args.mode), writable: listArg(args.writable) };
-  if (cmd === "status") {
-    const { report, exitCode } = await worldStatus(ctx);
-    if (json) console.log(JSON.stringify(report, null, 2));
-    else printStatus(report);
-    return exitCode;
-  }
-  const { report, exitCode } = await runLifecycle(cmd, ctx);
-  if (json) {
-    console.log(JSON.stringify(report, null, 2));
-    return exitCode;
-  }
-  if (report.error) throw new CliError(exitCode, report.error.message, report.error.hint);
+/** One line (and the guidance) after warm/stop/restart. */
+export function printLifecycle(cmd: string, report: import("../../contract/index.ts").LifecycleReport): void {
   const did = report.actions.length ? report.actions.join(", ") : "nothing to do";
   consola.success(
     `${cmd}: ${report.mode} mode, ${report.socket_path}${report.pid ? ` (pid ${report.pid})` : ""}${report.agent_version ? `, agent ${report.agent_version}` : ""}: ${did}`,
   );
   for (const g of report.guidance) consola.info(g);
-  return exitCode;
 }
 
-function printStatus(r: import("../../contract/index.ts").WorldStatusReport): void {
+export function printStatus(r: import("../../contract/index.ts").WorldStatusReport): void {
   const line = (k: string, v: string) => console.log(`${k.padEnd(10)} ${v}`);
   line("backend", r.backend);
   line("mode", r.mode ?? "none (no agent)");
@@ -66,6 +41,8 @@ function printStatus(r: import("../../contract/index.ts").WorldStatusReport): vo
   line("socket", r.socket.exists ? `${r.socket.path} ${r.socket.owner}:${r.socket.group} ${r.socket.mode}` : `${r.socket.path} (missing)`);
   if (r.units) line("units", `socket ${r.units.socket} (${r.units.socket_enabled}), service ${r.units.service}`);
   line("worlds", String(r.worlds.length));
+  // issue 18.6 (DEPLOY): idle session worlds are retired after the TTL
+  if (r.idle) line("idle", `${r.idle.idle} now, ${r.idle.retired} retired, ttl ${r.idle.ttl_secs > 0 ? `${r.idle.ttl_secs} s` : "off"}`);
   for (const w of r.worlds) {
     console.log(`  ${w.id}  ${w.project_dir}  age ${Math.round(w.age_ms / 1000)} s  execs ${w.execs}${w.isolated ? "  isolated" : ""}${w.isolate_network ? "" : "  host-network"}`);
     const lim = w.limits ? Object.entries(w.limits).map(([k, v]) => `${k}=${v}`).join(" ") : "";
