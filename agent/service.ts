@@ -1,4 +1,5 @@
 /** The world agent's implementation of the API: executes land in real worlds. */
+import type { EgressSummary } from "../src/contract/net.ts";
 import { existsSync, statSync } from "node:fs";
 import { arch } from "node:os";
 import { isAbsolute, relative } from "node:path";
@@ -34,6 +35,8 @@ export interface FinishedCommand {
   exit: CtlExit;
   fs_diff?: FsDiff;
   egress_bytes?: number;
+  /** Issue 15 (EGRESS): the command's own egress through the world's gateway (bytes, what was blocked). */
+  egress?: EgressSummary;
   scopes_used: string[];
 }
 export interface StartedCommand {
@@ -236,7 +239,9 @@ export class WorldAgentService implements AgentService {
         // Egress (span egress_bytes, budget max_egress_bytes): the world's bytes out while the
         // command ran. Concurrent commands in one session world share the counter.
         const egressAfter = world.egressBytes();
-        const egress_bytes = egressBefore !== null && egressAfter !== null ? Math.max(0, egressAfter - egressBefore) : undefined;
+        // Issue 15 (EGRESS): the gateway counts this command's connections apart (both directions).
+        const egress = await proc.egress;
+        const egress_bytes = egress ? egress.bytes_up + egress.bytes_down : egressBefore !== null && egressAfter !== null ? Math.max(0, egressAfter - egressBefore) : undefined;
         if (egress_bytes) this.budgets.recordEgress(req.agent_id, egress_bytes);
         let fs_diff: FsDiff | undefined;
         if (overlay) {
@@ -256,7 +261,7 @@ export class WorldAgentService implements AgentService {
           ...(fs_diff ? { fs_diff } : {}),
           ...(egress_bytes !== undefined ? { egress_bytes } : {}),
         });
-        return { exit, fs_diff, egress_bytes, scopes_used: token.scopes };
+        return { exit, fs_diff, egress_bytes, ...(egress ? { egress } : {}), scopes_used: token.scopes };
       } catch (e) {
         if (overlay) {
           await release();
@@ -308,6 +313,7 @@ export class WorldAgentService implements AgentService {
         scopes_used: r.scopes_used,
         world_id: run.world.id,
         ...(r.fs_diff ? { fs_diff: r.fs_diff } : {}),
+        ...(r.egress ? { egress: r.egress } : {}), // issue 15 (EGRESS)
       };
     } finally {
       signal?.removeEventListener("abort", onAbort);

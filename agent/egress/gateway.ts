@@ -107,6 +107,10 @@ export class CommandEgress {
   private rateLimited = false;
   ended = false;
 
+  /** Trace context of the command (its execute span's session and agent). */
+  sessionId?: string;
+  agentId?: string;
+
   constructor(
     readonly spanId: string | undefined,
     readonly budget: EgressSpec | undefined,

@@ -4,7 +4,8 @@
  * process of the world can see, signal or ptrace it). Entry: `runEgressHelper(config)`.
  *
  * It serves, inside the world's netns:
- *   127.0.0.53:53/udp   the DNS stub (the spec's pin): every question goes to the gateway,
+ *   127.0.0.53:53/udp   the DNS stub (the spec's pin; it listens on :5353, nft maps :53 to it,
+ *                       so it needs no privilege): every question goes to the gateway,
  *                       which answers allowlisted names with synthetic addresses (198.18/15)
  *                       and everything else with NXDOMAIN (recorded as a denial)
  *   127.0.0.1:3128/tcp  HTTP proxy (CONNECT and absolute-URI requests) and SOCKS5 on one
@@ -37,9 +38,7 @@ export interface EgressHelperConfig {
   transparentPort?: number;
 }
 
-export const PROXY_PORT = 3128;
-export const TRANSPARENT_PORT = 15001;
-export const DNS_ADDR = "127.0.0.53";
+import { DNS_ADDR, DNS_PORT, PROXY_PORT, TRANSPARENT_PORT } from "./netns.ts";
 /** First line of a 403 body: machine-readable (a tool or an agent parses it). */
 export const DECISION_PREFIX = "SUBSTRATE_EGRESS_DECISION";
 
@@ -153,7 +152,7 @@ function gatewayConnect(cfg: EgressHelperConfig, req: Record<string, unknown>): 
 
 export function http403(a: GwAnswer, name: string, port: number): string {
   const decision = JSON.stringify({ decision: "deny", reason: a.reason ?? "not_allowed", host: name, port });
-  const body = `${DECISION_PREFIX} ${decision}\nsubstrate blocked ${name}:${port}: ${a.message ?? "not allowed"}\n`;
+  const body = `${DECISION_PREFIX} ${decision}\nsubstrate: blocked egress: ${a.message ?? `${name}:${port} is not allowed`}\n`;
   return [
     "HTTP/1.1 403 Forbidden",
     `X-Substrate-Egress: denied; reason=${a.reason ?? "not_allowed"}`,
@@ -456,7 +455,7 @@ function listenDns(cfg: EgressHelperConfig, ctl: Control): Promise<void> {
   });
   return new Promise((resolve, reject) => {
     sock.once("error", reject);
-    sock.bind(53, cfg.dnsAddr ?? DNS_ADDR, () => resolve());
+    sock.bind(DNS_PORT, cfg.dnsAddr ?? DNS_ADDR, () => resolve());
   });
 }
 

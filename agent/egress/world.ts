@@ -13,13 +13,16 @@
  */
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { EgressEvent, EgressSummary } from "../../src/contract/net.ts";
+import type { EgressEvent, EgressSpec, EgressSummary } from "../../src/contract/net.ts";
+import { recordEgressEvent, recordEgressRateLimit } from "./trace.ts";
 import { ipBatch } from "../../src/sys/ip.ts";
 import { nftApply } from "../../src/sys/nft.ts";
-import { CommandEgress, SYNTHETIC_LO_ADDR, upstreamFromEnv, WorldGateway, type EgressPolicy, type Upstream } from "./gateway.ts";
-import { DNS_ADDR, PROXY_PORT, TRANSPARENT_PORT, type EgressHelperConfig } from "./helper.ts";
+import { CommandEgress, upstreamFromEnv, WorldGateway, type EgressPolicy, type Upstream } from "./gateway.ts";
+import type { EgressHelperConfig } from "./helper.ts";
+import { DNS_ADDR, PROXY_PORT, renderWorldTable, worldIpBatch } from "./netns.ts";
 
-export const TABLE = "inet substrate";
+export { egressNetBoot, renderWorldTable } from "./netns.ts";
+
 export const WORLD_RESOLV_CONF = `nameserver ${DNS_ADDR}\noptions edns0 trust-ad\n`;
 
 /** A prerequisite is missing (a program, a kernel feature): exit code 4. */
@@ -34,32 +37,6 @@ export function prepareResolvConf(runDir: string): string {
   const p = join(runDir, "resolv.conf");
   writeFileSync(p, WORLD_RESOLV_CONF, { mode: 0o644 });
   return p;
-}
-
-/**
- * The backstop inside the world's netns. Every TCP connection not to loopback is redirected
- * to the helper's transparent listener; what is left after NAT may only go to loopback
- * (the stub, the proxy, the redirected flows, the world's own local services). IPv6 other
- * than ::1 and UDP other than loopback are refused at once (no silent timeouts).
- */
-export function renderWorldTable(transparentPort = TRANSPARENT_PORT): string {
-  return `${[
-    `table ${TABLE} {`,
-    "  chain out_nat {",
-    "    type nat hook output priority -100; policy accept;",
-    `    ip daddr != 127.0.0.0/8 meta l4proto tcp redirect to :${transparentPort} comment "every other TCP connection: the gateway decides"`,
-    "  }",
-    "  chain output {",
-    "    type filter hook output priority 0; policy drop;",
-    "    ct state established,related accept",
-    "    ip daddr 127.0.0.0/8 accept",
-    "    ip6 daddr ::1 accept",
-    '    meta nfproto ipv6 counter reject with icmpx type admin-prohibited comment "no IPv6 egress"',
-    '    meta l4proto tcp counter reject with tcp reset comment "not via the gateway"',
-    '    counter reject with icmpx type admin-prohibited comment "UDP other than the stub, ICMP, the rest"',
-    "  }",
-    "}",
-  ].join("\n")}\n`;
 }
 
 /** Proxy environment for a world's commands (lower-case too: curl reads http_proxy only). */
@@ -113,6 +90,18 @@ export interface WorldEgressOptions {
   log?: (m: string) => void;
 }
 
+/** The world spec's part the gateway follows (live: re-applied at every execute). */
+export const egressPolicyOf = (spec: { allowed_domains: readonly string[]; egress?: EgressSpec }): EgressPolicy => ({
+  allowed: spec.allowed_domains,
+  ...(spec.egress ? { egress: spec.egress } : {}),
+});
+
+/** A ctl exec request as far as egress cares (agent/world/ctl.ts CtlExecRequest). */
+interface ExecLike {
+  env: Record<string, string>;
+  scope_token?: string;
+}
+
 export interface WorldEgress {
   readonly gateway: WorldGateway;
   /** Host PID of the helper (tests). */
@@ -121,6 +110,12 @@ export interface WorldEgress {
   /** A command started: count its connections apart (its pid arrives with STARTED). */
   command(spanId: string | undefined): CommandEgress;
   endCommand(c: CommandEgress): EgressSummary;
+  /**
+   * For World.spawn: the request with the world's proxy env (it wins over the caller's: a
+   * host proxy is unreachable from the world), and the command's accounting, ended (and
+   * summarised) when the command exits.
+   */
+  prepare<R extends ExecLike>(req: R): { req: R; track(started: Promise<number>, exited: Promise<unknown>): Promise<EgressSummary> };
   /** Bytes through the gateway so far, both directions. */
   bytes(): number;
   close(): Promise<void>;
@@ -135,10 +130,13 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
     }
   }
   const rootless = process.getuid?.() !== 0;
-  const ns = { netnsPid: o.nsPid, userns: rootless };
   // Network first, before the helper and before any command: no window without the backstop.
-  await ipBatch(["link set lo up", `addr add ${SYNTHETIC_LO_ADDR}/32 dev lo`, "route add local 0.0.0.0/0 dev lo table local"], ns);
-  await nftApply(renderWorldTable(), ns);
+  // A rootless world's spawner did it already (WorldBootConfig.egressNet, netns.ts): only it
+  // holds the capabilities of the world's user namespace (uid N inside = N outside).
+  if (!rootless) {
+    await ipBatch(worldIpBatch(), { netnsPid: o.nsPid });
+    await nftApply(renderWorldTable(), { netnsPid: o.nsPid });
+  }
 
   const owner = helperIdentity();
   const dir = join(o.stateDir, "egress", o.worldId);
@@ -154,8 +152,15 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
     policy: o.policy,
     netnsPid: o.nsPid,
     upstream: o.upstream ?? upstreamFromEnv(),
-    onEvent: o.onEvent,
-    onRateLimit: o.onRateLimit,
+    onEvent: o.onEvent ?? recordEgressEvent,
+    onRateLimit:
+      o.onRateLimit ??
+      ((cmd, why) =>
+        recordEgressRateLimit(
+          { world_id: o.worldId, name: "*", port: 0, via: "proxy", decision: "deny", reason: "rate_limit", message: why, bytes_up: cmd.bytesUp, bytes_down: cmd.bytesDown, duration_ms: 0, ...(cmd.spanId ? { command_span_id: cmd.spanId } : {}) },
+          cmd,
+          why,
+        )),
     log: o.log,
   });
   await gateway.listen();
@@ -172,6 +177,7 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
       "--",
       ...o.selfArgv,
       "__egress",
+      o.worldId, // names the world in ps (the config, with the token, comes on stdin)
     ];
     const p = Bun.spawn(argv, { stdin: new TextEncoder().encode(JSON.stringify(cfg)), stdout: "pipe", stderr: "pipe", env: { ...PATHS, SUBSTRATE_EGRESS_HELPER: "1", BUN_GC_TIMER_DISABLE: "1" } });
     helper = p;
@@ -229,6 +235,27 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
     setPolicy: (p) => gateway.setPolicy(p),
     command: (spanId) => gateway.command(spanId),
     endCommand: (c) => gateway.endCommand(c),
+    prepare: (req) => {
+      // The execute's own span (its scope token carries it), else the caller's.
+      let spanId: string | undefined;
+      try {
+        spanId = req.scope_token ? (JSON.parse(req.scope_token) as { span_id?: string }).span_id : undefined;
+      } catch {}
+      const cmd = gateway.command(spanId ?? req.env.SUBSTRATE_SPAN_ID);
+      if (req.env.SUBSTRATE_SESSION_ID) cmd.sessionId = req.env.SUBSTRATE_SESSION_ID;
+      if (req.env.SUBSTRATE_AGENT_ID) cmd.agentId = req.env.SUBSTRATE_AGENT_ID;
+      const out = { ...req, env: { ...req.env, ...proxyEnv(req.env) } };
+      return {
+        req: out,
+        track: (started, exited) => {
+          started.then((pid) => (cmd.pid = pid), () => {});
+          return exited.then(
+            () => gateway.endCommand(cmd),
+            () => gateway.endCommand(cmd),
+          );
+        },
+      };
+    },
     bytes: () => gateway.totals.bytes_up + gateway.totals.bytes_down,
     close: async () => {
       if (closing) return;

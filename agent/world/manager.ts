@@ -42,7 +42,8 @@ export interface WorldOwner {
 const anonymous = (): WorldOwner | undefined => undefined;
 
 const sessionKey = (s: WorldSpec, o?: WorldOwner): string =>
-  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload, s.fs_view ?? null, protectedFingerprint(s.project_dir, s.fs_view)]);
+  // Issue 15 (EGRESS): not the allowlist: a policy change applies to the live world (setEgressPolicy).
+  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, s.project_dir, s.isolate_network, s.limits, s.fs_mode, s.fs_isolation, s.enable_preload, s.fs_view ?? null, protectedFingerprint(s.project_dir, s.fs_view)]);
 
 export const defaultHarden = (_spec: WorldSpec, isolated: boolean): WorldOptions["harden"] => ({
   mode: isolated ? "isolated" : "baseline",
@@ -173,6 +174,7 @@ export class WorldManager {
       const w = await existing.catch(() => null);
       if (w?.healthy()) {
         this.stats.reused++;
+        w.setEgressPolicy(spec); // issue 15 (EGRESS): live allowlist + budget
         return w;
       }
       // Its spawner died or its dir was removed under it: replace it, don't keep failing.
@@ -203,7 +205,9 @@ export class WorldManager {
    */
   async isolated(spec: WorldSpec, overlayBase: string, owner: WorldOwner | undefined = anonymous()): Promise<IsolatedWorld> {
     this.stats.executes++;
-    return this.spares.acquire(spec, overlayBase, owner);
+    const r = await this.spares.acquire(spec, overlayBase, owner);
+    r.world.setEgressPolicy(spec); // issue 15 (EGRESS): a spare follows this execute's policy
+    return r;
   }
 
   /**

@@ -22,14 +22,9 @@ import { worldLimits } from "./limits.ts";
 import { confineWorld, type WorldConfinement } from "./confine.ts";
 import { parseMemory } from "./cgroups.ts";
 import { userNamespaceSupport } from "./userns.ts";
-import {
-  NetConfigError,
-  NetPrereqError,
-  prepareResolvConf,
-  setupWorldNetwork,
-  type WorldNetwork,
-  type WorldNetworkOptions,
-} from "./net/index.ts";
+// Issue 15 (EGRESS): the world's network is lo-only; egress goes through the agent's gateway.
+import { EgressPrereqError, egressNetBoot, egressPolicyOf, prepareResolvConf, setupWorldEgress, type WorldEgress } from "../egress/world.ts";
+import type { EgressSummary } from "../../src/contract/net.ts";
 import { ip } from "../../src/sys/ip.ts";
 
 export interface WorldOptions {
@@ -46,8 +41,8 @@ export interface WorldOptions {
   log?: (msg: string) => void;
   /** Issue 13: whose world this is; commands run as this identity (absent: the agent's own). */
   caller?: Caller;
-  /** Network options beyond the spec (tests point DNS at their own upstream). */
-  network?: Partial<Pick<WorldNetworkOptions, "upstreamDns" | "allowedIps" | "ports" | "refreshSecs" | "nat">>;
+  /** Network options beyond the spec (tests point the gateway's resolver at their own upstream, "ip[:port]"). */
+  network?: { upstreamDns?: string };
 }
 
 let usernsSupport: boolean | undefined;
@@ -122,6 +117,8 @@ export interface ExecIO {
 export class WorldProcess {
   readonly started: Promise<number>;
   readonly exited: Promise<CtlExit>;
+  /** Issue 15 (EGRESS): the command's egress through the gateway, once it exited (isolated network only). */
+  egress?: Promise<EgressSummary>;
   private sock: Socket;
 
   constructor(ctlPath: string, req: CtlExecRequest, io: ExecIO, onWorldLost: () => void = () => {}) {
@@ -218,7 +215,8 @@ export class World {
   /** Layers that degraded for this world (one line each), e.g. no cgroup backend. */
   readonly warnings: string[] = [];
   private confinement?: WorldConfinement;
-  network?: WorldNetwork;
+  /** Issue 15 (EGRESS): the world's gateway + helper (agent/egress/world.ts). */
+  egress?: WorldEgress;
 
   private constructor(
     readonly id: string,
@@ -283,6 +281,9 @@ export class World {
       // ...and traverse (not list) the worlds dir and the state dir above it.
       for (const d of [join(o.stateDir, "worlds"), o.stateDir]) if ((statSync(d).mode & 0o001) === 0) chmodSync(d, (statSync(d).mode & 0o777) | 0o711);
     }
+    // Issue 15 (EGRESS): a rootless world's spawner sets up its own lo-only egress netns (only
+    // it holds the user namespace's capabilities); a root agent does it from outside (egress/world.ts).
+    if (process.getuid?.() !== 0 && confinement.unshareArgs.length === 0 && o.spec.isolate_network) boot.egressNet = egressNetBoot();
     const argv = [
       ...confinement.argvPrefix,
       "unshare",
@@ -325,28 +326,24 @@ export class World {
     try {
       world.hardening = await world.waitReady();
       world.lifeline = await world.openLifeline();
-      if (o.spec.isolate_network && process.getuid?.() !== 0) {
-        // Issue 10 (rootless mode): no veth, nft or dnsmasq without host root. Fail closed
-        // exactly like a missing prerequisite below: loopback only, said once.
-        world.warnings.push("network: rootless agent (no host root for a veth); the world has loopback only (no egress)");
-        // Loopback is brought up by the spawner itself (boot.loopbackUp): as uid N in the user
-        // namespace, an `ip` run through nsenter would lose the namespace's capabilities at exec.
-      } else if (o.spec.isolate_network) {
-        // veth + nft allowlist + pinned DNS inside the world's netns, before any command.
+      if (o.spec.isolate_network) {
+        // Issue 15 (EGRESS): lo-only netns + nft backstop + this world's gateway socket + its
+        // in-world helper (DNS stub, proxy, transparent listener), ready before any command.
         try {
-          world.network = await setupWorldNetwork({
+          const up = o.network?.upstreamDns;
+          world.egress = await setupWorldEgress({
             worldId: id,
-            pid: world.nsPid,
-            allowedDomains: o.spec.allowed_domains,
-            runDir: dir,
+            nsPid: world.nsPid,
+            stateDir: o.stateDir,
+            selfArgv: o.selfArgv,
+            policy: egressPolicyOf(o.spec),
+            ...(up ? { upstream: { host: up.split(":")[0]!, port: Number(up.split(":")[1] ?? 53) } } : {}),
             log: o.log,
-            ...o.network,
           });
         } catch (e) {
           // Fail closed: the world keeps its own netns with nothing but loopback.
-          if (!(e instanceof NetPrereqError) && !(e instanceof NetConfigError)) throw e;
+          if (!(e instanceof EgressPrereqError)) throw e;
           world.warnings.push(`network: ${(e as Error).message}; the world has loopback only (no egress)`);
-          await ip(["link", "set", "lo", "up"], { netnsPid: world.nsPid }).catch(() => {});
         }
       }
       for (const w of world.warnings) o.log?.(`[${id}] ${w}`);
@@ -418,22 +415,14 @@ export class World {
     }
   }
 
-  /**
-   * Bytes the world sent out (TX of its eth0, from /proc/<pid>/net/dev: a file read, no
-   * process spawned, so it can sit on the hot path). null without an own network.
-   */
+  /** Issue 15 (EGRESS): bytes through the world's gateway, both directions; null without an own network. */
   egressBytes(): number | null {
-    if (!this.network) return null;
-    try {
-      const line = readFileSync(`/proc/${this.nsPid}/net/dev`, "utf8")
-        .split("\n")
-        .find((l) => l.trim().startsWith("eth0:"));
-      if (!line) return null;
-      // face: rx bytes packets errs drop fifo frame compressed multicast | tx bytes ...
-      return Number(line.split(":")[1]!.trim().split(/\s+/)[8]);
-    } catch {
-      return null;
-    }
+    return this.egress ? this.egress.bytes() : null;
+  }
+
+  /** Issue 15 (EGRESS): live policy: the next connection and DNS answer follow this spec's allowlist and budget. */
+  setEgressPolicy(spec: WorldSpec): void {
+    this.egress?.setPolicy(egressPolicyOf(spec));
   }
 
   /** Alive and reachable: the spawner runs and its control socket is still there. */
@@ -445,7 +434,11 @@ export class World {
   /** Start a command; the returned process streams output through `io`. */
   spawn(req: CtlExecRequest, io: ExecIO = {}): WorldProcess {
     this.execs++;
-    return new WorldProcess(this.ctl, req, io, () => (this.lost = true));
+    // Issue 15 (EGRESS): proxy env + this command's own egress accounting (egress/world.ts).
+    const eg = this.egress?.prepare(req);
+    const p = new WorldProcess(this.ctl, eg ? eg.req : req, io, () => (this.lost = true));
+    if (eg) p.egress = eg.track(p.started, p.exited);
+    return p;
   }
 
   /**
@@ -479,7 +472,7 @@ export class World {
       // the world's namespaces anyway, and teardown tolerates what is already gone (a world
       // that exits on its own is torn down the same way, see manager.ts).
       await this.stop();
-      await this.network?.teardown().catch(() => {});
+      await this.egress?.close().catch(() => {}); // issue 15: gateway socket + helper
       await this.confinement?.destroy();
       removePlaceholders(this.dir); // FSVIEW: empty placeholder dirs for protected names go
       rmSync(this.dir, { recursive: true, force: true });

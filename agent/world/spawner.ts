@@ -26,6 +26,7 @@ import { commandCgroupFromFds, oomGuardFromFd, openCommandCgroup, protectFromOom
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { execve, PR, prctl, sethostname, setCloexec, setThreadIdentity } from "../../src/sys/libc.ts";
 import { closeSync } from "node:fs";
+import { applyEgressNet, type EgressNetBoot } from "../egress/netns.ts"; // issue 15 (EGRESS)
 import { SCOPE_FD, sealedScopeFd } from "../scopes.ts";
 import type { Caller, FsView } from "../../src/contract/world.ts";
 import { dirname, join } from "node:path";
@@ -62,6 +63,8 @@ export interface WorldBootConfig {
   commandCgroup?: string;
   /** Bring `lo` up before hardening (rootless worlds: nobody outside can, see session.ts). */
   loopbackUp?: boolean;
+  /** Issue 15 (EGRESS, agent/egress/netns.ts): rootless worlds apply their lo-only egress netns (ip + nft) here. */
+  egressNet?: EgressNetBoot;
   /** Issue 13 (FSVIEW, rootfs.ts/fsview.ts): the policy's fs view; absent = FsView defaults. */
   fsView?: FsView;
 }
@@ -309,6 +312,12 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
   });
   for (const w of built.warnings) process.stderr.write(`fs view: ${w}\n`); // FSVIEW
   sethostname(cfg.hostname);
+  // Issue 15 (EGRESS): rootless world: lo + synthetic address + local route + nft backstop,
+  // applied while this process still holds the user namespace's capabilities.
+  if (cfg.egressNet) {
+    const err = applyEgressNet(cfg.egressNet);
+    if (err) process.stderr.write(`egress: world network setup failed (${err}); the world has loopback only\n`);
+  }
   if (cfg.loopbackUp) {
     const lo = Bun.spawnSync(["ip", "link", "set", "lo", "up"], { stdout: "ignore", stderr: "pipe" });
     if (lo.exitCode !== 0) process.stderr.write(`network: loopback stays down: ${lo.stderr.toString().trim()}\n`);

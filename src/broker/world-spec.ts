@@ -17,6 +17,12 @@ export function worldSpecFromPolicy(policy: Policy | CompiledPolicy, projectDir:
     isolate_network: doc.world.isolate_network,
     enable_preload: doc.world.enable_preload,
     allowed_domains: [...doc.net.allowed],
+    // Issue 15 (EGRESS): the gateway names the policy in its denials and enforces the budget per command.
+    egress: {
+      policy_id: doc.id,
+      ...(doc.net.egress_budget?.total_bytes !== undefined ? { total_bytes: doc.net.egress_budget.total_bytes } : {}),
+      ...(doc.net.egress_budget?.bytes_per_sec ? { bytes_per_sec: doc.net.egress_budget.bytes_per_sec } : {}),
+    },
     limits: {
       ...(limits.cpu !== undefined ? { cpu: limits.cpu } : {}),
       ...(limits.memory !== undefined ? { memory: limits.memory } : {}),

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { FsDiff, WorldSpecInput } from "./world.ts";
 import { SpanId, WorldId } from "./common.ts";
+import { EgressSummary } from "./net.ts";
 
 export const Budget = z.strictObject({
   max_execs: z.number().int().nonnegative().optional(),
@@ -39,6 +40,8 @@ export const ExecuteRequest = z
     stream: z.boolean().default(false),
     /** Extension: bytes fed to the command's stdin, base64. */
     stdin_b64: z.string().optional(),
+    /** ours (issue 14.2): leave what the command started in the background running when it ends (default: killed). */
+    keep_background: z.boolean().default(false),
   })
   .refine((r) => (r.cmd === undefined) !== (r.argv === undefined), {
     message: "exactly one of cmd or argv is required",
@@ -55,6 +58,8 @@ export const ExecuteResponse = z.strictObject({
   scopes_used: z.array(z.string()),
   world_id: WorldId,
   fs_diff: FsDiff.optional(),
+  /** ours (issue 15): the command's egress through the world's gateway; `blocked` feeds the CLI's end-of-command line */
+  egress: EgressSummary.optional(),
 });
 export type ExecuteResponse = z.infer<typeof ExecuteResponse>;
 

@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { SpanId, WorldId } from "./common.ts";
 import { FsDiff, WorldBackendName } from "./world.ts";
+import { EgressEvent } from "./net.ts";
 
 export const SpanEventType = z.enum([
   "command_start",
@@ -28,6 +29,8 @@ export const SpanEventType = z.enum([
   "approval",
   /** ours: `substrate replay` re-ran `replay_of` in a fresh world (exit + fs_diff of the re-run) */
   "replay",
+  /** ours (issue 15): one egress decision of the world's gateway (field `egress`) */
+  "egress",
 ]);
 export type SpanEventType = z.infer<typeof SpanEventType>;
 
@@ -88,6 +91,8 @@ export const Span = z.strictObject({
   pattern: z.string().optional(),
   /** ours, event `replay`: the span that was replayed */
   replay_of: SpanId.optional(),
+  /** ours (issue 15), events `egress` and egress `rate_limit`: the gateway's decision record */
+  egress: EgressEvent.optional(),
 });
 export type Span = z.infer<typeof Span>;
 /** What callers hand to `appendSpan`: defaults (agent_id) may be left out. */

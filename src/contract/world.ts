@@ -1,5 +1,6 @@
 /** World description shared by the broker, the backends and the agent (spec: WorldSpec, FsDiff). */
 import { z } from "zod";
+import { EgressSpec } from "./net.ts";
 
 /** Spec: `cpu: "2"` (CPUs, string per schema), `memory: "2Gi"`; `pids` is ours (fork-bomb guard). */
 export const ResourceLimits = z.strictObject({
@@ -66,6 +67,8 @@ export const WorldSpec = z.strictObject({
   project_dir: z.string().startsWith("/", "project_dir must be an absolute path"),
   fs_mode: FsMode.default("writable"),
   fs_isolation: FsIsolation.default("workspace"),
+  /** Issue 15 (EGRESS): the policy's id and net.egress_budget for the world's gateway (live, per execute). */
+  egress: EgressSpec.optional(),
   /** Issue 13: the policy's fs view; absent = FsView defaults (secrets hidden, nothing extra writable). */
   fs_view: FsView.optional(),
 });

@@ -13,6 +13,7 @@
  * with a PTY (isolated commands have no PTY path: they run with pipes, said once); io
  * "buffered" captures output (NDJSON execute; /v1/stream in pipe mode when it can be aborted).
  */
+import { blockedEgressLine } from "../contract/net.ts"; // issue 15 (EGRESS)
 import { fstatSync } from "node:fs";
 import type { ExecuteRequestInput, ExecuteResponse } from "../contract/execute.ts";
 import { AgentApiError, AgentUnreachable, type AgentClient } from "../api/client.ts";
@@ -197,6 +198,9 @@ export async function execute(p: Plan): Promise<RunOutcome> {
           agentResult = f.result;
           span.onResult(f.result); // trace: world id, scopes, fs diff
           if (f.result.fs_diff && !collect) reportIsolated(p.say, f.result);
+          // Issue 15 (EGRESS): one line at the end for what the world's gateway blocked.
+          const blocked = f.result.egress ? blockedEgressLine(f.result.egress.blocked) : null;
+          if (blocked && !collect) p.say(blocked);
           return f.result.exit;
         }
       }
