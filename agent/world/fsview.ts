@@ -113,6 +113,13 @@ export const ALWAYS_RO_HOME: readonly string[] = [
  */
 export const PLACEHOLDER_DIRS: readonly string[] = [".git/hooks", ".vscode", ".idea", ".claude", ".cursor"];
 
+/**
+ * Always hidden in the caller's home, whatever `deny_read` says: a rootless agent's own socket
+ * (~/.substrate/run/substrate.sock) — a read-only mount does not stop connect(2), and a command
+ * that reaches its agent could ask for a world with a wider view — and the Mac side's forward.
+ */
+export const ALWAYS_HIDDEN_HOME: readonly string[] = [".substrate/run", ".substrate/sock"];
+
 /** World-own scratch: `write` entries here are the world's tmpfs, never host binds. */
 const SCRATCH = ["/tmp", "/var/tmp", "/run", "/dev/shm"];
 
@@ -258,7 +265,7 @@ export function planFsView(o: FsViewPlanInput): FsViewPlan {
     fullRead,
     read: read.filter((r) => r.path !== "/").map((r) => r.path),
     write,
-    deny: exp(view.deny_read, "deny_read").map((p) => splitDirGlob(p).path),
+    deny: [...exp(view.deny_read, "deny_read"), ...(home ? ALWAYS_HIDDEN_HOME.map((r) => join(home, r)) : [])].map((p) => splitDirGlob(p).path),
     readOnly: [
       ...ALWAYS_RO_PROJECT.map((r) => join(o.project, r)),
       ...(home ? ALWAYS_RO_HOME.map((r) => join(home, r)) : []),
