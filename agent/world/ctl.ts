@@ -41,6 +41,11 @@ export interface CtlExecRequest {
    * given to the command as fd 3 (`SUBSTRATE_SCOPE_FD=3`); it never enters an environment.
    */
   scope_token?: string;
+  /**
+   * Issue 14.2: leave what the command started in the background running after it ends (dev
+   * servers). Default: everything it left in its cgroup is killed when it exits (cmdslots.ts).
+   */
+  keep_background?: boolean;
 }
 
 export interface CtlExit {

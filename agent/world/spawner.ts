@@ -28,6 +28,7 @@ import { execve, PR, prctl, sethostname, setCloexec, setThreadIdentity } from ".
 import { closeSync } from "node:fs";
 import { applyEgressNet, type EgressNetBoot } from "../egress/netns.ts"; // issue 15 (EGRESS)
 import { SCOPE_FD, sealedScopeFd } from "../scopes.ts";
+import { CommandSlots, openSlots, type SlotFds } from "./cmdslots.ts";
 import type { Caller, FsView } from "../../src/contract/world.ts";
 import { dirname, join } from "node:path";
 
@@ -47,7 +48,7 @@ export interface WorldBootConfig {
   /** Isolated world: project is an overlay with upper/work on disk. */
   overlay?: { upper: string; work: string; userxattr?: boolean };
   /** Hardening applied to the spawner after pivot_root, inherited by all commands. */
-  harden?: { mode: "baseline" | "isolated"; landlock: boolean };
+  harden?: { mode: "baseline" | "isolated"; landlock: boolean; allowPtrace?: boolean };
   /**
    * Issue 13: who the world belongs to. A caller other than uid 0 gets a spawner (stage 2) and
    * commands running as exactly that uid/gid/groups, with no capabilities. Absent: stay root.
@@ -82,6 +83,8 @@ interface ServeState {
   harden: unknown;
   /** Issue 18.3 (DEPLOY): the command cgroup's fds, opened by stage 1 (cgroups.ts openCommandCgroup). */
   cgroup?: { mode: "v2" | "v1"; fds: number[] };
+  /** Issue 14.2: one leaf cgroup per command below the command cgroup (cmdslots.ts). */
+  slots?: SlotFds[];
 }
 
 // How long to keep forwarding output after the command exited, for background jobs that
@@ -96,6 +99,7 @@ function signalNumber(sig: string | null): number {
 /** Starts one command; returns the handler for the caller's later frames. */
 function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: Buffer) => void {
   let proc: ReturnType<typeof Bun.spawn>;
+  let slot: number | undefined;
   let finished = false;
   let timedOut = false;
   const send = (type: number, payload: Uint8Array) => {
@@ -109,12 +113,16 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
       req.env.SUBSTRATE_SCOPE_FD = String(SCOPE_FD);
     }
     const extra = scopeFd === undefined ? [] : [scopeFd];
+    // Issue 14.2: the command's own leaf cgroup when one is free (its leftovers are killed at
+    // its end); else the shared command cgroup.
+    slot = slots.acquire();
+    const spawnIn = <T,>(f: (opt: { cgroup?: number }) => T): T => (slot !== undefined ? slots.spawnInto(slot, f) : cmdCgroup.spawn(f));
     // Commands are forked with the OOM-preferred score (cgroups.ts protectFromOom); the
     // spawner keeps its protection. Bun.spawn is synchronous, so the toggle is exact.
     const pty = req.pty;
     if (pty) {
-      proc = oom.unprotected(() => cmdCgroup.spawn((cg) => Bun.spawn(req.argv, {
-        ...cg, // issue 18.3: into the command cgroup
+      proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(req.argv, {
+        ...cg, // issue 18.3 / 14.2: into the command's cgroup
         cwd: req.cwd,
         env: req.env,
         ...(extra.length ? { stdio: ["inherit", "inherit", "inherit", ...extra] as ["inherit", "inherit", "inherit", number] } : {}),
@@ -125,8 +133,8 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
         },
       })));
     } else {
-      proc = oom.unprotected(() => cmdCgroup.spawn((cg) => Bun.spawn(req.argv, {
-        ...cg, // issue 18.3: into the command cgroup
+      proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(req.argv, {
+        ...cg, // issue 18.3 / 14.2: into the command's cgroup
         cwd: req.cwd,
         env: req.env,
         stdio: ["pipe", "pipe", "pipe", ...extra],
@@ -136,6 +144,7 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
     }
   } catch (e) {
     if (scopeFd !== undefined) closeSync(scopeFd);
+    if (slot !== undefined) slots.release(slot);
     const err = e as NodeJS.ErrnoException;
     sendJson(sock, Frame.ERROR, {
       code: err.code === "ENOENT" ? "not_found" : "spawn_failed",
@@ -218,6 +227,16 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
 
   void proc.exited.then(async (code) => {
     if (timer) clearTimeout(timer);
+    // Issue 14.2: what the command left running dies with it unless the request keeps it:
+    // everything in its cgroup slot, else (no slot) its process group.
+    if (!req.keep_background) {
+      if (slot !== undefined) await slots.kill(slot);
+      else
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {}
+    }
+    if (slot !== undefined) slots.release(slot, req.keep_background); // kept processes hold it until they end
     await Promise.race([Promise.all(pumps), Bun.sleep(OUTPUT_GRACE_MS)]);
     if (req.pty) await Bun.sleep(5); // let the last PTY read land
     const sig = (proc.signalCode as string | null) ?? null;
@@ -272,6 +291,8 @@ function onConnection(sock: Socket): void {
 let oom: OomGuard = { applied: "none", self: 0, commands: 0, unprotected: (f) => f() };
 /** Issue 18.3 (DEPLOY): set in serveSpawner; default: commands stay in the spawner's cgroup. */
 let cmdCgroup: CommandCgroup = commandCgroupFromFds(undefined);
+/** Issue 14.2: set in serveSpawner; default: no slots (leftovers found by process group). */
+let slots = new CommandSlots("none", []);
 
 function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -287,6 +308,8 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
   const guard = protectFromOom();
   // Issue 18.3 (DEPLOY): the command cgroup, opened while the host tree is visible (crosses execve).
   const cgroup = openCommandCgroup(cfg.commandCgroup);
+  // Issue 14.2: one leaf cgroup per command below it (cmdslots.ts).
+  const slotFds = cgroup && cfg.commandCgroup ? openSlots(cfg.commandCgroup, cgroup.mode, cfg.caller) : [];
   // Bound while the host path is visible; stage 2 serves it (the fd crosses execve).
   const server = createServer();
   await listen(server, cfg.ctl);
@@ -335,10 +358,12 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
     oom: { applied: guard.applied, ...(guard.reason ? { reason: guard.reason } : {}), self: guard.self, commands: guard.commands, ...(guard.fd !== undefined ? { fd: guard.fd } : {}) },
     harden: report,
     ...(cgroup ? { cgroup } : {}),
+    ...(slotFds.length ? { slots: slotFds } : {}),
   };
   setCloexec(ctlFd, false);
   if (guard.fd !== undefined) setCloexec(guard.fd, false);
   for (const fd of cgroup?.fds ?? []) setCloexec(fd, false);
+  for (const s of slotFds) setCloexec(s.join, false);
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   execve(cfg.reexec.argv[0]!, [...cfg.reexec.argv, "__world-serve", JSON.stringify(cfg), JSON.stringify(state)], env);
@@ -357,6 +382,8 @@ export async function serveSpawner(cfg: WorldBootConfig, state: ServeState): Pro
   }
   for (const fd of state.cgroup?.fds ?? []) setCloexec(fd, true); // issue 18.3: commands never inherit them
   cmdCgroup = commandCgroupFromFds(state.cgroup?.mode, state.cgroup?.fds);
+  slots = new CommandSlots(state.cgroup?.mode ?? "none", state.slots ?? [], state.cgroup?.mode === "v1" ? state.cgroup.fds[1] : undefined);
+  for (const fd of slots.fds) setCloexec(fd, true); // issue 14.2: commands never inherit them
   // allowHalfOpen: after EXIT the spawner ends its side but keeps reading, so a frame the agent
   // sends at that moment (a late resize or stdin) lands instead of failing with EPIPE; the
   // connection closes once the agent ends its side too.

@@ -54,6 +54,8 @@ export const StreamStart = z
     world: WorldSpecInput.optional(),
     /** ours (issue 17): run in a fresh overlay world like an isolated execute; `exit` carries the fs diff. */
     isolated: z.boolean().default(false),
+    /** ours (issue 14.2): leave what the command started in the background running when it ends (default: killed). */
+    keep_background: z.boolean().default(false),
   })
   .refine((r) => (r.cmd === undefined) !== (r.argv === undefined), {
     message: "exactly one of cmd or argv is required",
