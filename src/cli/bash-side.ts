@@ -66,10 +66,14 @@ type Ctx = { cwd: string; env: Record<string, string | undefined>; worldFlag?: b
 
 /** Before the command: what the world needs for the wrapper to run as it does on the host. */
 export async function beforeRun(ch: SideChannels, ctx: Ctx): Promise<void> {
-  if (!ch.geminiBgpids) return;
+  // The world has its own /tmp: a side-channel file's directory below it (Gemini's mkdtemp dir,
+  // a Claude $TMPDIR such as /tmp/claude-1000/) must exist there too, or the wrapper's own
+  // write fails and with it the whole command. /tmp itself always exists: no extra call.
+  const dirs = [ch.geminiBgpids, ch.claudeCwd].filter((p): p is string => p !== undefined).map(dirname).filter((d) => d !== "/tmp");
+  if (dirs.length === 0) return;
   const { runEntry } = await import("./_entry-run.ts");
   await runEntry({
-    argv: ["/bin/mkdir", "-p", "--", dirname(ch.geminiBgpids)],
+    argv: ["/bin/mkdir", "-p", "--", ...dirs],
     ...ctx,
     io: "buffered",
     component: "shell",
