@@ -69,6 +69,8 @@ export async function decideForCli(input: CliDecisionInput): Promise<CliDecision
     input.stderr.write(`${message}\n`);
     return { action: "deny", exitCode: 2, message, policy_id: "unknown", events: [] };
   }
+  // a .substrate-profile that was not obeyed, or a selection that could not be recorded (issue 14 item 4)
+  if (loaded.source.selection?.notice) input.stderr.write(`${loaded.source.selection.notice}\n`);
   let policy: CompiledPolicy = loaded.policy;
   if (input.requireApproval && !policy.doc.approval.require_approval)
     policy = { ...policy, doc: { ...policy.doc, approval: { ...policy.doc.approval, require_approval: true } } };

@@ -1,14 +1,15 @@
 /**
  * The policy broker (spec sections 2 and 5): what the rest of Substrate calls.
  *
- *   loadEffectivePolicy(cwd)      → the policy in force for a directory (+ source, commit)
+ *   loadEffectivePolicy(cwd)      → the policy in force for a directory (+ source, commit);
+ *                                   the selection is recorded host-side per project (issue 14.4)
  *   evaluate(cmd, cwd, policy)    → Decision (pure)
  *   decideForCli({...})           → run / run_isolated / deny, with prompts and events
  *   worldSpecFromPolicy(policy)   → WorldSpecInput for the world backend
  *   PolicyBroker                  → long-lived holder with hot reload
  */
-export { loadEffectivePolicy, loadEffectivePolicySync, PolicyError, findProfile, policiesDir, policyFileFor, substrateDir, projectDirFor, compileText, parsePolicyText, validatePolicy, BUILTIN_DEFAULT, PROFILE_FILE } from "./load.ts";
-export type { LoadedPolicy, LoadOptions, PolicySource } from "./load.ts";
+export { loadEffectivePolicy, loadEffectivePolicySync, PolicyError, findProfile, policiesDir, policyFileFor, substrateDir, projectDirFor, compileText, parsePolicyText, validatePolicy, BUILTIN_DEFAULT, PROFILE_FILE, recordProjectPolicy, resolveSelection, projectsDir } from "./load.ts";
+export type { LoadedPolicy, LoadOptions, PolicySource, PolicySelection } from "./load.ts";
 export type { CompiledPolicy, PolicyIssue } from "./compile.ts";
 export { evaluate, quickCheck, approvalKey } from "./evaluate.ts";
 export { decideForCli, deniedMessage, isolationUnavailable } from "./decide.ts";

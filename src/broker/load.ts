@@ -7,15 +7,16 @@
  * a PolicyError, so an invalid policy can never be half-applied.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { z } from "zod";
-import { Policy, PolicyId } from "../contract/policy.ts";
+import { Policy, PolicyId, ProjectPolicySelection } from "../contract/policy.ts";
 import { isDirty, lastCommitOf } from "../sys/git.ts";
 import { compilePolicy, type CompiledPolicy, type PolicyIssue } from "./compile.ts";
 import { DEFAULT_POLICY_YAML } from "./default-policy.ts";
 import { evaluate } from "./evaluate.ts";
+import { looserField } from "./tighten.ts";
 
 export const PROFILE_FILE = ".substrate-profile";
 export const BUILTIN_DEFAULT = "builtin:default";
@@ -43,13 +44,39 @@ export class PolicyError extends Error {
 export interface LoadOptions {
   /** the user's home directory (tests pass a temp dir); default $HOME */
   home?: string;
+  /** record the selection host-side when the project has none yet (first use); default true */
+  record?: boolean;
+}
+
+/** How the policy in force was chosen (issue 14 item 4; `policy show` prints it). */
+export interface PolicySelection {
+  policy: string;
+  /**
+   * `recorded`: the host-side record of the project (`record_file`) selects it; `first_use`:
+   * this call just recorded it; `tightened`: a `.substrate-profile` named a policy at least as
+   * strict as the recorded one, which is now recorded for the profile's directory;
+   * `unrecorded`: no record exists and none was written.
+   */
+  via: "recorded" | "first_use" | "tightened" | "unrecorded";
+  /** the record (`~/.substrate/projects/<hash>.json`) */
+  record_file?: string;
+  /** the project directory the record holds for */
+  project?: string;
+  recorded_at?: string;
+  /** how the record was made: `first_use` (from the profile then) or `policy_use` */
+  recorded_via?: ProjectPolicySelection["via"];
+  /** a `.substrate-profile` that names a policy less strict than the record (or one that cannot be loaded): not obeyed */
+  ignored_profile?: { file: string; id: string; why: string };
+  /** one line for stderr (an ignored profile, a record that could not be written) */
+  notice?: string;
 }
 
 export interface PolicySource {
   /** the policy file, or `builtin:default` */
   file: string;
-  /** the `.substrate-profile` that selected it */
+  /** the `.substrate-profile` that selected it (at first use, or now when unrecorded) */
   profile_file?: string;
+  selection: PolicySelection;
 }
 
 export interface LoadedPolicy {
@@ -109,6 +136,161 @@ export function projectDirFor(cwd: string): string {
     if (existsSync(join(d, ".git")) || existsSync(join(d, PROFILE_FILE))) return d;
     if (dirname(d) === d) return start;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host-side selection (issue 14 item 4): the policy of a project is recorded under
+// ~/.substrate/projects/ on its first use (or by `substrate policy use`), keyed by the project's
+// real path, and looked up for the cwd and every parent. A `.substrate-profile` lives in the
+// writable project, so once a record exists nothing the project holds can change which policy
+// applies: `rm .substrate-profile`, a weaker `sub/.substrate-profile`, a new `sub/.git`, a
+// symlink into the project from /tmp — the nearest recorded ancestor still decides.
+
+export const projectsDir = (opts: LoadOptions = {}): string => join(substrateDir(opts), "projects");
+
+/** `~/.substrate/projects/<sha256(dir)[:32]>.json` */
+export function selectionFileFor(dir: string, opts: LoadOptions = {}): string {
+  return join(projectsDir(opts), `${createHash("sha256").update(dir).digest("hex").slice(0, 32)}.json`);
+}
+
+const realDir = (p: string): string => {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
+};
+
+function readSelection(file: string, dir: string): ProjectPolicySelection | null {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new PolicyError(file, [{ path: "", message: `cannot read the recorded policy selection: ${(e as Error).message}` }], "run `substrate policy use <id>` in the project to record it again");
+  }
+  let rec: ProjectPolicySelection;
+  try {
+    rec = ProjectPolicySelection.parse(JSON.parse(text));
+  } catch {
+    throw new PolicyError(file, [{ path: "", message: "the recorded policy selection is not valid" }], "run `substrate policy use <id>` in the project to record it again");
+  }
+  return rec.project === dir ? rec : null; // another directory with the same hash prefix: not ours
+}
+
+/**
+ * The record that holds for `cwd`: its own or its nearest recorded ancestor's, along the real
+ * path first, then along the path as given (a symlink the world made inside the project,
+ * pointing elsewhere, still finds the project's record).
+ */
+export function recordedSelection(cwd: string, opts: LoadOptions = {}): { rec: ProjectPolicySelection; file: string } | null {
+  if (!existsSync(projectsDir(opts))) return null;
+  const chains = [realDir(cwd), resolve(cwd)];
+  if (chains[0] === chains[1]) chains.pop();
+  for (const start of chains) {
+    for (let d = start; ; d = dirname(d)) {
+      const file = selectionFileFor(d, opts);
+      const rec = readSelection(file, d);
+      if (rec) return { rec, file };
+      if (dirname(d) === d) break;
+    }
+  }
+  return null;
+}
+
+/** Write the record for `project` (atomically; `exclusive`: only if none exists). Returns false when one already existed. */
+export function writeSelection(rec: ProjectPolicySelection, opts: LoadOptions = {}, exclusive = false): boolean {
+  const dir = projectsDir(opts);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = selectionFileFor(rec.project, opts);
+  const text = `${JSON.stringify(ProjectPolicySelection.parse(rec), null, 2)}\n`;
+  if (exclusive) {
+    try {
+      writeFileSync(file, text, { flag: "wx", mode: 0o600 });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw e;
+    }
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  renameSync(tmp, file);
+  return true;
+}
+
+/**
+ * `substrate policy use ID` (a host command): record that the project of `cwd` uses policy
+ * `id` from now on, replacing any record there. The policy must exist and be valid.
+ */
+export function recordProjectPolicy(cwd: string, id: string, opts: LoadOptions = {}): { project: string; file: string; previous: string | null } {
+  const project = realDir(projectDirFor(cwd));
+  const policyFile = policyFileFor(id, opts);
+  if (policyFile === null && id !== "default")
+    throw new PolicyError(join(policiesDir(opts), `${id}.yaml`), [{ path: "", message: `policy "${id}" does not exist` }], `create it with \`substrate policy init ${id}\``);
+  if (policyFile !== null) loadPolicyFile(policyFile, { home: homeOf(opts), project }); // valid, or a PolicyError
+  const file = selectionFileFor(project, opts);
+  const previous = readSelection(file, project)?.policy ?? recordedSelection(cwd, opts)?.rec.policy ?? null;
+  writeSelection({ project, policy: id, recorded_at: new Date().toISOString(), via: "policy_use" }, opts);
+  return { project, file, previous };
+}
+
+/** Which policy applies to `cwd`, and why (records it on first use unless `record: false`). */
+type Resolved = PolicySelection & {
+  profile?: { id: string; file: string };
+  /** a profile naming another policy than the record: obeyed only if that policy is at least as strict */
+  candidate?: { id: string; file: string };
+};
+
+export function resolveSelection(cwd: string, opts: LoadOptions = {}): Resolved {
+  let found = recordedSelection(cwd, opts);
+  let profile: { id: string; file: string } | null = null;
+  let profileError: PolicyError | null = null;
+  try {
+    profile = findProfile(cwd);
+  } catch (e) {
+    if (!(e instanceof PolicyError)) throw e;
+    profileError = e;
+  }
+  const project = realDir(projectDirFor(cwd));
+  let rec0: ProjectPolicySelection | null = null;
+  if (!found && !profileError && opts.record !== false) {
+    rec0 = { project, policy: profile?.id ?? "default", recorded_at: new Date().toISOString(), via: "first_use", ...(profile ? { profile_file: profile.file } : {}) };
+    try {
+      if (!writeSelection(rec0, opts, true)) {
+        // another process recorded it first: use what it recorded
+        const file = selectionFileFor(project, opts);
+        const rec = readSelection(file, project);
+        if (rec) found = { rec, file };
+        rec0 = null;
+      }
+    } catch (e) {
+      if (e instanceof PolicyError) throw e;
+      const id = profile?.id ?? "default";
+      return { policy: id, ...(profile ? { profile } : {}), via: "unrecorded", notice: `substrate: cannot record the policy selection of ${project} in ${projectsDir(opts)} (${(e as Error).message.split("\n")[0]}): a project file may still change it` };
+    }
+  }
+  if (found) {
+    const { rec, file } = found;
+    const sel: Resolved = {
+      policy: rec.policy,
+      via: "recorded",
+      record_file: file,
+      project: rec.project,
+      recorded_at: rec.recorded_at,
+      recorded_via: rec.via,
+      ...(rec.profile_file !== undefined ? { profile: { id: rec.policy, file: rec.profile_file } } : {}),
+    };
+    // a broken profile is not obeyed (the world could have written it); a different one only if stricter
+    if (profileError) sel.notice = `substrate: ${profileError.file} is not valid and is ignored: this project's policy is "${rec.policy}" (recorded in ${file})`;
+    else if (profile && profile.id !== rec.policy) sel.candidate = profile;
+    return sel;
+  }
+  if (profileError) throw profileError;
+  const id = profile?.id ?? "default";
+  const base = { policy: id, ...(profile ? { profile } : {}) };
+  if (rec0 === null) return { ...base, via: "unrecorded" };
+  return { ...base, via: "first_use", record_file: selectionFileFor(project, opts), project, recorded_at: rec0.recorded_at, recorded_via: "first_use" };
 }
 
 /** The file holding policy `id`, or null. */
@@ -242,18 +424,53 @@ function hasGitAbove(dir: string): boolean {
 /** The policy in force for `cwd` (sync core of loadEffectivePolicy). */
 export function loadEffectivePolicySync(cwd: string, opts: LoadOptions = {}): LoadedPolicy {
   const home = homeOf(opts);
-  const profile = findProfile(cwd);
-  const id = profile?.id ?? "default";
+  const { profile, candidate, ...selection } = resolveSelection(cwd, opts);
   const project = projectDirFor(cwd);
-  const file = policyFileFor(id, opts);
-  if (file === null) {
-    if (id !== "default")
-      throw new PolicyError(join(policiesDir(opts), `${id}.yaml`), [{ path: "", message: `policy "${id}" selected by ${profile!.file} does not exist` }], `create it with \`substrate policy init ${id}\`, or change ${profile!.file}`);
-    const policy = compileText(DEFAULT_POLICY_YAML, BUILTIN_DEFAULT, { home, project });
-    return { policy, source: { file: BUILTIN_DEFAULT, ...(profile ? { profile_file: profile.file } : {}) }, commit: `sha256:${sha16(DEFAULT_POLICY_YAML)}` };
+  const byId = (id: string, by: string, hint: string): { policy: CompiledPolicy; file: string; commit: string } => {
+    const file = policyFileFor(id, opts);
+    if (file === null) {
+      if (id !== "default") throw new PolicyError(join(policiesDir(opts), `${id}.yaml`), [{ path: "", message: `policy "${id}" selected by ${by} does not exist` }], hint);
+      return { policy: compileText(DEFAULT_POLICY_YAML, BUILTIN_DEFAULT, { home, project }), file: BUILTIN_DEFAULT, commit: `sha256:${sha16(DEFAULT_POLICY_YAML)}` };
+    }
+    const { policy, text } = loadPolicyFile(file, { home, project });
+    return { policy, file, commit: policyCommitOf(file, text) };
+  };
+  const recorded = byId(
+    selection.policy,
+    selection.record_file ? `the record ${selection.record_file}` : (profile?.file ?? "default"),
+    selection.record_file
+      ? `create it with \`substrate policy init ${selection.policy}\`, or choose another with \`substrate policy use <id>\``
+      : `create it with \`substrate policy init ${selection.policy}\`, or change ${profile?.file}`,
+  );
+  if (candidate) {
+    // a project file may only tighten: obey it when its policy is at least as strict as the recorded one
+    let why: string;
+    try {
+      const c = byId(candidate.id, candidate.file, "");
+      const looser = looserField(c.policy.doc, recorded.policy.doc);
+      if (looser === null) {
+        const profDir = realDir(dirname(candidate.file));
+        const dir = selection.project && !profDir.startsWith(`${selection.project}/`) ? selection.project : profDir;
+        const sel: PolicySelection = { ...selection, policy: candidate.id, via: "tightened", project: dir, record_file: selectionFileFor(dir, opts), recorded_via: "tightened", recorded_at: new Date().toISOString() };
+        try {
+          if (opts.record !== false) writeSelection({ project: dir, policy: candidate.id, recorded_at: sel.recorded_at!, via: "tightened", profile_file: candidate.file }, opts);
+          else sel.via = "unrecorded";
+        } catch (e) {
+          sel.notice = `substrate: cannot record the stricter policy "${candidate.id}" for ${dir} (${(e as Error).message.split("\n")[0]})`;
+        }
+        return { policy: c.policy, source: { file: c.file, profile_file: candidate.file, selection: sel }, commit: c.commit };
+      }
+      why = `it is less strict in ${looser}`;
+    } catch (e) {
+      if (!(e instanceof PolicyError)) throw e;
+      why = `it cannot be used: ${e.issues[0]?.message ?? e.message}`;
+    }
+    selection.ignored_profile = { ...candidate, why };
+    selection.notice =
+      `substrate: ${candidate.file} names policy "${candidate.id}", which is not at least as strict as this project's policy "${selection.policy}" (${why}): ignored; ` +
+      `to switch, run \`substrate policy use ${candidate.id}\` outside any world`;
   }
-  const { policy, text } = loadPolicyFile(file, { home, project });
-  return { policy, source: { file, ...(profile ? { profile_file: profile.file } : {}) }, commit: policyCommitOf(file, text) };
+  return { policy: recorded.policy, source: { file: recorded.file, ...(profile ? { profile_file: profile.file } : {}), selection }, commit: recorded.commit };
 }
 
 /** Interface for the rest of the system: the policy in force for `cwd`, where it came from, its commit. */

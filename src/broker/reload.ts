@@ -9,7 +9,7 @@
  * change like any edit.
  */
 import { mkdirSync, watch, type FSWatcher } from "node:fs";
-import { findProfile, loadEffectivePolicySync, policiesDir, PolicyError, type LoadedPolicy, type LoadOptions } from "./load.ts";
+import { loadEffectivePolicySync, policiesDir, PolicyError, resolveSelection, type LoadedPolicy, type LoadOptions } from "./load.ts";
 
 export const RELOAD_STAMP = ".reload";
 
@@ -46,13 +46,14 @@ export class PolicyBroker {
   /**
    * The policy in force for cwd. First use loads it (a PolicyError propagates: there is no
    * last good policy yet); later calls return the cached object that reloads replace.
-   * `.substrate-profile` is re-resolved on every call, so a profile switch applies at once.
+   * The selection (host-side record, `.substrate-profile`) is re-resolved on every call, so a
+   * `substrate policy use` or a stricter profile applies at once.
    */
   current(cwd: string): LoadedPolicy {
     const hit = this.byCwd.get(cwd);
     if (hit) {
       // a different profile now selects another policy: resolve again
-      const fresh = this.profileChanged(cwd, hit);
+      const fresh = this.selectionChanged(cwd, hit);
       if (!fresh) return hit;
     }
     const l = loadEffectivePolicySync(cwd, this.loadOpts());
@@ -60,15 +61,19 @@ export class PolicyBroker {
     return l;
   }
 
-  /** Another `.substrate-profile` (or an edited one) now selects a different policy. */
-  private profileChanged(cwd: string, hit: LoadedPolicy): boolean {
-    let now: { id: string; file: string } | null;
+  /** The record or a `.substrate-profile` now selects a different policy (a few stats and tiny reads). */
+  private selectionChanged(cwd: string, hit: LoadedPolicy): boolean {
+    let now: ReturnType<typeof resolveSelection>;
     try {
-      now = findProfile(cwd); // a few stat calls up the tree + one tiny read
+      now = resolveSelection(cwd, { ...this.loadOpts(), record: false });
     } catch {
-      return true; // let the full load report the broken profile
+      return true; // let the full load report the problem
     }
-    return (now?.file ?? undefined) !== hit.source.profile_file || (now?.id ?? "default") !== hit.policy.id;
+    if (now.candidate) {
+      const ign = hit.source.selection.ignored_profile;
+      return !(ign && ign.id === now.candidate.id && ign.file === now.candidate.file && now.policy === hit.policy.id);
+    }
+    return now.policy !== hit.policy.id;
   }
 
   /** Start watching the policy directory (created if missing). */

@@ -9,13 +9,16 @@ import {
   BUILTIN_DEFAULT,
   compileText,
   DEFAULT_POLICY_YAML,
+  findProfile,
   loadEffectivePolicySync,
   parsePolicyText,
   policiesDir,
   PolicyError,
   projectDirFor,
+  recordProjectPolicy,
   RELOAD_STAMP,
   type CompiledPolicy,
+  type LoadedPolicy,
 } from "../broker/index.ts";
 import { PolicyId } from "../contract/policy.ts";
 import { CliError, ExitCode } from "./_errors.ts";
@@ -96,8 +99,9 @@ const validate = defineCommand({
     else {
       for (const f of policyFiles()) ok = validateFile(f, cwd) && ok;
       try {
-        const l = loadEffectivePolicySync(cwd);
-        console.log(`in force here: ${l.policy.id} (${l.source.file}${l.source.profile_file ? `, selected by ${l.source.profile_file}` : ""})`);
+        const l = loadEffectivePolicySync(cwd, { record: false });
+        console.log(`in force here: ${l.policy.id} (${l.source.file}; selected by ${selectedBy(l)})`);
+        if (l.source.selection.ignored_profile) console.log(`ignored: ${ignoredLine(l)}`);
       } catch (e) {
         if (!(e instanceof PolicyError)) throw e;
         if (!policyFiles().includes(e.file)) process.stderr.write(`${e.format()}\n`);
@@ -122,6 +126,62 @@ function provenance(raw: unknown, doc: Record<string, unknown>, fileLabel: strin
   return out;
 }
 
+/** Where the selection came from (issue 14 item 4), one line. */
+function selectedBy(l: LoadedPolicy): string {
+  const s = l.source.selection;
+  const prof = l.source.profile_file;
+  switch (s.via) {
+    case "recorded": {
+      const how =
+        s.recorded_via === "policy_use"
+          ? "`substrate policy use`"
+          : s.recorded_via === "tightened"
+            ? `a stricter policy named by ${prof ?? ".substrate-profile"}`
+            : `first use, ${prof ? `from ${prof}` : "no .substrate-profile: default"}`;
+      return `the host-side record for ${s.project} (${s.record_file}; ${how}, ${s.recorded_at})`;
+    }
+    case "first_use":
+      return `${prof ?? "no .substrate-profile: default"} (recorded now for ${s.project} in ${s.record_file})`;
+    case "tightened":
+      return `${prof} (stricter than the recorded policy; recorded for ${s.project})`;
+    case "unrecorded":
+      return `${prof ?? "no .substrate-profile: default"} (not recorded yet: the first command here records it for its project)`;
+  }
+}
+
+function ignoredLine(l: LoadedPolicy): string {
+  const i = l.source.selection.ignored_profile!;
+  return `${i.file} names "${i.id}": ${i.why}; a project file may only tighten the policy (\`substrate policy use ${i.id}\` switches)`;
+}
+
+const use = defineCommand({
+  meta: {
+    name: "use",
+    description: "Record which policy this project uses (host-side in ~/.substrate/projects/; a .substrate-profile in the project can only tighten it)",
+  },
+  args: { id: { type: "positional", required: true, description: "policy id", valueHint: "ID" } },
+  run({ args }) {
+    const id = args.id as string;
+    if (!PolicyId.safeParse(id).success) throw new CliError(ExitCode.USAGE, `"${id}" is not a policy id`, "use lowercase letters, digits and '-'");
+    try {
+      const r = recordProjectPolicy(process.cwd(), id);
+      console.log(`recorded: ${r.project} uses policy ${id}${r.previous !== null && r.previous !== id ? ` (was ${r.previous})` : ""} — ${r.file}`);
+      let prof: { id: string; file: string } | null = null;
+      try {
+        prof = findProfile(process.cwd());
+      } catch {
+        // a broken profile is ignored anyway
+      }
+      if (prof && prof.id !== id)
+        console.log(`note: ${prof.file} names "${prof.id}": while it does, it applies instead whenever it is at least as strict as "${id}"`);
+    } catch (e) {
+      if (!(e instanceof PolicyError)) throw e;
+      process.stderr.write(`${e.format()}\n`);
+      process.exitCode = ExitCode.USAGE;
+    }
+  },
+});
+
 const show = defineCommand({
   meta: { name: "show", description: "Print the effective policy for this directory and where each part came from" },
   args: { json: { type: "boolean", description: "print JSON" } },
@@ -129,7 +189,7 @@ const show = defineCommand({
     const cwd = process.cwd();
     let l;
     try {
-      l = loadEffectivePolicySync(cwd);
+      l = loadEffectivePolicySync(cwd, { record: false }); // showing never records
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
       process.stderr.write(`${e.format()}\n`);
@@ -153,7 +213,8 @@ const show = defineCommand({
       `# policy:      ${l.policy.id} (${l.policy.doc.name})`,
       `# mode:        ${l.policy.mode}`,
       `# file:        ${l.source.file}`,
-      `# selected by: ${l.source.profile_file ?? "no .substrate-profile found: default"}`,
+      `# selected by: ${selectedBy(l)}`,
+      ...(l.source.selection.ignored_profile ? [`# ignored:     ${ignoredLine(l)}`] : []),
       `# $PROJECT:    ${l.policy.project}`,
       `# commit:      ${l.commit}`,
       `# from schema defaults: ${Object.entries(prov).filter(([, v]) => v === "default").map(([k]) => k).join(", ") || "(none)"}`,
@@ -184,6 +245,6 @@ const reload = defineCommand({
 });
 
 export default defineCommand({
-  meta: { name: "policy", description: "Policies: init, validate, show, reload" },
-  subCommands: { init, validate, show, reload },
+  meta: { name: "policy", description: "Policies: init, validate, show, use, reload" },
+  subCommands: { init, validate, show, use, reload },
 });

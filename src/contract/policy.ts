@@ -62,6 +62,10 @@ export const PolicyWorld = z.strictObject({
   reuse_session: z.boolean().default(true),
   enable_preload: z.boolean().default(false),
   isolate_network: z.boolean().default(true),
+  /** ours (issue 14.1): allow ptrace/process_vm_* in the world, for debuggers (docs/SECURITY.md) */
+  allow_ptrace: z.boolean().default(false),
+  /** ours (issue 13): a rootless agent's commands run as uid 0 of their user namespace, not as the user */
+  root_inside: z.boolean().default(false),
   limits: z
     .strictObject({
       cpu: z.string().regex(/^[0-9]+(\.[0-9]+)?$/, 'expected a CPU count such as "2" or "0.5"').optional(),
@@ -108,7 +112,7 @@ export const Policy = z.strictObject({
     require_approval: [],
     allow_shell_operators: true,
   }),
-  world: PolicyWorld.default({ reuse_session: true, enable_preload: false, isolate_network: true, limits: {} }),
+  world: PolicyWorld.default({ reuse_session: true, enable_preload: false, isolate_network: true, allow_ptrace: false, root_inside: false, limits: {} }),
   approval: PolicyApproval.default({ interactive: true, auto_approve: [], require_approval: false }),
   privacy: PolicyPrivacy.optional(),
   examples: PolicyExamples.optional(),
@@ -274,3 +278,22 @@ export const ApprovalsFile = z.strictObject({
   sessions: z.record(z.string(), z.strictObject({ policy_id: z.string(), policy_hash: z.string() })).default({}),
 });
 export type ApprovalsFile = z.infer<typeof ApprovalsFile>;
+
+/**
+ * Issue 14 item 4: the policy a project uses, recorded HOST-side
+ * (`~/.substrate/projects/<sha256(project)[:32]>.json`, 0600) on its first use or by
+ * `substrate policy use`. Nothing a world writes (the project's `.substrate-profile`) can change
+ * it: the world cannot write `~/.substrate`.
+ */
+export const ProjectPolicySelection = z.strictObject({
+  /** the project directory (real path) this selection holds for, and below */
+  project: z.string().startsWith("/"),
+  policy: PolicyId,
+  /** RFC 3339 */
+  recorded_at: z.string(),
+  /** how it was chosen: first use, `substrate policy use`, or a project file naming a stricter policy */
+  via: z.enum(["first_use", "policy_use", "tightened"]),
+  /** the `.substrate-profile` that named the policy at first use (none: the default policy) */
+  profile_file: z.string().optional(),
+});
+export type ProjectPolicySelection = z.infer<typeof ProjectPolicySelection>;

@@ -128,7 +128,7 @@ describe("substrate policy", () => {
     const r = substrate(e, ["policy", "show", "--json"], { cwd: proj });
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
-    expect(j.source).toEqual({ file: f, profile_file: join(proj, ".substrate-profile") });
+    expect(j.source).toMatchObject({ file: f, profile_file: join(proj, ".substrate-profile"), selection: { policy: "team", via: "unrecorded" } });
     expect(j.policy.commands.denied).toEqual(["sudo *"]);
     expect(j.project).toBe(proj);
     expect(j.provenance["commands.denied"]).toBe("file");

@@ -8,6 +8,7 @@ import {
   Decision,
   Policy,
   PolicyEvent,
+  ProjectPolicySelection,
 } from "../../../src/contract/index.ts";
 import { DEFAULT_POLICY_YAML } from "../../../src/broker/default-policy.ts";
 
@@ -64,5 +65,11 @@ describe("policy contract round trips", () => {
       sessions: { s: { policy_id: "default", policy_hash: "abc" } },
     });
     rt(ApprovalsFile, { version: 1 });
+  });
+  test("ProjectPolicySelection: every way a selection is recorded", () => {
+    rt(ProjectPolicySelection, { project: "/p", policy: "strict", recorded_at: "2026-12-04T18:00:00.000Z", via: "first_use", profile_file: "/p/.substrate-profile" });
+    rt(ProjectPolicySelection, { project: "/p", policy: "default", recorded_at: "2026-12-04T18:00:00.000Z", via: "policy_use" });
+    rt(ProjectPolicySelection, { project: "/p/sub", policy: "x", recorded_at: "2026-12-04T18:00:00.000Z", via: "tightened", profile_file: "/p/sub/.substrate-profile" });
+    expect(() => ProjectPolicySelection.parse({ project: "rel", policy: "x", recorded_at: "t", via: "first_use" })).toThrow();
   });
 });

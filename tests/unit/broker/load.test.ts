@@ -22,7 +22,7 @@ describe("effective policy", () => {
   test("no policy file: the built-in default (spec example, observe)", async () => {
     t = tempHome();
     const l = await loadEffectivePolicy(t.home, { home: t.home });
-    expect(l.source).toEqual({ file: "builtin:default" });
+    expect(l.source).toMatchObject({ file: "builtin:default", selection: { policy: "default", via: "first_use" } });
     expect(l.policy.id).toBe("default");
     expect(l.policy.mode).toBe("observe");
     expect(l.commit).toMatch(/^sha256:[0-9a-f]{16}$/);
@@ -55,7 +55,8 @@ describe("effective policy", () => {
     const deep = loadEffectivePolicySync(sub, { home: t.home });
     expect(deep.policy.id).toBe("strict");
     expect(deep.policy.mode).toBe("enforce");
-    expect(deep.source).toEqual({ file: join(t.policies, "strict.toml"), profile_file: join(root, "vendor", ".substrate-profile") });
+    // obeyed because strict is stricter than the recorded relaxed (a project file may only tighten)
+    expect(deep.source).toMatchObject({ file: join(t.policies, "strict.toml"), profile_file: join(root, "vendor", ".substrate-profile"), selection: { via: "tightened" } });
     expect(deep.policy.project).toBe(join(root, "vendor"));
   });
 
