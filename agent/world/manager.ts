@@ -12,6 +12,8 @@ import { socketAnswers as answers } from "../../src/sys/unix-socket.ts";
 import { World, type WorldOptions } from "./session.ts";
 import { protectedFingerprint } from "./fsview.ts"; // FSVIEW: which protected paths exist is part of the key
 import { SparePool, spareTtlMsFromEnv, type IsolatedWorld } from "./spares.ts";
+import { IdleReaper, idleTtlMsFromEnv } from "./idle.ts"; // issue 18.6 (DEPLOY)
+import { removeEmptyCgroupTree } from "./cgroups.ts"; // issue 18.3 (DEPLOY)
 
 export interface ManagerOptions {
   stateDir: string;
@@ -27,6 +29,8 @@ export interface ManagerOptions {
   spareTtlMs?: number;
   /** At most this many spares in all (spares.ts MAX_SPARES). */
   spareMax?: number;
+  /** Issue 18.6 (idle.ts): idle session worlds are retired after this; default SUBSTRATE_WORLD_IDLE_SECS or 15 min, 0 = never. */
+  idleTtlMs?: number;
 }
 
 /**
@@ -58,8 +62,11 @@ export class WorldManager {
   private teardowns = new Set<Promise<void>>();
   /** Issue 3 (pool): pre-warmed isolated worlds, see spares.ts. Spares are created worlds, never executes. */
   readonly spares: SparePool;
+  /** Issue 18.6 (DEPLOY, idle.ts): retires idle session worlds. */
+  readonly idle: IdleReaper;
 
   constructor(private readonly o: ManagerOptions) {
+    this.idle = new IdleReaper({ ttlMs: o.idleTtlMs ?? idleTtlMsFromEnv(process.env, o.log), retire: (w) => this.destroy(w.id), log: o.log });
     this.spares = new SparePool({
       ttlMs: o.spareTtlMs ?? spareTtlMsFromEnv(process.env, o.log),
       max: o.spareMax,
@@ -146,10 +153,8 @@ export class WorldManager {
         if (name.startsWith("wld_") && dir.endsWith("/substrate")) {
           if (this.all.has(name)) continue;
           try {
-            if (readFileSync(join(p, "cgroup.procs"), "utf8").trim() === "") {
-              rmdirSync(p);
-              removed.push(p);
-            }
+            // issue 18.3 (DEPLOY): a world cgroup has spawner/cmds children, removed first
+            if (readFileSync(join(p, "cgroup.procs"), "utf8").trim() === "" && removeEmptyCgroupTree(p)) removed.push(p);
           } catch {}
         } else if (depth < 6 && !name.startsWith("lima-emu")) walk(p, depth + 1);
       }
@@ -174,6 +179,7 @@ export class WorldManager {
       const w = await existing.catch(() => null);
       if (w?.healthy()) {
         this.stats.reused++;
+        this.idle.touch(w); // issue 18.6 (DEPLOY)
         w.setEgressPolicy(spec); // issue 15 (EGRESS): live allowlist + budget
         return w;
       }
@@ -187,7 +193,8 @@ export class WorldManager {
     }
     const p = this.create(spec, { owner });
     this.sessions.set(key, p);
-    p.catch(() => this.sessions.delete(key));
+    p.then((w) => this.idle.watch(w), () => this.sessions.delete(key)); // issue 18.6 (DEPLOY): watch
+
     return p;
   }
 
@@ -246,6 +253,7 @@ export class WorldManager {
   }
 
   async shutdown(): Promise<void> {
+    this.idle.stop(); // issue 18.6 (DEPLOY)
     await this.spares.shutdown(); // spares (also those warming) + their overlay dirs
     await Promise.all([...this.all.values()].map((w) => w.destroy()));
     while (this.teardowns.size > 0) await Promise.all([...this.teardowns]); // background teardowns (release)
@@ -261,6 +269,7 @@ export class WorldManager {
       executes,
       reuse_ratio: executes === 0 ? 0 : reused / executes,
       spares: this.spares.stats(), // issue 3: the isolated world pool
+      idle: this.idle.stats(), // issue 18.6 (DEPLOY): idle session worlds
     };
   }
 }

@@ -26,6 +26,17 @@ export const Features = z.strictObject({
 });
 export type Features = z.infer<typeof Features>;
 
+/** Issue 18.6 (agent/world/idle.ts): idle session world retirement. */
+export const WorldIdleStats = z.strictObject({
+  /** SUBSTRATE_WORLD_IDLE_SECS in force; 0 = idle worlds are never retired */
+  ttl_secs: z.number().nonnegative(),
+  /** session worlds alive with no command in flight right now */
+  idle: z.number().int().nonnegative(),
+  /** session worlds retired for being idle since the agent started */
+  retired: z.number().int().nonnegative(),
+});
+export type WorldIdleStats = z.infer<typeof WorldIdleStats>;
+
 export const WorldStats = z.strictObject({
   active: z.number().int().nonnegative(),
   created: z.number().int().nonnegative(),
@@ -36,6 +47,8 @@ export const WorldStats = z.strictObject({
   reuse_ratio: z.number().min(0).max(1),
   /** issue 3: pre-warmed isolated worlds (optional: older agents do not send it) */
   spares: SparePoolStats.optional(),
+  /** issue 18.6: idle session worlds (optional: older agents do not send it) */
+  idle: WorldIdleStats.optional(),
 });
 export type WorldStats = z.infer<typeof WorldStats>;
 

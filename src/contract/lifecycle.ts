@@ -7,6 +7,7 @@ import { z } from "zod";
 import { ResourceLimits } from "./world.ts";
 import { HostDoctorEnvelopeV1, WorldDoctorEnvelopeV1 } from "./doctor.ts";
 import { WorldBackendName } from "./world.ts";
+import { WorldIdleStats } from "./capabilities.ts";
 
 /**
  * How the agent runs on a Linux host:
@@ -111,6 +112,8 @@ export const WorldStatusReport = z.strictObject({
     .strictObject({ socket: z.string(), service: z.string(), socket_enabled: z.string() })
     .nullable(),
   worlds: z.array(WorldSummary),
+  /** Issue 18.6: idle session world retirement (the agent's capabilities.worlds.idle; absent: older agent or none answers). */
+  idle: WorldIdleStats.optional(),
   /** One line per kernel feature the worlds run without. */
   degraded: z.array(z.string()),
   error: Failure.optional(),

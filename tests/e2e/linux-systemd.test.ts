@@ -174,3 +174,84 @@ describe("Linux host, root + systemd: socket activation", () => {
     expect(lifecycle("warm").actions).toEqual([]);
   }, T);
 });
+
+/**
+ * Issue 18.2: world limits under the unit, for real. The unit has Delegate=yes, so systemd
+ * gives the agent its own cgroup in every controller hierarchy and the worlds nest inside it.
+ *
+ * This guest is hybrid (v1 memory/cpu/pids, a controller-less v2 tree), like the host; nspawn
+ * mounts the v1 controllers READ-ONLY, which no VM does. So first the guest gets what a VM has:
+ * the controllers remounted writable (per mount, `remount,bind,rw`) and systemd re-executed so
+ * it manages them. The guest's cgroups are the instance's own (harness: lima-emu-<key> in every
+ * hierarchy), so everything created here goes with it. Judged by the kernel's counters
+ * (memory oom_kill, pids.events, cpu.stat nr_throttled), never by time.
+ */
+describe("world limits under the systemd unit (Delegate=yes)", () => {
+  const execute = (body: Record<string, unknown>) => {
+    const r = g.limactl(["shell", g.name, "curl", "-s", "--unix-socket", "/run/substrate.sock", "-H", "content-type: application/json", "-X", "POST", "http://localhost/v1/execute", "--data-binary", "@-"], { stdin: JSON.stringify(body) });
+    if (r.code !== 0) throw new Error(`execute → exit ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as { exit?: number; stdout_b64?: string; world_id?: string; error?: { message: string } };
+  };
+  const out = (r: { stdout_b64?: string }) => Buffer.from(r.stdout_b64 ?? "", "base64").toString();
+  const proj = "/home/lima.linux/limits";
+  const run = (cmd: string, limits: Record<string, unknown>) =>
+    execute({ cmd, cwd: proj, agent_id: "limits", world: { project_dir: proj, isolate_network: false, limits } });
+  /** The world's cgroup dir in a v1 hierarchy of the guest (under the unit's own cgroup). */
+  const worldDir = (ctl: string, world: string) => must("sudo", "sh", "-c", `find /sys/fs/cgroup/${ctl} -maxdepth 6 -type d -name '${world}' | head -1`).trim();
+  let agentPid = 0;
+  const journal = () => sh("sudo", "journalctl", "-u", "substrate-world-agent", "--no-pager", "-n", "30").stdout;
+
+  test("the unit is delegated; the agent runs in its own cgroup of every controller", () => {
+    must("sudo", "sh", "-c", "for c in memory cpu pids; do mount -o remount,bind,rw /sys/fs/cgroup/$c; done; systemctl daemon-reexec");
+    must("sudo", "systemctl", "restart", "substrate-world-agent.service");
+    must("mkdir", "-p", proj);
+    expect(must("systemctl", "show", "-p", "Delegate", "--value", "substrate-world-agent.service").trim()).toBe("yes");
+    expect(JSON.parse(must("curl", "-sf", "--unix-socket", "/run/substrate.sock", "http://localhost/v1/capabilities")).api_version).toBe("v1");
+    agentPid = service().pid;
+    const cg = must("cat", `/proc/${agentPid}/cgroup`);
+    for (const c of ["memory", "pids"]) expect(cg).toMatch(new RegExp(`^\\d+:${c}:/system\\.slice/substrate-world-agent\\.service$`, "m"));
+  }, T);
+
+  test("a memory hog is OOM-killed; the world and the agent live on", () => {
+    const limits = { memory: "64Mi" };
+    const r = run("head -c 512M /dev/zero | tail -n 1 > /dev/null; echo survived=$?", limits);
+    expect(out(r)).toBe("survived=137\n");
+    const dir = worldDir("memory", r.world_id!);
+    expect(dir).toStartWith("/sys/fs/cgroup/memory/system.slice/substrate-world-agent.service/substrate/");
+    expect(Number(/^oom_kill (\d+)/m.exec(must("cat", `${dir}/memory.oom_control`))?.[1])).toBeGreaterThanOrEqual(1);
+    const again = run("echo alive", limits);
+    expect(out(again)).toBe("alive\n");
+    if (again.world_id !== r.world_id) throw new Error(`the world was replaced; agent log:\n${journal()}`);
+    expect(service().pid).toBe(agentPid);
+  }, T);
+
+  test("a fork bomb is bounded by the command cgroup; the same world serves the next command", () => {
+    const limits = { pids: 64 };
+    const first = run("grep :pids: /proc/self/cgroup", limits);
+    expect(out(first)).toMatch(/:pids:.*\/cmds(\/[^/\n]+)?\n$/); // the command is in the command cgroup (or a per-command leaf below it)
+    const dir = worldDir("pids", first.world_id!);
+    expect(dir).toStartWith("/sys/fs/cgroup/pids/system.slice/substrate-world-agent.service/substrate/");
+    expect(must("cat", `${dir}/cmds/pids.max`).trim()).toBe("64");
+    const bomb = run("sleep 4 & s=$!; (b(){ b | b & }; b) 2>/dev/null & wait $s; kill -9 0", limits);
+    expect(bomb.world_id).toBe(first.world_id);
+    // Forks refused per cgroup (v1 counts them in the forking task's cgroup): the command
+    // cgroup's subtree vs the world's own processes.
+    const events = (d: string) => Number(/^max (\d+)/m.exec(must("cat", `${d}/pids.events`))?.[1]);
+    const tree = (d: string) => must("sudo", "find", d, "-name", "pids.events").trim().split("\n").reduce((n, f) => n + events(f.slice(0, -"/pids.events".length)), 0);
+    const ev = { cmds: tree(`${dir}/cmds`), world: events(dir) };
+    if (!(ev.cmds > 0 && ev.world === 0)) throw new Error(`pids.events max: ${JSON.stringify(ev)} (want cmds > 0, world 0); bomb: ${JSON.stringify(bomb)}; agent log:\n${journal()}`);
+    const again = run("echo alive", limits);
+    expect(out(again)).toBe("alive\n");
+    expect(again.world_id).toBe(first.world_id);
+    expect(service().pid).toBe(agentPid);
+  }, T);
+
+  test("cpu is throttled (cpu.stat nr_throttled)", () => {
+    const r = run("timeout 1 sh -c 'while :; do :; done'; echo spun", { cpu: "0.2" });
+    expect(out(r)).toBe("spun\n");
+    const dir = worldDir("cpu", r.world_id!);
+    expect(dir).toContain("/substrate/");
+    expect(Number(/^nr_throttled (\d+)/m.exec(must("cat", `${dir}/cpu.stat`))?.[1])).toBeGreaterThan(0);
+    expect(service().pid).toBe(agentPid);
+  }, T);
+});

@@ -49,7 +49,28 @@ const EMU_VERSION = process.env.LIMA_EMU_VERSION || "2.2.0";
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** What Debian's sshd gives a session before the login shell reads /etc/profile. */
 const SSHD_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/games";
-const CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"];
+const CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", ...v1ControllerRoots()];
+/**
+ * Issue 18.2 (DEPLOY, additive): the guest also gets its own cgroup in the v1 memory, cpu and
+ * pids hierarchies (nested under this process's own, so it never leaves a limit the caller is
+ * under). nspawn mounts them read-only in the guest; tests/e2e/linux-systemd.test.ts makes them
+ * writable (as in a VM) to test world limits under the unit, and whatever the guest's systemd
+ * and agent create there then stays inside the instance's cgroup and goes with it (removeCgroups).
+ */
+function v1ControllerRoots(): string[] {
+  const out: string[] = [];
+  let own: string[] = [];
+  try {
+    own = readFileSync("/proc/self/cgroup", "utf8").split("\n");
+  } catch {}
+  for (const c of ["memory", "cpu", "pids"]) {
+    const mount = `/sys/fs/cgroup/${c}`;
+    if (!existsSync(join(mount, "tasks"))) continue; // not a v1 hierarchy of its own here
+    const path = own.map((l) => l.split(":")).find((f) => f[1]?.split(",").includes(c))?.[2] ?? "/";
+    out.push(join(mount, path));
+  }
+  return out;
+}
 const BOOT_TIMEOUT_MS = Number(process.env.LIMA_EMU_BOOT_TIMEOUT_MS ?? 90_000);
 const STOP_TIMEOUT_MS = Number(process.env.LIMA_EMU_STOP_TIMEOUT_MS ?? 60_000);
 const envMs = (k: string) => Math.max(0, Number(process.env[k] ?? 0) || 0);
