@@ -101,6 +101,29 @@ const toBytes = (s: string): number => {
 function cgroupCheck(facts: Map<string, string>, worldId: string, limits: WorldSpecInput["limits"], caps: Capabilities, local: boolean, rootless: boolean): VerifyCheck {
   const lines = (facts.get("cgroup") ?? "").split(";").filter(Boolean);
   const mine = lines.filter((l) => l.includes(worldId));
+  // Issue 13 (FSVIEW): a world in its own cgroup namespace reads "/" (its commands "/cmds…");
+  // its /sys/fs/cgroup is its own cgroup, whose limit files the probe read in the world.
+  const nsRooted = mine.length === 0 && lines.length > 0 && lines.every((l) => /^\/(cmds.*)?$/.test(l.split(":").slice(2).join(":")));
+  const limited = (v: string | undefined): v is string => v !== undefined && /^\d+$/.test(v) && Number(v) < 2 ** 60;
+  if (nsRooted && (limited(facts.get("cg_memory")) || limited(facts.get("cg_pids")))) {
+    const mem = facts.get("cg_memory");
+    const pids = facts.get("cg_pids");
+    const found: string[] = [];
+    const problems: string[] = [];
+    if (limited(mem) && limits?.memory) {
+      const want = toBytes(limits.memory);
+      const got = Number(mem);
+      if (got >= want - 8192 && got <= want + MAX_OWN_MEMORY) found.push(`memory ${limits.memory} (${got} bytes incl. ${Math.round((got - want) / 2 ** 20)} MiB for the world's own tasks)`);
+      else problems.push(`memory limit ${mem} bytes, requested ${limits.memory} (${want})`);
+    }
+    if (limited(pids) && limits?.pids !== undefined) {
+      const got = Number(pids);
+      if (got >= limits.pids && got <= limits.pids + MAX_OWN_PIDS) found.push(`pids ${limits.pids} (pids.max ${pids} incl. the world's own)`);
+      else problems.push(`pids.max ${pids}, requested ${limits.pids}`);
+    }
+    if (problems.length) return check("cgroup_limits", "fail", problems.join("; "), "substrate world restart; check the agent log for cgroup warnings");
+    if (found.length) return check("cgroup_limits", "pass", `limits applied (the world's own /sys/fs/cgroup): ${found.join(", ")}`);
+  }
   if (mine.length === 0) {
     // The agent degrades (one warning in its log) when it cannot create the world's cgroup;
     // the spec allows that if said so: WARN, never a silent PASS. Wrong limits are a FAIL below.

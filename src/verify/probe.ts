@@ -49,6 +49,10 @@ if touch /dev/.substrate-verify-ll 2>/tmp/e; then out landlock_dev_write "writte
 
 # cgroups of this process (the host reads the limits)
 out cgroup "$(cat /proc/self/cgroup | tr '\n' ';')"
+# ...and the world's own limits as its /sys/fs/cgroup shows them (issue 13: the world has a
+# cgroup namespace, so the paths above read "/" and the host cannot find them by name)
+out cg_memory "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max 2>/dev/null)"
+out cg_pids "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max 2>/dev/null)"
 
 # network
 out links "$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\n' ' ')"
