@@ -63,9 +63,10 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   const stale = await worlds.sweepStale();
   if (stale.length) log(`removed ${stale.length} stale world dir(s) from a previous run`);
   // Spec env: SUBSTRATE_NETNS_GC_INTERVAL_SECS (600, 0 = off), SUBSTRATE_NETNS_GC_TTL_SECS (0 = off).
-  const { startNetnsGc } = await import("./world/net/index.ts");
-  const gc = startNetnsGc({ destroyWorld: async (id) => void (await worlds.destroy(id)), log });
-  // What a crashed agent left: network leases/veths of dead worlds, empty world cgroups.
+  // Issue 15 (EGRESS): worlds have no host-side network any more; the GC removes gateway socket dirs of dead worlds.
+  const { startNetnsGc } = await import("./egress/gc.ts");
+  const gc = startNetnsGc({ stateDir, worlds: () => worlds.list(), destroyWorld: async (id) => void (await worlds.destroy(id)), log });
+  // What a crashed agent left: gateway socket dirs of dead worlds, empty world cgroups.
   await gc.sweep().catch((e) => log(`netns sweep: ${(e as Error).message}`));
   const cgs = worlds.sweepStaleCgroups();
   if (cgs.length) log(`removed ${cgs.length} stale world cgroup(s)`);

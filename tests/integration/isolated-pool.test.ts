@@ -4,16 +4,14 @@
  * was listed before the execute asked), every isolated execute still starts from the host
  * project as it is (fresh upper dir; host edits made while a spare waited are visible; apply
  * drops spares), spares expire after SUBSTRATE_SPARE_TTL_SECS, 0 turns the pool off, and
- * nothing is left once the agent stops (world dirs, overlay dirs, veths, dnsmasq, cgroups).
+ * nothing is left once the agent stops (world dirs, overlay dirs, egress helpers and sockets, cgroups).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { WorldManager } from "../../agent/world/manager.ts";
-import { hostVethName } from "../../agent/world/net/index.ts";
 import { WorldSpec } from "../../src/contract/world.ts";
-import { linkExists } from "../../src/sys/ip.ts";
 import { agentArgv, b64, eventually, mountsUnder, pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
 
 const bases: string[] = [];
@@ -49,10 +47,9 @@ async function leftovers(agent: TestAgent, base: string, id: string): Promise<st
   const out: string[] = [];
   if (existsSync(join(agent.stateDir, "worlds", id))) out.push("world dir");
   if (existsSync(join(base, id))) out.push("overlay dir");
-  const veth = hostVethName(id);
-  if (await linkExists(veth)) out.push(`veth ${veth}`);
-  if (pidsMentioning(`/dns/${veth.slice(3)}/`).length) out.push("dnsmasq");
-  if (pidsMentioning(id).length) out.push("processes");
+  // Issue 15: no veth or dnsmasq any more; the egress helper names its world in its argv.
+  if (existsSync(join(agent.stateDir, "egress", id))) out.push("egress socket dir");
+  if (pidsMentioning(id).length) out.push("processes (spawner, egress helper)");
   if (mountsUnder(id).length) out.push("mounts");
   for (const c of readdirSync("/sys/fs/cgroup")) {
     if (existsSync(join("/sys/fs/cgroup", c, "substrate", id))) out.push(`cgroup ${c}`);
@@ -144,7 +141,7 @@ describe("pool on (TTL 60 s)", () => {
     await agent.client.discardFsDiff(r.span_id);
   });
 
-  test("the agent's stop destroys the spares: no world dir, overlay dir, veth, dnsmasq or cgroup left", async () => {
+  test("the agent's stop destroys the spares: no world dir, overlay dir, egress helper or cgroup left", async () => {
     seen.add(await spareOf(agent, [...seen]));
     await agent.client.discardFsDiff(firstSpan);
     await agent.stop();
@@ -162,7 +159,7 @@ test("stopping the agent while a spare is still warming leaves nothing behind", 
   // Warming starts inside the execute (its overlay dir first): the spare's id is known at once.
   const spare = readdirSync(base).filter((n) => n !== r.world_id);
   expect(spare).toHaveLength(1);
-  await agent.stop(); // while the spare's world (netns, dnsmasq) is being built
+  await agent.stop(); // while the spare's world (netns, egress helper) is being built
   for (const id of [r.world_id, spare[0]!]) {
     const l = await leftovers(agent, base, id);
     expect(l.filter((x) => !(id === r.world_id && x === "overlay dir"))).toEqual([]); // the result stays

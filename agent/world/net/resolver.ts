@@ -1,27 +1,15 @@
 /**
- * The allowlist resolver task: asks the upstream resolver for the A records of every exact
- * allowed name and hands the union to a callback that replaces the nft set atomically.
- * Refreshes after min(TTL) clamped to [MIN_REFRESH_SECS, refreshSecs].
- *
- * It queries upstream itself (a few lines of DNS over `node:dgram`) rather than going through
- * the world's dnsmasq: it runs in the agent's network namespace, and the answer must not be
- * influenced by anything inside the world. Wildcard entries ("*.x") cannot be enumerated;
- * their addresses reach the world's nft set through dnsmasq's `nftset=` as the world resolves.
- *
- * Failure policy: a timeout or SERVFAIL keeps the previous addresses of that name (the name
- * did not change, our path to upstream did); NXDOMAIN or an empty answer drops them.
+ * A-record queries straight to a configured upstream resolver (the gateway's resolver when
+ * SUBSTRATE_WORLD_DNS_UPSTREAM is set, see agent/egress/gateway.ts): a few lines of DNS over
+ * `node:dgram`, run in the agent's network namespace, so nothing inside a world influences
+ * the answer.
  */
 import dgram from "node:dgram";
-import { addressesFor, decodeMessage, encodeMessage, QTYPE, RCODE } from "./dnswire.ts";
-import type { DomainRule, Upstream } from "./domains.ts";
+import { addressesFor, decodeMessage, encodeMessage, QTYPE } from "./dnswire.ts";
 
-export const MIN_REFRESH_SECS = 5;
-
-export interface ResolveOutcome {
-  name: string;
-  ips: string[];
-  ttl: number;
-  error?: string;
+export interface Upstream {
+  host: string;
+  port: number;
 }
 
 /** One A query over UDP; retries once; rejects on timeout or a malformed answer. */
@@ -71,88 +59,4 @@ function queryOnce(name: string, upstream: Upstream, timeoutMs: number): Promise
     });
     sock.send(encodeMessage({ id, response: false, rcode: 0, questions: [{ name, type: QTYPE.A }], answers: [] }), upstream.port, upstream.host);
   });
-}
-
-export class AllowlistResolver {
-  private last = new Map<string, string[]>();
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private stopped = false;
-  lastRefresh: Date | null = null;
-
-  constructor(
-    private rules: DomainRule[],
-    private readonly upstream: Upstream,
-    private readonly refreshSecs: number,
-    /** Called with the union of addresses after each pass; must apply them atomically. */
-    private readonly apply: (ips: string[]) => Promise<void>,
-    private readonly warn: (msg: string) => void,
-  ) {}
-
-  setRules(rules: DomainRule[]): void {
-    this.rules = rules;
-    const keep = new Set(rules.filter((r) => !r.wildcard).map((r) => r.name));
-    for (const k of [...this.last.keys()]) if (!keep.has(k)) this.last.delete(k);
-  }
-
-  /** The addresses from the last pass, per name. */
-  snapshot(): Map<string, string[]> {
-    return new Map(this.last);
-  }
-
-  /** Resolves every exact name now; returns the delay (s) until the next pass should run. */
-  async resolveAll(): Promise<{ ips: string[]; nextSecs: number; outcomes: ResolveOutcome[] }> {
-    const names = this.rules.filter((r) => !r.wildcard).map((r) => r.name);
-    const outcomes = await Promise.all(
-      names.map(async (name): Promise<ResolveOutcome> => {
-        try {
-          const r = await queryA(name, this.upstream);
-          if (r.rcode === RCODE.SERVFAIL || r.rcode === RCODE.REFUSED) {
-            return { name, ips: this.last.get(name) ?? [], ttl: 0, error: `upstream answered rcode ${r.rcode}` };
-          }
-          return { name, ips: r.ips, ttl: r.ttl };
-        } catch (e) {
-          return { name, ips: this.last.get(name) ?? [], ttl: 0, error: (e as Error).message };
-        }
-      }),
-    );
-    for (const o of outcomes) {
-      this.last.set(o.name, o.ips);
-      if (o.error) this.warn(`allowlist: cannot resolve ${o.name} (${o.error}); keeping ${o.ips.length} previous address(es)`);
-    }
-    const ttls = outcomes.filter((o) => !o.error && o.ips.length > 0).map((o) => o.ttl);
-    const minTtl = ttls.length === 0 ? this.refreshSecs : Math.min(...ttls);
-    const nextSecs = Math.max(MIN_REFRESH_SECS, Math.min(this.refreshSecs, minTtl));
-    const ips = [...new Set(outcomes.flatMap((o) => o.ips))];
-    return { ips, nextSecs, outcomes };
-  }
-
-  /** One pass plus apply; used by refresh() and the timer. */
-  async refresh(extraIps: string[]): Promise<number> {
-    const r = await this.resolveAll();
-    await this.apply([...r.ips, ...extraIps]);
-    this.lastRefresh = new Date();
-    return r.nextSecs;
-  }
-
-  /** Schedules passes; `run` must do the pass (serialised by the caller) and return the next delay. */
-  schedule(delaySecs: number, run: () => Promise<number>): void {
-    if (this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      run()
-        .then((next) => this.schedule(next, run))
-        .catch((e: unknown) => {
-          this.warn(`allowlist refresh failed: ${(e as Error).message}`);
-          this.schedule(this.refreshSecs, run);
-        });
-    }, delaySecs * 1000);
-    // The agent must be able to exit with worlds still configured.
-    this.timer.unref();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
 }

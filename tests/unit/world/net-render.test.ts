@@ -1,73 +1,35 @@
-/** Pure parts of the world network: allowlist parsing, dnsmasq files, nft scripts, IPv4 math, DNS wire. */
+/** Pure parts of the world network: the world's nft backstop and ip batch, IPv4 math, DNS wire. */
 import { describe, expect, test } from "bun:test";
-import { parseAllowedDomains, renderServersFile, NetConfigError } from "../../../agent/world/net/domains.ts";
-import { renderSetUpdate, renderTable, ipElements } from "../../../agent/world/net/ruleset.ts";
-import { renderDnsmasqConf } from "../../../agent/world/net/dnsmasq-conf.ts";
 import { cidrRange, mergeRanges, rangeToNft, ipToInt, intToIp } from "../../../agent/world/net/ipv4.ts";
 import { addressesFor, decodeMessage, encodeMessage, QTYPE, RCODE } from "../../../agent/world/net/dnswire.ts";
-import { hostVethName, resolveUpstream } from "../../../agent/world/net/index.ts";
+import { renderWorldTable, worldIpBatch } from "../../../agent/egress/netns.ts";
+import { blockedEgressLine } from "../../../src/contract/net.ts";
+import { proxyEnv } from "../../../agent/egress/world.ts";
 import { isIpv4Cidr } from "../../../src/sys/nft.ts";
 
-describe("allowlist entries", () => {
-  test("exact and wildcard, normalised and de-duplicated", () => {
-    expect(parseAllowedDomains(["PyPI.org.", "*.github.com", "pypi.org"])).toEqual([
-      { name: "pypi.org", wildcard: false },
-      { name: "github.com", wildcard: true },
-    ]);
+describe("the world's egress netns", () => {
+  test("nft backstop: TCP redirected to the helper, the stub mapped, policy drop, IPv6 and UDP refused", () => {
+    const t = renderWorldTable();
+    expect(t).toContain("ip daddr != 127.0.0.0/8 meta l4proto tcp redirect to :15001");
+    expect(t).toContain("ip daddr 127.0.0.53 udp dport 53 dnat ip to 127.0.0.53:5353");
+    expect(t).toContain("policy drop");
+    expect(t).toContain("no IPv6 egress");
+    expect(t).not.toContain('oif "lo" accept'); // everything leaves via lo in a lo-only world: no such shortcut
+    expect(worldIpBatch()).toEqual(["link set lo up", "addr add 198.18.0.1/32 dev lo", "route add local 0.0.0.0/0 dev lo table local"]);
   });
-  test("rejects what is not a host name (and cannot inject dnsmasq config)", () => {
-    for (const bad of ["", "a b.com", "x/1.2.3.4", "foo.com\nserver=8.8.8.8", "*.", "-a.com", "*.*.com"]) {
-      expect(() => parseAllowedDomains([bad])).toThrow(NetConfigError);
-    }
+  test("proxy env: upper and lower case, Node, gRPC, Java appended to the caller's options", () => {
+    const e = proxyEnv({ JAVA_TOOL_OPTIONS: "-Xmx1g" });
+    for (const k of ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "GRPC_PROXY", "http_proxy", "https_proxy", "all_proxy", "grpc_proxy"]) expect(e[k]).toBe("http://127.0.0.1:3128");
+    expect(e.NO_PROXY).toBe("localhost,127.0.0.1,::1");
+    expect(e.NODE_USE_ENV_PROXY).toBe("1");
+    expect(e.JAVA_TOOL_OPTIONS).toStartWith("-Xmx1g -Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=3128");
   });
-  test("servers file: exact names shut their subdomains; wildcards forward subdomains only; a marker ends it", () => {
-    const f = renderServersFile(parseAllowedDomains(["pypi.org", "*.github.com", "npmjs.org", "*.npmjs.org"]), { host: "10.0.0.2", port: 53 }, 7);
-    const lines = f.trim().split("\n").slice(1);
-    expect(lines).toEqual([
-      "server=/pypi.org/10.0.0.2",
-      "server=/*.pypi.org/",
-      "server=/npmjs.org/10.0.0.2",
-      "server=/*.github.com/10.0.0.2",
-      "server=/*.npmjs.org/10.0.0.2",
-      "server=/substrate-generation-7.invalid/",
-    ]);
-    expect(renderServersFile([], { host: "10.0.0.2", port: 5353 }, 0)).toContain("server=/substrate-generation-0.invalid/");
-  });
-  test("dnsmasq conf: loopback stub, NXDOMAIN by default, AAAA filtered, nftset", () => {
-    const c = renderDnsmasqConf({ serversFile: "/x/s", user: "dnsmasq", filterAaaa: true, nftset: true });
-    for (const l of ["listen-address=127.0.0.53", "bind-interfaces", "no-resolv", "address=/#/", "filter-AAAA", "servers-file=/x/s", "nftset=/#/4#inet#substrate#dns_ips"]) {
-      expect(c.split("\n")).toContain(l);
-    }
-    expect(renderDnsmasqConf({ serversFile: "/x/s", user: "nobody", filterAaaa: false, nftset: false })).not.toContain("filter-AAAA");
-  });
-});
-
-describe("nft scripts", () => {
-  test("the table: policy drop, lo, IPv6 refused, DNS only from dnsmasq to upstream, set-based allow", () => {
-    const t = renderTable({ upstream: { host: "10.0.0.2", port: 53 }, dnsmasqUid: 999, ports: [443, 80], ips: ["10.9.0.0/16"] });
-    expect(t).toContain("table inet substrate {");
-    expect(t).toContain("set allowed_ips { type ipv4_addr; flags interval; }");
-    expect(t).toContain("policy drop;");
-    expect(t).toContain("meta skuid 999 ip daddr 10.0.0.2 udp dport 53 accept");
-    expect(t).toContain("ip daddr @allowed_ips tcp dport @allowed_ports accept");
-    // IPv6 is refused before anything else could accept it (only loopback comes first).
-    const lines = t.split("\n").map((l) => l.trim());
-    expect(lines.findIndex((l) => l.startsWith("meta nfproto ipv6"))).toBe(lines.indexOf('oif "lo" accept') + 1);
-    expect(t).toContain("add element inet substrate allowed_ips { 10.9.0.0-10.9.255.255 }");
-    expect(t).toContain("add element inet substrate allowed_ports { 443, 80 }");
-  });
-  test("an update is flush + add of each set in one script; empty sets only flush", () => {
-    expect(renderSetUpdate({ ips: ["10.0.0.1", "10.0.0.2", "10.0.0.1"], ports: [80], flushDnsIps: true })).toEqual([
-      "flush set inet substrate allowed_ips",
-      "add element inet substrate allowed_ips { 10.0.0.1-10.0.0.2 }",
-      "flush set inet substrate allowed_ports",
-      "add element inet substrate allowed_ports { 80 }",
-      "flush set inet substrate dns_ips",
-    ]);
-    expect(renderSetUpdate({ ips: [] })).toEqual(["flush set inet substrate allowed_ips"]);
-  });
-  test("overlapping and adjacent addresses are merged (nft refuses overlapping intervals)", () => {
-    expect(ipElements(["10.0.0.5/24", "10.0.0.9", "10.0.1.0/24", "192.168.1.1"])).toEqual(["10.0.0.0-10.0.1.255", "192.168.1.1"]);
+  test("the CLI's end-of-command line", () => {
+    expect(blockedEgressLine([])).toBeNull();
+    const b = (name: string, port: number, reason = "not_allowed" as const) => ({ name, port, reason, policy_id: "default", message: "" });
+    expect(blockedEgressLine([b("example.org", 0), b("example.org", 443)])).toBe("blocked egress: example.org:443 (not in net.allowed of policy default)");
+    expect(blockedEgressLine([b("a.test", 0)])).toBe("blocked egress: a.test (not in net.allowed of policy default)");
+    expect(blockedEgressLine([b("a", 1), b("b", 2), b("c", 3), b("d", 4)])).toEndWith(", and 1 more");
   });
 });
 
@@ -105,17 +67,3 @@ describe("DNS wire", () => {
   });
 });
 
-describe("names and upstream", () => {
-  test("host veth: sbx + 8 hex, ≤ 15 chars, differs for worlds created the same millisecond", () => {
-    const a = hostVethName("wld_0193a6f0-0000-7000-8000-000000000001");
-    const b = hostVethName("wld_0193a6f0-0000-7000-8000-000000000002");
-    expect(a).toMatch(/^sbx[0-9a-f]{8}$/);
-    expect(a).not.toBe(b);
-  });
-  test("upstream: ip or ip:port; bad values are config errors", () => {
-    expect(resolveUpstream("10.0.0.2")).toEqual({ host: "10.0.0.2", port: 53 });
-    expect(resolveUpstream("10.0.0.2:5353")).toEqual({ host: "10.0.0.2", port: 5353 });
-    expect(() => resolveUpstream("dns.google")).toThrow(NetConfigError);
-    expect(() => resolveUpstream("::1")).toThrow(NetConfigError);
-  });
-});
