@@ -16,7 +16,7 @@
  *   nothing to do here (host-side files Claude/Codex/Goose write and validate themselves; the
  *   world does not see them — docs/AGENTS.md says what that means for each).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, lstatSync, openSync, writeSync } from "node:fs";
 import { basename, dirname, isAbsolute } from "node:path";
 import type { BashInvocation } from "./bash-args.ts";
 import type { EntryOutcome } from "./_entry-run.ts";
@@ -52,14 +52,50 @@ export function geminiBgpidsFile(script: string): string | null {
   return p;
 }
 
-export function sideChannels(inv: BashInvocation, _env: Record<string, string | undefined>): SideChannels {
+/**
+ * Where an agent's side-channel file may be: directly in the caller's temp dir ($TMPDIR or
+ * /tmp — Node's os.tmpdir()), or (Gemini's mkdtemp dir, Claude's sandbox dir /tmp/claude-<uid>)
+ * one level below it. Anything else is not an agent's side channel, and the entry writes no
+ * host file for it: the script's text must not choose arbitrary host paths.
+ */
+function inTmp(p: string, env: Record<string, string | undefined>, nested: RegExp): boolean {
+  const roots = [...new Set([(env.TMPDIR || "/tmp").replace(/\/+$/, "") || "/", "/tmp"])];
+  const d = dirname(p);
+  return roots.some((r) => d === r || (dirname(d) === r && nested.test(basename(d))));
+}
+
+export function sideChannels(inv: BashInvocation, env: Record<string, string | undefined>): SideChannels {
   if (inv.mode !== "command" || !inv.command) return {};
   const out: SideChannels = {};
   const cwd = claudeCwdFile(inv.command);
-  if (cwd) out.claudeCwd = cwd;
+  if (cwd && inTmp(cwd, env, /^claude(-\d+)?$/)) out.claudeCwd = cwd;
   const bg = geminiBgpidsFile(inv.command);
-  if (bg) out.geminiBgpids = bg;
+  if (bg && inTmp(bg, env, /^gemini-shell-/) && dirname(bg) !== (env.TMPDIR || "/tmp")) out.geminiBgpids = bg;
   return out;
+}
+
+/** Write a host side-channel file: never through a symlink, only in an existing dir of ours. */
+function writeHostFile(file: string, text: string): boolean {
+  try {
+    // a real directory (not a link) that is ours, or a sticky root-owned one such as /tmp
+    const d = lstatSync(dirname(file));
+    const uid = process.getuid?.();
+    if (!d.isDirectory() || !(uid === undefined || d.uid === uid || (d.uid === 0 && (d.mode & 0o1000) !== 0))) return false;
+  } catch {
+    return false;
+  }
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+  } catch {
+    return false; // a symlink planted there (ELOOP), or no permission
+  }
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
 }
 
 type Ctx = { cwd: string; env: Record<string, string | undefined>; worldFlag?: boolean };
@@ -90,10 +126,10 @@ export async function afterRun(ch: SideChannels, out: EntryOutcome, ctx: Ctx): P
     const got = await readWorldFile(ch.claudeCwd, ctx).catch(() => null);
     const dir = got?.trim();
     // only on success, and only a plausible `pwd -P` answer
-    if (out.exit === 0 && dir && isAbsolute(dir) && !dir.includes("\n") && existsSync(dirname(ch.claudeCwd))) writeFileSync(ch.claudeCwd, `${dir}\n`);
+    if (out.exit === 0 && dir && isAbsolute(dir) && !dir.includes("\n") && existsSync(dir)) writeHostFile(ch.claudeCwd, `${dir}\n`);
   }
   if (ch.geminiBgpids) {
     await readWorldFile(ch.geminiBgpids, ctx).catch(() => null); // read = drop the world's copy
-    if (existsSync(dirname(ch.geminiBgpids))) writeFileSync(ch.geminiBgpids, ""); // no world PIDs, ever
+    writeHostFile(ch.geminiBgpids, ""); // no world PIDs, ever
   }
 }
