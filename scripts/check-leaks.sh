@@ -15,7 +15,10 @@ report() { echo "$*" >> "$items"; }
 while IFS= read -r l; do report "mount: $l"; done < <(grep -E 'substrate|/overlay/|lima-emu' /proc/self/mountinfo | cut -d' ' -f5)
 while IFS= read -r l; do report "netns: $l"; done < <(ip netns list 2>/dev/null)
 while IFS= read -r l; do report "veth: $l"; done < <(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^(sbx|stest|sbt)' )
-for d in /sys/fs/cgroup/*/substrate /sys/fs/cgroup/substrate /sys/fs/cgroup/*/lima-emu-* /sys/fs/cgroup/*/*/substrate; do
+# World cgroups nest under the agent's own cgroup (v1: per hierarchy, e.g. memory/<runner>/<id>/
+# substrate, pids/system.slice/<unit>/substrate; v2 delegated: <unit>/substrate) and guests' under
+# the caller's (memory/<runner>/<id>/lima-emu-*): look a few levels down.
+for d in /sys/fs/cgroup/*/substrate /sys/fs/cgroup/substrate /sys/fs/cgroup/*/lima-emu-* /sys/fs/cgroup/*/*/substrate /sys/fs/cgroup/*/*/*/substrate /sys/fs/cgroup/*/*/*/lima-emu-*; do
   [ -d "$d" ] || continue
   while IFS= read -r sub; do report "cgroup: $sub"; done < <(find "$d" -mindepth 1 -maxdepth 1 -type d 2>/dev/null)
 done
