@@ -31,8 +31,17 @@ export function worldSpecFromPolicy(policy: Policy | CompiledPolicy, projectDir:
     fs_view: {
       read: raw(doc.fs.read),
       write: raw(doc.fs.write),
-      deny_read: raw(doc.fs.deny_read),
+      // ...and the secrets under THIS process's home too, when it is a different path (the Lima
+      // guest shows the Mac's home at its own path, next to the guest user's home).
+      deny_read: [...new Set([...raw(doc.fs.deny_read), ...(home && home !== "/" ? doc.fs.deny_read.flatMap((p) => atHome(p, home)) : [])])],
       read_only: raw(doc.fs.read_only),
     },
   };
+}
+
+/** `~/x`, `$HOME/x`, `${HOME}/x` with `home`; [] for anything else. */
+function atHome(p: string, home: string): string[] {
+  if (p === "~" || p.startsWith("~/")) return [home + p.slice(1)];
+  const m = /^\$(?:\{HOME\}|HOME(?![A-Za-z0-9_]))(.*)$/.exec(p);
+  return m ? [home + m[1]] : [];
 }

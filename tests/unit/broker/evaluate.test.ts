@@ -133,7 +133,7 @@ describe("worldSpecFromPolicy", () => {
       fs_view: {
         read: ["/**"],
         write: ["/proj/**", "/tmp/**", "~/.cache/**", "~/.npm/**", "~/.cargo/**"],
-        deny_read: p.doc.fs.deny_read,
+        deny_read: [...p.doc.fs.deny_read, ...p.doc.fs.deny_read.map((d) => d.replace(/^~/, "/home/u"))],
         read_only: [],
       },
     });

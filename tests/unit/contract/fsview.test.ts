@@ -35,6 +35,9 @@ describe("FsView contract", () => {
     // A compiled policy has $HOME expanded with the host's home: turned back into `~`.
     const compiled = { doc: { ...doc, fs: { ...doc.fs, write: ["/home/me/.cache/**", "/opt/x/**"] } }, home: "/home/me" } as never;
     expect(worldSpecFromPolicy(compiled, "/p").fs_view?.write).toEqual(["~/.cache/**", "/opt/x/**"]);
+    // Secrets are hidden under the caller's home AND under this process's home (Lima: the Mac's
+    // home is visible in the guest at its own path).
+    expect(worldSpecFromPolicy(compiled, "/p").fs_view?.deny_read).toEqual(["~/.ssh", "/home/me/.ssh"]);
   });
 });
 
