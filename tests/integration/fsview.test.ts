@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startAgent, type TestAgent } from "../helpers/agent.ts";
+import { hostArgv, startAgent, type TestAgent } from "../helpers/agent.ts";
 import { apiAs, createUser, err, openSocket, out, userProject, type TestUser } from "../security/_users.ts";
 import { DEFAULT_DENY_READ } from "../../src/contract/world.ts";
 
@@ -184,6 +184,41 @@ describe("a regular user's world (root agent)", () => {
     const [size, full] = out(r).trim().split("\n");
     expect(Number(size)).toBe(((256 + 64) * 1024 * 1024) / 2);
     expect(full).toBe("1"); // 240 MiB in /tmp + /var/tmp does not fit 160 MiB
+  });
+});
+
+describe("through the CLI and a policy file (the one place the policy becomes a WorldSpec)", () => {
+  const policy = (write: string[]) =>
+    [
+      "id: default",
+      "name: fsview test",
+      "fs:",
+      '  read: ["/**"]',
+      `  write: [${["$PROJECT/**", "/tmp/**", "$HOME/.cache/**", ...write].map((w) => JSON.stringify(w)).join(", ")}]`,
+      "world:",
+      "  isolate_network: false",
+      "",
+    ].join("\n");
+  const cli = (line: string) => {
+    const r = Bun.spawnSync(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", ...hostArgv(), "-c", line], {
+      cwd: proj,
+      env: { HOME: u.home, PATH: "/usr/local/bin:/usr/bin:/bin", LANG: "C.UTF-8", SUBSTRATE_WORLD: "enabled", SUBSTRATE_WORLD_SOCKET: agent.socket },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+  };
+
+  test("a new fs.write path in the policy is writable in the next command; secrets stay hidden", () => {
+    asUser(`mkdir -p ~/.substrate/policies && cat > ~/.substrate/policies/default.yaml <<'Y'\n${policy([])}Y`);
+    const before = cli("touch ~/.viacli/x 2>/dev/null || mkdir ~/.viacli 2>/dev/null || echo refused; echo $HOME; cat ~/.ssh/id_ed25519 2>/dev/null || echo hidden");
+    expect(before.out.trim().split("\n")).toEqual(["refused", u.home, "hidden"]);
+    expect(existsSync(join(u.home, ".viacli"))).toBe(false);
+    asUser(`cat > ~/.substrate/policies/default.yaml <<'Y'\n${policy(["~/.viacli/**"])}Y`);
+    const after = cli("echo via-policy > ~/.viacli/x && cat ~/.viacli/x");
+    expect(after.out).toBe("via-policy\n");
+    expect(readFileSync(join(u.home, ".viacli/x"), "utf8")).toBe("via-policy\n");
+    expect(statSync(join(u.home, ".viacli")).uid).toBe(u.uid);
   });
 });
 
