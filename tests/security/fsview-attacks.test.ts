@@ -82,8 +82,13 @@ describe("fs.write resolves as the caller", () => {
     asUser(u, `mkdir -p ${elsewhere}`);
     symlinkSync(elsewhere, join(u.home, ".cache"));
     try {
-      const r = execAs(u, proj, "echo ok > ~/.cache/blob && cat ~/.cache/blob");
-      expect(out(r)).toBe("ok\n");
+      const r = execAs(u, proj, `echo ok > ~/.cache/blob && cat ~/.cache/blob; grep ' ${elsewhere} ' /proc/self/mountinfo`);
+      const [ok, mnt] = out(r).split("\n");
+      expect(ok).toBe("ok");
+      // issue 14.3: every writable bind is nosuid,nodev
+      expect(mnt).toMatch(/\bnosuid\b/);
+      expect(mnt).toMatch(/\bnodev\b/);
+      expect(mnt).toMatch(/ rw,/);
       expect(statSync(join(elsewhere, "blob")).uid).toBe(u.uid);
     } finally {
       rmSync(join(u.home, ".cache"));
