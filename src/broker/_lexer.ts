@@ -51,7 +51,7 @@ export type StdinSource =
 
 export interface SimpleCmd {
   words: LexWord[];
-  stdin?: StdinSource;
+  stdin: StdinSource | undefined;
 }
 export type Element = { cmd: SimpleCmd; group?: undefined } | { group: List; cmd?: undefined };
 export interface Pipeline {
@@ -118,7 +118,7 @@ class Parser {
     let pipeOpen = false; // a `|` was seen and needs a right-hand side
 
     const finishCmd = (): void => {
-      if (words.length > 0) pipeline.elements.push({ cmd: stdin ? { words, stdin } : { words } });
+      if (words.length > 0) pipeline.elements.push({ cmd: { words, stdin } });
       words = [];
       stdin = undefined;
     };
@@ -126,16 +126,7 @@ class Parser {
       const r = this.redirection(fd);
       if (r) stdin = r;
     };
-    const addWord = (w: LexWord): void => {
-      if (this.opts.strict || !w.text.includes("{")) words.push(w);
-      else {
-        const ex = braceExpand(w);
-        if (ex === null) {
-          this.out.tooBig = true;
-          words.push(w);
-        } else words.push(...ex);
-      }
-    };
+    const braces = !this.opts.strict;
     const finishPipeline = (): void => {
       finishCmd();
       if (pipeline.elements.length > 0) list.pipelines.push(pipeline);
@@ -226,7 +217,15 @@ class Parser {
         }
       }
       const w = this.readWord();
-      if (w) addWord(w);
+      if (w === null) continue;
+      if (!braces || w.text.indexOf("{") < 0) words.push(w);
+      else {
+        const ex = braceExpand(w);
+        if (ex === null) {
+          this.out.tooBig = true;
+          words.push(w);
+        } else for (const x of ex) words.push(x);
+      }
     }
     if (pipeOpen && words.length === 0 && pipeline.elements.length > 0) this.err("`|` without a command after it");
     finishPipeline();
@@ -350,7 +349,7 @@ class Parser {
 
   private readWord(): LexWord | null {
     const s = this.s;
-    const w: LexWord = { text: "", q: [] };
+    const w: LexWord = { text: "", q: [], quoted: false };
     const start = this.i;
     while (this.i < s.length) {
       const c = s[this.i];

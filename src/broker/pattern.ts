@@ -249,7 +249,7 @@ function unitView(u: Unit): ElementView {
 }
 
 const isActive = (w: LexWord): boolean => w.q.every((x) => x === 0);
-const isDynamic = (w: LexWord): boolean => w.q.includes(2);
+const isDynamic = (w: LexWord): boolean => w.q.indexOf(2) >= 0;
 const texts = (ws: readonly LexWord[]): string[] => ws.map((w) => w.text);
 
 function makeUnit(a: Analysis, cmd: SimpleCmd, vars: Readonly<Record<string, string>>, depth: number): Unit | null {
@@ -272,12 +272,10 @@ function makeUnit(a: Analysis, cmd: SimpleCmd, vars: Readonly<Record<string, str
   const allowForms: string[][] = [];
   let unknown: string | null = null;
   let globs: Map<readonly string[], CommandGlob> | null = null;
-  const noteCommandWord = (w: LexWord, form: readonly string[]): void => {
-    if (unknown === null && isDynamic(w)) unknown = `the command name ${shellQuote(w.text)} is only known when it runs`;
-    const g = commandGlob(w);
-    if (g) (globs ??= new Map()).set(form, g);
-  };
-  noteCommandWord(first[0], words);
+  // the command name: only known at run time (unknown code), or a glob (every name it could match)
+  if (isDynamic(first[0])) unknown = dynamicName(first[0]);
+  let g = commandGlob(first[0]);
+  if (g) (globs = new Map()).set(words, g);
   let cur = first;
   let transparent = true;
   let inner: Unit[] | null = null;
@@ -313,13 +311,17 @@ function makeUnit(a: Analysis, cmd: SimpleCmd, vars: Readonly<Record<string, str
     const form = texts(nw);
     forms.push(form);
     if (transparent) allowForms.push(form);
-    noteCommandWord(nw[0], form);
+    if (unknown === null && isDynamic(nw[0])) unknown = dynamicName(nw[0]);
+    g = commandGlob(nw[0]);
+    if (g) (globs ??= new Map()).set(form, g);
     cur = nw;
   }
   const u: Unit = { words, forms, allowForms, inner, innerTransparent, text: words.map(shellQuote).join(" "), unknown, globs };
   a.units.push(u);
   return u;
 }
+
+const dynamicName = (w: LexWord): string => `the command name ${shellQuote(w.text)} is only known when it runs`;
 
 // ---------------------------------------------------------------------------------------------
 // Globs in a command word: `/usr/bin/c[u]rl`, `cur?` (bash resolves them against the files of
@@ -328,6 +330,8 @@ function makeUnit(a: Analysis, cmd: SimpleCmd, vars: Readonly<Record<string, str
 // name matches (RuleSet), and an allowlist never covers it. Case is ignored (`nocaseglob`).
 
 function commandGlob(w: LexWord): CommandGlob | null {
+  const t = w.text;
+  if (t.indexOf("*") < 0 && t.indexOf("?") < 0 && t.indexOf("[") < 0) return null;
   let glob = false;
   for (let k = 0; k < w.text.length; k++) if (w.q[k] === 0 && "*?[".includes(w.text[k])) glob = true;
   if (!glob) return null;
@@ -549,6 +553,7 @@ const SHELL_ARG_OPTS = new Set(["-o", "+o", "-O", "+O", "--rcfile", "--init-file
 /** `bash5.2`, `zsh-5.9` → the shell's name, or null when it is no shell. */
 function shellName(name: string): string | null {
   if (SHELLS.has(name)) return name;
+  if (name.indexOf("sh") < 0) return null;
   const m = /^([a-z0-9]*?sh)[-.]?\d[\d.]*$/.exec(name);
   return m && SHELLS.has(m[1]) ? m[1] : null;
 }
