@@ -4,6 +4,12 @@
  * `rate_limit` span (spec acceptance: "Budget exhaustion returns 429-like error +
  * `rate_limit` span"). The span id is named in the 429's hint so a caller can fetch it
  * with `GET /v1/trace/:span_id`.
+ *
+ * Issue 14.6: keyed by (caller uid, agent_id) — the uid is the socket peer's (SO_PEERCRED),
+ * so another user naming its agent alike neither shares nor resets this user's budget. What a
+ * client of the SAME uid can still do: send a new agent_id (a fresh budget) — budgets a client
+ * declares for itself are a self-limit; budgets an operator sets are bound to an agent token
+ * at the host proxy (src/proxy/agents.ts), where renaming is refused. docs/API.md "Budgets".
  */
 import { newSpanId, type Budget } from "../src/contract/index.ts";
 import { BudgetTracker, type BudgetLease } from "../src/api/budget.ts";
@@ -15,6 +21,8 @@ export interface BudgetRequest {
   cmd: string;
   cwd?: string;
   world_id?: string;
+  /** Issue 14.6: the caller's uid (SO_PEERCRED): budgets are keyed by (uid, agent_id). */
+  uid?: number;
 }
 
 export class AgentBudgets {
@@ -23,6 +31,11 @@ export class AgentBudgets {
   private readonly sessionId = `ses_${Bun.randomUUIDv7()}`;
 
   constructor(private readonly log: (msg: string) => void = () => {}) {}
+
+  /** The tracker key of a caller uid (issue 14.6). */
+  principal(uid: number | undefined): string {
+    return `uid:${uid ?? process.getuid?.() ?? 0}`;
+  }
 
   /** Take one exec or throw BudgetExceeded (429) after writing the `rate_limit` span. */
   acquire(r: BudgetRequest): BudgetLease {
@@ -47,11 +60,11 @@ export class AgentBudgets {
         return `budget ${ex.limit} is spent; it resets when the world agent restarts`;
       }
       return `rate_limit span ${spanId} (GET /v1/trace/${spanId}); budget ${ex.limit} is spent; it resets when the world agent restarts`;
-    });
+    }, this.principal(r.uid));
   }
 
   /** Network module hook: egress bytes attributed to an agent. */
-  recordEgress(agentId: string, bytes: number): void {
-    this.tracker.recordEgress(agentId, bytes);
+  recordEgress(agentId: string, bytes: number, uid?: number): void {
+    this.tracker.recordEgress(agentId, bytes, this.principal(uid));
   }
 }

@@ -97,6 +97,14 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     }
     throw e;
   }
+  // Issue 18.5 (RELIABILITY): approvals are answered on a socket of their own beside the API
+  // socket (agent/approver.ts), never on the API socket the asking client uses.
+  const approver = await (await import("./approver.ts"))
+    .startAgentApprover({ apiSocket: server.path, scopes: svc.scopes, gid: (await import("./server.ts")).groupId("substrate"), log })
+    .catch((e: Error) => {
+      log(`approver socket: ${e.message}; scope approvals cannot be answered until it is free`);
+      return null;
+    });
   server.http.on("clientError", answerClientError); // issue 6: JSON even for unparsable requests
   (await import("../src/api/deadline.ts")).enforceHeaderDeadline(server.http); // issue 6: slowloris guard
   if (values["pid-file"]) writeFileSync(values["pid-file"], `${process.pid}\n`);
@@ -109,6 +117,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     log(`${sig}: stopping`);
     streams.close();
     await server.close();
+    await approver?.close(); // issue 18.5
     gc.stop();
     clearInterval(resultTimer);
     await worlds.shutdown();

@@ -2,9 +2,10 @@
  * Scope tokens (spec section 4: "Pass scope tokens via sealed FD, not env strings").
  *
  * Two halves:
- * 1. `ScopeRegistry` (agent process): which scopes each agent holds, and the approval flow
- *    of `POST /v1/request_scopes` (answer: `POST /v1/request_scopes/approve`, using the
- *    broker's ApprovalRequest/ApprovalAnswer contract from src/contract/policy.ts).
+ * 1. `ScopeRegistry` (agent process): which scopes each (uid, agent) holds, and the approval
+ *    flow of `POST /v1/request_scopes` — answered only on the approver channel (issue 18.5,
+ *    agent/approver.ts; never on the API socket, where the asking client lives), using the
+ *    broker's ApprovalRequest contract from src/contract/policy.ts.
  * 2. `sealedScopeFd` (in-world spawner): puts the token into a `memfd_create` file, applies
  *    every seal (F_SEAL_SEAL|SHRINK|GROW|WRITE) and hands it to the command as fd 3.
  *
@@ -27,6 +28,7 @@ import {
   type ApprovalAnswer,
   type ScopeToken,
 } from "../src/contract/index.ts";
+import type { PendingApproval } from "../src/contract/approver.ts";
 import { ApiError } from "../src/api/service.ts";
 import { check, cstr, NR, ptrOf, sys } from "../src/sys/libc.ts";
 
@@ -64,8 +66,11 @@ export function sealsOf(fd: number): number {
 
 interface Pending {
   agentId: string;
+  /** the uid whose client asked (issue 18.5: only that uid, or root, may answer) */
+  uid: number;
   scopes: string[];
   reason?: string;
+  requestedAt: string;
   request: ApprovalRequest;
 }
 
@@ -80,7 +85,7 @@ export class ScopeApprovalRequired extends ApiError {
     super(
       "approval_required",
       `agent ${agentId} asks for scopes that need approval: ${scopes.join(", ")}`,
-      `approve with POST /v1/request_scopes/approve {"approval_id":"${approval.approval_id}","choice":"once|session|always|deny"}`,
+      `a person approves it at a terminal: \`substrate approve ${approval.approval_id}\` (the API socket cannot approve), then request the scopes again`,
       { approval },
     );
   }
@@ -88,6 +93,13 @@ export class ScopeApprovalRequired extends ApiError {
 
 export const SCOPES_POLICY_ID = "api-scopes";
 
+/** Pending approvals are dropped after this long unanswered. */
+const PENDING_TTL_MS = 15 * 60 * 1000;
+
+/**
+ * Grants and pending requests, keyed by (caller uid, agent_id) — issue 18.5/14.6: two users
+ * who name their agents alike never share scopes; the agent's own calls (no peer) are its uid.
+ */
 export class ScopeRegistry {
   /** scopes held until the agent process exits (`session`/`always` answers) */
   private held = new Map<string, Set<string>>();
@@ -95,15 +107,21 @@ export class ScopeRegistry {
   private once = new Map<string, Set<string>>();
   private pending = new Map<string, Pending>();
 
-  holds(agentId: string): string[] {
-    return [...new Set([...(this.held.get(agentId) ?? []), ...(this.once.get(agentId) ?? [])])].sort();
+  private static key(uid: number, agentId: string): string {
+    return `${uid}\u0000${agentId}`;
+  }
+
+  holds(agentId: string, uid = selfUid()): string[] {
+    const k = ScopeRegistry.key(uid, agentId);
+    return [...new Set([...(this.held.get(k) ?? []), ...(this.once.get(k) ?? [])])].sort();
   }
 
   /** Grant or ask: throws ScopeApprovalRequired (409) unless everything is already held. */
-  request(agentId: string, scopes: string[], reason?: string): { granted: string[]; scopes: string[] } {
-    const have = new Set(this.holds(agentId));
+  request(agentId: string, scopes: string[], reason?: string, uid = selfUid()): { granted: string[]; scopes: string[] } {
+    const have = new Set(this.holds(agentId, uid));
     const missing = [...new Set(scopes)].filter((s) => !have.has(s)).sort();
-    if (missing.length === 0) return { granted: [...new Set(scopes)].sort(), scopes: this.holds(agentId) };
+    if (missing.length === 0) return { granted: [...new Set(scopes)].sort(), scopes: this.holds(agentId, uid) };
+    this.prune();
     const approvalId = `apr_${Bun.randomUUIDv7()}`;
     const command = `request_scopes ${missing.join(" ")}`;
     const request: ApprovalRequest = {
@@ -116,29 +134,54 @@ export class ScopeRegistry {
       key: { policy_id: SCOPES_POLICY_ID, cwd_prefix: "/", command_pattern: `agent ${agentId} ${missing.join(" ")}` },
       choices: ["once", "session", "always", "deny"],
     };
-    this.pending.set(approvalId, { agentId, scopes: missing, reason, request });
+    this.pending.set(approvalId, { agentId, uid, scopes: missing, reason, request, requestedAt: new Date().toISOString() });
     // Unanswered approvals do not pile up forever.
     if (this.pending.size > 1000) this.pending.delete(this.pending.keys().next().value!);
     throw new ScopeApprovalRequired(request, agentId, missing);
   }
 
-  /** Answer an approval: grants (once: next command only) or denies (403). */
-  answer(a: ApprovalAnswer): { agent_id: string; granted: string[]; scopes: string[] } {
+  /** Pending approvals asked by `uid` (root: all) — the approver channel's list. */
+  list(uid: number): PendingApproval[] {
+    this.prune();
+    return [...this.pending.values()]
+      .filter((p) => uid === 0 || p.uid === uid)
+      .map((p) => ({
+        approval_id: p.request.approval_id,
+        kind: "scopes" as const,
+        uid: p.uid,
+        agent_id: p.agentId,
+        command: p.request.command,
+        cwd: p.request.cwd,
+        reason: p.request.reason,
+        scopes: p.scopes,
+        policy_id: SCOPES_POLICY_ID,
+        choices: p.request.choices,
+        requested_at: p.requestedAt,
+      }));
+  }
+
+  /**
+   * Answer an approval as `uid` (the approver channel only; root may answer any). null when
+   * there is no such pending approval for that uid. Grants (once: next command only) or denies.
+   */
+  answer(a: ApprovalAnswer, uid: number): { agent_id: string; granted: string[]; scopes: string[] } | null {
+    this.prune();
     const p = this.pending.get(a.approval_id);
-    if (!p) throw new ApiError("not_found", `no pending approval ${a.approval_id}`, "it was answered already, or the agent restarted; request the scopes again");
+    if (!p || (uid !== 0 && p.uid !== uid)) return null;
     this.pending.delete(a.approval_id);
-    if (a.choice === "deny") throw new ApiError("denied", `scopes ${p.scopes.join(", ")} denied for agent ${p.agentId}`);
+    if (a.choice === "deny") return { agent_id: p.agentId, granted: [], scopes: this.holds(p.agentId, p.uid) };
     const target = a.choice === "once" ? this.once : this.held;
-    const set = target.get(p.agentId) ?? new Set<string>();
+    const k = ScopeRegistry.key(p.uid, p.agentId);
+    const set = target.get(k) ?? new Set<string>();
     for (const s of p.scopes) set.add(s);
-    target.set(p.agentId, set);
-    return { agent_id: p.agentId, granted: p.scopes, scopes: this.holds(p.agentId) };
+    target.set(k, set);
+    return { agent_id: p.agentId, granted: p.scopes, scopes: this.holds(p.agentId, p.uid) };
   }
 
   /** The token for one command; consumes `once` grants. */
-  tokenFor(agentId: string, spanId: string, worldId: string): ScopeToken {
-    const scopes = this.holds(agentId);
-    this.once.delete(agentId);
+  tokenFor(agentId: string, spanId: string, worldId: string, uid = selfUid()): ScopeToken {
+    const scopes = this.holds(agentId, uid);
+    this.once.delete(ScopeRegistry.key(uid, agentId));
     return {
       token: `sct_${Bun.randomUUIDv7()}`,
       agent_id: agentId,
@@ -148,4 +191,11 @@ export class ScopeRegistry {
       issued_at: new Date().toISOString(),
     };
   }
+
+  private prune(): void {
+    const now = Date.now();
+    for (const [id, p] of this.pending) if (now - Date.parse(p.requestedAt) > PENDING_TTL_MS) this.pending.delete(id);
+  }
 }
+
+const selfUid = (): number => process.getuid?.() ?? 0;

@@ -7,7 +7,6 @@ import {
   newSpanId,
   type FsDiff,
   WorldSpec,
-  type ApprovalAnswer,
   type BudgetStatus,
   type Capabilities,
   type ExecuteRequest,
@@ -192,7 +191,8 @@ export class WorldAgentService implements AgentService {
     const owner = { caller, agentId: req.agent_id };
     const cmd = req.cmd ?? req.argv!.join(" ");
     // Issue 6: the budget is checked (and one exec taken) before anything starts.
-    const lease = this.budgets.acquire({ agent_id: req.agent_id, budget: req.budget, cmd, cwd });
+    // Issue 14.6: budgets are keyed by (caller uid, agent_id): another user's agent of the same name never shares or resets it.
+    const lease = this.budgets.acquire({ agent_id: req.agent_id, budget: req.budget, cmd, cwd, uid: caller.uid });
     // Isolated (issue 3): a fresh world whose project is an overlay with upper/work on disk;
     // the host project is untouched, the upper dir becomes the span's fs_diff, kept until
     // applied or discarded (/v1/fs_diff/:span_id).
@@ -212,7 +212,7 @@ export class WorldAgentService implements AgentService {
       throw e;
     }
     const spanId = newSpanId();
-    const token = this.scopes.tokenFor(req.agent_id, spanId, world.id);
+    const token = this.scopes.tokenFor(req.agent_id, spanId, world.id, caller.uid);
     const env = this.env(req, spec, world.id, caller);
     const t0 = performance.now(); // runtime budget: the command's time, not the world's start
     const startedAt = new Date().toISOString();
@@ -242,7 +242,7 @@ export class WorldAgentService implements AgentService {
         // Issue 15 (EGRESS): the gateway counts this command's connections apart (both directions).
         const egress = await proc.egress;
         const egress_bytes = egress ? egress.bytes_up + egress.bytes_down : egressBefore !== null && egressAfter !== null ? Math.max(0, egressAfter - egressBefore) : undefined;
-        if (egress_bytes) this.budgets.recordEgress(req.agent_id, egress_bytes);
+        if (egress_bytes) this.budgets.recordEgress(req.agent_id, egress_bytes, caller.uid);
         let fs_diff: FsDiff | undefined;
         if (overlay) {
           // The world's processes must be gone (nothing mounted, nothing writing) before the upper
@@ -344,16 +344,14 @@ export class WorldAgentService implements AgentService {
     return findSpan(spanId);
   }
 
-  async requestScopes(req: RequestScopesRequest): Promise<RequestScopesResponse> {
-    return { agent_id: req.agent_id, ...this.scopes.request(req.agent_id, req.scopes, req.reason) };
+  async requestScopes(req: RequestScopesRequest, ctx?: RequestContext): Promise<RequestScopesResponse> {
+    // Issue 18.5: pending approvals and grants belong to the asking uid; answered only on the
+    // approver channel (agent/approver.ts), never here.
+    return { agent_id: req.agent_id, ...this.scopes.request(req.agent_id, req.scopes, req.reason, this.callerOf(ctx).uid) };
   }
 
-  async approveScopes(a: ApprovalAnswer): Promise<RequestScopesResponse> {
-    return this.scopes.answer(a);
-  }
-
-  async budget(agentId: string): Promise<BudgetStatus | undefined> {
-    return this.budgets.tracker.status(agentId);
+  async budget(agentId: string, ctx?: RequestContext): Promise<BudgetStatus | undefined> {
+    return this.budgets.tracker.status(agentId, this.budgets.principal(this.callerOf(ctx).uid));
   }
 
   /** GET /v1/doctor/world: Landlock ABI syscall + real overlay enumeration probe (agent/doctor.ts). */

@@ -17,6 +17,8 @@
  * - max_egress_bytes is charged by `recordEgress` (the network module's hook); once spent,
  *   the next execute is refused.
  * - Budgets live as long as the process that tracks them.
+ * - Issue 14.6: an optional `principal` (who is authenticated: the agent's "uid:N", the proxy's
+ *   agent token) namespaces the agent ids: the same agent_id under two principals is two budgets.
  */
 import type { Budget, BudgetStatus } from "../contract/index.ts";
 import { ApiError } from "./service.ts";
@@ -54,15 +56,31 @@ export interface BudgetLease {
 const tighten = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined ? b : b === undefined ? a : Math.min(a, b);
 
+/** The stricter of two budgets, limit by limit (undefined when neither limits anything). */
+export function tightenBudget(a: Budget | undefined, b: Budget | undefined): Budget | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  const out: Budget = {};
+  for (const k of ["max_execs", "max_runtime_ms", "max_egress_bytes"] as const) {
+    const v = tighten(a[k], b[k]);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
 export class BudgetTracker {
   private agents = new Map<string, AgentState>();
 
-  private state(agentId: string, budget?: Budget): AgentState | undefined {
-    let s = this.agents.get(agentId);
+  private static key(agentId: string, principal?: string): string {
+    return principal === undefined ? agentId : `${principal}\u0000${agentId}`;
+  }
+
+  private state(key: string, budget?: Budget): AgentState | undefined {
+    let s = this.agents.get(key);
     if (budget && Object.keys(budget).length) {
       if (!s) {
         s = { budget: { ...budget }, execs: 0, runtimeMs: 0, egressBytes: 0 };
-        this.agents.set(agentId, s);
+        this.agents.set(key, s);
       } else {
         s.budget = {
           max_execs: tighten(s.budget.max_execs, budget.max_execs),
@@ -90,8 +108,13 @@ export class BudgetTracker {
    * Check and take one exec, synchronously (see "Atomicity" above). Throws BudgetExceeded;
    * `onExceeded` runs first (span writing) and may return a hint for the error.
    */
-  acquire(agentId: string, budget?: Budget, onExceeded?: (e: { limit: BudgetLimit; used: number; max: number }) => string | undefined): BudgetLease {
-    const s = this.state(agentId, budget);
+  acquire(
+    agentId: string,
+    budget?: Budget,
+    onExceeded?: (e: { limit: BudgetLimit; used: number; max: number }) => string | undefined,
+    principal?: string,
+  ): BudgetLease {
+    const s = this.state(BudgetTracker.key(agentId, principal), budget);
     if (!s) return { agentId, settle: () => {} };
     const ex = this.exhausted(s);
     if (ex) throw new BudgetExceeded(agentId, ex.limit, ex.used, ex.max, onExceeded?.(ex));
@@ -110,13 +133,13 @@ export class BudgetTracker {
   }
 
   /** Hook for the network module: bytes an agent's commands sent out of the world. */
-  recordEgress(agentId: string, bytes: number): void {
-    const s = this.agents.get(agentId);
+  recordEgress(agentId: string, bytes: number, principal?: string): void {
+    const s = this.agents.get(BudgetTracker.key(agentId, principal));
     if (s && bytes > 0) s.egressBytes += bytes;
   }
 
-  status(agentId: string): BudgetStatus | undefined {
-    const s = this.agents.get(agentId);
+  status(agentId: string, principal?: string): BudgetStatus | undefined {
+    const s = this.agents.get(BudgetTracker.key(agentId, principal));
     if (!s) return undefined;
     const b = s.budget;
     const remaining: Budget = {};

@@ -6,7 +6,6 @@
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import {
-  ApprovalAnswer,
   errorBody,
   ExecuteRequest,
   RequestScopesRequest,
@@ -189,16 +188,22 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
   });
   app.post("/v1/request_scopes", async (c) => {
     if (!svc.requestScopes) throw new ApiError("unsupported", "this endpoint does not serve /v1/request_scopes");
-    return c.json(await svc.requestScopes(parseWith(RequestScopesRequest, await readJsonBody(c))));
+    return c.json(await svc.requestScopes(parseWith(RequestScopesRequest, await readJsonBody(c)), contextOf(c)));
   });
-  app.post("/v1/request_scopes/approve", async (c) => {
-    if (!svc.approveScopes) throw new ApiError("unsupported", "this endpoint does not serve /v1/request_scopes/approve");
-    return c.json(await svc.approveScopes(parseWith(ApprovalAnswer, await readJsonBody(c))));
+  // Issue 18.5 (RELIABILITY): approvals come from the human, never from the client that asked —
+  // and that client is exactly who talks to this socket. They are answered on the approver
+  // channel (src/api/approver.ts) by `substrate approve`; here: 403, whatever the body.
+  app.post("/v1/request_scopes/approve", () => {
+    throw new ApiError(
+      "forbidden",
+      "approvals cannot be answered on the API socket: the client that asked must not approve itself",
+      "a person answers at a terminal on the host: `substrate approve` (lists pending approvals; `substrate approve ID` answers one)",
+    );
   });
   app.get("/v1/budgets/:agent_id", async (c) => {
     if (!svc.budget) throw new ApiError("unsupported", "this endpoint does not serve /v1/budgets");
     const id = c.req.param("agent_id");
-    const st = await svc.budget(id);
+    const st = await svc.budget(id, contextOf(c));
     if (!st) throw new ApiError("not_found", `agent ${JSON.stringify(id.slice(0, 80))} has no budget`, "send `budget` with an execute to set one");
     return c.json(st);
   });

@@ -4,7 +4,6 @@
  * same `/v1` HTTP surface, so both sockets answer identically.
  */
 import type {
-  ApprovalAnswer,
   BudgetStatus,
   Capabilities,
   ErrorCode,
@@ -63,15 +62,15 @@ export interface AgentService {
   /** GET /v1/trace/:span_id: the span (its command_complete line when there is one). */
   trace?(spanId: string): Promise<Span | undefined>;
   /** POST /v1/request_scopes: 200 when held, else throws ApiError approval_required (extra.approval). */
-  requestScopes?(req: RequestScopesRequest): Promise<RequestScopesResponse>;
-  /** POST /v1/request_scopes/approve: answer a pending approval. */
-  approveScopes?(a: ApprovalAnswer): Promise<RequestScopesResponse>;
+  requestScopes?(req: RequestScopesRequest, ctx?: RequestContext): Promise<RequestScopesResponse>;
+  // POST /v1/request_scopes/approve answers 403 on every API socket (issue 18.5): approvals are
+  // answered on the approver channel (src/api/approver.ts), not through this interface.
   /** Isolated results (issue 3): GET /v1/fs_diff/:span_id, POST …/apply, POST …/discard. */
   fsDiff?(spanId: string, ctx?: RequestContext): Promise<FsDiff>;
   applyFsDiff?(spanId: string, paths?: string[], ctx?: RequestContext): Promise<FsApplyResponse>;
   discardFsDiff?(spanId: string, ctx?: RequestContext): Promise<FsDiscardResponse>;
   /** GET /v1/budgets/:agent_id (ours). */
-  budget?(agentId: string): Promise<BudgetStatus | undefined>;
+  budget?(agentId: string, ctx?: RequestContext): Promise<BudgetStatus | undefined>;
 }
 
 /** An error with an API code; the router turns it into `{error:{code,message,hint}}`. */

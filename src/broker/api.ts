@@ -1,13 +1,13 @@
 /**
  * Approvals over the agent API (for the API issue to mount): an execute whose line needs
  * approval gets a 409 `ApprovalRequiredBody`; the caller answers with `ApprovalAnswer`
- * (request_scopes/approve) and retries the execute. No TTY is involved: the decision is the
- * caller's (typically the human behind the agent's UI).
+ * on the approver channel (`substrate approve`, src/api/approver.ts — never on the API socket
+ * the asking client uses, issue 18.5) and the client retries the execute.
  *
  *   const r = approvals.decide(cmd, cwd, loaded, sessionId);   // before executing
  *   if (r.kind === "approval_required") return c.json(r.body, 409);
  *   ...
- *   approvals.answer(ApprovalAnswer.parse(body));               // POST …/approve
+ *   approvals.answer(answer);                                   // the approver channel
  */
 import type { ApprovalAnswer, ApprovalRequest, ApprovalRequiredBody, PolicyEvent, Restriction } from "../contract/policy.ts";
 import type { ApprovalStore } from "./approvals.ts";
@@ -84,6 +84,12 @@ export class ApiApprovals {
     if (a.choice === "once") this.once.set(JSON.stringify([p.request.key, p.hash]), Date.now());
     else if (a.choice === "session" || a.choice === "always") this.store.record(p.request.key, p.hash, a.choice, p.sessionId);
     return p.request;
+  }
+
+  /** Issue 18.5 (RELIABILITY): what is waiting for an answer (the approver channel lists it). */
+  pendingRequests(): { request: ApprovalRequest; at: number }[] {
+    this.prune();
+    return [...this.pending.values()].map((p) => ({ request: p.request, at: p.at }));
   }
 
   private prune(): void {

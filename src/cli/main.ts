@@ -16,6 +16,7 @@ const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => 
 export const subCommands: Record<string, Lazy> = {
   agent: lazy(() => import("./agent.ts")), // route coding agents through Substrate (issue 16)
   apply: lazy(() => import("./apply.ts")), // land an isolated result (issue 3)
+  approve: lazy(() => import("./approve.ts")), // answer pending approvals at a terminal (issue 18.5)
   completions: lazy(() => import("./completions.ts")), // shell completion scripts (issue 9)
   diff: lazy(() => import("./diff.ts")), // an isolated result's fs diff (issue 3)
   discard: lazy(() => import("./discard.ts")), // drop an isolated result (issue 3)

@@ -45,6 +45,7 @@ export default defineCommand({
     audit: { type: "string", description: "Audit log, one JSON line per request (default ~/.substrate/audit.jsonl; 'off' disables)", valueHint: "FILE" },
     rate: { type: "string", description: "Requests per second per agent id (default 200, burst 2x)", valueHint: "N" },
     policy: { type: "boolean", default: true, description: "Gate executes with the policy broker (--no-policy: forward as is)" },
+    "agent-tokens": { type: "string", description: "Per-agent bearer tokens binding agent_id and budget (default ~/.substrate/agent-tokens.json when it exists)", valueHint: "FILE" },
     world: { type: "boolean", description: "--no-world is refused: the proxy forwards to a world agent" },
   },
   async run({ args, rawArgs }) {
@@ -78,9 +79,20 @@ export default defineCommand({
       const { PolicyBroker, ApiApprovals, ApprovalStore } = await import("../broker/index.ts");
       policy = { broker: new PolicyBroker({ warn: say }).watch(), approvals: new ApiApprovals(new ApprovalStore(join(substrateHome(), "approvals.json"))) };
     }
+    // Issue 14.6 (RELIABILITY): agent tokens bind each agent's id and budget to its token.
+    const { AgentTokens, AgentTokensError, defaultAgentTokensPath } = await import("../proxy/agents.ts");
+    let agentTokens;
+    try {
+      agentTokens = AgentTokens.load(args["agent-tokens"] ?? defaultAgentTokensPath(), args["agent-tokens"] !== undefined);
+    } catch (e) {
+      if (e instanceof AgentTokensError) throw new CliError(ExitCode.USAGE, e.message, "see docs/API.md \"Agent tokens\"");
+      throw e;
+    }
+    if (agentTokens.size) say(`${agentTokens.size} agent token(s)${agentTokens.file.require_token ? " (required)" : ""}`);
     let proxy;
     try {
       proxy = await startProxy({
+        agentTokens,
         socketPath: args.socket ?? defaultProxySocket(),
         agentSocket,
         tcp,

@@ -12,7 +12,6 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import {
   newSpanId,
   newSessionId,
-  type ApprovalAnswer,
   type BudgetStatus,
   type Capabilities,
   type ErrorCode,
@@ -30,12 +29,13 @@ import { BudgetTracker, type BudgetLease } from "../api/budget.ts";
 import { appendSpan } from "../trace/index.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import type { ApiApprovals, PolicyBroker } from "../broker/index.ts";
+import { AgentTokens, type BoundAgent } from "./agents.ts";
 
 /**
  * The policy broker in the proxy's hot path (issue 4's ApiApprovals, mounted here): an
  * execute or stream start whose command the policy denies → 403 `denied`; one that needs a
- * human → 409 `approval_required` (+ `approval`), answered on /v1/request_scopes/approve and
- * then retried; `commands.isolated` → forwarded with `isolated: true`.
+ * human → 409 `approval_required` (+ `approval`), answered by the human on the proxy's approver
+ * socket (`substrate approve`, issue 18.5) and then retried; `commands.isolated` → forwarded with `isolated: true`.
  */
 export interface ProxyPolicy {
   broker: PolicyBroker;
@@ -46,6 +46,8 @@ export interface ProxyPolicy {
 export interface RequestContext {
   agentId: string | null;
   traceparent: string;
+  /** RELIABILITY (issue 14.6): the agent this request's agent token binds it to (src/proxy/agents.ts). */
+  bound?: BoundAgent | null;
 }
 export const requestContext = new AsyncLocalStorage<RequestContext>();
 
@@ -59,11 +61,14 @@ export interface ForwardOptions {
   log?: (msg: string) => void;
   /** null/undefined: no policy gate (the agent's own semantics only). */
   policy?: ProxyPolicy | null;
+  /** RELIABILITY (issue 14.6): agent tokens binding agent_id + budget to the client. */
+  agentTokens?: AgentTokens;
 }
 
 export class ForwardingService implements AgentService {
   readonly budgets: BudgetTracker;
   readonly limiter: RateLimiter;
+  readonly agentTokens: AgentTokens;
   get hasPolicy(): boolean {
     return Boolean(this.o.policy);
   }
@@ -72,6 +77,16 @@ export class ForwardingService implements AgentService {
   constructor(private readonly o: ForwardOptions) {
     this.budgets = o.budgets ?? new BudgetTracker();
     this.limiter = o.limiter ?? new RateLimiter();
+    this.agentTokens = o.agentTokens ?? new AgentTokens();
+  }
+
+  /**
+   * RELIABILITY (issue 14.6): the budget and budget key of a request naming `agentId`, from
+   * the client's agent token (403 when it names another agent). `bound` defaults to the
+   * current request's (HTTP); the stream bridge passes its upgrade request's.
+   */
+  bindAgent(agentId: string, budget: ExecuteRequest["budget"], bound: BoundAgent | null | undefined = requestContext.getStore()?.bound): { budget?: ExecuteRequest["budget"]; principal?: string } {
+    return this.agentTokens.bind(agentId, budget, bound);
   }
 
   private async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
@@ -110,7 +125,7 @@ export class ForwardingService implements AgentService {
   }
 
   /** Proxy-side limits for a call that names an agent; 429 + a host `rate_limit` span. */
-  admit(agentId: string, cmd: string, budget?: ExecuteRequest["budget"]): BudgetLease {
+  admit(agentId: string, cmd: string, budget?: ExecuteRequest["budget"], principal?: string): BudgetLease {
     const ctx = requestContext.getStore();
     if (ctx) ctx.agentId = agentId;
     const span = (reason: string): string => {
@@ -129,7 +144,7 @@ export class ForwardingService implements AgentService {
     return this.budgets.acquire(agentId, budget, (ex) => {
       const id = span(`${ex.limit}: ${ex.used} of ${ex.max} used`);
       return `rate_limit span ${id} (GET /v1/trace/${id}); budget ${ex.limit} is spent; it resets when the world agent restarts`;
-    });
+    }, principal);
   }
 
   private cfg?: import("../contract/config.ts").EffectiveConfig;
@@ -179,8 +194,9 @@ export class ForwardingService implements AgentService {
   }
 
   async execute(req: ExecuteRequest, sink?: OutputSink, signal?: AbortSignal): Promise<ExecuteResponse> {
-    req = await this.gate(req);
-    const lease = this.admit(req.agent_id, req.cmd ?? req.argv!.join(" "), req.budget);
+    const bound = this.bindAgent(req.agent_id, req.budget); // before the gate: an impostor leaves no pending approval
+    req = await this.gate({ ...req, ...(bound.budget ? { budget: bound.budget } : {}) });
+    const lease = this.admit(req.agent_id, req.cmd ?? req.argv!.join(" "), req.budget, bound.principal);
     const t0 = performance.now();
     try {
       if (!sink) return await this.call<ExecuteResponse>("POST", "/v1/execute", { ...req, stream: false }, signal);
@@ -240,31 +256,26 @@ export class ForwardingService implements AgentService {
   async requestScopes(req: RequestScopesRequest): Promise<RequestScopesResponse> {
     const ctx = requestContext.getStore();
     if (ctx) ctx.agentId = req.agent_id;
+    this.bindAgent(req.agent_id, undefined); // RELIABILITY (14.6): a bound client asks for its own agent only
     return this.call("POST", "/v1/request_scopes", req);
   }
 
-  async approveScopes(a: ApprovalAnswer): Promise<RequestScopesResponse> {
-    // A policy approval of ours (execute → 409) first; otherwise the agent's scope approvals.
-    const answered = this.o.policy?.approvals.answer(a);
-    if (answered) {
-      if (a.choice === "deny") throw new ApiError("denied", `denied by the approver: ${answered.command}`);
-      return { agent_id: "", granted: [], scopes: [], approved_command: answered.command };
-    }
-    return this.call("POST", "/v1/request_scopes/approve", a);
-  }
+  // POST /v1/request_scopes/approve: 403 on every API socket (issue 18.5, src/api/router.ts);
+  // the proxy's policy approvals are answered on its approver socket (src/proxy/agents.ts).
 
   /** The agent's view (final authority); the proxy's own tracker is reported in the audit. */
   async budget(agentId: string): Promise<BudgetStatus | undefined> {
+    const { principal } = this.bindAgent(agentId, undefined);
     try {
       return await this.call<BudgetStatus>("GET", `/v1/budgets/${encodeURIComponent(agentId)}`);
     } catch (e) {
-      if (e instanceof ApiError && e.code === "not_found") return this.budgets.status(agentId);
+      if (e instanceof ApiError && e.code === "not_found") return this.budgets.status(agentId, principal);
       throw e;
     }
   }
 }
 
-const CODES = new Set<string>(["bad_request", "not_found", "method_not_allowed", "payload_too_large", "rate_limited", "denied", "approval_required", "unsupported", "unavailable", "internal"]);
+const CODES = new Set<string>(["forbidden", "bad_request", "not_found", "method_not_allowed", "payload_too_large", "rate_limited", "denied", "approval_required", "unsupported", "unavailable", "internal"]);
 
 /** The agent's error body → the same ApiError (so the proxy renders the same bytes). */
 export function errorFrom(status: number, data: unknown): ApiError {

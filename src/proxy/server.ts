@@ -27,6 +27,8 @@ import { peerCred, type PeerCred } from "./peercred.ts";
 import type { RateLimitOptions } from "./ratelimit.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { streamBridge } from "./stream.ts";
+import { AgentTokens, policyApprovals, type BoundAgent } from "./agents.ts";
+import { approveSocketFor, serveApprover, type RunningApprover } from "../api/approver.ts";
 
 export const defaultProxySocket = (env: NodeJS.ProcessEnv = process.env): string => join(substrateHome(env), "sock", "agent.sock");
 export const defaultAuditPath = (env: NodeJS.ProcessEnv = process.env): string => join(substrateHome(env), "audit.jsonl");
@@ -43,6 +45,8 @@ export interface ProxyOptions {
   log?: (msg: string) => void;
   /** The policy gate (src/broker); null/undefined = none (tests of pure API parity). */
   policy?: ProxyPolicy | null;
+  /** RELIABILITY (issue 14.6): per-agent bearer tokens binding agent_id and budget (src/proxy/agents.ts). */
+  agentTokens?: AgentTokens;
 }
 
 export interface RunningProxy {
@@ -155,28 +159,33 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   const writeAudit = (l: AuditLine) => audit?.write(l);
 
   const tokenBuf = o.tcp ? Buffer.from(o.tcp.token) : null;
-  /** null = allowed; else [status, error body]. */
-  const authorize = (sock: Socket | undefined, authz: string | undefined): { body: string; status: number; conn?: Conn } | { conn: Conn } => {
+  const agentTokens = o.agentTokens ?? new AgentTokens();
+  /** null = allowed; else [status, error body]. `bound`: the agent an agent token binds the request to (14.6). */
+  const authorize = (sock: Socket | undefined, authz: string | undefined): { body: string; status: number; conn?: Conn } | { conn: Conn; bound: BoundAgent | null } => {
     const conn = sock ? conns.get(sock) : undefined;
     if (!conn) return { status: 403, body: JSON.stringify(errorBody("denied", "connection of unknown origin")) };
+    const m = /^Bearer\s+(\S+)$/i.exec(authz ?? "");
+    // RELIABILITY (issue 14.6): an agent token (on either listener) binds the request to its agent.
+    const bound = m ? agentTokens.match(m[1]!) : null;
     if (conn.kind === "unix") {
       if (conn.refused) return { conn, status: 403, body: JSON.stringify(errorBody("denied", conn.refused, "connect as the user who runs `substrate proxy`")) };
-      return { conn };
+      if (m && !bound) return { conn, status: 403, body: JSON.stringify(errorBody("denied", "unknown agent token", "send a token from the proxy's agent token file, or none")) };
+      return { conn, bound };
     }
-    const m = /^Bearer\s+(\S+)$/i.exec(authz ?? "");
+    if (bound) return { conn, bound };
     const given = m ? Buffer.from(m[1]!) : null;
     if (!given || !tokenBuf || given.length !== tokenBuf.length || !timingSafeEqual(given, tokenBuf))
       return { conn, status: 403, body: JSON.stringify(errorBody("denied", "missing or wrong bearer token", "send Authorization: Bearer <token> (see `substrate proxy --help`)")) };
-    return { conn };
+    return { conn, bound: null };
   };
 
-  const svc = new ForwardingService({ agentSocket: o.agentSocket, limiter: new RateLimiter(o.rate), tracePath: o.tracePath, log, policy: o.policy });
+  const svc = new ForwardingService({ agentSocket: o.agentSocket, limiter: new RateLimiter(o.rate), tracePath: o.tracePath, log, policy: o.policy, agentTokens });
 
   const middleware: MiddlewareHandler = async (c, next) => {
     const t0 = performance.now();
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
     const a = authorize(incoming?.socket as Socket | undefined, c.req.header("authorization"));
-    const ctx: RequestContext = { agentId: null, traceparent: nextTraceparent(c.req.header("traceparent")) };
+    const ctx: RequestContext = { agentId: null, traceparent: nextTraceparent(c.req.header("traceparent")), bound: "bound" in a ? a.bound : null };
     const conn = a.conn;
     let error: string | null = null;
     if ("status" in a) {
@@ -225,6 +234,10 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
     authorize: (req) => {
       const a = authorize(req.socket as Socket, req.headers.authorization);
       return "status" in a ? { status: a.status, body: a.body } : null;
+    },
+    boundOf: (req) => {
+      const a = authorize(req.socket as Socket, req.headers.authorization);
+      return "bound" in a ? a.bound : null;
     },
     audit: (req, status, agentId, error, tp) => {
       const conn = conns.get(req.socket as Socket);
@@ -281,6 +294,18 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   chmodSync(o.socketPath, 0o600);
   servers.push(unixServer);
 
+  // RELIABILITY (issue 18.5): the policy approvals are answered on an approver socket of their
+  // own beside ours (0600; the peer must be on the host, not in a world), never on this API.
+  let approver: RunningApprover | null = null;
+  if (o.policy) {
+    try {
+      approver = await serveApprover({ path: approveSocketFor(o.socketPath), sources: [policyApprovals(o.policy.approvals, uid)], mode: 0o600, log });
+    } catch (e) {
+      for (const s of servers) s.close();
+      throw new ProxyError((e as Error).message, 3, "stop the other proxy first, or use --socket");
+    }
+  }
+
   let tcpAddr: { host: string; port: number } | undefined;
   if (o.tcp) {
     const tcpServer = createServer((s: Socket) => {
@@ -306,6 +331,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
       const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       for (const s of open) s.destroy();
       await closed;
+      await approver?.close();
       try {
         unlinkSync(o.socketPath);
       } catch {}

@@ -13,6 +13,7 @@ import { errorBody, httpStatusFor, StreamStart } from "../contract/index.ts";
 import { ApiError } from "../api/service.ts";
 import type { BudgetLease } from "../api/budget.ts";
 import type { ForwardingService } from "./forward.ts";
+import type { BoundAgent } from "./agents.ts";
 
 export interface StreamBridgeOptions {
   agentSocket: string;
@@ -21,6 +22,8 @@ export interface StreamBridgeOptions {
   authorize(req: IncomingMessage): { status: number; body: string } | null;
   audit(req: IncomingMessage, status: number, agentId: string | null, error: string | null, traceparent: string | null): void;
   traceparent(incoming: string | undefined): string;
+  /** RELIABILITY (issue 14.6): the agent this upgrade's agent token binds it to. */
+  boundOf?(req: IncomingMessage): BoundAgent | null;
 }
 
 const closeCode = (c: number): number => (c === 1005 || c === 1006 || c === 1015 ? 1000 : c);
@@ -92,7 +95,7 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
     };
 
     client.on("message", (d: RawData, binary: boolean) => {
-      const data = Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d as ArrayBuffer);
+      let data = Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d as ArrayBuffer);
       if (first) {
         first = false;
         clearTimeout(silent);
@@ -109,6 +112,14 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
               refuse(err);
               o.audit(req, httpStatusFor(err.code), agentId, err.code, tp);
             };
+            // RELIABILITY (14.6): a client bound to one agent by its token cannot start as another
+            let bind: { budget?: typeof st.data.budget; principal?: string };
+            try {
+              bind = o.svc.bindAgent(st.data.agent_id, st.data.budget, o.boundOf?.(req));
+            } catch (e) {
+              refused(e);
+              return;
+            }
             if (o.svc.hasPolicy) {
               // The policy decides before anything is forwarded; input waits meanwhile.
               gating = o.svc.gate(st.data).then(
@@ -117,10 +128,12 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
                     refused(new ApiError("unsupported", "the policy runs this command in an isolated world, which streams do not offer", "use POST /v1/execute (isolated) instead"));
                     return false;
                   }
-                  // forward the start with the world the policy gives (src/run/plan.ts), not the caller's
-                  if (gated.world && pending[0]) pending[0] = { data: Buffer.from(JSON.stringify({ ...(msg as object), world: gated.world })), binary: false };
                   try {
-                    lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), st.data.budget);
+                    // RELIABILITY (14.6): the token's agent and budget; forwarded so the agent enforces it too
+                    const b = o.svc.bindAgent(st.data.agent_id, st.data.budget, o.boundOf?.(req));
+                    // forward the start with the world the policy gives (src/run/plan.ts), not the caller's
+                    if (pending[0]) pending[0] = { data: Buffer.from(JSON.stringify({ ...(msg as object), ...(gated.world ? { world: gated.world } : {}), ...(b.budget ? { budget: b.budget } : {}) })), binary: false };
+                    lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), b.budget, b.principal);
                   } catch (e) {
                     refused(e);
                     return false;
@@ -141,13 +154,22 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
               return;
             }
             try {
-              lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), st.data.budget);
+              lease = o.svc.admit(st.data.agent_id, st.data.cmd ?? st.data.argv!.join(" "), bind.budget, bind.principal);
             } catch (e) {
               refused(e);
               return;
             }
+            if (bind.budget) data = Buffer.from(JSON.stringify({ ...(msg as object), budget: bind.budget }));
           } else if ((msg as { agent_id?: unknown } | null)?.agent_id && typeof (msg as { agent_id: unknown }).agent_id === "string") {
             agentId = (msg as { agent_id: string }).agent_id;
+            try {
+              o.svc.bindAgent(agentId, undefined, o.boundOf?.(req)); // RELIABILITY (14.6): attach as its own agent only
+            } catch (e) {
+              const err = e as ApiError;
+              refuse(err);
+              o.audit(req, httpStatusFor(err.code), agentId, err.code, tp);
+              return;
+            }
           }
         }
         o.audit(req, 101, agentId, null, tp);

@@ -8,6 +8,7 @@
  * - Per-agent budget tracking with atomic decrements
  * (PTY byte-cleanliness: stream.test.ts; proxy parity: proxy.test.ts.)
  */
+import { approveSocketFor } from "../../src/api/approver.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { ApprovalRequiredBody, BudgetStatus, Capabilities, ErrorBody, ExecuteResponse, RequestScopesResponse, ScopeToken, Span } from "../../src/contract/index.ts";
@@ -144,31 +145,37 @@ describe("scope tokens", () => {
     }
   });
 
+  // Issue 18.5: answered on the approver socket beside the API socket (the API socket answers 403).
+  const approve = (id: string, choice: string) => http(approveSocketFor(agent.socket), "POST", `/v1/approvals/${id}`, { choice });
+
   test("request_scopes → 409 approval_required; approve(session) → granted; executes carry the scopes", async () => {
     const ask = await http(agent.socket, "POST", "/v1/request_scopes", { agent_id: "scoper", scopes: ["net:example.com:443"], reason: "fetch deps" });
     expect(ask.status).toBe(409);
     const body = ApprovalRequiredBody.parse(ask.body);
     expect(body.error.code).toBe("approval_required");
     expect(body.approval.command).toBe("request_scopes net:example.com:443");
-    const ok = await http(agent.socket, "POST", "/v1/request_scopes/approve", { approval_id: body.approval.approval_id, choice: "session" });
+    expect((await http(agent.socket, "POST", "/v1/request_scopes/approve", { approval_id: body.approval.approval_id, choice: "session" })).status).toBe(403);
+    const ok = await approve(body.approval.approval_id, "session");
     expect(ok.status).toBe(200);
-    expect(RequestScopesResponse.parse(ok.body)).toEqual({ agent_id: "scoper", granted: ["net:example.com:443"], scopes: ["net:example.com:443"] });
+    expect(ok.body).toEqual({ approval_id: body.approval.approval_id, choice: "session", kind: "scopes", agent_id: "scoper", granted: ["net:example.com:443"] });
+    expect(RequestScopesResponse.parse((await http(agent.socket, "POST", "/v1/request_scopes", { agent_id: "scoper", scopes: ["net:example.com:443"] })).body)).toEqual({ agent_id: "scoper", granted: ["net:example.com:443"], scopes: ["net:example.com:443"] });
     // already held → 200 without approval
     expect((await http(agent.socket, "POST", "/v1/request_scopes", { agent_id: "scoper", scopes: ["net:example.com:443"] })).status).toBe(200);
     const r = await exec({ cmd: "cat <&3", agent_id: "scoper" });
     expect(r.body.scopes_used).toEqual(["net:example.com:443"]);
     expect(ScopeToken.parse(JSON.parse(b64(r.body.stdout_b64))).scopes).toEqual(["net:example.com:443"]);
-    // answered approvals are gone; deny answers 403
-    expect((await http(agent.socket, "POST", "/v1/request_scopes/approve", { approval_id: body.approval.approval_id, choice: "once" })).status).toBe(404);
+    // answered approvals are gone; a deny grants nothing
+    expect((await approve(body.approval.approval_id, "once")).status).toBe(404);
     const ask2 = await http(agent.socket, "POST", "/v1/request_scopes", { agent_id: "scoper", scopes: ["fs.write:/etc"] });
-    const denied = await http(agent.socket, "POST", "/v1/request_scopes/approve", { approval_id: ask2.body.approval.approval_id, choice: "deny" });
-    expect(denied.status).toBe(403);
-    expect(denied.body.error.code).toBe("denied");
+    const denied = await approve(ask2.body.approval.approval_id, "deny");
+    expect(denied.status).toBe(200);
+    expect(denied.body.granted).toEqual([]);
+    expect((await http(agent.socket, "POST", "/v1/request_scopes", { agent_id: "scoper", scopes: ["fs.write:/etc"] })).status).toBe(409);
   });
 
   test("a `once` grant lasts one command", async () => {
     const ask = await http(agent.socket, "POST", "/v1/request_scopes", { agent_id: "oncer", scopes: ["exec:git"] });
-    await http(agent.socket, "POST", "/v1/request_scopes/approve", { approval_id: ask.body.approval.approval_id, choice: "once" });
+    await approve(ask.body.approval.approval_id, "once");
     expect((await exec({ cmd: "true", agent_id: "oncer" })).body.scopes_used).toEqual(["exec:git"]);
     expect((await exec({ cmd: "true", agent_id: "oncer" })).body.scopes_used).toEqual([]);
   });

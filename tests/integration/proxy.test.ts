@@ -7,6 +7,7 @@
  *   it in), TCP loopback with a bearer token, audit JSONL, traceparent propagation,
  *   proxy-side budgets (enforced in both places) and rate limits, the WebSocket bridge.
  */
+import { approveSocketFor } from "../../src/api/approver.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -99,7 +100,9 @@ const cases: Case[] = [
   ["approve bad choice", (s) => raw(s, "POST", "/v1/request_scopes/approve", { approval_id: "x", choice: "maybe" })],
   ["scope approval round trip", async (s, t) => {
     const ask = await http(s, "POST", "/v1/request_scopes", { agent_id: `rt${t}`, scopes: ["exec:git"] });
-    const ok = await raw(s, "POST", "/v1/request_scopes/approve", { approval_id: ask.body.approval.approval_id, choice: "session" });
+    // issue 18.5: 403 on the API socket (agent and proxy alike); the human answers on the agent's approver socket
+    const refused = await raw(s, "POST", "/v1/request_scopes/approve", { approval_id: ask.body.approval.approval_id, choice: "session" });
+    const ok = [refused, await raw(approveSocketFor(agent.socket), "POST", `/v1/approvals/${ask.body.approval.approval_id}`, { choice: "session" })];
     const ex = await raw(s, "POST", "/v1/execute", { cmd: "true", cwd: proj, agent_id: `rt${t}` });
     return [ok, (ex.body as { scopes_used: string[] }).scopes_used];
   }],
@@ -277,9 +280,11 @@ describe("proxy middleware", () => {
       expect(ask.status).toBe(409);
       expect(ask.body.approval.command).toBe("touch approved-1");
       expect((await import("node:fs")).existsSync(join(proj, "approved-1"))).toBe(false);
-      const ok = await http(p6.socketPath, "POST", "/v1/request_scopes/approve", { approval_id: ask.body.approval.approval_id, choice: "once" });
+      // issue 18.5: not on the proxy's API socket; on its approver socket
+      expect((await http(p6.socketPath, "POST", "/v1/request_scopes/approve", { approval_id: ask.body.approval.approval_id, choice: "once" })).status).toBe(403);
+      const ok = await http(approveSocketFor(p6.socketPath), "POST", `/v1/approvals/${ask.body.approval.approval_id}`, { choice: "once" });
       expect(ok.status).toBe(200);
-      expect(ok.body.approved_command).toBe("touch approved-1");
+      expect(ok.body.command).toBe("touch approved-1");
       const retry = await http(p6.socketPath, "POST", "/v1/execute", { cmd: "touch approved-1", cwd: proj, agent_id: "gated" });
       expect(retry.status).toBe(200);
       expect((await import("node:fs")).existsSync(join(proj, "approved-1"))).toBe(true);
