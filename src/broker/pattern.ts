@@ -420,6 +420,7 @@ const WRAPPERS: Record<string, Wrapper> = {
   flock: { transparent: true, argOpts: ["-w", "-E", "--timeout", "--conflict-exit-code"], positional: 1 },
   xargs: { transparent: false, argOpts: ["-I", "-n", "-P", "-d", "-L", "-s", "-a", "-E", "--max-args", "--max-procs", "--delimiter", "--arg-file", "--replace", "--max-lines", "--max-chars", "--eof", "--process-slot-var"] },
   chroot: { transparent: false, argOpts: ["--userspec", "--groups"], positional: 1, shell: true },
+  newgrp: { transparent: false, positional: 1, shell: true },
   unshare: { transparent: false, argOpts: ["-S", "-G", "-R", "-w", "--setuid", "--setgid", "--root", "--wd", "--propagation", "--setgroups", "--map-user", "--map-group", "--map-users", "--map-groups"], shell: true },
   nsenter: { transparent: false, argOpts: ["-t", "-S", "-G", "--target", "--setuid", "--setgid"], shell: true },
   runuser: { transparent: false, argOpts: ["-u", "-g", "-G", "-s", "-w", "--user", "--group", "--supp-group", "--shell", "--whitelist-environment"], shell: true },

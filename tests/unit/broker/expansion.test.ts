@@ -270,3 +270,66 @@ describe("properties (bash is the oracle)", () => {
     }
   });
 });
+
+describe("property: commands bash runs through stdin shells and wrappers are found (bash is the oracle)", () => {
+  test("every command bash runs is one we found, or the line holds unknown code", { timeout: 60_000 }, () => {
+    const dir = mkdtempSync(join(tmpdir(), "substrate-oracle-stdin-"));
+    try {
+      const names = ["echo", "ls", "cat", "git", "npm", "printf", "true", "grep"];
+      // recording functions, exported so that child bash processes (here-strings, env -S,
+      // flock -c with SHELL=bash, setsid, timeout, nice) record too
+      const prelude = [
+        `export D=${dir}; C=0`,
+        `rec() { C=$((C+1)); command printf '%s\\037' "$@" > "$D/$BASHPID.$RANDOM.$C"; }`,
+        ...names.map((n) => `${n}() { rec ${n} "$@"; }`),
+        `export -f rec ${names.join(" ")}`,
+        `flush() { wait; for f in "$D"/*; do [ -e "$f" ] || continue; command cat "$f"; command printf '\\036'; command rm -f "$f"; done; command printf '\\035'; }`,
+      ].join("\n");
+      const simple = (r: () => number): string => {
+        const name = pick(r, names);
+        const args = Array.from({ length: Math.floor(r() * 3) }, () => pick(r, ["a", "b1", "x-y", "'q r'", "{m,n}", "{1..2}"]));
+        return [name, ...args].join(" ");
+      };
+      const ways: ((r: () => number, x: string) => string)[] = [
+        (r, x) => `bash <<< ${quoteWord(r, x)}`,
+        (_r, x) => `bash <<'EOF'\n${x}\nEOF\n`,
+        (r, x) => `env -S ${quoteWord(r, `bash -c ${quoteWord(r, x)}`)}`,
+        (r, x) => `flock ${dir}/.lock -c ${quoteWord(r, x)}`,
+        (r, x) => `setsid -w bash -c ${quoteWord(r, x)}`,
+        (r, x) => `timeout 20 bash -c ${quoteWord(r, x)}`,
+        (r, x) => `nice -n 1 bash -c ${quoteWord(r, x)}`,
+        (r, x) => `bash -c ${quoteWord(r, x)}`,
+        (r, x) => `printf '%s\\n' ${quoteWord(r, x)} | bash`,
+      ];
+      const r = rng(Number(process.env.BROKER_ORACLE_SEED ?? 5150));
+      const lines: string[] = [];
+      for (let i = 0; i < 100; i++) {
+        let x = Array.from({ length: 1 + Math.floor(r() * 2) }, () => simple(r)).join(` ${pick(r, [";", "&&", "|"])} `);
+        if (r() < 0.3) x = `{${pick(r, names)},${pick(r, ["a", "b"])}} ${pick(r, ["c", "d"])}`;
+        for (let d = 0; d < 1 + Math.floor(r() * 2); d++) x = pick(r, ways)(r, x);
+        lines.push(x);
+      }
+      const out = Bun.spawnSync(["bash", "--norc", "--noprofile", "-c", `${prelude}\n${lines.map((l) => `${l}\nflush`).join("\n")}`], {
+        stdin: "ignore",
+        env: { PATH: "/usr/bin:/bin", SHELL: "/bin/bash", HOME: "/home/u" },
+        timeout: 60_000,
+      });
+      const perLine = out.stdout.toString("utf8").split("\x1d").slice(0, -1);
+      expect(perLine.length).toBe(lines.length);
+      let checked = 0;
+      lines.forEach((text, i) => {
+        const ran = perLine[i].split("\x1e").slice(0, -1).map((rec) => rec.split("\x1f").slice(0, -1));
+        const a = analyze(text, VARS);
+        if (a.units.some((u) => u.unknown !== null)) return; // unknown code: denied with any deny list
+        const ours = a.units.flatMap((u) => [u.words, ...u.forms]).map((w) => JSON.stringify(w));
+        for (const argv of ran) {
+          checked++;
+          expect({ text, argv, found: ours.includes(JSON.stringify(argv)) }).toEqual({ text, argv, found: true });
+        }
+      });
+      expect(checked).toBeGreaterThan(50);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
