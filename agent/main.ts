@@ -10,6 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { writeFileSync, rmSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { runSpawner, serveSpawner, type SpawnerHooks } from "./world/spawner.ts";
 import { hardenSelf, worldRwPaths } from "./world/harden.ts";
 import { mountOverlay } from "./world/overlay.ts";
@@ -57,8 +58,14 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     import("../src/api/router.ts"),
     import("./stream.ts"), // issue 6: GET /v1/stream (WebSocket)
   ]);
-  const stateDir = values["state-dir"] ?? process.env.SUBSTRATE_STATE_DIR ?? "/run/substrate";
-  const path = values.listen ?? process.env.SUBSTRATE_WORLD_SOCKET ?? "/run/substrate.sock";
+  const stateDir = resolvePath(values["state-dir"] ?? process.env.SUBSTRATE_STATE_DIR ?? "/run/substrate");
+  const path = resolvePath(values.listen ?? process.env.SUBSTRATE_WORLD_SOCKET ?? "/run/substrate.sock");
+  if (values["pid-file"]) values["pid-file"] = resolvePath(values["pid-file"]);
+  // A long-lived service holds no directory: its starter's cwd (a temp project) may be deleted,
+  // and every Bun it starts (spawners, helpers) would then refuse to run.
+  try {
+    process.chdir("/");
+  } catch {}
   const worlds = new WorldManager({ stateDir, selfArgv: selfArgv(), log });
   const stale = await worlds.sweepStale();
   if (stale.length) log(`removed ${stale.length} stale world dir(s) from a previous run`);
