@@ -47,11 +47,12 @@ const anonymous = (): WorldOwner | undefined => undefined;
 
 const sessionKey = (s: WorldSpec, o?: WorldOwner): string =>
   // Issue 15 (EGRESS): not the allowlist: a policy change applies to the live world (setEgressPolicy).
-  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, s.project_dir, s.isolate_network, s.limits, s.fs_mode, s.fs_isolation, s.enable_preload, s.fs_view ?? null, protectedFingerprint(s.project_dir, s.fs_view)]);
+  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, s.project_dir, s.isolate_network, s.limits, s.fs_mode, s.fs_isolation, s.enable_preload, s.fs_view ?? null, s.allow_ptrace, s.root_inside, protectedFingerprint(s.project_dir, s.fs_view)]);
 
-export const defaultHarden = (_spec: WorldSpec, isolated: boolean): WorldOptions["harden"] => ({
+export const defaultHarden = (spec: WorldSpec, isolated: boolean): WorldOptions["harden"] => ({
   mode: isolated ? "isolated" : "baseline",
   landlock: true,
+  ...(spec.allow_ptrace ? { allowPtrace: true } : {}),
 });
 
 export class WorldManager {

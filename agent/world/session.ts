@@ -25,7 +25,6 @@ import { userNamespaceSupport } from "./userns.ts";
 // Issue 15 (EGRESS): the world's network is lo-only; egress goes through the agent's gateway.
 import { EgressPrereqError, egressNetBoot, egressPolicyOf, prepareResolvConf, setupWorldEgress, type WorldEgress } from "../egress/world.ts";
 import type { EgressSummary } from "../../src/contract/net.ts";
-import { ip } from "../../src/sys/ip.ts";
 
 export interface WorldOptions {
   spec: WorldSpec;
@@ -201,6 +200,13 @@ export class WorldProcess {
   kill(): void {
     this.sock.destroy();
   }
+  /** Issue 18.4 (DEPLOY, agent/flow.ts): stop reading the command's output (its client lags); the spawner then stops reading the command's pipe. */
+  pause(): void {
+    this.sock.pause();
+  }
+  resume(): void {
+    this.sock.resume();
+  }
 }
 
 export class World {
@@ -281,9 +287,12 @@ export class World {
       // ...and traverse (not list) the worlds dir and the state dir above it.
       for (const d of [join(o.stateDir, "worlds"), o.stateDir]) if ((statSync(d).mode & 0o001) === 0) chmodSync(d, (statSync(d).mode & 0o777) | 0o711);
     }
+    const rootless = process.getuid?.() !== 0 && confinement.unshareArgs.length === 0;
+    // policy world.root_inside (rootless only): uid 0 of the namespace, no switch to the user.
+    if (rootless && o.spec.root_inside) boot.caller = undefined;
     // Issue 15 (EGRESS): a rootless world's spawner sets up its own lo-only egress netns (only
     // it holds the user namespace's capabilities); a root agent does it from outside (egress/world.ts).
-    if (process.getuid?.() !== 0 && confinement.unshareArgs.length === 0 && o.spec.isolate_network) boot.egressNet = egressNetBoot();
+    if (rootless && o.spec.isolate_network) boot.egressNet = egressNetBoot();
     const argv = [
       ...confinement.argvPrefix,
       "unshare",
@@ -293,7 +302,7 @@ export class World {
       // Issue 13: uid N inside = N outside (bwrap's default), not root: map only the user, and
       // keep the namespace's capabilities across exec (ambient) so the spawner can build the
       // root; it drops them all before the first command.
-      ...(process.getuid?.() !== 0 && confinement.unshareArgs.length === 0 ? ["--user", "--map-current-user", "--keep-caps"] : []),
+      ...(rootless ? (o.spec.root_inside ? ["--user", "--map-root-user"] : ["--user", "--map-current-user", "--keep-caps"]) : []),
       "--mount",
       "--cgroup", // FSVIEW (issue 13): /sys/fs/cgroup in the world shows its own cgroup as the root
       "--uts",
@@ -315,6 +324,9 @@ export class World {
       JSON.stringify(boot),
     ];
     const proc = Bun.spawn(argv, {
+      // Never the agent's own cwd: when that dir is deleted (an agent started from a temp
+      // project), Bun refuses to start at all ("The current working directory was deleted").
+      cwd: "/",
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

@@ -80,7 +80,7 @@ interface Spare {
 
 /** Every spec field that shapes a world (reuse_session does not: isolated worlds are never reused). */
 export const spareKey = (s: WorldSpec, overlayBase: string, o?: WorldOwner): string =>
-  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, overlayBase, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload, s.fs_view ?? null]);
+  JSON.stringify([o?.caller.uid ?? null, o?.agentId ?? null, overlayBase, s.project_dir, s.isolate_network, s.limits, s.allowed_domains, s.fs_mode, s.fs_isolation, s.enable_preload, s.fs_view ?? null, s.allow_ptrace, s.root_inside]);
 
 export class SparePool {
   private readonly spares = new Map<string, Spare>();

@@ -16,6 +16,8 @@ export function worldSpecFromPolicy(policy: Policy | CompiledPolicy, projectDir:
     reuse_session: doc.world.reuse_session,
     isolate_network: doc.world.isolate_network,
     enable_preload: doc.world.enable_preload,
+    allow_ptrace: doc.world.allow_ptrace,
+    root_inside: doc.world.root_inside,
     allowed_domains: [...doc.net.allowed],
     // Issue 15 (EGRESS): the gateway names the policy in its denials and enforces the budget per command.
     egress: {

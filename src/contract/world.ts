@@ -67,10 +67,14 @@ export const WorldSpec = z.strictObject({
   project_dir: z.string().startsWith("/", "project_dir must be an absolute path"),
   fs_mode: FsMode.default("writable"),
   fs_isolation: FsIsolation.default("workspace"),
-  /** Issue 15 (EGRESS): the policy's id and net.egress_budget for the world's gateway (live, per execute). */
-  egress: EgressSpec.optional(),
+  /** Issue 14.1: ptrace/process_vm_* allowed in this world (policy `world.allow_ptrace`). */
+  allow_ptrace: z.boolean().default(false),
+  /** Issue 13: rootless agents only — commands are uid 0 of the world's user namespace (policy `world.root_inside`). */
+  root_inside: z.boolean().default(false),
   /** Issue 13: the policy's fs view; absent = FsView defaults (secrets hidden, nothing extra writable). */
   fs_view: FsView.optional(),
+  /** Issue 15 (EGRESS): the policy's id and net.egress_budget for the world's gateway (live, per execute). */
+  egress: EgressSpec.optional(),
 });
 export type WorldSpec = z.infer<typeof WorldSpec>;
 /** What a caller may send: everything but project_dir optional. */
