@@ -115,7 +115,7 @@ describe("Codex CLI", () => {
     inWorld(r.out);
   });
 
-  test("shell snapshot: capture works (Codex writes the file on the host); validation `-c 'set -e; . PATH'` fails in the world, so Codex drops it and keeps plain -lc", () => {
+  test("shell snapshot: capture works (Codex writes the file on the host); validation `-c 'set -e; . PATH'` either fails (HOME not in the world: Codex drops it, keeps -lc) or the snapshot-wrapped command works", () => {
     const cap = run([f.shim, "-lc", SNAPSHOT_SCRIPT], { cwd: f.proj, env: env(), stdin: "devnull" });
     expect(cap.code).toBe(0);
     expect(cap.out).toContain("# Snapshot file");
@@ -124,7 +124,12 @@ describe("Codex CLI", () => {
     const tmpPath = join(dir, "0199a1b2-thread.tmp-1");
     writeFileSync(tmpPath, cap.out.slice(cap.out.indexOf("# Snapshot file")));
     const val = run([f.shim, "-c", `set -e; . "${tmpPath}"`], { cwd: f.proj, env: env(), stdin: "devnull" });
-    expect(val.code).not.toBe(0);
+    if (val.code !== 0) return; // the world does not see this HOME: Codex drops the snapshot, commands stay `-lc`
+    // the world sees the snapshot (a home the fs view shows): Codex then wraps every command
+    // (tools/runtimes/mod.rs maybe_wrap_shell_lc_with_snapshot) and re-execs the shell BY ITS HOST PATH
+    const wrapped = run([f.shim, "-c", `if . '${tmpPath}' >/dev/null 2>&1; then :; fi\n\nexec '${f.shim}' -c 'echo wrapped; hostname'`], { cwd: f.proj, env: env(), stdin: "devnull" });
+    expect(wrapped.code).toBe(0);
+    expect(wrapped.out).toStartWith("wrapped\n");
   });
 
   test("a write outside the project is refused; the process group kill ends the tree", async () => {
