@@ -37,7 +37,8 @@ describe("POST /v1/execute", () => {
     const r = await exec({ cmd: 'echo "out:$SUBSTRATE_AGENT_ID"; echo err >&2; exit 7', agent_id: "claude" });
     expect(r.status).toBe(200);
     const body = ExecuteResponse.parse(r.body);
-    expect(Object.keys(r.body).sort()).toEqual(["exit", "scopes_used", "span_id", "stderr_b64", "stdout_b64", "world_id"]);
+    // + egress (issue 15): the world's gateway counted the command's bytes and blocked names
+    expect(Object.keys(r.body).sort()).toEqual(["egress", "exit", "scopes_used", "span_id", "stderr_b64", "stdout_b64", "world_id"]);
     expect(body.exit).toBe(7);
     expect(b64(body.stdout_b64)).toBe("out:claude\n");
     expect(b64(body.stderr_b64)).toBe("err\n");
