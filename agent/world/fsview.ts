@@ -61,10 +61,13 @@ export const DEFAULT_SCRATCH_BYTES = 1024 * 1024 * 1024;
  * never removes these.
  */
 export const ALWAYS_RO_PROJECT: readonly string[] = [
+  ".git", // only when it is a FILE (`gitdir: …` of a worktree or submodule): it says where the hooks are
   ".git/hooks",
   ".git/config",
   ".git/config.worktree",
   ".git/info/attributes",
+  ".git/modules/*/hooks", // submodules: their git dirs live inside the project's .git
+  ".git/modules/*/config",
   ".substrate-profile",
   ".envrc",
   ".vscode",
@@ -119,6 +122,9 @@ export const PLACEHOLDER_DIRS: readonly string[] = [".git/hooks", ".vscode", ".i
  * that reaches its agent could ask for a world with a wider view — and the Mac side's forward.
  */
 export const ALWAYS_HIDDEN_HOME: readonly string[] = [".substrate/run", ".substrate/sock"];
+
+/** Protected only when they are files (a `.git` directory is where commits go). */
+const FILE_ONLY = new Set([".git"]);
 
 /** World-own scratch: `write` entries here are the world's tmpfs, never host binds. */
 const SCRATCH = ["/tmp", "/var/tmp", "/run", "/dev/shm"];
@@ -755,6 +761,7 @@ export function mountHidesAndProtected(o: BuildFsViewOptions, res: FsViewResult)
       const area = areas.find((a) => inside(a, p))!;
       try {
         let st = lstatOrNull(R(p));
+        if (st?.isDirectory() && inside(o.project, p) && FILE_ONLY.has(relative(o.project, p))) continue;
         if (st?.isSymbolicLink()) {
           res.warnings.push(`read-only ${p}: a symlink (the link itself cannot be pinned); its target is protected when inside a writable area`);
           const t = realpathOrNull(R(p));

@@ -141,6 +141,30 @@ describe("the git-hook attack leaves nothing on the host", () => {
     expect(statSync(join(proj, ".git/hooks")).uid).toBe(u.uid);
   });
 
+  test("a worktree's .git FILE and a submodule's git dir (inside .git/modules) are protected too", () => {
+    // A project whose .git is a file (`git worktree add`, --separate-git-dir, a submodule checkout).
+    const wtProj = userProject(u, "p-wt");
+    const gitdir = join(u.home, "p-wt-gitdir");
+    asUser(u, `git init -q --separate-git-dir=${gitdir} ${wtProj}`);
+    const gitFile = asUser(u, `cat ${wtProj}/.git`);
+    const a = execAs(u, wtProj, "( echo 'gitdir: /tmp/evil' > .git ) 2>/dev/null && echo LANDED; true");
+    expect(out(a)).toBe("");
+    expect(asUser(u, `cat ${wtProj}/.git`)).toBe(gitFile);
+    // A submodule's git dir lives in the superproject's .git/modules/<name>.
+    const proj = userProject(u, "p-sub");
+    asUser(u, `cd ${proj} && git init -q && git init -q --bare .git/modules/lib`);
+    const r = execAs(
+      u,
+      proj,
+      ["echo 'touch /tmp/pwned' > .git/modules/lib/hooks/post-checkout", "echo '[core] fsmonitor = touch /tmp/pwned' >> .git/modules/lib/config"]
+        .map((c, i) => `( ${c} ) 2>/dev/null && echo LANDED ${i}`)
+        .join("; ") + "; true",
+    );
+    expect(out(r)).toBe("");
+    expect(existsSync(join(proj, ".git/modules/lib/hooks/post-checkout"))).toBe(false);
+    expect(asUser(u, `grep -c fsmonitor ${proj}/.git/modules/lib/config || true`).trim()).toBe("0");
+  });
+
   test("a missing .claude/ cannot be created to plant settings; its placeholder goes with the world", () => {
     const proj = userProject(u, "p-claude");
     const r = execAs(u, proj, "mkdir -p .claude 2>/dev/null; echo '{\"hooks\":{}}' > .claude/settings.json 2>/dev/null && echo LANDED; true");
