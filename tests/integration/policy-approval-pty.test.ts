@@ -45,7 +45,11 @@ function setup(): { proj: string; marker: string } {
     "dev.yaml",
     "id: dev\nname: Dev\nmode: enforce\ncommands:\n  require_approval: ['touch *']\napproval:\n  auto_approve: ['touch auto-*']\n",
   );
-  e.writePolicy("other.yaml", "id: other\nname: Other\nmode: enforce\n");
+  // stricter than dev (a project file may only tighten the recorded policy, issue 14 item 4)
+  e.writePolicy(
+    "other.yaml",
+    "id: other\nname: Other\nmode: enforce\ncommands:\n  denied: ['sudo *']\n  require_approval: ['touch *']\napproval:\n  auto_approve: ['touch auto-*']\n",
+  );
   const proj = join(e.home, "proj");
   mkdirSync(join(proj, "vendor"), { recursive: true });
   writeFileSync(join(proj, ".substrate-profile"), "dev\n");
@@ -108,8 +112,8 @@ describe("approval prompt on a TTY", () => {
     const other = await pty(["-c", `touch ${marker}`], ["4"], { cwd: proj, env: { SUBSTRATE_SESSION_ID: "ses_test_two" } });
     expect(other.prompts).toBe(1);
     // the session moves into a directory with another profile (vendor → policy "other") ...
-    const moved = await pty(["-c", "touch x"], [], { cwd: join(proj, "vendor"), env: s1 });
-    expect(moved.code).toBe(0); // "other" needs no approval
+    const moved = await pty(["-c", "touch auto-x"], [], { cwd: join(proj, "vendor"), env: s1 });
+    expect(moved.code).toBe(0); // auto-approved under "other"
     // ... and back: its session approvals were cleared by the switch
     const back = await pty(["-c", `touch ${marker}`], ["4"], { cwd: proj, env: s1 });
     expect(back.prompts).toBe(1);
