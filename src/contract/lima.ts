@@ -49,6 +49,12 @@ export const GuestLayout = z.strictObject({
   session_in_group: z.boolean(),
   /** GET /v1/capabilities answered through /run/substrate.sock, as the SSH user. */
   capabilities_ok: z.boolean(),
+  /** /run/lima-boot-done exists: Lima's boot scripts (and `provision:`) finished this boot. */
+  boot_done: z.boolean().optional(),
+  /** Tools a world needs that the guest lacks (nft, dnsmasq, fuse-overlayfs, setfattr, …). */
+  missing_tools: z.array(z.string()).optional(),
+  /** The drop-in making the Lima user the socket's owner is installed and current. */
+  socket_dropin_current: z.boolean().optional(),
   /** What is wrong, one short sentence each (empty when healthy). */
   problems: z.array(z.string()),
 });
@@ -64,6 +70,14 @@ export const WarmAction = z.enum([
   "repaired_socket",
   "recreated",
   "stopped",
+  /** Status was Running before the guest was ready: waited for /run/lima-boot-done. */
+  "waited_ready",
+  /** A Broken instance (stale ha.pid, crashed hostagent) repaired by `limactl stop -f` + start. */
+  "stopped_forcibly",
+  /** Lima's guestSocket forward was dead (master replaced: sleep, --reconnect): re-registered. */
+  "repaired_forward",
+  /** Missing guest packages installed by the provision step. */
+  "installed_tools",
 ]);
 export type WarmAction = z.infer<typeof WarmAction>;
 

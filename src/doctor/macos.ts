@@ -6,13 +6,30 @@
  * on the guest socket. A stopped VM is reported, never started.
  *
  * `limactl list NAME --json` prints one JSON object per line (not an array); an unknown
- * name prints a warning on stderr and exits 1 (older Lima) or prints nothing (newer).
+ * name prints `No instance matching NAME found.` on stderr and exits 1 (cmd/limactl/list.go).
+ *
+ * limactl is looked up like the product does (src/sys/limactl.ts findLimactl): PATH, beside
+ * the substrate binary, /opt/homebrew/bin (not in macOS's default PATH), /usr/local/bin,
+ * /opt/local/bin; the doctor says which one it used and checks `limactl --version` against
+ * the product's minimum, printing the upgrade command.
  */
 import { Capabilities, LimaReport, MacosHostReport, macHostPrereqsOk } from "../contract/index.ts";
 import type { WorldSettings } from "./config.ts";
 import { enableFix, type HostProbe, type HostProbeOptions } from "./linux.ts";
 import { type DoctorLine, fail, info, pass, warn } from "./render.ts";
 import type { CommandResult, HostSystem } from "./system.ts";
+import { dirname, join } from "node:path";
+import { LIMACTL_DIRS, MIN_LIMA_VERSION, findLimactl, versionAtLeast } from "../sys/limactl.ts";
+
+/** The limactl the doctor runs: "limactl" when it is on PATH (as before), else its absolute path. */
+let limactlCmd: string | null = null;
+function locateLimactl(sys: HostSystem): { cmd: string; via: string; path: string } | null {
+  const onPath = sys.which("limactl");
+  if (onPath) return { cmd: "limactl", via: "PATH", path: onPath };
+  const loc = findLimactl({ PATH: "" }, process.execPath, (p) => sys.exists(p));
+  return loc ? { cmd: loc.path, via: loc.via, path: loc.path } : null;
+}
+const limactlBin = (): string => limactlCmd ?? (Bun.which("limactl") ? "limactl" : (findLimactl(process.env)?.path ?? "limactl"));
 
 export const LIMA_INSTANCE = "substrate";
 export const GUEST_SOCKET = "/run/substrate.sock";
@@ -33,7 +50,7 @@ export function parseLimaListStatus(stdout: string, name: string = LIMA_INSTANCE
   return "NotFound";
 }
 
-export const limaShell = (...cmd: string[]): string[] => ["limactl", "shell", LIMA_INSTANCE, ...cmd];
+export const limaShell = (...cmd: string[]): string[] => [limactlBin(), "shell", LIMA_INSTANCE, ...cmd];
 
 /** Guest `curl --unix-socket` GET; the status code comes back on the last line. */
 export const guestCurl = (route: string, maxTimeS: number): string[] =>
@@ -124,8 +141,10 @@ export async function probeMacHost(
   if (settings.world_enabled) lines.push(pass(`world isolation: enabled (${settings.enabled_source})`));
   else lines.push(warn(`world isolation: disabled by ${settings.enabled_source}`, enableFix(settings.enabled_source)));
 
+  const found = locateLimactl(sys);
+  limactlCmd = found?.cmd ?? null;
   const lima: LimaReport = {
-    installed: sys.which("limactl") !== null,
+    installed: found !== null,
     virtualization: false,
     vm_status: "Unknown",
     service_active: false,
@@ -146,12 +165,24 @@ export async function probeMacHost(
     );
   }
 
-  if (!lima.installed) {
+  if (!found) {
     dependencyMissing = "limactl";
-    lines.push(fail("lima: limactl not found on PATH", "brew install lima"));
+    lines.push(fail("lima: limactl not found on PATH", `brew install lima   # also looked beside substrate (${dirname(process.execPath)}) and in ${LIMACTL_DIRS.join(", ")}`));
   } else {
-    lines.push(pass("lima: limactl found"));
-    const list = await sys.run(["limactl", "list", LIMA_INSTANCE, "--json"], { timeoutMs: GUEST_TIMEOUT_MS });
+    lines.push(
+      pass(
+        found.via === "PATH"
+          ? `lima: limactl found on PATH (${found.path})`
+          : `lima: limactl found ${found.via === "beside substrate" ? "beside substrate" : `in ${found.via}`} (${found.path}; not on PATH, substrate uses it anyway)`,
+      ),
+    );
+    const ver = await sys.run([found.cmd, "--version"], { timeoutMs: GUEST_TIMEOUT_MS });
+    const v = /version\s+v?(\d+\.\d+\.\d+[^\s]*)/.exec(ver.stdout)?.[1] ?? null;
+    const upgrade = found.path.startsWith("/opt/local/") ? "sudo port selfupdate && sudo port upgrade lima" : "brew upgrade lima";
+    if (v === null) lines.push(info(`lima: version unknown (${ver.error ?? (ver.stderr.trim().split("\n")[0] || "no output")})`));
+    else if (versionAtLeast(v, MIN_LIMA_VERSION)) lines.push(pass(`lima: version ${v} (>= ${MIN_LIMA_VERSION})`));
+    else lines.push(fail(`lima: version ${v} is older than ${MIN_LIMA_VERSION}, which substrate needs`, `${upgrade}   # then: substrate world warm`));
+    const list = await sys.run([found.cmd, "list", LIMA_INSTANCE, "--json"], { timeoutMs: GUEST_TIMEOUT_MS });
     if (list.error !== null) lima.vm_status = "Unknown";
     else if (list.code === 0) lima.vm_status = parseLimaListStatus(list.stdout);
     else lima.vm_status = /no instance|not found|does not exist/i.test(list.stderr) ? "NotFound" : "Unknown";
@@ -197,7 +228,7 @@ export async function probeMacHost(
           fail(
             `guest: GET /v1/capabilities on ${GUEST_SOCKET} failed: ${g.capsError}`,
             /permission denied/i.test(g.capsError ?? "")
-              ? "substrate world warm   # adds the lima user to group substrate; then: limactl stop substrate && limactl start substrate"
+              ? "substrate world warm   # makes the Lima user the socket's owner (drop-in SocketUser=<user>)"
               : "substrate world restart",
           ),
         );

@@ -45,26 +45,30 @@ export interface HostSystem {
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
 /**
- * Runs a read-only command and waits for it; on timeout SIGKILLs it and still awaits its
- * exit, so no child can outlive the doctor.
+ * Runs a read-only command and waits for it; on timeout SIGKILLs its whole process group and
+ * stops waiting for its pipes, so no child can hold the doctor: `limactl shell` hands its
+ * stdout/stderr to an ssh child and forwards no signal (cmd/limactl/shell.go), so killing
+ * limactl alone would leave ssh holding the pipes open.
  */
 export const spawnRunner: CommandRunner = async (argv, opts = {}) => {
   let proc: ReturnType<typeof Bun.spawn>;
   try {
-    proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", detached: true });
   } catch (e) {
     return { code: null, stdout: "", stderr: "", error: (e as Error).message };
   }
   let timedOut = false;
+  let giveUp!: () => void;
+  const gaveUp = new Promise<void>((r) => (giveUp = r));
   const timer = setTimeout(() => {
     timedOut = true;
-    proc.kill("SIGKILL");
+    try {
+      process.kill(-proc.pid, "SIGKILL");
+    } catch {}
+    setTimeout(giveUp, 1000).unref?.();
   }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout as ReadableStream).text(),
-    new Response(proc.stderr as ReadableStream).text(),
-    proc.exited,
-  ]);
+  const read = (s: ReadableStream) => Promise.race([new Response(s).text(), gaveUp.then(() => "")]);
+  const [stdout, stderr, code] = await Promise.all([read(proc.stdout as ReadableStream), read(proc.stderr as ReadableStream), proc.exited]);
   clearTimeout(timer);
   if (timedOut) return { code: null, stdout, stderr, error: `timed out after ${opts.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms` };
   return { code, stdout, stderr, error: null };

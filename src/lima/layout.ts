@@ -1,16 +1,35 @@
 /**
  * Validates the socket-activated agent layout inside the guest with ONE `limactl shell`
- * (each shell is an SSH round trip on a Mac): agent binary + its --version, unit files
- * byte-identical to ours, the mounts drop-in, socket enabled/active/owned root:substrate
- * 0660, the SSH user in the group (database and current session), and GET
- * /v1/capabilities through /run/substrate.sock as that user.
+ * (each shell is an SSH round trip on a Mac): boot finished (/run/lima-boot-done), the tools
+ * the world needs, agent binary + its --version, unit files byte-identical to ours, the mounts
+ * and socket-owner drop-ins, socket enabled/active/owned <Lima user>:substrate 0660, the SSH
+ * user in the group, and GET /v1/capabilities through /run/substrate.sock as that user.
+ *
+ * The socket is owned by the Lima user (a drop-in, as Lima's docker-rootful template does with
+ * SocketUser={{.User}}), so access does not depend on the groups of Lima's SSH master: that
+ * master predates provisioning, and `shell --reconnect` would kill the guestSocket forward
+ * registered on it (pkg/hostagent/hostagent.go). Group `substrate` + 0660 stay for everyone else.
  */
 import { Capabilities, GuestLayout, VersionInfo } from "../contract/index.ts";
 import { sameBuild, versionString } from "../version.ts";
 
 export const GUEST_SOCKET = "/run/substrate.sock";
 export const GUEST_AGENT = "/usr/local/bin/substrate-world-agent";
-export const SOCKET_OWNER = "root:substrate 660 socket";
+/** `stat -c '%U:%G %a %F'` the socket must show for the Lima user `user`. */
+export const socketOwner = (user: string): string => `${user}:substrate 660 socket`;
+/** Written by provision.sh: the socket belongs to the Lima user (see above). */
+export const SOCKET_USER_DROPIN = "/etc/systemd/system/substrate-world-agent.socket.d/50-lima-user.conf";
+export const socketUserDropin = (user: string): string => `# Written by substrate provision.sh: the Lima user owns the socket (group substrate, 0660).\n[Socket]\nSocketUser=${user}\n`;
+/** What a world needs in the guest (command → Ubuntu package; provision.sh installs the same). */
+export const REQUIRED_TOOLS: Record<string, string> = {
+  nft: "nftables",
+  dnsmasq: "dnsmasq-base",
+  ip: "iproute2",
+  "fuse-overlayfs": "fuse-overlayfs",
+  setfattr: "attr",
+  getfattr: "attr",
+  curl: "curl",
+};
 /** Written by provision.sh: line 1 `size mtime` of the agent binary, line 2 its --version --json. */
 export const AGENT_STAMP = "/etc/substrate/agent.stamp";
 
@@ -21,6 +40,8 @@ h() { if [ -f "$1" ]; then sha256sum < "$1" | cut -c1-64; else echo absent; fi; 
 one() { printf %s "$1" | head -c 3000 | tr '\\n' ' '; }
 echo "user=$(id -un)"
 echo "home=$HOME"
+echo "boot_done=$(test -e /run/lima-boot-done && echo yes || echo no)"
+m=""; for t in ${Object.keys(REQUIRED_TOOLS).join(" ")}; do PATH="$PATH:/usr/sbin:/sbin" command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing_tools=$m"
 # Starting the 100 MB agent costs more than the rest together: trust provision.sh's stamp
 # while the binary's size + mtime are the ones it recorded.
 if [ ! -e "$A" ]; then echo "agent_rc=absent"
@@ -29,6 +50,7 @@ else out=$("$A" --version --json 2>&1); echo "agent_rc=$?"; echo "agent_out=$(on
 echo "socket_unit=$(h $U/$S.socket)"
 echo "service_unit=$(h $U/$S.service)"
 echo "dropin=$(h $U/$S.service.d/50-writable-mounts.conf)"
+echo "socket_dropin=$(h $U/$S.socket.d/50-lima-user.conf)"
 echo "enabled=$(systemctl is-enabled $S.socket 2>/dev/null)"
 echo "active=$(systemctl is-active $S.socket 2>/dev/null)"
 echo "sock=$(stat -c '%U:%G %a %F' ${GUEST_SOCKET} 2>/dev/null)"
@@ -44,6 +66,8 @@ export interface Expected {
   serviceUnitSha: string;
   /** sha256 of the expected drop-in, or "absent". */
   dropinSha: string;
+  /** sha256 of socketUserDropin(user) for the user the guest reports (computed by the caller). */
+  socketDropinSha?: (user: string) => string;
 }
 
 export interface ParsedLayout {
@@ -97,19 +121,26 @@ export function parseLayout(stdout: string, exp: Expected): ParsedLayout {
   if (!socketUnitCurrent) problems.push(kv.get("socket_unit") === "absent" ? "substrate-world-agent.socket is not installed" : "substrate-world-agent.socket differs from this build's");
   if (!serviceUnitCurrent) problems.push(kv.get("service_unit") === "absent" ? "substrate-world-agent.service is not installed" : "substrate-world-agent.service differs from this build's");
   if (!dropinCurrent) problems.push("the agent's writable-mounts drop-in does not match the VM's mounts");
+  const user = kv.get("user") ?? "";
+  const socketDropinCurrent = !exp.socketDropinSha || (user !== "" && kv.get("socket_dropin") === exp.socketDropinSha(user));
+  if (!socketDropinCurrent) problems.push(`the socket's owner drop-in (SocketUser=${user || "?"}) is missing or different`);
+  const missingTools = (kv.get("missing_tools") ?? "").split(/\s+/).filter(Boolean);
+  if (kv.has("missing_tools") && missingTools.length) problems.push(`the guest lacks tools the world needs: ${missingTools.join(", ")} (a failed first-boot package install?)`);
+  const bootDone = kv.get("boot_done") !== "no";
 
   const enabled = kv.get("enabled") === "enabled";
   const active = kv.get("active") === "active";
   const owner = kv.get("sock") || null;
   if (!enabled) problems.push(`substrate-world-agent.socket is not enabled (${kv.get("enabled") || "unknown"})`);
   if (!active) problems.push(`substrate-world-agent.socket is not active (${kv.get("active") || "unknown"})`);
-  if (owner !== SOCKET_OWNER) problems.push(`${GUEST_SOCKET} is ${owner ?? "missing"}, expected ${SOCKET_OWNER}`);
+  const wantOwner = socketOwner(user || "?");
+  if (owner !== wantOwner) problems.push(`${GUEST_SOCKET} is ${owner ?? "missing"}, expected ${wantOwner}`);
 
   const inGroup = (s: string | undefined) => (s ?? "").split(/\s+/).includes("substrate");
   const userInGroup = inGroup(kv.get("groups_db"));
   const sessionInGroup = inGroup(kv.get("groups_session"));
+  // The session's groups do not matter any more (the socket is the user's); reported only.
   if (!userInGroup) problems.push(`user ${kv.get("user") ?? "?"} is not in the substrate group`);
-  else if (!sessionInGroup) problems.push("the SSH session predates the substrate group membership (reconnect needed)");
 
   const caps = Capabilities.safeParse(json(kv.get("caps")));
   const capsOk = kv.get("caps_rc") === "0" && caps.success;
@@ -135,6 +166,9 @@ export function parseLayout(stdout: string, exp: Expected): ParsedLayout {
       user_in_group: userInGroup,
       session_in_group: sessionInGroup,
       capabilities_ok: capsOk,
+      boot_done: bootDone,
+      missing_tools: missingTools,
+      socket_dropin_current: socketDropinCurrent,
       problems,
     },
   };

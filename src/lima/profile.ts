@@ -4,8 +4,57 @@
  * Also derives the guest's writable mount points, which the provision step adds to the
  * agent's ReadWritePaths (ProtectSystem=strict makes everything else read-only).
  */
-import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { homedir, userInfo } from "node:os";
+import { dirname, join, resolve } from "node:path";
+
+/** Mount points Lima refuses (pkg/limayaml/validate.go), plus the guest home (checked below). */
+export const LIMA_RESERVED_MOUNTS = ["/", "/bin", "/dev", "/etc", "/home", "/opt", "/sbin", "/tmp", "/usr", "/var"];
+
+export interface ProjectCheck {
+  /** The path to mount writable (null: none, e.g. no project or the project is $HOME). */
+  mount: string | null;
+  error?: string;
+  hint?: string;
+}
+
+/**
+ * Whether `project` may become the VM's writable mount. Lima rejects a mountPoint of `/`, /tmp,
+ * /opt, /usr, /var, /etc, /home, /bin, /sbin, /dev and the guest home, and `limactl start` would
+ * fail on it; an ancestor of $HOME (such as /Users) would put every user's home in the VM,
+ * writable. Both are refused here, before Lima is touched. $HOME itself is already mounted
+ * read-only: no writable mount then (the project is the home).
+ */
+export function checkProjectMount(project: string | null, home: string = homedir(), user: string = safeUser()): ProjectCheck {
+  if (!project) return { mount: null };
+  const p = resolve(project);
+  const h = resolve(home);
+  const hint = "run substrate from inside a project directory (e.g. cd ~/src/myproject), or pass --project DIR to `substrate world warm`";
+  if (p === h) return { mount: null };
+  if (LIMA_RESERVED_MOUNTS.includes(p) || p === `/home/${user}.guest` || p === `/home/${user}.linux`)
+    return { mount: null, error: `the project directory ${p} cannot be mounted into the Lima VM: Lima refuses system paths (/, /tmp, /opt, /usr, /var, /etc, /home, …) as mounts`, hint };
+  if (h.startsWith(p === "/" ? "/" : `${p}/`))
+    return { mount: null, error: `the project directory ${p} contains your home directory (and every other user's under it): substrate will not mount it writable into the Lima VM`, hint };
+  if (dirname(p) === "/" && ["/private", "/System", "/Library", "/Applications", "/Volumes", "/cores"].includes(p))
+    return { mount: null, error: `the project directory ${p} is a macOS system directory: substrate will not mount it writable into the Lima VM`, hint };
+  return { mount: p };
+}
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return "";
+  }
+}
+
+/** `images[].location` of a Lima profile (for the download progress). */
+export function imageUrls(text: string): string[] {
+  try {
+    const y = Bun.YAML.parse(text) as { images?: { location?: unknown }[] } | null;
+    return (y?.images ?? []).map((i) => i?.location).filter((l): l is string => typeof l === "string");
+  } catch {
+    return [];
+  }
+}
 
 const PROJECT_MOUNT = /^(\s*)- location: "\$\{SUBSTRATE_PROJECT\}"\n(\s*writable: true\n)?/m;
 

@@ -3,7 +3,7 @@
  * process. Tried in this order (the spec's VSock → SSH UDS → TCP, plus Lima's own socket
  * forward first because it costs nothing when present):
  *
- * 1. lima-native: the profile asks Lima (>= 1.0) to forward the guest socket to
+ * 1. lima-native: the profile asks Lima to forward the guest socket to
  *    `<instance dir>/sock/substrate.sock`. When that file answers /v1/capabilities it is
  *    used as is: no SSH of ours at all.
  * 2. vsock: Lima ships no vsock-proxy; nothing to try (doctor reports `vsock_proxy`).
@@ -101,12 +101,22 @@ export async function connectLimaTransport(inst: LimaInstance, o: TransportOptio
   // 1. Lima's own guestSocket → hostSocket forward.
   const native = join(inst.dir, "sock", "substrate.sock");
   if (skip.has("lima-native")) debug("lima-native skipped");
-  else if (!existsSync(native)) debug(`lima-native: ${native} absent (Lima < 1.0 or no portForwards)`);
+  else if (!existsSync(native)) debug(`lima-native: ${native} absent (no portForwards, or Lima's forward was never set up)`);
   else {
     const client = new AgentClient(native);
     const err = await answers(client, 3000);
     if (err === null) return done({ kind: "lima-native", address: native, client, close() {} });
-    failures.push(`lima-native ${native}: ${err}`);
+    // [LIMA helper, issue 19] Lima's forward lives on its SSH master and dies with it (host
+    // sleep, `shell --reconnect`; Lima never re-creates it): a refusing socket is expected, so
+    // it is repaired quietly (src/lima/forward.ts) and, failing that, a debug line, not a warning.
+    if (/ECONNREFUSED|refused/i.test(err)) {
+      const { repairNativeForward } = await import("../lima/forward.ts");
+      if ((await repairNativeForward(inst, { env, debug })) && (await answers(client, 3000)) === null) {
+        debug(`lima-native ${native}: forward was dead, re-registered`);
+        return done({ kind: "lima-native", address: native, client, close() {} });
+      }
+      debug(`lima-native ${native}: ${err} (Lima's forward is dead; \`substrate world warm\` re-registers it)`);
+    } else failures.push(`lima-native ${native}: ${err}`);
   }
   debug("vsock: Lima provides no vsock-proxy; not tried");
 

@@ -3,31 +3,39 @@
  * backend code (hidden test switch SUBSTRATE_TEST_LIMA_BACKEND=1) against the limactl
  * emulator (tests/e2e/harness): `world warm` creates the VM, pushes the embedded agent +
  * units with `limactl copy`, provisions, validates; `substrate -c` runs in the guest's
- * world through an ssh2 forward of /run/substrate.sock. Each kind of damage (agent version,
- * unit, socket group, stopped socket, missing binary, broken VM) is detected and repaired.
+ * world through Lima's own socket forward (or an ssh2 forward of /run/substrate.sock). Each kind
+ * of damage (agent version, unit, socket owner/group, stopped socket, missing binary or tool,
+ * broken VM) is detected and repaired. The emulator follows Lima 2.x's source (issue 19): the
+ * forward dies with Lima's SSH master, limactl forwards no signal, Broken during start-up and
+ * Running before ready, the `vz` start line, version floors, reserved mounts.
  * Needs root; the guest image is built once per machine.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { adoptGuest, destroyGuest, ensureGuestImage, harnessEnv, type Guest } from "./harness/harness.ts";
+import { adoptGuest, destroyGuest, ensureGuestImage, harnessEnv, LIMACTL, type Guest } from "./harness/harness.ts";
+import { Limactl, LimactlError } from "../../src/sys/limactl.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const T = 240_000;
+/** The emulator's stand-in for the macOS login name (Lima's default user). */
+const USER = "macdev";
 let work: string;
 let bin: string;
 let project: string;
 let env: Record<string, string>;
 let g: Guest;
+/** macOS's `sysctl -n kern.hv_support` for the doctor (the VM boundary itself is emulated). */
+let shim: string;
 
 interface Run {
   code: number;
   stdout: string;
   stderr: string;
 }
-function substrate(args: string[], extra: Record<string, string> = {}, stdin?: string): Run {
-  const r = Bun.spawnSync([bin, ...args], { cwd: project, env: { ...env, ...extra }, stdout: "pipe", stderr: "pipe", stdin: stdin === undefined ? "ignore" : Buffer.from(stdin) });
+function substrate(args: string[], extra: Record<string, string> = {}, stdin?: string, cwd: string = project): Run {
+  const r = Bun.spawnSync([bin, ...args], { cwd, env: { ...env, ...extra }, stdout: "pipe", stderr: "pipe", stdin: stdin === undefined ? "ignore" : Buffer.from(stdin) });
   return { code: r.exitCode ?? 1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 function warm(extra: Record<string, string> = {}): { code: number; report: any; stderr: string } {
@@ -73,14 +81,18 @@ beforeAll(() => {
     if (attempt >= 2) throw new Error(`dist/substrate-linux-x64 is unusable: ${x.stderr}`);
     Bun.sleepSync(2000);
   }
+  shim = join(work, "shim");
+  mkdirSync(shim);
+  writeFileSync(join(shim, "sysctl"), '#!/bin/sh\n[ "$1 $2" = "-n kern.hv_support" ] && { echo 1; exit 0; }\nexit 1\n', { mode: 0o755 });
   project = join(work, "project");
   Bun.spawnSync(["mkdir", "-p", project, join(work, "lima"), join(work, "home")]);
+  // On a Mac the project belongs to the login user, whose uid Lima gives the guest user (501
+  // here, the emulator's stand-in): the world agent checks the caller can write it.
+  Bun.spawnSync(["chown", "501:501", project]);
   env = {
     ...harnessEnv(join(work, "lima")),
     SUBSTRATE_HOME: join(work, "home"),
     SUBSTRATE_TEST_LIMA_BACKEND: "1",
-    // Lima's SSH master keeps pre-provision groups until `shell --reconnect` (see lima-emu.ts).
-    LIMA_EMU_SSH_MASTER: "1",
   };
   delete env.SUBSTRATE_WORLD_AGENT_BIN;
   delete env.SUBSTRATE_WORLD_SOCKET;
@@ -95,15 +107,40 @@ afterAll(() => {
 }, 120_000);
 
 describe("substrate world warm + substrate -c through the Lima backend (emulated VM)", () => {
-  test("fresh warm creates the VM and provisions the socket-activated layout", () => {
-    const { code, report } = warm();
-    expect(code).toBe(0);
+  test("fresh warm: refuses a project Lima would reject before touching Lima (cwd /, an ancestor of $HOME)", () => {
+    const empty = join(work, "lima-empty");
+    mkdirSync(empty, { recursive: true });
+    const e = { LIMA_HOME: empty, XDG_CACHE_HOME: join(empty, "_cache") };
+    const root = substrate(["world", "warm"], e, undefined, "/");
+    expect(root.code).toBe(2);
+    expect(root.stdout + root.stderr).toContain("the project directory / cannot be mounted into the Lima VM");
+    const home = join(work, "users", "alice");
+    mkdirSync(home, { recursive: true });
+    const anc = substrate(["world", "warm", "--project", join(work, "users")], { ...e, HOME: home });
+    expect(anc.code).toBe(2);
+    expect(anc.stdout + anc.stderr).toContain("contains your home directory");
+    expect(readdirSync(empty).filter((n) => !n.startsWith("_"))).toEqual([]); // no instance, not even a half-created one
+  }, T);
+
+  test("fresh: the first substrate -c creates the VM (download progress shown, then the boot), provisions; the socket is the Lima user's", () => {
+    const r = substrate(["-c", "echo first"], { LIMA_EMU_DOWNLOAD_MS: "3000" });
+    if (r.code !== 0) console.error(r.stdout + r.stderr);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("first\n");
+    expect(r.stderr).toContain("substrate: downloading the Ubuntu 24.04 cloud image");
+    expect(r.stderr).toMatch(/substrate: downloading the image: \d+ MiB so far/);
+    expect(r.stderr).toContain("substrate: image ready; booting the VM");
+    expect(r.stderr).toMatch(/substrate: world VM: created, pushed_agent, pushed_units, provisioned/);
+    expect(r.stderr).not.toContain("reconnected");
+    const st = substrate(["world", "status", "--json"]);
+    const report = JSON.parse(st.stdout);
     expect(report.ok).toBe(true);
-    // The SSH master predates the new group: warm reconnects instead of failing.
-    expect(report.actions).toEqual(expect.arrayContaining(["created", "pushed_agent", "pushed_units", "provisioned", "reconnected"]));
     expect(report.layout.problems).toEqual([]);
+    expect(report.layout.boot_done).toBe(true);
     expect(report.layout.agent_version).toBe(report.expected_agent_version);
-    expect(g.sh("stat", "-c", "%U:%G %a", "/run/substrate.sock").trim()).toBe("root:substrate 660");
+    // Lima's default user is the Mac login name; the socket is that user's, group substrate, 0660.
+    expect(g.sh("id", "-un").trim()).toBe(USER);
+    expect(g.sh("stat", "-c", "%U:%G %a", "/run/substrate.sock").trim()).toBe(`${USER}:substrate 660`);
     expect(g.sh("systemctl", "is-enabled", "substrate-world-agent.socket").trim()).toBe("enabled");
     // The units in the guest are byte-identical to guest-assets/.
     for (const u of ["substrate-world-agent.socket", "substrate-world-agent.service"])
@@ -112,11 +149,13 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     expect(state.phase).toBe("ready");
   }, T);
 
-  test("substrate -c runs in the guest's world through the forwarded socket", () => {
-    const r = substrate(["-c", "echo hi; cat /etc/hostname; echo made > from-world.txt"]);
+  test("after a fresh warm, substrate -c uses Lima's own forward with no warning (warm never kills Lima's SSH master)", () => {
+    const r = substrate(["-c", "echo hi; cat /etc/hostname; echo made > from-world.txt"], { SUBSTRATE_DEBUG: "1" });
     expect(r.stderr).not.toContain("running on the host");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("hi\nlima-substrate\n");
+    expect(r.stderr).toContain(`using lima-native at ${join(g.dir, "sock", "substrate.sock")}`);
+    expect(r.stderr).not.toContain("warning");
     // The project is mounted writable into the VM (virtiofs on a Mac, a bind here).
     expect(readFileSync(join(project, "from-world.txt"), "utf8")).toBe("made\n");
     expect(substrate(["-c", "exit 7"]).code).toBe(7);
@@ -153,9 +192,10 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
   const damages: [string, string, string][] = [
     ["a deleted unit", "rm /etc/systemd/system/substrate-world-agent.service && systemctl daemon-reload", "pushed_units"],
     ["a wrong socket group", "chgrp root /run/substrate.sock", "repaired_socket"],
+    ["a removed socket-owner drop-in", "rm /etc/systemd/system/substrate-world-agent.socket.d/50-lima-user.conf && systemctl daemon-reload && systemctl restart substrate-world-agent.socket", "repaired_socket"],
     ["a stopped socket", "systemctl stop substrate-world-agent.service substrate-world-agent.socket", "provisioned"],
     ["a removed binary", "rm /usr/local/bin/substrate-world-agent", "pushed_agent"],
-    ["a user dropped from the group", "gpasswd -d lima substrate", "provisioned"],
+    ["a user dropped from the group", `gpasswd -d ${USER} substrate`, "provisioned"],
   ];
   for (const [what, damage, action] of damages) {
     test(`${what} is detected and repaired`, () => {
@@ -170,6 +210,25 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
       expect(substrate(["-c", "echo ok"]).stdout).toBe("ok\n");
     }, T);
   }
+
+  test("a tool the world needs is missing (failed first-boot install): reported, the repair is tried, a clear error when it cannot install", () => {
+    sudo("mv", "/usr/sbin/nft", "/usr/sbin/nft.off");
+    try {
+      const st = substrate(["world", "status", "--json"]);
+      expect(st.code).toBe(3);
+      expect(JSON.parse(st.stdout).layout.problems.join("\n")).toContain("lacks tools the world needs: nft");
+      // The harness guest has no network: apt-get fails, warm says so (never "ready").
+      const w = substrate(["world", "warm"]);
+      expect(w.code).toBe(3);
+      expect(w.stdout + w.stderr).toContain("could not be installed: nftables");
+      expect(w.stdout + w.stderr).toContain("sudo apt-get install -y nftables");
+    } finally {
+      sudo("mv", "/usr/sbin/nft.off", "/usr/sbin/nft");
+    }
+    const { report } = warm();
+    expect(report.ok).toBe(true);
+    expect(report.layout.missing_tools).toEqual([]);
+  }, T);
 
   test("stop + warm keeps the layout (only a start, no push)", () => {
     const s = substrate(["world", "stop", "--json"]);
@@ -219,44 +278,164 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     expect(readdirSync(sockDir)).toEqual([]);
   }, T);
 
-  test("lima-native: Lima's own guestSocket forward (profile portForwards) is used first; a dead one falls back with one warning", async () => {
+  test("Lima's SSH master dies (host sleep): the refusing forward is repaired quietly by the next substrate -c", () => {
     const native = join(g.dir, "sock", "substrate.sock");
-    const r = substrate(["-c", "echo native"], { SUBSTRATE_DEBUG: "1" });
-    expect(r.stdout).toBe("native\n");
-    expect(r.stderr).toContain(`using lima-native at ${native}`);
+    expect(Bun.spawnSync(["ssh", "-F", join(g.dir, "ssh.config"), "-O", "exit", "lima-substrate"], { stdout: "pipe", stderr: "pipe" }).exitCode).toBe(0);
+    expect(lstatSync(native).isSocket()).toBe(true); // the stub stays and refuses
+    const r = substrate(["-c", "echo after-sleep"], { SUBSTRATE_DEBUG: "1" });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("after-sleep\n");
     expect(r.stderr).not.toContain("warning");
-    // Lima's forwarder dies, its socket file stays: fall back to our ssh2 forward, say so once.
-    const st = JSON.parse(readFileSync(join(g.dir, "emu.json"), "utf8"));
-    expect(st.forwards).toHaveLength(1);
-    process.kill(-st.forwards[0].proc.pid, "SIGKILL");
-    await Bun.sleep(200);
-    expect(existsSync(native)).toBe(true);
-    const f = substrate(["-c", "echo fallback"]);
-    expect(f.code).toBe(0);
-    expect(f.stdout).toBe("fallback\n");
-    expect(f.stderr.match(/substrate: warning: world transport: using ssh-uds/g)?.length).toBe(1);
+    expect(r.stderr).toContain("forward was dead, re-registered");
+    const again = substrate(["-c", "echo native-again"], { SUBSTRATE_DEBUG: "1" });
+    expect(again.stderr).toContain(`using lima-native at ${native}`);
+    expect(again.stderr).not.toMatch(/warning|re-registered/);
   }, T);
 
-  test("a Broken VM is destroyed and recreated (guest state is disposable)", () => {
-    g.sh("sh", "-c", "echo gone > ~/marker");
+  test("`limactl shell --reconnect` kills the forward; warm re-registers it (repaired_forward)", () => {
+    expect(g.limactl(["shell", "--reconnect", "substrate", "true"]).code).toBe(0);
+    const { report } = warm();
+    expect(report.ok).toBe(true);
+    expect(report.actions).toEqual(["repaired_forward"]);
+    const r = substrate(["-c", "echo native"], { SUBSTRATE_DEBUG: "1" });
+    expect(r.stderr).toContain("using lima-native at");
+    expect(r.stderr).not.toContain("warning");
+  }, T);
+
+  test("a limactl timeout bounds the call: the whole process group dies, the pipes are not waited for", async () => {
+    const l = new Limactl({ env });
+    let err: unknown = null;
+    try {
+      await l.shell("substrate", ["sleep", "297"], { timeoutMs: 1500 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LimactlError);
+    expect((err as Error).message).toContain("timed out after 1500 ms");
+    // The guest-side child (nsenter … sleep, in limactl's process group) is gone too.
+    for (let k = 0; k < 100 && g.limactl(["shell", "substrate", "pgrep", "-f", "sleep 297"]).code === 0; k++) await Bun.sleep(50);
+    expect(g.limactl(["shell", "substrate", "pgrep", "-f", "sleep 297"]).code).toBe(1);
+  }, T);
+
+  test("Broken while someone else's `limactl start` brings up the hostagent: warm waits, never deletes", async () => {
+    g.sh("sh", "-c", "echo keep > ~/marker");
     expect(g.limactl(["stop", "substrate"]).code).toBe(0);
-    rmSync(join(work, "lima/substrate/rootfs/sbin/init"), { force: true });
-    expect(g.info().status).toBe("Broken");
-    // `substrate -c` itself repairs it (the backend's full path), with one note line.
-    const r = substrate(["-c", "echo fresh"]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe("fresh\n");
-    expect(r.stderr).toMatch(/substrate: world VM: .*recreated.*pushed_agent.*provisioned/);
+    const bg = Bun.spawn([LIMACTL, "start", "substrate"], { env: { ...env, LIMA_EMU_HA_DELAY_MS: "3000", LIMA_EMU_SSH_DELAY_MS: "2000" }, stdout: "ignore", stderr: "ignore", detached: true });
+    try {
+      for (let k = 0; k < 400 && g.info().status !== "Broken"; k++) await Bun.sleep(25);
+      expect(g.info().status).toBe("Broken");
+      const { code, report } = warm();
+      expect(code).toBe(0);
+      expect(report.ok).toBe(true);
+      expect(report.actions).not.toContain("recreated");
+      expect(report.actions).not.toContain("created");
+      expect(report.actions).toContain("waited_ready");
+      expect(g.sh("cat", "marker")).toBe("keep\n");
+      expect(await bg.exited).toBe(0);
+    } finally {
+      if (bg.exitCode === null) process.kill(-bg.pid, "SIGKILL");
+    }
+  }, T);
+
+  test("Running is not ready: substrate -c while the VM boots waits for /run/lima-boot-done", async () => {
+    expect(g.limactl(["stop", "substrate"]).code).toBe(0);
+    const bg = Bun.spawn([LIMACTL, "start", "substrate"], { env: { ...env, LIMA_EMU_SSH_DELAY_MS: "4000" }, stdout: "ignore", stderr: "ignore", detached: true });
+    try {
+      for (let k = 0; k < 400 && g.info().status !== "Running"; k++) await Bun.sleep(25);
+      expect(g.info().status).toBe("Running");
+      expect(g.limactl(["shell", "substrate", "test", "-e", "/run/lima-boot-done"]).code).not.toBe(0);
+      const r = substrate(["-c", "echo ready"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe("ready\n");
+      expect(r.stderr).toMatch(/world VM: .*waited_ready/);
+      expect(await bg.exited).toBe(0);
+    } finally {
+      if (bg.exitCode === null) process.kill(-bg.pid, "SIGKILL");
+    }
+  }, T);
+
+  test("a stale ha.pid (Broken after a crash): warm repairs with stop -f + start and keeps the VM", () => {
+    expect(g.limactl(["stop", "substrate"]).code).toBe(0);
+    const foreign = Bun.spawn(["sleep", "300"], { stdout: "ignore", stderr: "ignore" });
+    try {
+      writeFileSync(join(g.dir, "ha.pid"), `${foreign.pid}\n`);
+      expect(g.info().status).toBe("Broken");
+      const w = substrate(["world", "warm", "--json"]);
+      const report = JSON.parse(w.stdout.trim().split("\n").pop()!);
+      expect(w.code).toBe(0);
+      expect(report.actions).toEqual(["stopped_forcibly", "started"]);
+      expect(g.sh("cat", "marker")).toBe("keep\n");
+    } finally {
+      foreign.kill("SIGKILL");
+    }
+  }, T);
+
+  test("a start failure gets the virtualization hint only for Lima's real virtualization errors; the VM is never deleted for it", () => {
+    expect(g.limactl(["stop", "substrate"]).code).toBe(0);
+    const net = substrate(["world", "warm"], { LIMA_EMU_FAIL_START: "failed to download the image: Get \"https://cloud-images.ubuntu.com/\": connection reset by peer" });
+    expect(net.code).toBe(3);
+    const netOut = net.stdout + net.stderr;
+    expect(netOut).toContain("with internal VM driver `vz`"); // Lima's line is in the error…
+    expect(netOut).not.toContain("enable virtualization"); // …but is no virtualization error
+    expect(netOut).toContain("limactl delete -f substrate && substrate world warm");
+    const vz = substrate(["world", "warm"], { LIMA_EMU_FAIL_START: "VZ driver requires macOS 13 or higher to run" });
+    expect(vz.code).toBe(3);
+    expect(vz.stdout + vz.stderr).toContain("enable virtualization");
+    expect(existsSync(join(g.dir, "lima.yaml"))).toBe(true);
+    expect(warm().report.actions).toEqual(["started"]);
+    expect(g.sh("cat", "marker")).toBe("keep\n");
+  }, T);
+
+  test("Lima older than 2.0: warm refuses with the upgrade step; doctor names it", () => {
+    const w = substrate(["world", "warm"], { LIMA_EMU_VERSION: "1.1.0" });
+    expect(w.code).toBe(4);
+    expect(w.stdout + w.stderr).toContain("Lima 1.1.0 is too old: substrate needs Lima >= 2.0.0");
+    const d = substrate(["host", "doctor"], { LIMA_EMU_VERSION: "1.1.0", SUBSTRATE_DOCTOR_PLATFORM: "macos", PATH: `${shim}:${env.PATH}` });
+    expect(d.stdout).toContain("FAIL  | lima: version 1.1.0 is older than 2.0.0, which substrate needs\nINFO  | fix: brew upgrade lima");
+  }, T);
+
+  test("an unrepairable Broken VM (stop -f + start fails) is re-created, and warm says what is lost", () => {
+    expect(g.limactl(["stop", "substrate"]).code).toBe(0);
+    // No init left for systemd-nspawn --boot (it tries /usr/lib/systemd/systemd, /lib/…, /sbin/init).
+    for (const p of ["usr/lib/systemd/systemd", "usr/sbin/init"]) rmSync(join(work, "lima/substrate/rootfs", p), { force: true });
+    const foreign = Bun.spawn(["sleep", "300"], { stdout: "ignore", stderr: "ignore" });
+    try {
+      writeFileSync(join(g.dir, "ha.pid"), `${foreign.pid}\n`);
+      expect(g.info().status).toBe("Broken");
+      // `substrate -c` itself repairs it (the backend's full path), with one note line.
+      const r = substrate(["-c", "echo fresh"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe("fresh\n");
+      expect(r.stderr).toMatch(/substrate: world VM: .*recreated.*pushed_agent.*provisioned/);
+      expect(r.stderr).toContain("anything stored inside the VM (not in your mounted project) is lost");
+    } finally {
+      foreign.kill("SIGKILL");
+    }
     expect(g.limactl(["shell", "substrate", "test", "-e", "marker"]).code).toBe(1);
     const st = substrate(["world", "status", "--json"]);
     expect(st.code).toBe(0);
     expect(JSON.parse(st.stdout).layout.problems).toEqual([]);
   }, T);
 
-  test("without Lima on PATH: exit 4 with the install hint", () => {
+  test("without Lima on PATH or in the usual places: exit 4 with the install hint", () => {
     const r = substrate(["world", "warm"], { PATH: "/usr/bin:/bin" });
     expect(r.code).toBe(4);
-    expect(r.stderr).toContain("brew install lima");
+    expect(r.stdout + r.stderr).toContain("brew install lima");
+  }, T);
+
+  test("limactl not on PATH but beside the substrate binary (a Homebrew install; GUI/launchd PATH): found, and doctor says where", () => {
+    symlinkSync(LIMACTL, join(work, "limactl"));
+    try {
+      const st = substrate(["world", "status", "--json"], { PATH: "/usr/bin:/bin" });
+      expect(st.code).toBe(0);
+      expect(JSON.parse(st.stdout).ok).toBe(true);
+      const d = substrate(["host", "doctor"], { PATH: `${shim}:/usr/bin:/bin`, SUBSTRATE_DOCTOR_PLATFORM: "macos" });
+      expect(d.stdout).toContain(`PASS  | lima: limactl found beside substrate (${join(work, "limactl")}; not on PATH, substrate uses it anyway)`);
+      expect(d.stdout).toContain("PASS  | lima: version 2.2.0 (>= 2.0.0)");
+      expect(d.stdout).toContain("PASS  | lima VM 'substrate': Running");
+    } finally {
+      rmSync(join(work, "limactl"), { force: true });
+    }
   }, T);
 });
 

@@ -173,7 +173,7 @@ describe("host doctor: macos (injected platform + runner)", () => {
     expect(sys.ran.filter((c) => c.startsWith("limactl shell"))).toHaveLength(1);
     expect(r.envelope.host.platform === "macos" && r.envelope.host.lima.agent_caps_ok).toBe(false);
     expect(r.text).toContain("FAIL  | guest: GET /v1/capabilities on /run/substrate.sock failed: curl: (7) Failed to connect");
-    expect(r.text).toContain("INFO  | fix: substrate world warm   # adds the lima user to group substrate");
+    expect(r.text).toContain("INFO  | fix: substrate world warm   # makes the Lima user the socket's owner");
     expect(r.exitCode).toBe(4);
   });
 

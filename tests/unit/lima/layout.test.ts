@@ -1,6 +1,6 @@
 /** The guest layout parser and the profile/drop-in helpers (pure functions). */
 import { describe, expect, test } from "bun:test";
-import { parseLayout, SOCKET_OWNER } from "../../../src/lima/layout.ts";
+import { parseLayout, socketOwner, socketUserDropin } from "../../../src/lima/layout.ts";
 import { mountsDropin, renderProfile, writableMounts } from "../../../src/lima/profile.ts";
 import { sha256 } from "../../../src/lima/assets.ts";
 import { parseSshConfig } from "../../../src/transport/ssh-config.ts";
@@ -9,10 +9,10 @@ const v = { version: "0.1.0", commit: "abc", agent_hash: "def", target: "linux-x
 const caps = { api_version: "v1", agent: v, kernel: "6.8", arch: "x64", backend: "linux-local", uptime_ms: 1,
   features: { namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, user: true }, overlay: true, fuse_overlayfs: false, cgroup: "v2", nft: true, landlock: { supported: true, abi: 4 }, seccomp: true, pty: true },
   worlds: { active: 0, created: 0, reused: 0, executes: 0, reuse_ratio: 0 } };
-const exp = { agentVersion: v, socketUnitSha: "s".repeat(64), serviceUnitSha: "t".repeat(64), dropinSha: "absent" };
+const exp = { agentVersion: v, socketUnitSha: "s".repeat(64), serviceUnitSha: "t".repeat(64), dropinSha: "absent", socketDropinSha: (u: string) => sha256(socketUserDropin(u)) };
 const healthy = [
-  "user=alice", "home=/home/alice.linux", "agent_rc=0", `agent_out=${JSON.stringify(v)}`, `socket_unit=${"s".repeat(64)}`, `service_unit=${"t".repeat(64)}`,
-  "dropin=absent", "enabled=enabled", "active=active", `sock=${SOCKET_OWNER}`, "groups_db=alice substrate", "groups_session=alice substrate", "caps_rc=0", `caps=${JSON.stringify(caps)}`,
+  "user=alice", "home=/home/alice.guest", "boot_done=yes", "missing_tools=", `socket_dropin=${sha256(socketUserDropin("alice"))}`, "agent_rc=0", `agent_out=${JSON.stringify(v)}`, `socket_unit=${"s".repeat(64)}`, `service_unit=${"t".repeat(64)}`,
+  "dropin=absent", "enabled=enabled", "active=active", `sock=${socketOwner("alice")}`, "groups_db=alice substrate", "groups_session=alice substrate", "caps_rc=0", `caps=${JSON.stringify(caps)}`,
 ].join("\n");
 const edit = (k: string, val: string) => healthy.replace(new RegExp(`^${k}=.*$`, "m"), `${k}=${val}`);
 
@@ -21,7 +21,9 @@ describe("parseLayout", () => {
     const p = parseLayout(healthy, exp);
     expect(p.layout.problems).toEqual([]);
     expect(p.user).toBe("alice");
-    expect(p.home).toBe("/home/alice.linux");
+    expect(p.home).toBe("/home/alice.guest");
+    expect(p.layout.boot_done).toBe(true);
+    expect(p.layout.missing_tools).toEqual([]);
     expect(p.layout.agent_version).toBe("0.1.0+abc.def");
   });
   test("each broken piece is named", () => {
@@ -32,9 +34,10 @@ describe("parseLayout", () => {
       ["service_unit", "x".repeat(64), /service differs/],
       ["enabled", "disabled", /not enabled/],
       ["active", "inactive", /not active/],
-      ["sock", "root:root 660 socket", /expected root:substrate 660 socket/],
+      ["sock", "root:substrate 660 socket", /expected alice:substrate 660 socket/],
       ["groups_db", "alice", /not in the substrate group/],
-      ["groups_session", "alice", /reconnect needed/],
+      ["missing_tools", " nft setfattr", /lacks tools the world needs: nft, setfattr/],
+      ["socket_dropin", "absent", /owner drop-in \(SocketUser=alice\)/],
       ["caps_rc", "7", /capabilities .* failed/],
       ["dropin", "d".repeat(64), /drop-in/],
     ];
@@ -42,6 +45,11 @@ describe("parseLayout", () => {
       const p = parseLayout(edit(k, val), exp);
       expect(p.layout.problems.join("\n")).toMatch(re);
     }
+  });
+  test("a session that predates the group is no problem (the socket is the user's own)", () => {
+    const p = parseLayout(edit("groups_session", "alice"), exp);
+    expect(p.layout.problems).toEqual([]);
+    expect(p.layout.session_in_group).toBe(false);
   });
   test("exec format error is recognised as an arch mismatch", () => {
     const p = parseLayout(edit("agent_rc", "126").replace(/^agent_out=.*$/m, "agent_out=sh: 1: /usr/local/bin/substrate-world-agent: Exec format error"), exp);
