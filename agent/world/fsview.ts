@@ -78,6 +78,9 @@ export const ALWAYS_RO_PROJECT: readonly string[] = [
   ".zed",
   ".devcontainer",
   ".husky",
+  ".pre-commit-config.yaml", // run by an installed pre-commit hook at the next `git commit` on the host
+  "lefthook.yml",
+  ".lefthook.yml",
   ".bashrc",
   ".bash_profile",
   ".bash_login",
@@ -227,6 +230,12 @@ export interface FsViewPlanInput {
   caller?: Caller;
   project: string;
   projectReadOnly?: boolean;
+  /**
+   * LEAD (issues 13/14): the agent's own paths, hidden whatever the view says — its state dir
+   * (every world's control socket, gateway sockets), its API socket, the isolated-results base.
+   * A read-only mount does not stop connect(2): a visible control socket is another world.
+   */
+  hide?: string[];
 }
 
 export interface FsViewPlan {
@@ -271,7 +280,7 @@ export function planFsView(o: FsViewPlanInput): FsViewPlan {
     fullRead,
     read: read.filter((r) => r.path !== "/").map((r) => r.path),
     write,
-    deny: [...exp(view.deny_read, "deny_read"), ...(home ? ALWAYS_HIDDEN_HOME.map((r) => join(home, r)) : [])].map((p) => splitDirGlob(p).path),
+    deny: [...exp(view.deny_read, "deny_read"), ...(home ? ALWAYS_HIDDEN_HOME.map((r) => join(home, r)) : []), ...(o.hide ?? [])].map((p) => splitDirGlob(p).path),
     readOnly: [
       ...ALWAYS_RO_PROJECT.map((r) => join(o.project, r)),
       ...(home ? ALWAYS_RO_HOME.map((r) => join(home, r)) : []),

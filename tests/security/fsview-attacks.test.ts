@@ -27,13 +27,16 @@ const asUser = (who: TestUser, line: string) => {
   if (r.exitCode !== 0) throw new Error(`as ${who.name}: ${line}: ${r.stderr.toString()}`);
   return r.stdout.toString();
 };
-const execAs = (who: TestUser, proj: string, cmd: string, write: string[] = ["~/.cache/**"]) =>
-  apiAs(who, agent.socket, "POST", "/v1/execute", {
+const execAs = (who: TestUser, proj: string, cmd: string, write: string[] = ["~/.cache/**"]) => {
+  const r = apiAs(who, agent.socket, "POST", "/v1/execute", {
     agent_id: "fsview-attack",
     cwd: proj,
     cmd,
     world: { project_dir: proj, isolate_network: false, fs_view: { read: ["/**"], write, deny_read: [], read_only: [] } },
   });
+  if (r.status !== 200) console.error(`execute ${r.status}: ${JSON.stringify(r.body)}`);
+  return r;
+};
 
 beforeAll(async () => {
   agent = await startAgent();
