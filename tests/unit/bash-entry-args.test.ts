@@ -98,3 +98,33 @@ describe("side channels (the agents' own wrapper text)", () => {
     expect(geminiBgpidsFile("echo _bgpids_file=/tmp/gemini-shell-x/bgpids.tmp\n")).toBeNull();
   });
 });
+
+describe("the root dispatcher stays light", () => {
+  /** static (not dynamic `import()`) imports of a module, transitively */
+  function staticGraph(entry: string): string[] {
+    const { readFileSync, existsSync } = require("node:fs") as typeof import("node:fs");
+    const { dirname, resolve } = require("node:path") as typeof import("node:path");
+    const seen = new Set<string>();
+    const bare = new Set<string>();
+    const walk = (f: string) => {
+      if (seen.has(f)) return;
+      seen.add(f);
+      const src = readFileSync(f, "utf8");
+      for (const m of src.matchAll(/^\s*import\s+(?!type\b)(?:[^'";]*?\sfrom\s+)?["']([^"']+)["']/gm)) {
+        const spec = m[1]!;
+        if (spec.startsWith(".")) {
+          const p = resolve(dirname(f), spec);
+          if (existsSync(p)) walk(p);
+        } else bare.add(spec);
+      }
+    };
+    walk(resolve(import.meta.dir, "../..", entry));
+    return [...seen, ...bare];
+  }
+  test("main.ts and the bash entry load no zod, broker, client or pipeline before they are needed", () => {
+    for (const entry of ["src/cli/main.ts", "src/cli/bash.ts"]) {
+      const g = staticGraph(entry);
+      for (const heavy of ["zod", "/broker/", "/api/client", "/run/", "@modelcontextprotocol", "/contract/"]) expect(g.filter((x) => x.includes(heavy))).toEqual([]);
+    }
+  });
+});
