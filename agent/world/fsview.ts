@@ -577,7 +577,8 @@ export function mountHomeAndWrites(o: BuildFsViewOptions, res: FsViewResult): vo
   const R = (p: string) => join(o.root, p);
   const rootFd = openFollow(o.root, true);
   try {
-    if (o.plan.home) {
+    if (o.plan.home === "/") res.warnings.push("the caller's home is /: not bound (the world shows what its fs view shows)");
+    else if (o.plan.home) {
       const h = o.plan.home;
       if (existsSync(h) && lstatSync(h).isDirectory()) {
         const src = openFollow(h, true);
