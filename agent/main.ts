@@ -67,6 +67,12 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     process.chdir("/");
   } catch {}
   const worlds = new WorldManager({ stateDir, selfArgv: selfArgv(), log });
+  // Issue 18 faults (RELIABILITY): a second agent on a live socket stops before it sweeps or
+  // collects anything of the agent that serves it.
+  if (!(await import("./server.ts")).socketActivated() && (await (await import("../src/sys/unix-socket.ts")).socketAnswers(path))) {
+    log(`another agent is already serving ${path}`);
+    return 3;
+  }
   const stale = await worlds.sweepStale();
   if (stale.length) log(`removed ${stale.length} stale world dir(s) from a previous run`);
   // Spec env: SUBSTRATE_NETNS_GC_INTERVAL_SECS (600, 0 = off), SUBSTRATE_NETNS_GC_TTL_SECS (0 = off).
@@ -103,6 +109,15 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
       return e.exitCode;
     }
     throw e;
+  }
+  // Issue 18 faults (RELIABILITY): the socket is ours and no world runs yet — overlay dirs of
+  // isolated runs a previous agent never finished (no result record) go now, not in 7 days.
+  try {
+    const { RESULT_RECORD } = await import("./world/isolated_results.ts");
+    const gone = gcOverlayDirs({ olderThanMs: resultTtlMs, keep: worlds.list().map((w) => w.id), orphans: { record: RESULT_RECORD }, ...(overlayBase ? { baseDir: overlayBase } : {}) });
+    if (gone.length) log(`removed ${gone.length} unfinished isolated run(s) of a previous agent`);
+  } catch (e) {
+    log(`result gc: ${(e as Error).message}`);
   }
   // Issue 18.5 (RELIABILITY): approvals are answered on a socket of their own beside the API
   // socket (agent/approver.ts), never on the API socket the asking client uses.

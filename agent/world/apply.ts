@@ -25,6 +25,7 @@
  *   can a host-side symlink created since).
  */
 import {
+  existsSync,
   chmodSync,
   copyFileSync,
   constants,
@@ -325,7 +326,19 @@ function removeTree(d: string): void {
  * results the caller still wants). Returns the removed names, sorted. Call it with the world
  * manager's live ids, never while a listed world might still be mounting.
  */
-export function gcOverlayDirs(opts: { baseDir?: string; olderThanMs: number; keep?: Iterable<string>; now?: number }): string[] {
+export function gcOverlayDirs(opts: {
+  baseDir?: string;
+  olderThanMs: number;
+  keep?: Iterable<string>;
+  now?: number;
+  /**
+   * Issue 18 faults (RELIABILITY): also remove, whatever their age, dirs that hold no result
+   * record (`orphans.record`, e.g. result.json): an isolated world that never registered its
+   * result — the previous agent died mid-run. Only when no world of this base can be alive
+   * (the agent's start, once it owns its socket).
+   */
+  orphans?: { record: string };
+}): string[] {
   const base = resolve(opts.baseDir ?? OVERLAY_BASE);
   const keep = new Set(opts.keep ?? []);
   const cutoff = (opts.now ?? Date.now()) - opts.olderThanMs;
@@ -345,7 +358,9 @@ export function gcOverlayDirs(opts: { baseDir?: string; olderThanMs: number; kee
     } catch {
       continue;
     }
-    if (!st.isDirectory() || st.mtimeMs > cutoff) continue;
+    if (!st.isDirectory()) continue;
+    const orphan = opts.orphans !== undefined && !existsSync(join(d, opts.orphans.record));
+    if (!orphan && st.mtimeMs > cutoff) continue;
     removeTree(d);
     removed.push(name);
   }

@@ -36,6 +36,31 @@ export class AgentApiError extends Error {
   }
 }
 
+/**
+ * Issue 18 faults (RELIABILITY): the agent went away AFTER it took the request (connection
+ * reset mid-request or mid-stream): the command may have run, so this is never "unreachable"
+ * (which callers treat as "nothing ran": start an agent, retry, or fall back to the host).
+ * An API error 503 `unavailable`, so every caller maps it like the agent's own 503s (CLI: exit 3).
+ */
+export class AgentLost extends AgentApiError {
+  override name = "AgentLost";
+  constructor(
+    readonly socketPath: string,
+    reason: string,
+  ) {
+    super(
+      503,
+      "unavailable",
+      `the world agent at ${socketPath} went away while the command ran (${reason}); its outcome is unknown`,
+      "its worlds went with it; the next command gets a fresh world once the agent is back (`substrate world doctor`)",
+    );
+  }
+}
+
+/** Connect failures: nothing reached the agent, so nothing ran. */
+const NOT_CONNECTED = new Set(["ENOENT", "ECONNREFUSED", "EACCES", "EPERM", "ENOTSOCK", "ENOTDIR", "FailedToOpenSocket", "ConnectionRefused", "ERR_INVALID_URL"]);
+const errCode = (e: unknown): string => String((e as { code?: unknown }).code ?? (e as Error).name ?? "");
+
 export interface ClientOptions {
   /** Abort a request after this long (capabilities probes); none by default. */
   timeoutMs?: number;
@@ -58,6 +83,9 @@ export class AgentClient {
         signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
       } as RequestInit);
     } catch (e) {
+      // Faults (issue 18): a POST the agent took and then dropped may have run.
+      const code = errCode(e);
+      if (method !== "GET" && !NOT_CONNECTED.has(code) && code !== "TimeoutError" && code !== "AbortError") throw new AgentLost(this.socketPath, code || (e as Error).message);
       throw new AgentUnreachable(this.socketPath, (e as Error).message);
     }
   }
@@ -95,8 +123,16 @@ export class AgentClient {
       await this.json(z.never(), res);
       return;
     }
-    for await (const raw of ndjsonLines(res.body!)) {
-      const frame = ExecuteStreamFrame.parse(raw);
+    const lines = ndjsonLines(res.body!);
+    for (;;) {
+      let next: IteratorResult<unknown>;
+      try {
+        next = await lines.next();
+      } catch (e) {
+        throw new AgentLost(this.socketPath, errCode(e) || (e as Error).message); // issue 18: died mid-stream
+      }
+      if (next.done) return;
+      const frame = ExecuteStreamFrame.parse(next.value);
       if (frame.type === "error") throw new AgentApiError(500, frame.error.code, frame.error.message, frame.error.hint);
       yield frame;
     }
