@@ -477,9 +477,16 @@ export class WorldGateway {
     return this.commands.size === 1 ? [...this.commands][0] : undefined;
   }
 
-  /** Which command a client socket belongs to (the gateway's own /proc lookup, never a claim). */
-  private attribute(client: { addr?: unknown; port?: unknown } | undefined): { cmd?: CommandEgress; pid?: number; exe?: string } {
+  /**
+   * Which command a client socket belongs to: the gateway's own /proc lookup, never a claim.
+   * The lookup reads the world's /proc/net/tcp, which walks the kernel's whole TCP hash
+   * (~10-20 ms on this VM), so it runs only when it decides something: with two or more
+   * commands running (their bytes and budgets are apart). With one, that one is the answer;
+   * `withProcess` (denials) adds the process to the record anyway.
+   */
+  private attribute(client: { addr?: unknown; port?: unknown } | undefined, withProcess = false): { cmd?: CommandEgress; pid?: number; exe?: string } {
     const sole = this.soleCommand();
+    if (this.commands.size <= 1 && !withProcess) return { cmd: sole };
     if (!this.o.netnsPid || !client || typeof client.addr !== "string" || typeof client.port !== "number") return { cmd: sole };
     const pid = findSocketOwner(this.o.netnsPid, client.addr.replace(/^::ffff:/, ""), client.port);
     if (pid === undefined) return { cmd: sole };
@@ -557,7 +564,8 @@ export class WorldGateway {
     const t0 = performance.now();
     const via = h.via === "socks" || h.via === "transparent" ? h.via : "proxy";
     const port = typeof h.port === "number" && Number.isInteger(h.port) && h.port >= 1 && h.port <= 65535 ? h.port : 0;
-    const who = this.attribute(h.client as { addr?: unknown; port?: unknown } | undefined);
+    const client = h.client as { addr?: unknown; port?: unknown } | undefined;
+    let who = this.attribute(client);
     const cmd = who.cmd;
     let name: string | null = null;
     let literal: string | null = null;
@@ -566,6 +574,8 @@ export class WorldGateway {
     const target = rawIp ?? rawName ?? "";
     const deny = (reason: EgressReason, shown: string, detail?: string, addr?: string): void => {
       const message = this.denyMessage(shown, port, reason, detail);
+      // A denial is worth naming the process (rare, and what a user acts on).
+      if (who.pid === undefined) who = { ...this.attribute(client, true), cmd };
       this.emit({ name: shown, port, via, decision: "deny", reason, message, bytes_up: 0, bytes_down: 0, duration_ms: performance.now() - t0, ...(addr ? { addr } : {}) }, cmd, who);
       if (!s.data.closed) s.end(`${JSON.stringify({ ok: false, reason, message })}\n`);
     };

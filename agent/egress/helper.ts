@@ -28,6 +28,13 @@ import { decodeMessage, encodeMessage, QTYPE, RCODE, type DnsRecord } from "../w
 import { connHandlers, splice, type Conn, type ConnSocket } from "./splice.ts";
 
 export interface EgressHelperConfig {
+  /**
+   * Join this network namespace (`/proc/<pid>/ns/net`) before binding anything: a helper
+   * started ahead of time in the agent's netns (root agent; world.ts keeps one warm) moves
+   * into the world's here. setns(CLONE_NEWNET) acts on the calling thread, which is the one
+   * that creates every socket of the helper (Bun's event loop thread).
+   */
+  netns?: string;
   /** The world's gateway socket (host path; the helper lives in the host's mount namespace). */
   socket: string;
   token: string;
@@ -56,6 +63,9 @@ function openLib() {
     setresgid: { args: [u32, u32, u32], returns: i32 },
     setresuid: { args: [u32, u32, u32], returns: i32 },
     prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+    setns: { args: [i32, i32], returns: i32 },
+    open: { args: [P, i32], returns: i32 },
+    close: { args: [i32], returns: i32 },
   }).symbols;
 }
 const L = () => (lib ??= openLib());
@@ -66,6 +76,15 @@ export function originalDst(fd: number): { ip: string; port: number } | null {
   const len = new Uint32Array([16]);
   if (L().getsockopt(fd, 0 /* SOL_IP */, 80 /* SO_ORIGINAL_DST */, ptr(sa), ptr(len)) !== 0) return null;
   return { ip: `${sa[4]}.${sa[5]}.${sa[6]}.${sa[7]}`, port: (sa[2]! << 8) | sa[3]! };
+}
+
+function joinNetns(path: string): void {
+  const l = L();
+  const fd = l.open(ptr(Buffer.from(`${path}\0`)), 0x80000 /* O_RDONLY|O_CLOEXEC */);
+  if (fd < 0) throw new Error(`cannot open ${path}`);
+  const rc = l.setns(fd, 0x40000000 /* CLONE_NEWNET */);
+  l.close(fd);
+  if (rc !== 0) throw new Error(`setns ${path} failed`);
 }
 
 function dropPrivileges(to: { uid: number; gid: number }): void {
@@ -461,6 +480,7 @@ function listenDns(cfg: EgressHelperConfig, ctl: Control): Promise<void> {
 
 /** The `__egress` entry: config JSON on stdin; prints `ready` once every listener is up. */
 export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
+  if (cfg.netns) joinNetns(cfg.netns);
   const ctl = new Control(cfg);
   await listenDns(cfg, ctl);
   listenProxy(cfg);

@@ -122,6 +122,32 @@ export interface WorldEgress {
 }
 
 const PATHS = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" };
+const HELPER_ENV = { ...PATHS, SUBSTRATE_EGRESS_HELPER: "1", BUN_GC_TIMER_DISABLE: "1" };
+
+/**
+ * Root agent: one helper process kept warm (started, loaded, waiting for its config on
+ * stdin), so a world's creation does not wait for a Bun start (~30-100 ms): the helper joins
+ * the world's netns itself (setns, helper.ts) when it gets the config. A warm helper whose
+ * agent dies reads EOF and exits.
+ */
+let warm: { argv: string; proc: ReturnType<typeof Bun.spawn> } | undefined;
+function spawnHelper(argv: string[]): ReturnType<typeof Bun.spawn> {
+  const p = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: HELPER_ENV });
+  p.unref();
+  return p;
+}
+function takeWarmHelper(selfArgv: string[]): ReturnType<typeof Bun.spawn> {
+  const argv = [...selfArgv, "__egress"];
+  const key = JSON.stringify(argv);
+  let p: ReturnType<typeof Bun.spawn>;
+  if (warm && warm.argv === key && warm.proc.exitCode === null) p = warm.proc;
+  else {
+    if (warm) warm.proc.kill("SIGKILL");
+    p = spawnHelper(argv);
+  }
+  warm = { argv: key, proc: spawnHelper(argv) };
+  return p;
+}
 
 export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgress> {
   for (const prog of ["ip", "nft", "nsenter"]) {
@@ -133,10 +159,7 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
   // Network first, before the helper and before any command: no window without the backstop.
   // A rootless world's spawner did it already (WorldBootConfig.egressNet, netns.ts): only it
   // holds the capabilities of the world's user namespace (uid N inside = N outside).
-  if (!rootless) {
-    await ipBatch(worldIpBatch(), { netnsPid: o.nsPid });
-    await nftApply(renderWorldTable(), { netnsPid: o.nsPid });
-  }
+  if (!rootless) await Promise.all([ipBatch(worldIpBatch(), { netnsPid: o.nsPid }), nftApply(renderWorldTable(), { netnsPid: o.nsPid })]);
 
   const owner = helperIdentity();
   const dir = join(o.stateDir, "egress", o.worldId);
@@ -170,16 +193,18 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
   let helper: ReturnType<typeof Bun.spawn>;
   let restarts = 0;
   const start = async (): Promise<void> => {
-    const argv = [
-      "nsenter",
-      ...(rootless ? [`--user=/proc/${o.nsPid}/ns/user`, "--preserve-credentials"] : []),
-      `--net=/proc/${o.nsPid}/ns/net`,
-      "--",
-      ...o.selfArgv,
-      "__egress",
-      o.worldId, // names the world in ps (the config, with the token, comes on stdin)
-    ];
-    const p = Bun.spawn(argv, { stdin: new TextEncoder().encode(JSON.stringify(cfg)), stdout: "pipe", stderr: "pipe", env: { ...PATHS, SUBSTRATE_EGRESS_HELPER: "1", BUN_GC_TIMER_DISABLE: "1" } });
+    let p: ReturnType<typeof Bun.spawn>;
+    if (rootless) {
+      // Only nsenter can join the world's user namespace (a Bun process is multi-threaded).
+      const argv = ["nsenter", `--user=/proc/${o.nsPid}/ns/user`, "--preserve-credentials", `--net=/proc/${o.nsPid}/ns/net`, "--", ...o.selfArgv, "__egress"];
+      p = Bun.spawn(argv, { stdin: new TextEncoder().encode(JSON.stringify(cfg)), stdout: "pipe", stderr: "pipe", env: HELPER_ENV });
+    } else {
+      p = takeWarmHelper(o.selfArgv);
+      const sink = p.stdin as import("bun").FileSink;
+      sink.write(JSON.stringify({ ...cfg, netns: `/proc/${o.nsPid}/ns/net` }));
+      await sink.end();
+    }
+    p.ref();
     helper = p;
     let err = "";
     void (async () => {

@@ -199,3 +199,28 @@ export async function hostSnapshot(): Promise<{ ruleset: string; sysctls: string
   const sysctls = (await Promise.all(keys.map(async (k) => `${k}=${(await Bun.file(`/proc/sys/${k}`).text()).trim()}`))).join("\n");
   return { ruleset: await nftListRuleset(), sysctls, links: links.map((l) => l.split("@")[0]!).sort() };
 }
+
+/**
+ * Host PIDs of a world's egress helper: processes running `__egress` in the same network
+ * namespace as the world's own processes (found by world id). Leak checks; never used to kill.
+ */
+export function egressHelperPids(worldId: string): number[] {
+  const { readdirSync, readFileSync, readlinkSync } = require("node:fs") as typeof import("node:fs");
+  const ns = (p: string | number): string | null => {
+    try {
+      return readlinkSync(`/proc/${p}/ns/net`);
+    } catch {
+      return null;
+    }
+  };
+  const cmd = (p: string): string => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const procs = readdirSync("/proc").filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
+  const worldNs = new Set(procs.filter((p) => cmd(p).includes(worldId)).map(ns).filter((x): x is string => x !== null && x !== ns("self")));
+  return procs.filter((p) => cmd(p).includes("__egress") && worldNs.has(ns(p) ?? "")).map(Number);
+}

@@ -7,6 +7,7 @@
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { eventually, pidsMentioning, startAgent, tempProject } from "../helpers/agent.ts";
+import { egressHelperPids } from "./_egress-fixture.ts";
 
 test("SIGKILL of the agent takes its worlds and their egress helpers with it", async () => {
   const agent = await startAgent();
@@ -14,19 +15,13 @@ test("SIGKILL of the agent takes its worlds and their egress helpers with it", a
   const r = await agent.client.execute({ cmd: "true", cwd: proj, agent_id: "crash" });
   const worldPids = pidsMentioning(r.world_id);
   expect(worldPids.length).toBeGreaterThan(0);
-  const helpers = worldPids.filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("__egress");
-    } catch {
-      return false;
-    }
-  });
+  const helpers = egressHelperPids(r.world_id);
   expect(helpers.length).toBe(1);
 
   agent.proc.kill("SIGKILL");
   await agent.proc.exited;
   await eventually(async () => {
-    const alive = worldPids.filter((p) => {
+    const alive = [...worldPids, ...helpers].filter((p) => {
       try {
         return readFileSync(`/proc/${p}/stat`, "utf8").split(" ")[2] !== "Z";
       } catch {

@@ -7,11 +7,11 @@
  * fixture creates (see _egress-fixture.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentApiError } from "../../src/api/client.ts";
-import { createEgressFixture, hostSnapshot, type EgressFixture } from "./_egress-fixture.ts";
+import { createEgressFixture, egressHelperPids, hostSnapshot, type EgressFixture } from "./_egress-fixture.ts";
 import { b64, pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
 import { writeFileSync } from "node:fs";
 import { policyEnv, substrate } from "./_policy-env.ts";
@@ -66,7 +66,6 @@ describe.skipIf(!isRoot)("egress through the agent", () => {
     expect(main.egress_bytes).toBeGreaterThan(4000);
     const ev = spans().find((s) => s.event_type === "egress" && s.parent_span === r.span_id);
     expect(ev.egress).toMatchObject({ name: "allowed.test", port: 80, decision: "allow", command_span_id: r.span_id, policy_id: "test" });
-    expect(ev.egress.exe).toMatch(/curl$/);
     // The budget is charged: a second one that goes over it spends it, then the next is refused.
     await agent.client.execute({ cmd: `curl -sS -o /dev/null http://allowed.test/bytes/200000`, cwd: proj, agent_id: "egress", world: world(), budget });
     let status = 0;
@@ -88,7 +87,10 @@ describe.skipIf(!isRoot)("egress through the agent", () => {
     const n = await agent.client.execute({ cmd: "env -u HTTPS_PROXY -u https_proxy -u ALL_PROXY -u all_proxy curl -sS --noproxy '*' --max-time 10 https://other.test/; echo rc=$?", cwd: proj, agent_id: "egress2", world: world() });
     expect(b64(n.stdout_b64)).toContain("rc=6");
     expect(n.egress!.blocked.some((b) => b.name === "other.test" && b.port === 0)).toBe(true);
-    expect(spans().some((s) => s.event_type === "egress" && s.egress.decision === "deny" && s.egress.name === "other.test")).toBe(true);
+    const deny = spans().find((s) => s.event_type === "egress" && s.egress.decision === "deny" && s.egress.name === "other.test" && s.egress.port === 443);
+    expect(deny.egress).toMatchObject({ reason: "not_allowed", via: "proxy", command_span_id: r.span_id });
+    expect(deny.egress.exe).toMatch(/curl$/); // a denial names the process
+    expect(deny.egress.pid).toBeGreaterThan(0);
   }, 60_000);
 
   test("an allowlist change applies to the live world: same world, next connection follows", async () => {
@@ -133,8 +135,11 @@ describe.skipIf(!isRoot)("egress through the agent", () => {
   test("the agent's stop leaves nothing: no helper, no world; host ruleset and sysctls byte-identical", async () => {
     const r = await agent.client.execute({ cmd: "true", cwd: proj, agent_id: "egress5", world: world() });
     expect(pidsMentioning(r.world_id).length).toBeGreaterThan(0);
+    const helpers = egressHelperPids(r.world_id);
+    expect(helpers.length).toBe(1);
     await agent.stop();
     expect(pidsMentioning(r.world_id)).toEqual([]);
+    expect(helpers.filter((p) => existsSync(`/proc/${p}`))).toEqual([]);
     const after = await hostSnapshot();
     expect(after.ruleset).toBe(before.ruleset);
     expect(after.sysctls).toBe(before.sysctls);

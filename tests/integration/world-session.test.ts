@@ -127,7 +127,7 @@ describe("session world", () => {
 describe("the world's own helpers", () => {
   test("the egress helper is outside the world's PID namespace: nothing to find, signal or ptrace", async () => {
     // Issue 15: the world's DNS stub/proxy runs in the world's netns only (agent/egress/helper.ts).
-    const r = await exec("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '__egres[s] wld_' && echo FOUND; done; true");
+    const r = await exec("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '__egres[s]' && echo FOUND; done; true");
     expect(b64(r.stdout_b64)).toBe("");
   });
 });

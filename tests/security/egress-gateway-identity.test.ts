@@ -12,7 +12,7 @@ import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { WorldGateway } from "../../agent/egress/gateway.ts";
-import { createEgressFixture, type EgressFixture } from "../integration/_egress-fixture.ts";
+import { createEgressFixture, egressHelperPids, type EgressFixture } from "../integration/_egress-fixture.ts";
 import { b64, pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -103,13 +103,13 @@ describe.skipIf(!isRoot)("egress: a real world cannot find the gateway or touch 
 
   test("no gateway socket in the world; the helper is invisible, unprivileged, non-dumpable", async () => {
     const r = await agent.client.execute({
-      cmd: "find / -xdev -name gw.sock 2>/dev/null; ls /proc | grep -c '^[0-9]' >/dev/null; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '__egres[s] wld_' && echo HELPER-VISIBLE; done; true",
+      cmd: "find / -xdev -name gw.sock 2>/dev/null; ls /proc | grep -c '^[0-9]' >/dev/null; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '__egres[s]' && echo HELPER-VISIBLE; done; true",
       cwd: proj,
       agent_id: "gwid",
       world: { project_dir: proj, allowed_domains: [] },
     });
     expect(b64(r.stdout_b64)).toBe("");
-    const helper = pidsMentioning(r.world_id).find((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes("__egress"));
+    const helper = egressHelperPids(r.world_id)[0];
     expect(helper).toBeDefined();
     const status = readFileSync(`/proc/${helper}/status`, "utf8");
     expect(status).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m);

@@ -1,0 +1,192 @@
+#!/usr/bin/env bun
+/**
+ * Egress gateway figures (issue 15; root; test hosts in namespaces this bench creates, see
+ * tests/integration/_egress-fixture.ts), each against a baseline measured in the same run:
+ *   - download 256 MiB from a test host: through a world (transparent path: DNS stub →
+ *     synthetic address → nft redirect → helper → Unix socket → gateway → test host; and the
+ *     proxy path) vs curl directly from the host netns. Goal ≥ 0.5× direct.
+ *   - connect + 1-byte echo round trip, sequential: through a world vs direct. Goal: added
+ *     median ≤ 1 ms.
+ *   - a world's network setup: the old veth + /30 + nft allowlist + dnsmasq-ready path
+ *     (reproduced here with the same commands, the code is gone) vs the lo-only netns + nft
+ *     backstop + gateway socket + helper ready. Goal: ≥ 2× faster.
+ * Never fails on time.
+ */
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { prepareResolvConf, setupWorldEgress } from "../agent/egress/world.ts";
+import { BUN, createBareWorld, createEgressFixture, run, spawnReady } from "../tests/integration/_egress-fixture.ts";
+import { ipBatch, linkDelete } from "../src/sys/ip.ts";
+import { nftApply } from "../src/sys/nft.ts";
+import { figure, measure, percentile, report } from "./_stats.ts";
+
+if (process.getuid?.() !== 0) {
+  console.log("bench/egress.ts: needs root (network namespaces); skipped");
+  process.exit(0);
+}
+const MIB = 1024 * 1024;
+const SIZE = Number(process.env.BENCH_EGRESS_MIB ?? 256) * MIB;
+const REPS = Number(process.env.BENCH_EGRESS_REPS ?? 3);
+const N_LAT = Number(process.env.BENCH_N ?? 200);
+// The helper is the agent binary in __egress mode: the compiled one when built (what users run).
+const AGENT_BIN = join(import.meta.dir, "..", "dist", `substrate-world-agent-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
+const SELF = existsSync(AGENT_BIN) ? [AGENT_BIN] : [BUN, join(import.meta.dir, "../agent/main.ts")];
+
+const fx = await createEgressFixture();
+await fx.setZone({ "big.test": { A: [fx.net(30)] } });
+const state = mkdtempSync(join(tmpdir(), "substrate-bench-egress-"));
+chmodSync(state, 0o711);
+const world = await createBareWorld(prepareResolvConf(join(state, "run")));
+const eg = await setupWorldEgress({
+  worldId: "wld_bench-egress",
+  nsPid: world.pid,
+  stateDir: state,
+  selfArgv: SELF,
+  policy: { allowed: ["big.test", "big.test:7000", fx.cidr] },
+  upstream: { host: fx.dnsIp, port: 53 },
+  onEvent: () => {},
+  log: () => {},
+});
+
+const mbps = (bytes: number, ms: number) => bytes / MIB / (ms / 1000);
+const curlTime = async (inWorld: boolean, url: string, env: Record<string, string> = {}): Promise<number> => {
+  const argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{size_download}", url];
+  const r = inWorld ? await world.inWorld(argv, { env, timeoutMs: 300_000 }) : await run(argv, { timeoutMs: 300_000 });
+  const [t, n] = r.stdout.trim().split(" ").map(Number);
+  if (r.code !== 0 || n !== SIZE) throw new Error(`download failed (${r.code}): ${r.stderr} ${r.stdout}`);
+  return t! * 1000;
+};
+const download = async (label: string, f: () => Promise<number>, base?: number) => {
+  const s: number[] = [];
+  for (let i = 0; i < REPS; i++) s.push(await f());
+  s.sort((a, b) => a - b);
+  const med = percentile(s, 50);
+  const rate = mbps(SIZE, med);
+  console.log(`${label.padEnd(56)} ${rate.toFixed(0)} MB/s (median of ${REPS}, ${(SIZE / MIB).toFixed(0)} MiB)${base ? `  ${(rate / base).toFixed(2)}x direct (goal ≥ 0.5x)` : ""}`);
+  console.log(`BENCH ${JSON.stringify({ name: label, median_ms: med, p99_ms: s[s.length - 1], n: REPS, ...(base ? { baseline: "direct from the host netns", ratio: base / rate, goal: "throughput ≥ 0.5x direct" } : {}), mb_per_s: rate })}`);
+  return rate;
+};
+
+try {
+  const url = `http://big.test/bytes/${SIZE}`;
+  const direct = await download("download: direct (host netns → test host)", () => curlTime(false, `http://${fx.net(30)}/bytes/${SIZE}`));
+  await download("download: world, transparent (nft redirect → gateway)", () => curlTime(true, url), direct);
+  await download("download: world, HTTP proxy (CONNECT-less GET via 3128)", () => curlTime(true, url, { http_proxy: "http://127.0.0.1:3128" }), direct);
+
+  // Connect latency: one process does N sequential connect + 1-byte echo + close.
+  const latScript = join(state, "lat.ts");
+  writeFileSync(
+    latScript,
+    `const [host, port, n] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const net = require("node:net");
+// Resolve once (the world's stub answers with the synthetic address): the figure is the connection, not DNS.
+const ip = (await require("node:dns").promises.lookup(host, { family: 4 })).address;
+const one = () => new Promise((res, rej) => { const t = performance.now(); const s = net.connect(port, ip, () => s.write("x")); s.on("data", () => { s.destroy(); res(performance.now() - t); }); s.on("error", rej); });
+const out = []; for (let i = 0; i < 20; i++) await one(); for (let i = 0; i < n; i++) out.push(await one());
+console.log(JSON.stringify(out));`,
+  );
+  chmodSync(latScript, 0o644);
+  const lat = async (inWorld: boolean): Promise<number[]> => {
+    const argv = [BUN, latScript, inWorld ? "big.test" : fx.net(30), "7000", String(N_LAT)];
+    const r = inWorld ? await world.inWorld(argv, { timeoutMs: 120_000 }) : await run(argv, { timeoutMs: 120_000 });
+    if (r.code !== 0) throw new Error(`latency probe failed: ${r.stderr}`);
+    return (JSON.parse(r.stdout.trim()) as number[]).sort((a, b) => a - b);
+  };
+  const d = figure("connect + 1-byte echo: direct", await lat(false));
+  report(d);
+  const w = figure("connect + 1-byte echo: world (transparent, gateway)", await lat(true));
+  report({ ...w, baseline: "direct", ratio: w.median_ms / d.median_ms, goal: "added median ≤ 1 ms" });
+  console.log(`  added connect latency (median): ${(w.median_ms - d.median_ms).toFixed(3)} ms (goal ≤ 1 ms: ${w.median_ms - d.median_ms <= 1 ? "met" : "NOT met"})`);
+} finally {
+  await eg.close();
+  await world.close();
+}
+
+// World network setup: before (veth + /30 + nft allowlist + dnsmasq ready) vs after.
+const N_SETUP = Number(process.env.BENCH_EGRESS_SETUP_N ?? 10);
+const bareNetns = async () => {
+  const w = await spawnReady(["unshare", "--net", "--fork", "--kill-child", "--", "sh", "-c", "echo ready; exec sleep infinity"]);
+  return { pid: w.proc.pid, close: async () => (w.proc.kill("SIGKILL"), await w.proc.exited) };
+};
+const legacyTable = (up: string) => `table inet substrate {
+  set allowed_ips { type ipv4_addr; flags interval; }
+  set dns_ips { type ipv4_addr; flags timeout; timeout 3600s; }
+  set allowed_ports { type inet_service; }
+  chain output {
+    type filter hook output priority filter; policy drop;
+    oif "lo" accept
+    meta nfproto ipv6 counter reject with icmpx type admin-prohibited
+    ct state established,related accept
+    meta skuid 65534 ip daddr ${up} udp dport 53 accept
+    meta skuid 65534 ip daddr ${up} tcp dport 53 accept
+    ip daddr @allowed_ips tcp dport @allowed_ports accept
+    ip daddr @dns_ips tcp dport @allowed_ports accept
+    meta l4proto tcp counter reject with tcp reset
+    counter reject with icmpx type admin-prohibited
+  }
+  chain input { type filter hook input priority filter; policy drop; iif "lo" accept; ct state established,related accept; }
+}
+add element inet substrate allowed_ports { 443, 80 }
+`;
+let seq = 0;
+const legacy = async () => {
+  const ns = await bareNetns();
+  const veth = `sbb${(process.pid % 1000).toString(16)}${(seq++ % 256).toString(16)}`;
+  const dir = mkdtempSync(join(tmpdir(), "substrate-bench-legacy-"));
+  chmodSync(dir, 0o755);
+  let dm: ReturnType<typeof Bun.spawn> | undefined;
+  try {
+    const t = performance.now();
+    await ipBatch([`link add ${veth} type veth peer name eth0 netns ${ns.pid}`, `addr add 10.254.${seq % 250}.1/30 dev ${veth}`, `link set ${veth} up`]);
+    await nftApply(legacyTable(fx.dnsIp), { netnsPid: ns.pid });
+    await ipBatch(["link set lo up", `addr add 10.254.${seq % 250}.2/30 dev eth0`, "link set eth0 up", `route add default via 10.254.${seq % 250}.1`], { netnsPid: ns.pid });
+    writeFileSync(join(dir, "servers"), `server=/big.test/${fx.dnsIp}\nserver=/substrate-generation-0.invalid/\n`);
+    writeFileSync(join(dir, "conf"), ["port=53", "listen-address=127.0.0.53", "bind-interfaces", "no-resolv", "no-hosts", "no-poll", "cache-size=0", "address=/#/", `servers-file=${join(dir, "servers")}`, "user=nobody", "filter-AAAA", ""].join("\n"));
+    dm = Bun.spawn(["nsenter", `--net=/proc/${ns.pid}/ns/net`, "--", "dnsmasq", "--keep-in-foreground", `--conf-file=${join(dir, "conf")}`, "--pid-file=", "--log-facility=-"], { stdout: "ignore", stderr: "pipe" });
+    // Ready = it logged the generation marker (what the old code waited for).
+    const reader = (dm.stderr as ReadableStream<Uint8Array>).getReader();
+    let text = "";
+    while (!text.includes("substrate-generation-0.invalid")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`dnsmasq exited: ${text}`);
+      text += new TextDecoder().decode(value);
+    }
+    const ms = performance.now() - t;
+    reader.releaseLock();
+    return ms;
+  } finally {
+    dm?.kill("SIGKILL");
+    await dm?.exited;
+    await linkDelete(veth).catch(() => {});
+    await ns.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+};
+const gateway = async () => {
+  const ns = await bareNetns();
+  const t = performance.now();
+  const e = await setupWorldEgress({ worldId: `wld_bench-setup-${seq++}`, nsPid: ns.pid, stateDir: state, selfArgv: SELF, policy: { allowed: ["big.test"] }, upstream: { host: fx.dnsIp, port: 53 }, onEvent: () => {}, log: () => {} });
+  const ms = performance.now() - t;
+  await e.close();
+  await ns.close();
+  return ms;
+};
+const timed = async (f: () => Promise<number>): Promise<number[]> => {
+  await f();
+  const out: number[] = [];
+  for (let i = 0; i < N_SETUP; i++) out.push(await f());
+  return out.sort((a, b) => a - b);
+};
+try {
+  const before = figure("world network setup: before (veth + nft allowlist + dnsmasq)", await timed(legacy));
+  report(before);
+  const after = figure("world network setup: after (lo-only + nft + gateway + helper)", await timed(gateway));
+  report({ ...after, baseline: "before", ratio: after.median_ms / before.median_ms, goal: "≥ 2x faster" });
+  const x = before.median_ms / after.median_ms;
+  console.log(`  world network setup: ${x.toFixed(2)}x faster than before (goal ≥ 2x: ${x >= 2 ? "met" : "NOT met"})`);
+} finally {
+  await fx.close();
+  rmSync(state, { recursive: true, force: true });
+}
+void measure;
