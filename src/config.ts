@@ -4,8 +4,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import TOML from "@iarna/toml";
-import { ConfigFile, type EffectiveConfig } from "./contract/config.ts";
+import type { ConfigFile, EffectiveConfig } from "./contract/config.ts";
 import { CliError, ExitCode } from "./errors.ts";
 import { pathsOf, substrateHomeOf } from "./settings.ts";
 
@@ -39,8 +38,21 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, home?: s
   return rootlessSocketPath(env, home);
 }
 
+/**
+ * `ConfigFile.parse({})`, as data: the usual case (no config.toml) costs no TOML parser and no
+ * zod schema on the `substrate -c` hot path (tests/unit/run/config-defaults.test.ts keeps it
+ * equal to the schema's defaults).
+ */
+export const DEFAULT_CONFIG_FILE: ConfigFile = Object.freeze({
+  world: Object.freeze({ enabled: true, require_world: false, fs_mode: "writable", fs_isolation: "workspace", isolate_network: true }),
+  graph: Object.freeze({ enabled: false, index_user_docs: false, hash_non_code: false }),
+}) as ConfigFile;
+
 export function readConfigFile(path: string): ConfigFile {
-  if (!existsSync(path)) return ConfigFile.parse({});
+  if (!existsSync(path)) return DEFAULT_CONFIG_FILE;
+  // only when there is a file: the TOML parser and the schema (sync, so require)
+  const TOML = require("@iarna/toml") as typeof import("@iarna/toml");
+  const { ConfigFile } = require("./contract/config.ts") as typeof import("./contract/config.ts");
   let raw: unknown;
   try {
     raw = TOML.parse(readFileSync(path, "utf8"));

@@ -19,12 +19,13 @@ import type { ExecuteRequestInput, ExecuteResponse } from "../contract/execute.t
 import { AgentApiError, AgentUnreachable, type AgentClient } from "../api/client.ts";
 import { WorldUnavailable, type ReadyWorld, type WorldBackend } from "../world/backend.ts";
 import { hostBackend, UnsupportedPlatform } from "../world/select.ts";
-import { CliError, ExitCode } from "../cli/_errors.ts";
+import { CliError, ExitCode } from "../errors.ts";
 import { versionInfo } from "../version.ts";
 import type { CommandSpan } from "../trace/command-span.ts";
 import type { RunOutcome } from "./intent.ts";
 import type { Plan } from "./plan.ts";
 import { isolationUnavailable } from "./gate.ts";
+import { mark } from "./timing.ts";
 
 /** Is stdin a pipe, file or socket (forwarded to the command), not a terminal or /dev/null? */
 function stdinRedirected(fd = 0): boolean {
@@ -86,6 +87,7 @@ export async function execute(p: Plan): Promise<RunOutcome> {
     world_image_version: worldImageVersion(versionInfo()), // the embedded agent = the one we run
     ...(io === "pty" ? { pty } : {}),
   });
+  mark("span");
 
   // buffered io: collect output
   const out: Uint8Array[] = [];
@@ -195,6 +197,7 @@ export async function execute(p: Plan): Promise<RunOutcome> {
         if (f.type === "stdout") write("stdout", Buffer.from(f.data_b64, "base64"));
         else if (f.type === "stderr") write("stderr", Buffer.from(f.data_b64, "base64"));
         else if (f.type === "result") {
+          mark("result");
           agentResult = f.result;
           span.onResult(f.result); // trace: world id, scopes, fs diff
           if (f.result.fs_diff && !collect) reportIsolated(p.say, f.result);

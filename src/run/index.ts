@@ -37,8 +37,13 @@ import type { RunIntent, RunOutcome } from "./intent.ts";
 
 /** Run one command through the whole pipeline (gate → plan → execute). */
 export async function runIntent(intent: RunIntent): Promise<RunOutcome> {
-  const { execute } = await import("./execute.ts");
-  const { plan } = await import("./plan.ts");
-  const p = await plan(intent);
-  return execute(p);
+  const { mark, dumpTiming } = await import("./timing.ts");
+  mark("pipeline");
+  const [{ plan }, { execute }] = await Promise.all([import("./plan.ts"), import("./execute.ts")]);
+  mark("loaded");
+  try {
+    return await execute(await plan(intent));
+  } finally {
+    dumpTiming();
+  }
 }

@@ -18,7 +18,7 @@
 import { wsUrl } from "../api/address.ts";
 import type { ErrorCode } from "../contract/common.ts";
 import type { StreamStartInput } from "../contract/stream.ts";
-import { CliError, ExitCode, signalExit } from "../cli/_errors.ts";
+import { CliError, ExitCode, signalExit } from "../errors.ts";
 
 export interface StreamRunOptions {
   socketPath: string;

@@ -15,6 +15,7 @@ import { newSpanId } from "../contract/ids.ts";
 import { SpanContext, type SpanEnv } from "../trace/span.ts";
 import { commandLine, type RunIntent } from "./intent.ts";
 import { gate, type GateResult } from "./gate.ts";
+import { mark } from "./timing.ts";
 
 export interface Plan {
   intent: RunIntent;
@@ -84,6 +85,7 @@ export async function plan(intent: RunIntent): Promise<Plan> {
   const cmd = commandLine(intent.what);
   const { effectiveConfig } = await import("../config.ts");
   const cfg = effectiveConfig({ env, worldFlag: intent.worldFlag });
+  mark("config");
   const projectDir = await projectDirOf(cwd);
 
   // The span context: the one reader of SUBSTRATE_SESSION_ID / SUBSTRATE_SPAN_ID (trace/span.ts).
@@ -101,6 +103,7 @@ export async function plan(intent: RunIntent): Promise<Plan> {
       if (!(e instanceof PolicyError)) throw e; // the gate reports it (and refuses)
     }
   }
+  mark("policy");
   const stderr = intent.stdio?.stderr ?? process.stderr;
   const stdin = intent.stdio?.stdin ?? process.stdin;
   const g = await gate({
@@ -120,8 +123,10 @@ export async function plan(intent: RunIntent): Promise<Plan> {
     ...(cfg.world_enabled && loaded ? { dryRun: (c: string) => previewDiff(c, cwd, env, cfg, loaded!.policy, projectDir) } : {}),
   });
 
+  mark("gate");
   const isolated = intent.isolated === true || g.action === "run_isolated";
   const world = await worldSpecFor({ policy: g.policy ?? loaded?.policy, cfg, projectDir, override: intent.worldOverride });
+  mark("world");
   return {
     intent,
     cwd,

@@ -1,0 +1,130 @@
+#!/usr/bin/env bun
+/**
+ * The CLI hot path (issue 17): where `substrate -c true` spends its time, phase by phase, and
+ * the figures against same-run baselines. Prints; never fails on time. Run as root.
+ *
+ * Baselines (this run): a Bun-compiled hello world (same Bun, same flags as the product),
+ * the same hello world with the embedded zstd agent payload (does the payload cost startup?),
+ * `bwrap --unshare-all --ro-bind / / true`.
+ * Figures: `substrate --version`, `substrate --no-world -c true`, `substrate -c true` (warm
+ * world) with its peak RSS, and the per-phase breakdown from SUBSTRATE_TIMING=1 marks
+ * (src/run/timing.ts): process start → pipeline (runtime + main + cli/run loaded) → loaded
+ * (pipeline modules) → config → policy (load + compile) → gate → world → span (command_start)
+ * → result (the agent's result frame) → end (command_complete).
+ * Goals (printed, never asserted): -c true ≤ 2.0× bwrap, peak RSS ≤ 30 MB, --version ≤ 1.5× hello.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { HOST_BIN, hostArgv, startAgent } from "../tests/helpers/agent.ts";
+import { figure, measure, percentile, report } from "./_stats.ts";
+
+const N = Number(process.env.BENCH_N ?? 30);
+const ROOT = resolve(import.meta.dir, "..");
+const work = mkdtempSync(join(tmpdir(), "substrate-hotpath-"));
+const proj = join(work, "proj");
+mkdirSync(join(proj, ".git"), { recursive: true });
+
+interface Run {
+  ms: number;
+  rss: number;
+  err: string;
+}
+async function run(argv: string[], env: Record<string, string | undefined> = process.env): Promise<Run> {
+  const t = performance.now();
+  const p = Bun.spawn(argv, { cwd: proj, env, stdout: "ignore", stderr: "pipe" });
+  const err = await new Response(p.stderr).text();
+  await p.exited;
+  return { ms: performance.now() - t, rss: p.resourceUsage()?.maxRSS ?? 0, err };
+}
+async function sample(argv: string[], env?: Record<string, string | undefined>, n = N): Promise<Run[]> {
+  for (let i = 0; i < 3; i++) await run(argv, env);
+  const out: Run[] = [];
+  for (let i = 0; i < n; i++) out.push(await run(argv, env));
+  return out;
+}
+const ms = (rs: Run[]) => rs.map((r) => r.ms).sort((a, b) => a - b);
+const rssMiB = (rs: Run[]) => percentile(rs.map((r) => r.rss / 2 ** 20).sort((a, b) => a - b), 50);
+
+function compile(name: string, src: string): string {
+  const entry = join(work, `${name}.ts`);
+  writeFileSync(entry, src);
+  const out = join(work, name);
+  const r = Bun.spawnSync([process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm", "--outfile", out, entry], { cwd: work, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`bun build ${name}: ${r.stderr.toString()}`);
+  return out;
+}
+
+try {
+  const hello = compile("hello", 'console.log("hello");\n');
+  const hr = await sample([hello]);
+  const helloF = figure("Bun-compiled hello world", ms(hr));
+  report(helloF);
+  console.log(`  peak RSS ${rssMiB(hr).toFixed(1)} MiB`);
+
+  const zst = join(ROOT, "dist", ".build", `substrate-world-agent-linux-${process.arch === "arm64" ? "arm64" : "x64"}.zst`);
+  if (existsSync(zst)) {
+    const payload = compile("hello-payload", `import z from ${JSON.stringify(zst)} with { type: "file" };\nif (process.argv[2] === "x") console.log(z);\nconsole.log("hello");\n`);
+    const pr = await sample([payload]);
+    const pf = figure("hello world + the embedded zstd agent payload", ms(pr), { baseline: "hello world", ratio: 0 });
+    pf.ratio = pf.median_ms / helloF.median_ms;
+    report(pf);
+    console.log(`  payload: ${(Bun.file(zst).size / 2 ** 20).toFixed(1)} MiB zstd; startup ${(pf.median_ms - helloF.median_ms).toFixed(2)} ms over hello, peak RSS ${rssMiB(pr).toFixed(1)} MiB`);
+  } else console.log("(no dist/.build/*.zst: run make build-native to measure the payload's startup cost)");
+
+  let bwrapF;
+  if (Bun.which("bwrap")) {
+    bwrapF = figure("bwrap --unshare-all --ro-bind / / true", ms(await sample(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"])));
+    report(bwrapF);
+  }
+
+  if (!existsSync(HOST_BIN)) console.log(`(no ${HOST_BIN}: figures below run from source)`);
+  const cli = hostArgv();
+  const vr = await sample([...cli, "--version"]);
+  const vf = figure("substrate --version", ms(vr), { baseline: "hello world", ratio: 0, goal: "<= 1.5x a Bun-compiled hello world" });
+  vf.ratio = vf.median_ms / helloF.median_ms;
+  report(vf);
+  console.log(`  peak RSS ${rssMiB(vr).toFixed(1)} MiB`);
+
+  const env = { ...process.env, HOME: join(work, "home"), SUBSTRATE_TRACE: join(work, "trace.jsonl"), SUBSTRATE_TIMING: "1" };
+  const nw = await sample([...cli, "--no-world", "-c", "true"], env);
+  report(figure("substrate --no-world -c true", ms(nw), { baseline: "hello world", ratio: percentile(ms(nw), 50) / helloF.median_ms }));
+
+  const agent = await startAgent();
+  try {
+    const wenv = { ...env, SUBSTRATE_WORLD_SOCKET: agent.socket };
+    const cr = await sample([...cli, "-c", "true"], wenv);
+    const cf = figure("substrate -c true (warm world)", ms(cr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: 0, goal: "<= 2.0x bwrap; peak RSS <= 30 MB" });
+    cf.ratio = cf.median_ms / (bwrapF ?? helloF).median_ms;
+    report(cf);
+    console.log(`  peak RSS ${rssMiB(cr).toFixed(1)} MiB (goal <= 30 MB)`);
+
+    // Per-phase breakdown: median of each mark's delta from the previous one.
+    const phases = new Map<string, number[]>();
+    for (const r of cr) {
+      const m = /substrate-timing: (.*)/.exec(r.err);
+      if (!m) continue;
+      let prev = 0;
+      for (const kv of m[1]!.split(" ")) {
+        const [k, v] = kv.split("=");
+        const t = Number(v);
+        if (!phases.has(k!)) phases.set(k!, []);
+        phases.get(k!)!.push(t - prev);
+        prev = t;
+      }
+    }
+    if (phases.size) {
+      console.log("  phase (median ms since the previous mark; 'pipeline' = since process start):");
+      const total = cf.median_ms;
+      for (const [k, v] of phases) {
+        const med = percentile(v.sort((a, b) => a - b), 50);
+        console.log(`    ${k.padEnd(10)} ${med.toFixed(2).padStart(7)} ms  ${((med / total) * 100).toFixed(0).padStart(3)}%`);
+      }
+      console.log("  (the rest up to the wall time is process exit and spawn overhead)");
+    } else console.log("  (no substrate-timing line: this binary predates src/run/timing.ts)");
+  } finally {
+    await agent.stop();
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

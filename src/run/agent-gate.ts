@@ -1,0 +1,71 @@
+/**
+ * The agent-side half of the one gate (docs/ARCHITECTURE.md "Where the policy decision
+ * runs"): what the world agent applies to EVERY execute and stream start, however it
+ * arrived — through the host pipeline, the proxy, or a client on the agent's own socket.
+ * It is the pipeline's own gate with the API asker (deny → 403, approval → 409 + a pending
+ * approval, `commands.isolated` → isolated) and the pipeline's own world builder
+ * (worldSpecFor: the policy's limits, allowlist and reuse), for the caller's policy: the
+ * one in force for the request's cwd under the caller's home.
+ *
+ *   // agent/service.ts, at the top of the one startInWorld (LEAD):
+ *   const gated = await agentGate(req, { home: callerHome, approvals });
+ *   req = gated.request;              // world from the policy; isolated when it says so
+ *
+ * The proxy's ForwardingService.gate makes the same decision today with the same two calls
+ * (gate + worldSpecFor); it can call this with `{ loaded: broker.current(cwd), approvals, cfg }`.
+ *
+ * Throws ApiError("denied" | "approval_required" | "unavailable"); never prompts.
+ */
+import type { WorldSpecInput } from "../contract/world.ts";
+import type { ApiApprovals } from "../broker/api.ts";
+import { ApiError } from "../api/service.ts";
+import { SpanContext } from "../trace/span.ts";
+import { commandLine } from "./intent.ts";
+import { gate } from "./gate.ts";
+import { projectDirOf, worldSpecFor } from "./plan.ts";
+
+export interface AgentGateRequest {
+  cmd?: string;
+  argv?: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  isolated?: boolean;
+  world?: WorldSpecInput;
+}
+
+export interface AgentGateOptions {
+  /** the caller's home (from its uid, issue 13): its ~/.substrate policies, approvals, config */
+  home?: string;
+  /** the agent's (or the proxy's) pending approvals, one holder per process */
+  approvals?: ApiApprovals;
+  /** the policy already loaded for the cwd (the proxy's hot-reloading PolicyBroker) */
+  loaded?: import("../broker/load.ts").LoadedPolicy;
+  /** the effective config (default: the caller's, from `home`) */
+  cfg?: Pick<import("../contract/config.ts").EffectiveConfig, "isolate_network" | "world_fs_mode" | "world_fs_isolation">;
+}
+
+export async function agentGate<T extends AgentGateRequest>(req: T, o: AgentGateOptions = {}): Promise<{ request: T & { world: WorldSpecInput; isolated?: boolean }; decision: string }> {
+  const cwd = req.cwd ?? req.world?.project_dir ?? "/";
+  const cmd = commandLine(req.cmd !== undefined ? { cmd: req.cmd } : { argv: req.argv ?? [] });
+  const [{ loadEffectivePolicySync, PolicyError }, { effectiveConfig }] = await Promise.all([import("../broker/load.ts"), import("../config.ts")]);
+  let loaded = o.loaded;
+  try {
+    loaded ??= loadEffectivePolicySync(cwd, o.home !== undefined ? { home: o.home } : {});
+  } catch (e) {
+    if (e instanceof PolicyError) throw new ApiError("unavailable", `the policy for ${cwd} cannot be loaded: ${e.message.split("\n")[0]}`, "fix it (`substrate policy validate`)");
+    throw e;
+  }
+  const span = SpanContext.fromEnv(req.env ?? {});
+  const d = await gate({ cmd, cwd, asker: "api", component: "api", loaded, ...(o.approvals ? { approvals: o.approvals } : {}), stderr: { write: () => true }, span });
+  if (d.action === "deny") throw new ApiError("denied", d.message ?? `denied by policy ${loaded.policy.id}`, d.hint);
+  if (d.action === "approval_required") throw new ApiError("approval_required", d.message ?? "approval required", d.hint, { approval: d.approval });
+  const cfg = o.cfg ?? effectiveConfig(o.home !== undefined ? { home: o.home, env: {} } : {});
+  // The caller may only make its world stricter: a fresh world, no network.
+  const asked = req.world ?? {};
+  const override: Partial<WorldSpecInput> = {
+    ...(asked.reuse_session === false ? { reuse_session: false } : {}),
+    ...(asked.isolate_network === true ? { isolate_network: true } : {}),
+  };
+  const world = await worldSpecFor({ policy: loaded.policy, cfg, projectDir: req.cwd ? await projectDirOf(req.cwd) : (asked.project_dir ?? "/"), override });
+  return { request: { ...req, world, ...(d.action === "run_isolated" || req.isolated ? { isolated: true } : {}) }, decision: d.action };
+}
