@@ -29,6 +29,8 @@ export interface ManagerOptions {
   spareTtlMs?: number;
   /** At most this many spares in all (spares.ts MAX_SPARES). */
   spareMax?: number;
+  /** The agent's own paths hidden in every world (its API socket, the overlay base; the state dir always). */
+  hide?: string[];
   /** Issue 18.6 (idle.ts): idle session worlds are retired after this; default SUBSTRATE_WORLD_IDLE_SECS or 15 min, 0 = never. */
   idleTtlMs?: number;
 }
@@ -112,6 +114,7 @@ export class WorldManager {
       log: this.o.log,
       harden: (this.o.harden ?? defaultHarden)(spec, isolated),
       network: this.o.network,
+      ...(this.o.hide ? { hide: this.o.hide } : {}),
       ...(owner ? { caller: owner.caller } : {}),
       ...rest,
     });

@@ -42,6 +42,8 @@ export interface RootfsOptions {
   fsView?: FsView;
   /** Host file recording placeholder dirs created for protected names (fsview.ts). */
   placeholderFile?: string;
+  /** LEAD: the agent's own paths, always hidden (FsViewPlanInput.hide). */
+  hide?: string[];
 }
 
 export interface RootfsResult {
@@ -88,7 +90,7 @@ export function buildRootfs(o: RootfsOptions): RootfsResult {
   mount("none", "/", null, MS.REC | MS.PRIVATE);
   mount("tmpfs", o.root, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755,size=64m");
   const R = (p: string) => join(o.root, p);
-  const plan = planFsView({ view: o.fsView, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly });
+  const plan = planFsView({ view: o.fsView, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly, ...(o.hide ? { hide: o.hide } : {}) });
   const res: FsViewResult = { rw: [], placeholders: [], warnings: [...plan.notes] };
 
   const ro = [...SYSTEM_DIRS, ...(o.extraRo ?? []), ...(plan.fullRead ? fullHostDirs() : []), ...plan.read.flatMap((p) => expandGlob(p))];
@@ -134,6 +136,14 @@ export function buildRootfs(o: RootfsOptions): RootfsResult {
   // Writable scratch space that dies with the world: ONE tmpfs of half the world's memory
   // limit (its pages are charged to the world's cgroup too) for all scratch dirs (issue 18.7).
   mountScratch(o.root, scratchBytes(o.root), plan.home === undefined);
+  // Issue 18.1b (DEPLOY, additive): extra read-only paths under a scratch dir (the stage-2 binary
+  // of an agent run from a checkout under /tmp, e.g. a `mktemp -d` clone) were hidden by the
+  // scratch mounts just made, and stage 1's execve failed: bind them again on top.
+  for (const p of new Set(o.extraRo ?? [])) {
+    if (!/^\/(tmp|var\/tmp|run|root)(\/|$)/.test(p)) continue;
+    const st = lstatOrNull(p);
+    if (st && !st.isSymbolicLink() && (st.isDirectory() || st.isFile())) bindRo(p, R(p), st.isFile());
+  }
 
   // The caller's home read-only and the policy's `fs.write` binds, after the scratch mounts so
   // they win over them (a home under /tmp), before the project (which wins over both).

@@ -38,6 +38,8 @@ export interface WorldOptions {
   overlay?: { upper: string; work: string; userxattr?: boolean };
   harden?: WorldBootConfig["harden"];
   log?: (msg: string) => void;
+  /** The agent's own paths, hidden in the world whatever the view (state dir, API socket, overlay base). */
+  hide?: string[];
   /** Issue 13: whose world this is; commands run as this identity (absent: the agent's own). */
   caller?: Caller;
   /** Network options beyond the spec (tests point the gateway's resolver at their own upstream, "ip[:port]"). */
@@ -275,6 +277,8 @@ export class World {
       overlay: o.overlay,
       harden: o.harden,
       caller: o.caller,
+      // the state dir always: it holds every world's control socket
+      hide: [...new Set([o.stateDir, ...(o.hide ?? [])])],
       reexec: reexecOf(o.selfArgv),
       ...(confinement.commandCgroup ? { commandCgroup: confinement.commandCgroup } : {}), // issue 18.3 (DEPLOY)
       loopbackUp: o.spec.isolate_network && process.getuid?.() !== 0,

@@ -24,6 +24,7 @@ import { constants as osConstants } from "node:os";
 import { buildRootfs, fullHostDirs } from "./rootfs.ts";
 import { commandCgroupFromFds, oomGuardFromFd, openCommandCgroup, protectFromOom, type CommandCgroup, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
+import { drainBelow } from "../flow.ts"; // issue 18.4 (DEPLOY): back-pressure
 import { execve, PR, prctl, sethostname, setCloexec, setThreadIdentity } from "../../src/sys/libc.ts";
 import { closeSync } from "node:fs";
 import { applyEgressNet, type EgressNetBoot } from "../egress/netns.ts"; // issue 15 (EGRESS)
@@ -62,6 +63,8 @@ export interface WorldBootConfig {
   reexec: { argv: string[]; ro: string[] };
   /** Issue 18.3 (DEPLOY): host path of the cgroup commands are forked into (cgroups.ts commandCgroup). */
   commandCgroup?: string;
+  /** The agent's own paths (state dir, API socket, overlay base): hidden in the world (fsview.ts). */
+  hide?: string[];
   /** Bring `lo` up before hardening (rootless worlds: nobody outside can, see session.ts). */
   loopbackUp?: boolean;
   /** Issue 15 (EGRESS, agent/egress/netns.ts): rootless worlds apply their lo-only egress netns (ip + nft) here. */
@@ -169,9 +172,24 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
   };
 
   const pumps: Promise<void>[] = [];
+  // Issue 18.4 (DEPLOY): while the agent is not reading (its client lags) the pipe is not read
+  // either: the command blocks in write(2). `stalls`/`stalled` let the exit wait below tell
+  // output held back by a lagging client (wait for it) from a background job holding the pipe
+  // (grace, then EXIT, as before).
+  let stalls = 0;
+  let stalled = 0;
   if (!req.pty) {
     const pump = async (stream: ReadableStream<Uint8Array>, type: number) => {
-      for await (const chunk of stream) send(type, chunk);
+      for await (const chunk of stream) {
+        send(type, chunk);
+        const wait = drainBelow(sock);
+        if (wait) {
+          stalls++;
+          stalled++;
+          await wait;
+          stalled--;
+        }
+      }
     };
     pumps.push(pump(proc.stdout as ReadableStream<Uint8Array>, Frame.STDOUT).catch(() => {}));
     pumps.push(pump(proc.stderr as ReadableStream<Uint8Array>, Frame.STDERR).catch(() => {}));
@@ -237,7 +255,13 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
         } catch {}
     }
     if (slot !== undefined) slots.release(slot, req.keep_background); // kept processes hold it until they end
-    await Promise.race([Promise.all(pumps), Bun.sleep(OUTPUT_GRACE_MS)]);
+    // Issue 18.4 (DEPLOY): the grace is extended while output is held back (a lagging client).
+    const all = Promise.all(pumps).then(() => true);
+    for (;;) {
+      const seen = stalls;
+      if (await Promise.race([all, Bun.sleep(OUTPUT_GRACE_MS).then(() => false)])) break;
+      if (stalls === seen && stalled === 0) break;
+    }
     if (req.pty) await Bun.sleep(5); // let the last PTY read land
     const sig = (proc.signalCode as string | null) ?? null;
     const exit: CtlExit = {
@@ -321,6 +345,7 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
     caller: cfg.caller,
     fsView: cfg.fsView,
     placeholderFile: join(dirname(cfg.root), "placeholders.json"),
+    ...(cfg.hide ? { hide: cfg.hide } : {}),
     root: cfg.root,
     project: cfg.project,
     projectReadOnly: cfg.projectReadOnly,
