@@ -19,8 +19,8 @@
  * Keep this file's static imports to node builtins and bash-args.ts: `bash --version` and the
  * in-world exec must not load zod, the broker or the client.
  */
-import { readFileSync } from "node:fs";
-import { basename } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { BASH_USAGE, BashUsageError, parseBashArgs, type BashInvocation } from "./bash-args.ts";
 
 /** Shell names the entry answers to, and the real shell each runs. */
@@ -50,6 +50,17 @@ function execShell(path: string, argv0: string, args: string[]): never {
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   (process as unknown as { execve(file: string, args: string[], env: Record<string, string>): void }).execve(path, [argv0, ...args], env);
   throw new Error("execve returned");
+}
+
+/**
+ * argv[0] for the world: the shell's name, found on the caller's PATH there as bash found on
+ * PATH would be (so `$0` is `bash`) — unless no PATH dir but the shim's own has it, then the
+ * real shell's absolute path (a caller with a bare PATH still gets a shell).
+ */
+export function worldArgv0(name: string, realShell: string, path: string | undefined, argv0: string): string {
+  const own = argv0.includes("/") ? dirname(resolve(argv0)) : null;
+  const dirs = (path ?? "").split(":").filter((d) => d && resolve(d) !== own);
+  return dirs.some((d) => existsSync(join(d, name))) ? name : realShell;
 }
 
 export interface BashEntryOptions {
@@ -93,7 +104,7 @@ export async function bashEntry(args: string[], o: BashEntryOptions): Promise<nu
   await side.beforeRun(channels, ctx);
 
   const out = await runEntry({
-    argv: [o.shell, ...args],
+    argv: [worldArgv0(o.shell, realShell, env.PATH, o.argv0), ...args],
     cwd,
     env,
     io,

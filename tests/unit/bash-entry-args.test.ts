@@ -128,3 +128,10 @@ describe("the root dispatcher stays light", () => {
     }
   });
 });
+
+test("argv[0] in the world: the name when PATH has the shell elsewhere than the shim dir, else its absolute path", async () => {
+  const { worldArgv0 } = await import("../../src/cli/bash.ts");
+  expect(worldArgv0("bash", "/bin/bash", "/home/u/.substrate/shims:/usr/bin:/bin", "/home/u/.substrate/shims/bash")).toBe("bash");
+  expect(worldArgv0("bash", "/bin/bash", "/home/u/.substrate/shims", "/home/u/.substrate/shims/bash")).toBe("/bin/bash");
+  expect(worldArgv0("bash", "/bin/bash", undefined, "bash")).toBe("/bin/bash");
+});
