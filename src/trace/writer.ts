@@ -32,7 +32,7 @@ import { Span, type SpanInput } from "../contract/span.ts";
 import { redactCmd } from "./redact.ts";
 import { pathsOf } from "../settings.ts";
 
-const { O_WRONLY, O_APPEND, O_CREAT } = fs.constants;
+const { O_RDWR, O_APPEND, O_CREAT } = fs.constants;
 
 export const DEFAULT_MAX_BYTES = 100 * 1024 * 1024;
 export const DEFAULT_KEEP = 5;
@@ -108,16 +108,34 @@ export class TraceWriter {
     }
     let fd: number;
     try {
-      fd = fs.openSync(this.path, O_WRONLY | O_APPEND | O_CREAT, 0o600);
+      fd = fs.openSync(this.path, O_RDWR | O_APPEND | O_CREAT, 0o600); // RDWR: a torn tail can be checked (issue 18)
     } catch (e) {
       throw new TraceWriteError(this.path, (e as Error).message);
     }
     let size: number;
+    let before = -1;
     try {
+      before = fs.fstatSync(fd).size;
       const n = fs.writeSync(fd, line);
       if (n !== line.length) throw new TraceWriteError(this.path, `short write (${n} of ${line.length} bytes; disk full?)`);
       if (this.fsync) fs.fdatasyncSync(fd);
       size = fs.fstatSync(fd).size;
+    } catch (e) {
+      // Issue 18 faults (RELIABILITY): a write cut short (ENOSPC) must not leave a torn line
+      // that the next span would be glued onto: cut our fragment off again when it is still the
+      // file's tail, else end it with a newline so only this span is lost.
+      if (before >= 0) {
+        try {
+          const now = fs.fstatSync(fd).size;
+          if (now > before && now - before < line.length) {
+            const tail = Buffer.alloc(now - before);
+            fs.readSync(fd, tail, 0, tail.length, before);
+            if (line.subarray(0, tail.length).equals(tail)) fs.ftruncateSync(fd, before);
+            else fs.writeSync(fd, "\n");
+          }
+        } catch {}
+      }
+      throw e;
     } finally {
       fs.closeSync(fd);
     }
