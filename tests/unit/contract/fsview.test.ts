@@ -2,7 +2,10 @@
 import { describe, expect, test } from "bun:test";
 import { DEFAULT_DENY_READ, FsView, Policy, WorldSpec } from "../../../src/contract/index.ts";
 import { worldSpecFromPolicy } from "../../../src/broker/world-spec.ts";
-import { expandGlob, expandPattern, planFsView, splitDirGlob } from "../../../agent/world/fsview.ts";
+import { expandGlob, expandPattern, planFsView, protectedFingerprint, splitDirGlob } from "../../../agent/world/fsview.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { roundTrip } from "../../helpers/contract.ts";
 
 describe("FsView contract", () => {
@@ -97,4 +100,21 @@ describe("fs view planning (agent side)", () => {
     expect(plan.readOnly).toContain("/p/.git/config");
     expect(plan.readOnly).toContain("/p/.envrc");
   });
+});
+
+test("the world key's fingerprint changes when a protected path appears (not for an empty placeholder dir)", () => {
+  const d = mkdtempSync(join(tmpdir(), "substrate-fp-"));
+  try {
+    const a = protectedFingerprint(d);
+    mkdirSync(join(d, ".claude"));
+    expect(protectedFingerprint(d)).toBe(a); // what a world's own placeholder leaves
+    writeFileSync(join(d, ".envrc"), "x");
+    const b = protectedFingerprint(d);
+    expect(b).not.toBe(a);
+    writeFileSync(join(d, ".claude/settings.json"), "{}");
+    expect(protectedFingerprint(d)).not.toBe(b);
+    expect(protectedFingerprint(d, FsView.parse({ read_only: ["$PROJECT/Makefile"] }))).not.toBe(protectedFingerprint(d));
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
