@@ -15,6 +15,7 @@
  * valid host name never matches (so `allowed.test\0.evil` or `a b` cannot sneak through).
  */
 import { cidrRange, ipToInt, isIpv4, isIpv4Cidr } from "../world/net/ipv4.ts";
+import { netEntryProblem } from "../../src/contract/net.ts";
 
 export class EgressRuleError extends Error {
   override name = "EgressRuleError";
@@ -64,6 +65,8 @@ function parsePorts(raw: string | undefined, entry: string): Array<[number, numb
 }
 
 export function parseRule(raw: string): EgressRule {
+  const problem = netEntryProblem(raw); // the grammar's one owner (src/contract/net.ts)
+  if (problem) throw new EgressRuleError(problem);
   let s = raw.trim();
   const deny = s.startsWith("!");
   if (deny) s = s.slice(1).trim();

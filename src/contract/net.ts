@@ -120,3 +120,33 @@ export function blockedEgressLine(blocked: readonly EgressBlocked[]): string | n
   const more = items.length > 3 ? `, and ${items.length - 3} more` : "";
   return `blocked egress: ${shown.join(", ")}${more}`;
 }
+
+/**
+ * The grammar of one `net.allowed` entry (semantics: agent/egress/rules.ts, docs/POLICY.md):
+ * `[!]HOST[:PORTS]`, HOST = `name` | `*.name` | `*` | IPv4 address | IPv4 CIDR, PORTS = `N`,
+ * `N-M`, comma-separated, or `*`. Returns what is wrong, or null. The world spec checks every
+ * entry with it (a 400 naming the entry), so the gateway never sees a malformed rule.
+ */
+export function netEntryProblem(raw: string): string | null {
+  let s = raw.trim();
+  if (s.startsWith("!")) s = s.slice(1).trim();
+  const i = s.lastIndexOf(":");
+  const host = i === -1 ? s : s.slice(0, i);
+  const ports = i === -1 ? undefined : s.slice(i + 1);
+  const usage = `use "example.com", "*.example.com", "10.0.0.0/8", optionally with ":443", ":8000-8100" or ":*", or "!…" to deny`;
+  if (ports !== undefined && ports !== "*") {
+    for (const part of ports.split(",")) {
+      const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part);
+      const a = m ? Number(m[1]) : NaN;
+      const b = m?.[2] !== undefined ? Number(m[2]) : a;
+      if (!m || a < 1 || b > 65535 || a > b) return `net.allowed entry ${JSON.stringify(raw)}: ${JSON.stringify(part)} is not a port (1-65535), a range (8000-8100) or *`;
+    }
+  }
+  if (host === "*") return null;
+  const octet = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+  if (new RegExp(`^${octet}(\\.${octet}){3}(/(3[0-2]|[12]?\\d))?$`).test(host)) return null;
+  const name = (host.startsWith("*.") ? host.slice(2) : host).toLowerCase().replace(/\.$/, "");
+  const label = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
+  if (name.length === 0 || name.length > 253 || !name.split(".").every((l) => label.test(l))) return `net.allowed entry ${JSON.stringify(raw)} is not a host: ${usage}`;
+  return null;
+}

@@ -1,6 +1,6 @@
 /** World description shared by the broker, the backends and the agent (spec: WorldSpec, FsDiff). */
 import { z } from "zod";
-import { EgressSpec } from "./net.ts";
+import { EgressSpec, netEntryProblem } from "./net.ts";
 
 /** Spec: `cpu: "2"` (CPUs, string per schema), `memory: "2Gi"`; `pids` is ours (fork-bomb guard). */
 export const ResourceLimits = z.strictObject({
@@ -63,7 +63,11 @@ export const WorldSpec = z.strictObject({
   isolate_network: z.boolean().default(true),
   limits: ResourceLimits.default({}),
   enable_preload: z.boolean().default(false),
-  allowed_domains: z.array(z.string()).default([]),
+  /** net.allowed (issue 15: agent/egress/rules.ts; every entry checked here, so a typo is a 400 naming it) */
+  allowed_domains: z.array(z.string().superRefine((e, ctx) => {
+    const p = netEntryProblem(e);
+    if (p) ctx.addIssue({ code: "custom", message: p });
+  })).default([]),
   project_dir: z.string().startsWith("/", "project_dir must be an absolute path"),
   fs_mode: FsMode.default("writable"),
   fs_isolation: FsIsolation.default("workspace"),

@@ -53,3 +53,11 @@ test("address classes: loopback, metadata, link-local, multicast, synthetic deni
   for (const a of ["93.184.215.14", "2606:4700::1111", "1.1.1.1"]) expect(classify(a, own).cls).toBe("public");
   expect(unmapV4("::ffff:10.1.2.3")).toBe("10.1.2.3");
 });
+
+test("a malformed net.allowed entry is a world spec error naming it (a 400, never a gateway crash)", async () => {
+  const { WorldSpec } = await import("../../../src/contract/world.ts");
+  const bad = WorldSpec.safeParse({ project_dir: "/p", allowed_domains: ["ok.test", "exa mple.com:443"] });
+  expect(bad.success).toBe(false);
+  expect(bad.error!.issues[0]!.message).toContain('net.allowed entry "exa mple.com:443" is not a host');
+  expect(WorldSpec.safeParse({ project_dir: "/p", allowed_domains: ["*.ok.test:22,8000-8100", "!10.0.0.0/8", "*:*"] }).success).toBe(true);
+});
