@@ -40,6 +40,16 @@ echo "host sees: $(cat "$demo/result.txt")"
 step "the command's exit code is the CLI's exit code"
 set +e; "$SUB" -c 'exit 42'; echo "exit code: $?"; set -e
 
+step "egress: allowlisted names go out through the world's gateway; other names are blocked"
+# The world has loopback only; the default policy's net.allowed lists registry.npmjs.org.
+# A blocked name never leaves the machine, so that half needs no network at all.
+if curl -sS -m 5 -o /dev/null https://registry.npmjs.org/ 2>/dev/null; then
+  "$SUB" -c 'curl -sS -m 15 -o /dev/null -w "registry.npmjs.org/zod: HTTP %{http_code} through the gateway\n" https://registry.npmjs.org/zod' || true
+else
+  echo "(this machine has no route to https://registry.npmjs.org, so the allowlisted fetch is skipped; the blocked one below still shows)"
+fi
+"$SUB" -c 'curl -sS -m 10 -o /dev/null https://example.org/ || echo "curl exit $?"' || true
+
 step "what the agent reports (GET /v1/capabilities)"
 curl -s --unix-socket "$SOCK" http://localhost/v1/capabilities | head -c 600; echo
 
