@@ -57,7 +57,9 @@ describe("WorldSpec", () => {
     // Bounded bomb: 300 background sleeps. Fork fails at pids.max. Bun (the world's spawner)
     // aborts when it cannot create a thread, so the world may die with the bomb: either the
     // command reports fewer than 300 jobs, or the agent answers 503 naming the cause.
-    const bomb = "for i in $(seq 1 300); do sleep 3 2>/dev/null & done 2>/dev/null; jobs -p | wc -l; kill $(jobs -p) 2>/dev/null";
+    // (Issue 18.3: the world now survives, and bash retries a failed fork for ~15 s: the sleeps
+    // must outlast that, or freed slots let all 300 start.)
+    const bomb = "for i in $(seq 1 300); do sleep 100 2>/dev/null & done 2>/dev/null; jobs -p | wc -l; kill $(jobs -p) 2>/dev/null";
     try {
       const r = await run(bomb, { limits });
       expect(Number(b64(r.stdout_b64).trim())).toBeLessThan(300);
