@@ -16,6 +16,7 @@
  * (default 10 min) without a client; an exited one is forgotten after the same time.
  */
 import { peerOf } from "./caller.ts";
+import { SendWindow } from "./flow.ts"; // issue 18.4 (DEPLOY): back-pressure
 import type { PeerCred } from "../src/sys/peercred.ts";
 import type { Caller, FsDiff } from "../src/contract/world.ts";
 import type { IncomingMessage } from "node:http";
@@ -96,6 +97,8 @@ interface Session {
   proc: WorldProcess;
   ring: RingBuffer;
   client?: WebSocket;
+  /** Issue 18.4 (DEPLOY): output in flight to `client`; pauses the command when it lags. */
+  flow?: SendWindow;
   exit?: CtlExit;
   ttl?: ReturnType<typeof setTimeout>;
 }
@@ -244,6 +247,7 @@ export class StreamServer {
       const s = session;
       if (!s || s.client !== ws) return;
       s.client = undefined;
+      s.flow?.reset(); // issue 18.4 (DEPLOY): nobody to wait for
       if (s.exit) return this.forgetLater(s);
       if (s.detachable) return this.detach(s);
       s.proc.kill(); // spawner kills the process group on ctl close
@@ -256,21 +260,26 @@ export class StreamServer {
     const id = newStreamSessionId();
     const ring = new RingBuffer();
     let s!: Session;
+    const flow = new SendWindow(); // issue 18.4 (DEPLOY)
     const out = (b: Uint8Array) => {
       ring.push(b);
       const c = s?.client;
-      if (c && c.readyState === c.OPEN) c.send(b, { binary: true });
+      if (c && c.readyState === c.OPEN) c.send(b, { binary: true }, flow.track(b.length));
     };
     // Issue 17: the same start as POST /v1/execute (caller, budget, world, token, span, isolated).
     const run = await this.o.svc.start(
       { req: st, caller, ...(st.pty ? { pty: { cols: st.cols, rows: st.rows } } : {}) },
       {
         onStdout: out,
-        onStderr: (b) => send(s?.client, { type: "stderr", data_b64: Buffer.from(b).toString("base64") }),
+        onStderr: (b) => {
+          const c = s?.client;
+          if (c && c.readyState === c.OPEN) c.send(JSON.stringify({ type: "stderr", data_b64: Buffer.from(b).toString("base64") }), flow.track(b.length));
+        },
       },
     );
     const proc = run.proc;
-    s = { id, spanId: run.spanId, worldId: run.world.id, agentId: st.agent_id, uid: caller.uid, pty: st.pty, detachable: st.detachable, proc, ring, client: ws };
+    flow.bind(proc); // issue 18.4 (DEPLOY)
+    s = { id, spanId: run.spanId, worldId: run.world.id, agentId: st.agent_id, uid: caller.uid, pty: st.pty, detachable: st.detachable, proc, ring, client: ws, flow };
     let pid: number;
     try {
       pid = await proc.started;
@@ -317,6 +326,7 @@ export class StreamServer {
     s.ttl = undefined;
     if (s.client && s.client !== ws) fail(s.client, "bad_request", "another client attached to this session");
     s.client = ws;
+    s.flow?.reset(); // issue 18.4 (DEPLOY): a new client, nothing in flight to it
     const replay = s.ring.contents();
     send(ws, { type: "attached", session_id: s.id, span_id: s.spanId, replayed_bytes: replay.length, truncated: s.ring.truncated });
     if (replay.length) ws.send(replay, { binary: true });
@@ -329,6 +339,7 @@ export class StreamServer {
 
   private detach(s: Session): void {
     s.client = undefined;
+    s.flow?.reset(); // issue 18.4 (DEPLOY): detached output goes to the ring only
     if (s.ttl) clearTimeout(s.ttl);
     s.ttl = setTimeout(() => {
       s.proc.kill();
