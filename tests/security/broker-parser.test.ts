@@ -1,7 +1,8 @@
 /**
  * Issue 14 item 5: with `curl *` denied in enforce mode, each of these forms ran curl on the
  * previous main (the parser did not expand braces or command-word globs, did not look through
- * `flock -c`, `env -S`, `script -c`, and let shells read code from stdin). Each runs here for
+ * `flock -c`, `env -S`, `script -c`, `runuser -u`, and let shells read code from stdin) — all
+ * but `setsid -w curl`, which was already denied and stays here as a family check. Each runs here for
  * real through the CLI (`substrate -c`, on the host: SUBSTRATE_WORLD=disabled), against a fake
  * `curl` that leaves a marker file on the host. Judged by the marker: enforce → it never
  * appears (exit 126); the same form under an observe-mode policy → it appears, which proves
