@@ -20,6 +20,8 @@ import { z } from "zod";
 import { versionString } from "../version.ts";
 import { runEntry, type EntryOutcome } from "../cli/_entry-run.ts";
 
+const shellQuote = (v: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'"'"'`)}'`);
+
 export const SERVER_NAME = "substrate";
 export const TOOL_NAME = /^[A-Za-z0-9_./-]{1,64}$/;
 
@@ -279,8 +281,9 @@ export function createMcpServer(o: McpOptions): { server: McpServer; close(): Pr
         procs.delete(p.id);
         const out = p.outcome;
         if (out && (out.ran === "denied" || out.ran === "approval_required")) {
+          const cmdText = a.command ?? (a.argv ?? []).join(" ");
           const how = out.ran === "approval_required"
-            ? `\nTo approve: answer the pending approval${out.approval ? ` ${JSON.stringify(out.approval)}` : ""} (a terminal user can run \`substrate -c\` with the same command, or allow it in the policy: \`substrate policy show\`), then call run_command again.`
+            ? `\nTo approve it, a person runs it once at a terminal — substrate -c ${shellQuote(cmdText)} — and answers [3] Allow always (or adds it to approval.auto_approve in the policy: substrate policy show); then call run_command again.${out.approval ? ` (approval ${out.approval.approval_id})` : ""}`
             : "\nThe policy denies it: change the command, or the policy (`substrate policy show`).";
           return toolError(`${out.message ?? `${out.ran} by policy ${out.policy_id}`}${out.hint ? ` (${out.hint})` : ""}${how}`);
         }

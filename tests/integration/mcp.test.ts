@@ -190,6 +190,26 @@ for (const [name, make] of [["stdio", stdioClient], ["http", httpClient]] as con
   });
 }
 
+test("a command that needs approval is a tool error that says how to approve", async () => {
+  const home2 = mkdtempSync(join(tmpdir(), "substrate-home-approve-"));
+  mkdirSync(join(home2, ".substrate", "policies"), { recursive: true });
+  writeFileSync(join(home2, ".substrate", "policies", "default.yaml"), DEFAULT_POLICY_YAML.replace(/^mode: observe.*$/m, "mode: enforce").replace(/^approval:\n/m, "approval:\n  require_approval: true\n"));
+  const [cmd, ...args] = hostArgv();
+  const c = new Client({ name: "test", version: "1" });
+  await c.connect(new StdioClientTransport({ command: cmd!, args: [...args, "mcp"], cwd: proj, env: { ...env(), HOME: home2 }, stderr: "pipe" }));
+  try {
+    const r = await c.callTool({ name: "run_command", arguments: { command: `echo needs-approval > ${proj}/approved.txt` } });
+    expect(r.isError).toBe(true);
+    const t = JSON.stringify(r.content);
+    expect(t).toContain("Allow always");
+    expect(t).toContain("substrate -c");
+    expect(existsSync(join(proj, "approved.txt"))).toBe(false);
+  } finally {
+    await c.close();
+    rmSync(home2, { recursive: true, force: true });
+  }
+});
+
 test("HTTP: a foreign Host header (DNS rebinding) is refused; a non-loopback --http is a usage error", async () => {
   const r = await fetch(http.url, {
     method: "POST",
