@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { Capabilities, LinuxHostReport, linuxHostPrereqsOk, type SystemdUnitState } from "../contract/index.ts";
 import type { WorldSettings } from "./config.ts";
+import { rootlessSocketPath } from "../config.ts";
 import { type DoctorLine, fail, info, pass, warn } from "./render.ts";
 import type { HostSystem } from "./system.ts";
 
@@ -239,7 +240,11 @@ export async function probeLinuxHost(
       lines.push(info("agent socket: manual mode (no systemd socket unit)"));
     }
     if (socketExists) lines.push(pass(`agent socket: present at ${socketPath}`));
-    else {
+    else if (socketPath !== "/run/substrate.sock" && socketPath === rootlessSocketPath(sys.env as NodeJS.ProcessEnv, sys.home)) {
+      // The agent that serves this user (src/config.ts defaultSocketPath): the rootless one,
+      // which `substrate -c` starts on demand — not a failure, and no sudo needed.
+      lines.push(warn(`agent socket: your rootless agent is not running (${socketPath}); substrate -c starts it on demand`, "substrate world warm"));
+    } else {
       lines.push(
         fail(
           `agent socket: no listener at ${socketPath}`,
