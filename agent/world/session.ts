@@ -171,8 +171,17 @@ export class WorldProcess {
       let running = false;
       void this.started.then(() => (running = true), () => {});
       // Before STARTED it's a start failure; after, the world (its spawner) died under us.
+      // Issue 18 faults (RELIABILITY): a world killed between the session lookup and the
+      // command's start refuses or resets the connection: lost (503, the next gets a fresh
+      // world), not a start failure (500).
       this.sock.on("error", (e) =>
-        fail(running ? new WorldLostError(`the world ended while the command ran (${e.message})`) : new WorldStartError(`world control socket: ${e.message}`)),
+        fail(
+          running
+            ? new WorldLostError(`the world ended while the command ran (${e.message})`)
+            : /ECONNREFUSED|ECONNRESET|ENOENT|EPIPE/.test(e.message)
+              ? new WorldLostError(`the world ended before the command started (${e.message})`)
+              : new WorldStartError(`world control socket: ${e.message}`),
+        ),
       );
       this.sock.on("close", () => fail(new WorldLostError("the world ended while the command ran")));
     });
