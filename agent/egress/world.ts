@@ -249,7 +249,8 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
     await start();
   } catch (e) {
     gateway.close();
-    throw e;
+    // Fail closed but keep the world usable: loopback only, said once (session.ts).
+    throw new EgressPrereqError(`egress helper did not start (${(e as Error).message})`);
   }
 
   return {
