@@ -314,7 +314,11 @@ export class LimaWorld {
   async validate(inst: LimaInstance): Promise<ParsedLayout> {
     const assets = await this.guestAssets();
     const dropin = mountsDropin(writableMounts(inst.config));
-    const r = await this.limactl.shell(this.name, ["sh", "-c", VALIDATE_SCRIPT], { timeoutMs: 60_000 });
+    // A frozen VM or a wedged SSH master must not hang us: the timeout is a problem like any other.
+    const r = await this.limactl.shell(this.name, ["sh", "-c", VALIDATE_SCRIPT], { timeoutMs: 60_000 }).catch((e: unknown) => {
+      if (e instanceof LimactlError) return { code: -1, stdout: "", stderr: e.reason ?? e.message };
+      throw e;
+    });
     const parsed = parseLayout(r.stdout, {
       agentVersion: assets.agent.version,
       socketUnitSha: sha256(assets.socketUnit),

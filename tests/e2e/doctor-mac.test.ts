@@ -51,7 +51,11 @@ beforeAll(() => {
     "-c",
     "sudo install -m 0755 /tmp/substrate-world-agent /usr/local/bin/substrate-world-agent" +
       " && sudo cp /tmp/substrate-world-agent.socket /tmp/substrate-world-agent.service /etc/systemd/system/" +
-      " && sudo groupadd -f substrate && sudo usermod -aG substrate lima" +
+      // As provision.sh does: the Lima user (the Mac login name) owns the socket through a
+      // drop-in, so Lima's SSH master (logged in before the group existed) can reach it.
+      ' && sudo groupadd -f substrate && sudo usermod -aG substrate "$(id -un)"' +
+      ' && sudo mkdir -p /etc/systemd/system/substrate-world-agent.socket.d' +
+      ' && printf "[Socket]\\nSocketUser=%s\\n" "$(id -un)" | sudo tee /etc/systemd/system/substrate-world-agent.socket.d/50-lima-user.conf >/dev/null' +
       " && sudo systemctl daemon-reload && sudo systemctl enable --now substrate-world-agent.socket",
   );
 }, 300_000);
@@ -84,6 +88,8 @@ describe("macOS doctor against the Lima guest harness", () => {
       lima: { installed: true, virtualization: true, vm_status: "Running", service_active: true, agent_caps_ok: true, vsock_proxy: false },
     });
     const t = await doctor(["host", "doctor"]);
+    expect(t.stdout).toMatch(/PASS {2}\| lima: limactl found on PATH \(.*tests\/e2e\/harness\/limactl\)/);
+    expect(t.stdout).toContain("PASS  | lima: version 2.2.0 (>= 2.0.0)");
     expect(t.stdout).toContain("PASS  | lima VM 'substrate': Running");
     expect(t.stdout).toContain("PASS  | guest: agent answered GET /v1/capabilities on /run/substrate.sock");
     expect(t.stdout).toMatch(/INFO {2}\| guest disk \/: \d+% used/);
