@@ -116,7 +116,7 @@ async function rawWebSocket(path: string, url: string) {
       this.send(1, Buffer.from(t));
     },
   };
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   let upgraded = false;
   await new Promise<void>((resolve, reject) => {
     sock.on("data", (chunk: Buffer) => {
