@@ -718,10 +718,13 @@ export function mountHidesAndProtected(o: BuildFsViewOptions, res: FsViewResult)
         } catch {
           continue; // absent on the host: absent in the world
         }
-        const targets = [p];
+        // The canonical path (world paths mirror the host's real ones: a symlinked ancestor such
+        // as /home -> /var/home would make the mount target unreachable), and for a symlinked
+        // entry what it points to (the link itself then leads to nothing).
+        const targets = [canonParent(p)];
         if (st.isSymbolicLink()) {
           try {
-            targets[0] = realpathSync(p); // hide what it points to (the link itself then leads to nothing)
+            targets[0] = realpathSync(p);
           } catch {
             continue;
           }
@@ -763,7 +766,11 @@ export function mountHidesAndProtected(o: BuildFsViewOptions, res: FsViewResult)
     // ---- always read-only inside writable areas
     const areas = writableAreas(o, res);
     const protect: string[] = [];
-    for (const pat of o.plan.readOnly) for (const p of expandGlob(pat)) if (areas.some((a) => inside(a, p) && a !== p)) protect.push(p);
+    for (const pat of o.plan.readOnly)
+      for (const raw of expandGlob(pat)) {
+        const p = canonParent(raw);
+        if (areas.some((a) => inside(a, p) && a !== p)) protect.push(p);
+      }
     const done = new Set<string>();
     for (const p of protect) {
       if (done.has(p)) continue;
@@ -835,6 +842,38 @@ export function mountHidesAndProtected(o: BuildFsViewOptions, res: FsViewResult)
     } catch {}
   }
   lastRw = [...res.rw];
+}
+
+/** `p` with its parent resolved (host view); the last component as it is. */
+export function canonParent(p: string): string {
+  try {
+    return join(realpathSync(dirname(p)), p.slice(p.lastIndexOf("/") + 1));
+  } catch {
+    return p;
+  }
+}
+
+/**
+ * Make `path` (the caller's passwd home) resolve in the world when its real path differs:
+ * the first ancestor that is a symlink on the host and absent in the world is recreated there.
+ */
+export function mirrorSymlinkAncestors(root: string, path: string): void {
+  const comps = path.split("/").filter(Boolean);
+  let cur = "";
+  for (const c of comps) {
+    cur = `${cur}/${c}`;
+    let st;
+    try {
+      st = lstatSync(cur);
+    } catch {
+      return;
+    }
+    if (!st.isSymbolicLink()) continue;
+    if (lstatOrNull(join(root, cur))) return; // the world has something there already
+    mkdirSync(dirname(join(root, cur)), { recursive: true });
+    symlinkSync(readlinkSync(cur), join(root, cur));
+    return;
+  }
 }
 
 function lstatOrNull(p: string) {

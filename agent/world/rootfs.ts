@@ -17,11 +17,11 @@
  * - The old root must be detached (MNT_DETACH) after pivot_root or host mounts stay
  *   reachable through it.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { chdir, mount, MNT_DETACH, MS, pivotRoot, umount2 } from "../../src/sys/libc.ts";
 import type { Caller, FsView } from "../../src/contract/world.ts";
-import { expandGlob, mountHidesAndProtected, mountHomeAndWrites, mountScratch, mountSys, planFsView, scratchBytes, type FsViewResult } from "./fsview.ts";
+import { expandGlob, mirrorSymlinkAncestors, mountHidesAndProtected, mountHomeAndWrites, mountScratch, mountSys, planFsView, scratchBytes, type FsViewResult } from "./fsview.ts";
 
 export interface RootfsOptions {
   /** Empty host directory the tmpfs root is mounted on (visible only in this mount ns). */
@@ -90,7 +90,10 @@ export function buildRootfs(o: RootfsOptions): RootfsResult {
   mount("none", "/", null, MS.REC | MS.PRIVATE);
   mount("tmpfs", o.root, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755,size=64m");
   const R = (p: string) => join(o.root, p);
-  const plan = planFsView({ view: o.fsView, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly, ...(o.hide ? { hide: o.hide } : {}) });
+  // The caller's home at its real path (mounts need symlink-free targets); its passwd path is
+  // made to resolve there below (HOME in the world stays the passwd path).
+  const caller = o.caller && o.caller.home !== "/" && existsSync(o.caller.home) ? { ...o.caller, home: realpathSync(o.caller.home) } : o.caller;
+  const plan = planFsView({ view: o.fsView, caller, project: o.project, projectReadOnly: o.projectReadOnly, ...(o.hide ? { hide: o.hide } : {}) });
   const res: FsViewResult = { rw: [], placeholders: [], warnings: [...plan.notes] };
 
   const ro = [...SYSTEM_DIRS, ...(o.extraRo ?? []), ...(plan.fullRead ? fullHostDirs() : []), ...plan.read.flatMap((p) => expandGlob(p))];
@@ -147,7 +150,8 @@ export function buildRootfs(o: RootfsOptions): RootfsResult {
 
   // The caller's home read-only and the policy's `fs.write` binds, after the scratch mounts so
   // they win over them (a home under /tmp), before the project (which wins over both).
-  mountHomeAndWrites({ root: o.root, plan, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly }, res);
+  mountHomeAndWrites({ root: o.root, plan, caller, project: o.project, projectReadOnly: o.projectReadOnly }, res);
+  if (o.caller && caller && caller.home !== o.caller.home) mirrorSymlinkAncestors(o.root, o.caller.home);
 
   // The project last, so it wins over scratch mounts when it lives under /tmp or /root.
   // nosuid,nodev (issue 14.3): a setuid copy or device node made in the project grants nothing.
@@ -161,7 +165,7 @@ export function buildRootfs(o: RootfsOptions): RootfsResult {
 
   // Secrets hidden, then the always-read-only paths inside every writable area.
   mountHidesAndProtected(
-    { root: o.root, plan, caller: o.caller, project: o.project, projectReadOnly: o.projectReadOnly, projectOverlay: o.projectOverlay !== undefined, placeholderFile: o.placeholderFile },
+    { root: o.root, plan, caller, project: o.project, projectReadOnly: o.projectReadOnly, projectOverlay: o.projectOverlay !== undefined, placeholderFile: o.placeholderFile },
     res,
   );
 

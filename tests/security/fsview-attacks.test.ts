@@ -27,12 +27,12 @@ const asUser = (who: TestUser, line: string) => {
   if (r.exitCode !== 0) throw new Error(`as ${who.name}: ${line}: ${r.stderr.toString()}`);
   return r.stdout.toString();
 };
-const execAs = (who: TestUser, proj: string, cmd: string, write: string[] = ["~/.cache/**"]) => {
+const execAs = (who: TestUser, proj: string, cmd: string, write: string[] = ["~/.cache/**"], deny: string[] = []) => {
   const r = apiAs(who, agent.socket, "POST", "/v1/execute", {
     agent_id: "fsview-attack",
     cwd: proj,
     cmd,
-    world: { project_dir: proj, isolate_network: false, fs_view: { read: ["/**"], write, deny_read: [], read_only: [] } },
+    world: { project_dir: proj, isolate_network: false, fs_view: { read: ["/**"], write, deny_read: deny, read_only: [] } },
   });
   if (r.status !== 200) console.error(`execute ${r.status}: ${JSON.stringify(r.body)}`);
   return r;
@@ -103,6 +103,35 @@ describe("fs.write resolves as the caller", () => {
     const r = execAs(u, proj, `touch /usr/local/${probe} 2>&1; echo rc=$?`, ["/usr/local/**"]);
     expect(out(r)).toContain("rc=1");
     expect(existsSync(`/usr/local/${probe}`)).toBe(false);
+  });
+});
+
+describe("a home behind a symlink (e.g. /home -> /var/home)", () => {
+  test("secrets stay hidden, HOME resolves, ~/.cache lands on the host", () => {
+    const base = mkdtempSync("/tmp/substrate-symhome-");
+    chmodSync(base, 0o755);
+    const name = `sbfs${process.pid % 100000}`;
+    const real = join(base, "real");
+    const link = join(base, "link");
+    mkdirSync(real);
+    symlinkSync(real, link);
+    const add = Bun.spawnSync(["useradd", "-M", "-d", link, "-s", "/bin/bash", "-U", name], { stderr: "pipe" });
+    if (add.exitCode !== 0) throw new Error(add.stderr.toString());
+    try {
+      const id = (f: string) => Number(Bun.spawnSync(["id", f, name], { stdout: "pipe" }).stdout.toString().trim());
+      const who: TestUser = { name, uid: id("-u"), gid: id("-g"), home: link, remove() {} };
+      Bun.spawnSync(["chown", `${name}:`, real]);
+      asUser(who, `mkdir -p ~/.ssh ~/p && echo PRIVATE-KEY > ~/.ssh/id_ed25519`);
+      const r = execAs(who, join(link, "p"), 'echo "$HOME"; cat ~/.ssh/id_ed25519 2>/dev/null || echo hidden; echo c > ~/.cache/x && echo cached', ["~/.cache/**"], ["~/.ssh"]);
+      expect(r.status).toBe(200);
+      expect(out(r)).not.toContain("PRIVATE-KEY");
+      expect(out(r).trim().split("\n")).toEqual([link, "hidden", "cached"]);
+      expect(statSync(join(real, ".cache/x")).uid).toBe(who.uid);
+    } finally {
+      Bun.spawnSync(["userdel", name], { stderr: "ignore" });
+      Bun.spawnSync(["groupdel", name], { stderr: "ignore" });
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });
 
