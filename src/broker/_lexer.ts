@@ -31,6 +31,8 @@
 export const MAX_DEPTH = 32;
 /** words one brace-expanded word may produce before the line counts as unknown */
 export const MAX_BRACE_WORDS = 10_000;
+/** longest word (with unquoted braces) that is brace-expanded; a longer one counts as unknown */
+export const MAX_BRACE_TEXT = 4096;
 
 export interface LexWord {
   text: string;
@@ -638,6 +640,11 @@ class TooBig extends Error {}
  * unquoted empty words). Returns null when more than MAX_BRACE_WORDS words would result.
  */
 export function braceExpand(w: LexWord): LexWord[] | null {
+  let active = false;
+  for (let k = w.text.indexOf("{"); k >= 0 && !active; k = w.text.indexOf("{", k + 1)) active = w.q[k] === 0;
+  if (!active) return [w];
+  // finding the braces is quadratic in the worst case: a longer word with unquoted braces is not checked
+  if (w.text.length > MAX_BRACE_TEXT) return null;
   const out: LexWord[] = [];
   const rec = (x: LexWord): void => {
     const r = expandOnce(x);
@@ -654,16 +661,16 @@ export function braceExpand(w: LexWord): LexWord[] | null {
     if (e instanceof TooBig) return null;
     throw e;
   }
-  if (w.quoted) return out.map((x) => ({ ...x, quoted: true }));
+  if (w.quoted) return out.map((x) => ({ text: x.text, q: x.q, quoted: true }));
   return out.filter((x) => x.text !== "");
 }
 
 function sliceWord(x: LexWord, a: number, b: number): LexWord {
-  return { text: x.text.slice(a, b), q: x.q.slice(a, b) };
+  return { text: x.text.slice(a, b), q: x.q.slice(a, b), quoted: false };
 }
 
-function concatWords(...ws: LexWord[]): LexWord {
-  return { text: ws.map((w) => w.text).join(""), q: ws.flatMap((w) => w.q) };
+function concatWords(a: LexWord, b: LexWord, c: LexWord): LexWord {
+  return { text: a.text + b.text + c.text, q: a.q.concat(b.q, c.q), quoted: false };
 }
 
 /** The first expandable brace of x, expanded one level (null: nothing to expand). */
@@ -693,7 +700,7 @@ function expandOnce(x: LexWord): LexWord[] | null {
       const body = sliceWord(x, i + 1, j);
       const seq = body.q.every((v) => v === 0) ? sequence(body.text) : null;
       if (seq === null) continue;
-      alts = seq.map((v) => ({ text: v, q: new Array<number>(v.length).fill(0) }));
+      alts = seq.map((v) => ({ text: v, q: new Array<number>(v.length).fill(0), quoted: false }));
     }
     if (alts.length > MAX_BRACE_WORDS) throw new TooBig();
     return alts.map((a) => concatWords(pre, a, post));

@@ -374,7 +374,11 @@ function globRegex(w: LexWord, a: number, b: number): RegExp {
       k = j;
     } else re += escapeRe(c);
   }
-  return new RegExp(`^${re}$`, "is");
+  try {
+    return new RegExp(`^${re}$`, "is");
+  } catch {
+    return /^/s; // a class bash reads differently from us (`[z-a]`…): assume it could match any name
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -333,3 +333,17 @@ describe("property: commands bash runs through stdin shells and wrappers are fou
     }
   });
 });
+
+describe("robustness", () => {
+  test("odd bracket classes in a command word never throw (assumed to match any name)", () => {
+    const p = enforce({ denied: ["curl *"] });
+    expect(evaluate("[z-a]url x", "/proj", p).kind).toBe("deny");
+    expect(evaluate(";--split-string=[[:alpha:]\\;`\n\\;g-I{}alias/dev/stdin]", "/proj", p).kind).toBeDefined();
+  });
+  test("a long word with unquoted braces counts as unknown; quoted braces (JSON) never do", () => {
+    const p = enforce({ denied: ["curl *"] });
+    expect(evaluate(`echo ${"{".repeat(3000)}a,b${"}".repeat(3000)}`, "/proj", p).kind).toBe("deny");
+    const json = JSON.stringify({ a: "x".repeat(6000), b: [1, 2] });
+    expect(evaluate(`printf %s '${json}'`, "/proj", p).kind).toBe("allow");
+  });
+});
