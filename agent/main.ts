@@ -101,6 +101,9 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   const resultTimer = setInterval(gcResults, 3600_000);
   resultTimer.unref();
   const svc = new WorldAgentService(worlds);
+  // Issue 17: the policy applies to every execute and stream, however it arrived (policyd.ts).
+  const policy = (await import("./policyd.ts")).policyGate(selfArgv(), log);
+  svc.gate = policy;
   const streams = new StreamServer({ svc, worlds, log });
   let server;
   try {
@@ -140,6 +143,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
     stopping = true;
     log(`${sig}: stopping`);
     streams.close();
+    policy.close();
     await server.close();
     await approver?.close(); // issue 18.5
     gc.stop();
@@ -164,6 +168,7 @@ export async function main(argv: string[]): Promise<number> {
     const { egressHelperMain } = await import("./egress/helper.ts");
     return egressHelperMain();
   }
+  if (argv[0] === "__policyd") return (await import("./policyd.ts")).policydMain(); // issue 17: the caller's policy gate
   if (argv[0] === "__world-serve") {
     await serveSpawner(JSON.parse(argv[1] ?? "{}"), JSON.parse(argv[2] ?? "{}"));
     return -1; // keep serving; the lifeline decides when we exit

@@ -24,12 +24,31 @@ import type { CtlExit } from "./world/ctl.ts";
 
 /** What `start()` needs: the request's fields (execute or stream), its transport context, a PTY. */
 export interface StartInput {
-  req: Pick<ExecuteRequest, "cmd" | "argv" | "cwd" | "env" | "agent_id" | "budget" | "profile" | "isolated" | "world">;
+  req: Pick<ExecuteRequest, "cmd" | "argv" | "cwd" | "env" | "agent_id" | "budget" | "profile" | "isolated" | "world" | "keep_background">;
   ctx?: RequestContext;
   /** Already resolved (stream: once per connection); else from `ctx`. */
   caller?: Caller;
   pty?: { cols: number; rows: number };
 }
+/**
+ * Issue 17: the agent-side policy gate — "the policy applies however a command arrives",
+ * including a client on the agent's own socket (docs/ARCHITECTURE.md "Where the policy decision
+ * runs"). Called by `start()` for every execute and stream before anything runs. Throw an
+ * ApiError to refuse (`denied` 403, `approval_required` 409); return `isolated: true` to force
+ * an isolated run, `world` to shape the world (merged over the request's own `world`).
+ * Install with `svc.gate = …` (agent/main.ts).
+ */
+export type AgentGate = (i: {
+  caller: Caller;
+  agentId: string;
+  cmd: string;
+  argv?: string[];
+  cwd: string;
+  projectDir: string;
+  isolated: boolean;
+  world?: ExecuteRequest["world"];
+}) => Promise<{ isolated?: boolean; world?: ExecuteRequest["world"] } | void>;
+
 export interface FinishedCommand {
   exit: CtlExit;
   fs_diff?: FsDiff;
@@ -100,6 +119,8 @@ export class WorldAgentService implements AgentService {
   readonly scopes = new ScopeRegistry();
 
   private readonly isolated: IsolatedResults;
+  /** Issue 17: the agent-side policy gate (see AgentGate); none = no agent-side policy. */
+  gate?: AgentGate;
 
   constructor(
     private readonly worlds: WorldManager,
@@ -185,8 +206,24 @@ export class WorldAgentService implements AgentService {
    * and the lost-world handling. The caller keeps only its I/O protocol.
    */
   async start(input: StartInput, io: ExecIO): Promise<StartedCommand> {
-    const { req, ctx } = input;
+    const { ctx } = input;
+    let req = input.req;
     const caller = input.caller ?? this.callerOf(ctx);
+    if (this.gate) {
+      // Issue 17: the policy decides before anything starts, however the command arrived.
+      const projectDir = req.world?.project_dir ?? req.cwd ?? "/";
+      const g = await this.gate({
+        caller,
+        agentId: req.agent_id,
+        cmd: req.cmd ?? req.argv!.join(" "),
+        ...(req.argv ? { argv: req.argv } : {}),
+        cwd: req.cwd ?? projectDir,
+        projectDir,
+        isolated: req.isolated ?? false,
+        ...(req.world ? { world: req.world } : {}),
+      });
+      if (g) req = { ...req, ...(g.isolated ? { isolated: true } : {}), ...(g.world ? { world: { ...req.world, ...g.world } } : {}) };
+    }
     const { spec, cwd } = this.resolve(req, caller);
     const owner = { caller, agentId: req.agent_id };
     const cmd = req.cmd ?? req.argv!.join(" ");
@@ -225,6 +262,7 @@ export class WorldAgentService implements AgentService {
         timeout_ms: lease.timeoutMs,
         scope_token: `${JSON.stringify(token)}\n`,
         ...(input.pty ? { pty: input.pty } : {}),
+        ...(req.keep_background ? { keep_background: true } : {}),
       },
       io,
     );

@@ -40,6 +40,8 @@ export interface AgentGateOptions {
   approvals?: ApiApprovals;
   /** the policy already loaded for the cwd (the proxy's hot-reloading PolicyBroker) */
   loaded?: import("../broker/load.ts").LoadedPolicy;
+  /** record the project's policy selection on first use (default true; the agent's helper: false — it must not write the caller's ~/.substrate) */
+  record?: boolean;
   /** the effective config (default: the caller's, from `home`) */
   cfg?: Pick<import("../contract/config.ts").EffectiveConfig, "isolate_network" | "world_fs_mode" | "world_fs_isolation">;
 }
@@ -50,7 +52,7 @@ export async function agentGate<T extends AgentGateRequest>(req: T, o: AgentGate
   const [{ loadEffectivePolicySync, PolicyError }, { effectiveConfig }] = await Promise.all([import("../broker/load.ts"), import("../config.ts")]);
   let loaded = o.loaded;
   try {
-    loaded ??= loadEffectivePolicySync(cwd, o.home !== undefined ? { home: o.home } : {});
+    loaded ??= loadEffectivePolicySync(cwd, { ...(o.home !== undefined ? { home: o.home } : {}), ...(o.record === false ? { record: false } : {}) });
   } catch (e) {
     if (e instanceof PolicyError) throw new ApiError("unavailable", `the policy for ${cwd} cannot be loaded: ${e.message.split("\n")[0]}`, "fix it (`substrate policy validate`)");
     throw e;

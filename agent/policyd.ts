@@ -1,0 +1,136 @@
+/**
+ * Issue 17: the agent-side policy gate ("the policy applies however a command arrives",
+ * including a client on the agent's own socket; docs/ARCHITECTURE.md "Where the policy
+ * decision runs"). The decision is the pipeline's own (`agentGate`, src/run/agent-gate.ts):
+ * the caller's policy for the request's cwd — deny → 403, approval → 409, `commands.isolated`
+ * → isolated — and, when the request brings no world of its own, the policy's world.
+ *
+ * Why a helper process per caller (`__policyd`, running AS the caller): the policy lives in
+ * the caller's home and project (`~/.substrate/…`, `.substrate-profile`), and a root agent
+ * reading them would follow a symlink planted there (`~/.substrate/policies/default.yaml →
+ * /etc/shadow`) and could echo what it read in an error. As the caller it reads exactly what
+ * the caller may read, records nothing as root, and a crash takes only that caller's gate.
+ * One per uid, started on first use (~one Bun start), then a JSON line per request over its
+ * stdin/stdout; it exits when the agent closes its stdin, or after an idle minute.
+ */
+import type { Caller } from "../src/contract/world.ts";
+import type { AgentGate } from "./service.ts";
+import { ApiError } from "../src/api/service.ts";
+
+type GateInput = Parameters<AgentGate>[0];
+interface Answer {
+  id: number;
+  ok: boolean;
+  isolated?: boolean;
+  world?: Record<string, unknown>;
+  error?: { code: "denied" | "approval_required" | "unavailable" | "internal"; message: string; hint?: string; approval?: unknown };
+}
+
+const IDLE_MS = 60_000;
+
+/** Server side: `substrate-world-agent __policyd` (already running as the caller). */
+export async function policydMain(): Promise<number> {
+  const { agentGate } = await import("../src/run/agent-gate.ts");
+  const home = process.env.HOME;
+  let idle = setTimeout(() => process.exit(0), IDLE_MS);
+  let buf = "";
+  const out = (a: Answer) => process.stdout.write(`${JSON.stringify(a)}\n`);
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    clearTimeout(idle);
+    idle = setTimeout(() => process.exit(0), IDLE_MS);
+    buf += chunk.toString();
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let id = 0;
+      try {
+        const q = JSON.parse(line) as { id: number; req: GateInput };
+        id = q.id;
+        const r = q.req;
+        // A request's own world stays its own (a client on the socket is a host process of
+        // this uid already); without one, the policy's world applies.
+        const g = await agentGate(
+          { ...(r.argv ? { argv: r.argv } : { cmd: r.cmd }), cwd: r.cwd, isolated: r.isolated, ...(r.world ? { world: r.world } : {}) },
+          { ...(home ? { home } : {}), record: false },
+        );
+        out({ id, ok: true, ...(g.request.isolated ? { isolated: true } : {}), ...(r.world ? {} : { world: g.request.world as Record<string, unknown> }) });
+      } catch (e) {
+        const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
+        const code = (["denied", "approval_required", "unavailable"] as const).includes(err.code as "denied") ? (err.code as "denied") : "internal";
+        out({ id, ok: false, error: { code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(err.extra?.approval ? { approval: err.extra.approval } : {}) } });
+      }
+    }
+  }
+  return 0;
+}
+
+interface Helper {
+  proc: ReturnType<typeof Bun.spawn>;
+  pending: Map<number, (a: Answer) => void>;
+}
+
+/** Agent side: the AgentGate that asks the caller's helper. */
+export function policyGate(selfArgv: string[], log?: (m: string) => void): AgentGate & { close(): void } {
+  const helpers = new Map<number, Helper>();
+  let next = 1;
+  const start = (c: Caller): Helper => {
+    const runAs = c.uid !== (process.getuid?.() ?? 0) ? ["setpriv", `--reuid=${c.uid}`, `--regid=${c.gid}`, `--groups=${c.groups.join(",")}`, "--"] : [];
+    const proc = Bun.spawn([...runAs, ...selfArgv, "__policyd"], {
+      cwd: "/",
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: c.home, USER: c.name, LOGNAME: c.name, BUN_GC_TIMER_DISABLE: "1" },
+    });
+    const h: Helper = { proc, pending: new Map() };
+    helpers.set(c.uid, h);
+    void (async () => {
+      let buf = "";
+      for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
+        buf += new TextDecoder().decode(chunk);
+        for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+          const a = JSON.parse(buf.slice(0, i)) as Answer;
+          buf = buf.slice(i + 1);
+          h.pending.get(a.id)?.(a);
+          h.pending.delete(a.id);
+        }
+      }
+    })().catch(() => {});
+    void (async () => {
+      for await (const c2 of proc.stderr as ReadableStream<Uint8Array>) log?.(`policy helper (uid ${c.uid}): ${new TextDecoder().decode(c2).trimEnd()}`);
+    })().catch(() => {});
+    void proc.exited.then(() => {
+      if (helpers.get(c.uid) === h) helpers.delete(c.uid);
+      for (const r of h.pending.values()) r({ id: 0, ok: false, error: { code: "unavailable", message: "the policy helper ended before it answered" } });
+    });
+    return h;
+  };
+  const gate = (async (i: GateInput) => {
+    let h = helpers.get(i.caller.uid);
+    if (!h || h.proc.exitCode !== null) h = start(i.caller);
+    const id = next++;
+    const answer = await new Promise<Answer>((resolve) => {
+      h!.pending.set(id, resolve);
+      (h!.proc.stdin as import("bun").FileSink).write(`${JSON.stringify({ id, req: { ...i, caller: undefined } })}\n`);
+      (h!.proc.stdin as import("bun").FileSink).flush();
+    });
+    if (!answer.ok) {
+      const e = answer.error!;
+      throw new ApiError(
+        e.code,
+        e.message,
+        e.hint ?? (e.code === "approval_required" ? "run it with `substrate -c` in a terminal: the host asks you there" : undefined),
+        e.approval ? { approval: e.approval } : undefined,
+      );
+    }
+    return { ...(answer.isolated ? { isolated: true } : {}), ...(answer.world ? { world: answer.world as GateInput["world"] } : {}) };
+  }) as AgentGate & { close(): void };
+  gate.close = () => {
+    for (const h of helpers.values()) {
+      try {
+        (h.proc.stdin as import("bun").FileSink).end();
+      } catch {}
+    }
+  };
+  return gate;
+}
