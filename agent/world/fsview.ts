@@ -757,7 +757,8 @@ export function mountHidesAndProtected(o: BuildFsViewOptions, res: FsViewResult)
               closeSync(dst);
             }
           } catch (e) {
-            res.warnings.push(`fs.deny_read ${t}: ${errMsg(e)}`);
+            // Fail closed: a world that would show a secret is not started.
+            throw new Error(`fs view: cannot hide ${t} (${errMsg(e)}); the world is not started rather than show it`);
           }
         }
       }
@@ -828,7 +829,8 @@ export function mountHidesAndProtected(o: BuildFsViewOptions, res: FsViewResult)
           closeSync(fd);
         }
       } catch (e) {
-        res.warnings.push(`read-only ${p}: ${errMsg(e)}`);
+        // Fail closed: a writable hook or config would run code on the host later.
+        throw new Error(`fs view: cannot make ${p} read-only (${errMsg(e)}); the world is not started rather than leave it writable`);
       }
     }
   } finally {
