@@ -285,6 +285,36 @@ const GOALS: Goal[] = [
       return f ? { measured: `${f.name}: ${ms(f.median_ms)}${extra}`, met: f.median_ms <= 300 } : { ...missing("lima.ts"), measured: `${missing("lima.ts").measured}${extra}` };
     },
   },
+  // Issue 15 (EGRESS): bench/egress.ts
+  {
+    issue: "#15",
+    goal: "256 MiB download through a world's gateway ≥ 0.5× direct from the host netns",
+    judge: () => {
+      const d = figIn("egress.ts", /^download: direct/) as (Figure & { mb_per_s?: number }) | undefined;
+      const w = [/^download: world, transparent/, /^download: world, HTTP proxy/].map((re) => figIn("egress.ts", re) as (Figure & { mb_per_s?: number }) | undefined);
+      if (!d || w.some((x) => !x)) return missing("egress.ts");
+      const r = w.map((x) => num(x!.mb_per_s) / num(d.mb_per_s));
+      return { measured: `direct ${num(d.mb_per_s).toFixed(0)} MB/s; transparent ${num(w[0]!.mb_per_s).toFixed(0)} MB/s (${r[0]!.toFixed(2)}×); proxy ${num(w[1]!.mb_per_s).toFixed(0)} MB/s (${r[1]!.toFixed(2)}×)`, met: r.every((x) => x >= 0.5) };
+    },
+  },
+  {
+    issue: "#15",
+    goal: "added connect latency through the gateway ≤ 1 ms (median)",
+    judge: () => {
+      const d = figIn("egress.ts", /^connect \+ 1-byte echo: direct/);
+      const w = figIn("egress.ts", /^connect \+ 1-byte echo: world/);
+      return d && w ? { measured: `direct ${ms(d.median_ms)}, world ${ms(w.median_ms)}: +${ms(w.median_ms - d.median_ms)}`, met: w.median_ms - d.median_ms <= 1 } : missing("egress.ts");
+    },
+  },
+  {
+    issue: "#15",
+    goal: "a world's network setup ≥ 2× faster than the old veth + nft + dnsmasq path (median)",
+    judge: () => {
+      const b = figIn("egress.ts", /^world network setup: before/);
+      const a = figIn("egress.ts", /^world network setup: after, helper warm/);
+      return a && b ? { measured: `before ${ms(b.median_ms)}, after ${ms(a.median_ms)}: ${(b.median_ms / a.median_ms).toFixed(2)}×`, met: b.median_ms / a.median_ms >= 2 } : missing("egress.ts");
+    },
+  },
 ];
 
 // ---- page ----------------------------------------------------------------------------------------
