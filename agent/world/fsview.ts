@@ -814,7 +814,13 @@ export function mountHidesAndProtected(o: BuildFsViewOptions, res: FsViewResult)
           try {
             const owner = fstatSync(pfd);
             const who = { uid: owner.uid, gid: owner.gid, groups: [owner.gid], root: owner.uid === 0 };
-            asCaller(who, () => mkdirAt(pfd, rel.split("/").pop()!, 0o755));
+            try {
+              asCaller(who, () => mkdirAt(pfd, rel.split("/").pop()!, 0o755));
+            } catch (e) {
+              // Not as its owner (e.g. unmapped in this user namespace): left missing, said once.
+              res.warnings.push(`read-only ${p}: no placeholder (${errMsg(e)}); a command that can write ${dirname(p)} could create it`);
+              continue;
+            }
           } finally {
             closeSync(pfd);
           }
