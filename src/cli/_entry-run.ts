@@ -27,6 +27,8 @@ export interface EntryRun {
   stdio?: RunIntent["stdio"];
   /** a fresh overlay world; the result waits for world_apply / `substrate apply` */
   isolated?: boolean;
+  /** pipes io: signals passed on to the command's process group in the world (the bash entry) */
+  forwardSignals?: NodeJS.Signals[];
 }
 
 export type EntryOutcome = RunOutcome;
@@ -48,6 +50,7 @@ export async function runEntry(e: EntryRun): Promise<EntryOutcome> {
     ...(e.say ? { say: e.say } : {}),
     ...(e.stdio ? { stdio: e.stdio } : {}),
     ...(e.isolated ? { isolated: true } : {}),
+    ...(e.forwardSignals ? { forwardSignals: e.forwardSignals } : {}),
   };
   return runIntent(intent);
 }

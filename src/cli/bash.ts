@@ -110,6 +110,9 @@ export async function bashEntry(args: string[], o: BashEntryOptions): Promise<nu
     io,
     component: "shell",
     asker: "tty",
+    // TERM/INT/HUP reach the command's process group in the world (its own traps run); a
+    // SIGKILL of the entry closes the stream and the world kills the whole tree.
+    forwardSignals: ["SIGTERM", "SIGINT", "SIGHUP"],
     ...(o.worldFlag !== undefined ? { worldFlag: o.worldFlag } : {}),
   });
   await side.afterRun(channels, out, ctx);

@@ -135,7 +135,8 @@ export async function execute(p: Plan): Promise<RunOutcome> {
 
     // Which wire: /v1/stream (pty; pipes with redirected stdin; abortable buffered) or NDJSON execute.
     const redirected = io === "pipes" && intent.stdin === undefined && stdinRedirected();
-    const useStream = !p.isolated && (pty || redirected || (io === "buffered" && intent.signal !== undefined));
+    const forwarding = io === "pipes" && (intent.forwardSignals?.length ?? 0) > 0 && !(intent.stdio?.stdin ?? process.stdin).isTTY; // AGENTS (issue 16)
+    const useStream = !p.isolated && (pty || redirected || forwarding || (io === "buffered" && intent.signal !== undefined));
     if (useStream) {
       const { runStream, StreamConnectError } = await import("./io.ts");
       const start = {
@@ -157,6 +158,7 @@ export async function execute(p: Plan): Promise<RunOutcome> {
           ...(collect ? { onStdout: onOut, onStderr: onErr, input: intent.stdin ?? new Uint8Array() } : {}),
           ...(intent.ptyFilter ? { filter: intent.ptyFilter } : {}),
           ...(intent.signal ? { signal: intent.signal } : {}),
+          ...(forwarding ? { forwardSignals: intent.forwardSignals } : {}),
         });
       const optimistic = backend.optimisticClient?.();
       if (optimistic) {

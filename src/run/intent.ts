@@ -69,6 +69,12 @@ export interface RunIntent {
   ptyFilter?: (chunk: Buffer) => Buffer;
   /** abort: the command is killed (world: the stream is closed; host: SIGKILL) */
   signal?: AbortSignal;
+  /**
+   * (AGENTS, issue 16) pipes io: these signals, when this process receives them, go to the
+   * command's process group in the world instead of ending this process (the bash entry:
+   * TERM, INT, HUP, so a command's own trap runs); uses the /v1/stream wire.
+   */
+  forwardSignals?: NodeJS.Signals[];
   /** the policy to use instead of loading it for cwd (the proxy's hot-reloading broker) */
   loadedPolicy?: import("../broker/load.ts").LoadedPolicy;
   /** api asker: the pending-approval holder to use (the proxy's); default one per process */

@@ -37,6 +37,8 @@ export interface StreamRunOptions {
   forwardStdin?: boolean;
   /** closing the stream ends the command in the world */
   signal?: AbortSignal;
+  /** (AGENTS, issue 16) pipe mode: these signals received here are sent to the command's process group */
+  forwardSignals?: NodeJS.Signals[];
 }
 
 /** Exit code of a CLI run refused by the agent (docs/EXIT_CODE_TAXONOMY.md). */
@@ -121,6 +123,16 @@ export async function runStream(o: StreamRunOptions): Promise<number> {
           process.off("SIGTERM", onTerm);
           process.off("SIGHUP", onTerm);
         });
+      }
+      if (!pty && o.forwardSignals?.length) {
+        // AGENTS (issue 16): the bash entry passes TERM/INT/HUP on, as a shell's parent would see them handled
+        for (const sig of o.forwardSignals) {
+          const fwd = () => {
+            if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "signal", signal: sig }));
+          };
+          process.on(sig, fwd);
+          cleanup.push(() => process.off(sig, fwd));
+        }
       }
       if (o.input !== undefined) {
         if (o.input.length) ws.send(o.input, { binary: true });

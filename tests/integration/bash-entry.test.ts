@@ -152,16 +152,53 @@ describe("terminals, streaming, signals", () => {
     expect(await p.exited).toBe(0);
   });
 
-  for (const sig of ["SIGKILL", "SIGTERM", "SIGINT", "SIGHUP"] as const)
-    test(`killing the entry's process group (${sig}) kills the command's whole tree in the world`, async () => {
-      const marker = `entry-kill-${sig}-${process.pid}`;
-      const p = Bun.spawn([f.shim, "-c", `(exec -a ${marker} sleep 300) & (exec -a ${marker} sleep 300) & echo up; wait`], { cwd: f.proj, env: f.env(), stdout: "pipe", stderr: "pipe", stdin: "ignore", detached: true });
-      const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
-      expect(new TextDecoder().decode((await reader.read()).value)).toBe("up\n");
-      expect(worldHas(f, marker)).toBe(true);
-      process.kill(-p.pid, sig);
-      await p.exited;
-      expect(await until(() => !worldHas(f, marker))).toBe(true);
+  test("killing the entry's process group with SIGKILL kills the command's whole tree in the world", async () => {
+    const marker = `entry-kill-KILL-${process.pid}`;
+    const p = Bun.spawn([f.shim, "-c", `(exec -a ${marker} sleep 300) & (exec -a ${marker} sleep 300) & echo up; wait`], { cwd: f.proj, env: f.env(), stdout: "pipe", stderr: "pipe", stdin: "ignore", detached: true });
+    const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe("up\n");
+    expect(await until(() => worldHas(f, marker))).toBe(true);
+    process.kill(-p.pid, "SIGKILL");
+    await p.exited;
+    expect(await until(() => !worldHas(f, marker))).toBe(true);
+  });
+
+  /** Survivors of a group signal: the entry's world tree vs plain bash's host tree (same script). */
+  async function survivors(sig: NodeJS.Signals, viaEntry: boolean): Promise<{ count: number; code: number | null; out: string }> {
+    const marker = `entry-${viaEntry ? "w" : "h"}-${sig}-${process.pid}`;
+    const script = `trap 'echo trapped-${sig}; exit 9' ${sig.slice(3)}; (exec -a ${marker} sleep 300) & (exec -a ${marker} sleep 300) & echo up; wait; echo after-wait`;
+    const argv = viaEntry ? [f.shim, "-c", script] : ["bash", "-c", script];
+    const p = Bun.spawn(argv, { cwd: f.proj, env: viaEntry ? f.env() : f.plainEnv(), stdout: "pipe", stderr: "pipe", stdin: "ignore", detached: true });
+    const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
+    let out = new TextDecoder().decode((await reader.read()).value);
+    const count = () =>
+      viaEntry
+        ? Number(run(["bash", "-c", `pgrep -fc '^${marker}' || true`], { cwd: f.proj, env: f.env() }).out.trim() || 0)
+        : Number(Bun.spawnSync(["sh", "-c", `pgrep -fc '^${marker}' || true`]).stdout.toString().trim() || 0);
+    expect(await until(() => count() === 2)).toBe(true);
+    process.kill(-p.pid, sig);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    const code = await p.exited;
+    await Bun.sleep(300); // let the signalled group settle before counting (not a timing assertion)
+    const left = count();
+    // clean up what either side left (only the processes this test started: matched by its marker)
+    if (viaEntry) run(["bash", "-c", `pkill -KILL -f '^${marker}' || true`], { cwd: f.proj, env: f.env() });
+    else Bun.spawnSync(["sh", "-c", `pkill -KILL -f '^${marker}' || true`]);
+    return { count: left, code, out };
+  }
+
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const)
+    test(`${sig} to the entry's process group is forwarded: the command's trap runs, exit status and survivors as with plain bash`, async () => {
+      const plain = await survivors(sig, false);
+      const entry = await survivors(sig, true);
+      expect(entry.out).toBe(plain.out);
+      expect(entry.out).toContain(`trapped-${sig}`);
+      expect(entry.code).toBe(plain.code!);
+      expect(entry.count).toBe(plain.count);
     });
 });
 
