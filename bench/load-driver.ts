@@ -9,7 +9,7 @@
  * the world is lost under running commands) or DELETEs it through the API (graceful).
  *
  * Every request's answer is classified: `ok` (200, the command's exit 0 and exact output),
- * `json_error` (a JSON error body, e.g. 503 when the world died under the command), or a
+ * `killed` (200, exit 128+N: its world was deleted under it), `json_error` (a JSON error body, e.g. 503 when the world died under the command), or a
  * failure: `transport` (no HTTP answer), `non_json`, `wrong` (200 with the wrong output).
  */
 import { readFileSync } from "node:fs";
@@ -32,7 +32,7 @@ export interface Answer {
   c: number;
   i: number;
   ms: number;
-  kind: "ok" | "json_error" | "transport" | "non_json" | "wrong";
+  kind: "ok" | "killed" | "json_error" | "transport" | "non_json" | "wrong";
   status?: number;
   code?: string;
   span_id?: string;
@@ -46,6 +46,7 @@ export interface LoadResult {
   p50: number;
   p99: number;
   ok: number;
+  killed: number;
   jsonErrors: number;
   failures: Answer[];
   kills: { sigkill: number; delete: number };
@@ -122,7 +123,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
               const out = Buffer.from(body.stdout_b64 ?? "", "base64").toString();
               a.span_id = body.span_id;
               if (body.world_id) seen.add(body.world_id);
-              a.kind = body.exit === 0 && out === `${marker(c, i)}\n` ? "ok" : o.cmd ? "ok" : "wrong";
+              // a command whose world was deleted under it ends killed (128+N): a result too
+              a.kind = body.exit === 0 && (o.cmd || out === `${marker(c, i)}\n`) ? "ok" : body.exit >= 128 ? "killed" : "wrong";
               if (a.kind === "wrong") a.detail = `exit ${body.exit} out ${JSON.stringify(out.slice(0, 100))}`;
             } else if (body?.error?.code && body?.error?.message) {
               a.kind = "json_error";
@@ -152,8 +154,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     p50: percentile(lat, 50),
     p99: percentile(lat, 99),
     ok: answers.filter((a) => a.kind === "ok").length,
+    killed: answers.filter((a) => a.kind === "killed").length,
     jsonErrors: answers.filter((a) => a.kind === "json_error").length,
-    failures: answers.filter((a) => a.kind !== "ok" && a.kind !== "json_error"),
+    failures: answers.filter((a) => a.kind !== "ok" && a.kind !== "killed" && a.kind !== "json_error"),
     kills,
     worldsSeen: [...seen],
   };

@@ -47,7 +47,7 @@ function line(name: string, r: LoadResult, base?: LoadResult): void {
   const byCode = new Map<string, number>();
   for (const a of r.answers) if (a.kind === "json_error") byCode.set(a.code!, (byCode.get(a.code!) ?? 0) + 1);
   console.log(
-    `  ${r.execPerSec.toFixed(1)} exec/s over ${(r.wallMs / 1000).toFixed(1)} s; results ${r.ok}, JSON errors ${r.jsonErrors}` +
+    `  ${r.execPerSec.toFixed(1)} exec/s over ${(r.wallMs / 1000).toFixed(1)} s; results ${r.ok} (+${r.killed} killed with their world), JSON errors ${r.jsonErrors}` +
       `${byCode.size ? ` (${[...byCode].map(([c, n]) => `${c} ${n}`).join(", ")})` : ""}, unanswered ${r.failures.length}; ` +
       `kills ${r.kills.sigkill} SIGKILL + ${r.kills.delete} DELETE; worlds ${r.worldsSeen.length}; agent RSS ${(rssKb() / 1024).toFixed(0)} MiB`,
   );

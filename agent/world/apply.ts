@@ -64,7 +64,16 @@ export interface ApplyResult {
   skipped: { path: string; reason: string }[];
 }
 
-export type ApplyOptions = MarkerOptions;
+/**
+ * Issue 18 faults (RELIABILITY): what an apply tells its journal (isolated_results.ts), so an
+ * apply killed half way can be finished and reported: each temp file before it is created,
+ * each diff path once it landed.
+ */
+export interface ApplyJournal {
+  tmp(abs: string): void;
+  landed(path: string): void;
+}
+export type ApplyOptions = MarkerOptions & { journal?: ApplyJournal };
 
 const depth = (p: string): number => p.split("/").length;
 const strip = (p: string): string => (p.endsWith("/") ? p.slice(0, -1) : p);
@@ -128,12 +137,14 @@ export async function applyDiff(
       rmSync(t, { recursive: true, force: true });
     }
     applied.push(c.path);
+    opts.journal?.landed(c.path);
   }
   for (const c of dirs) {
     if (c.lossy) continue;
     ensureParents(project, upperDir, strip(c.path));
     landDir(project, c.upper as FsPath, target(c));
     applied.push(c.path);
+    opts.journal?.landed(c.path);
   }
   for (const c of leaves) {
     if (c.lossy) continue;
@@ -142,9 +153,10 @@ export async function applyDiff(
       continue;
     }
     ensureParents(project, upperDir, c.path);
-    if (c.type === "symlink") landSymlink(c.upper as FsPath, target(c));
-    else landFile(c.upper as FsPath, target(c));
+    if (c.type === "symlink") landSymlink(c.upper as FsPath, target(c), opts.journal);
+    else landFile(c.upper as FsPath, target(c), opts.journal);
     applied.push(c.path);
+    opts.journal?.landed(c.path);
   }
   applied.sort(compareUtf8);
   skipped.sort((a, b) => compareUtf8(a.path, b.path));
@@ -228,10 +240,11 @@ const FILE_MODE_MASK = 0o1777;
 
 const tmpName = (dst: string): string => join(dirname(dst), `.substrate-apply-${process.pid}-${Bun.randomUUIDv7()}`);
 
-function landFile(upperAbs: FsPath, dst: string): void {
+function landFile(upperAbs: FsPath, dst: string, journal?: ApplyJournal): void {
   const st = lstatSync(upperAbs);
   const old = ownerOf(dst);
   const tmp = tmpName(dst);
+  journal?.tmp(tmp);
   try {
     // COPYFILE_FICLONE: reflink where the filesystem can, plain copy otherwise.
     copyFileSync(upperAbs, tmp, constants.COPYFILE_FICLONE);
@@ -249,10 +262,11 @@ function landFile(upperAbs: FsPath, dst: string): void {
   }
 }
 
-function landSymlink(upperAbs: FsPath, dst: string): void {
+function landSymlink(upperAbs: FsPath, dst: string, journal?: ApplyJournal): void {
   const st = lstatSync(upperAbs);
   const old = ownerOf(dst);
   const tmp = tmpName(dst);
+  journal?.tmp(tmp);
   try {
     symlinkSync(readlinkSync(upperAbs), tmp);
     if (old !== null) lchownSync(tmp, old.uid, old.gid);

@@ -8,16 +8,39 @@
  * Errors are the API's `ApiError` (`not_found`, `bad_request`, `internal`), which the shared
  * router already turns into `ErrorBody` + `httpStatusFor(code)`.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ApiError } from "../../src/api/service.ts";
 import { type FsApplyResponse, type FsDiscardResponse, IsolatedResultRecord } from "../../src/contract/fsdiff.ts";
 import type { FsDiff } from "../../src/contract/world.ts";
-import { ApplyError, applyDiff, discardOverlay } from "./apply.ts";
+import { ApplyError, applyDiff, discardOverlay, type ApplyJournal } from "./apply.ts";
 import { overlayDiff, type OverlayDiffOptions } from "./fsdiff.ts";
 import { OVERLAY_BASE } from "./overlay.ts";
 
 export const RESULT_RECORD = "result.json";
+/** Issue 18 faults: an apply in progress (JSON lines {tmp} / {landed}); gone once it finished. */
+export const APPLY_JOURNAL = "apply.journal";
+
+/** What an interrupted apply's journal says: its temp files and the paths it had landed. */
+function readJournal(path: string): { tmps: string[]; landed: string[] } | null {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return null;
+  }
+  const tmps = new Set<string>();
+  const landed: string[] = [];
+  for (const line of text.split("\n")) {
+    try {
+      const j = JSON.parse(line) as { tmp?: string; landed?: string };
+      if (typeof j.tmp === "string" && /\/\.substrate-apply-[^/]+$/.test(j.tmp)) tmps.add(j.tmp);
+      if (typeof j.landed === "string") landed.push(j.landed);
+    } catch {} // a torn last line: the process died in that write
+  }
+  if (!tmps.size && !landed.length) return null; // an apply that failed before touching anything
+  return { tmps: [...tmps], landed: [...new Set(landed)].sort() };
+}
 
 interface Entry {
   dir: string;
@@ -78,10 +101,25 @@ export class IsolatedResults {
   /** POST /v1/fs_diff/:span_id/apply */
   async apply(spanId: string, paths?: string[], uid?: number): Promise<FsApplyResponse> {
     const e = this.lookup(spanId, uid);
+    // Issue 18 faults (RELIABILITY): an apply journal in the result's dir. Every path lands
+    // atomically (temp file + rename); the journal names each temp file before it exists and
+    // each path once it landed, so an apply killed half way is finished by the next one (which
+    // removes the dead one's temp files and reports what it had landed) — the project is
+    // between only until then, and the answer says exactly which paths had landed.
+    const journalPath = join(e.dir, APPLY_JOURNAL);
+    const interrupted = readJournal(journalPath);
+    for (const t of interrupted?.tmps ?? []) rmSync(t, { force: true });
+    const fd = openSync(journalPath, "a", 0o600);
+    const journal: ApplyJournal = {
+      tmp: (abs) => writeSync(fd, `${JSON.stringify({ tmp: abs })}\n`),
+      landed: (path) => writeSync(fd, `${JSON.stringify({ landed: path })}\n`),
+    };
     try {
-      const r = await applyDiff(join(e.dir, "upper"), e.rec.project_dir, paths);
+      const r = await applyDiff(join(e.dir, "upper"), e.rec.project_dir, paths, { journal });
       e.diff = undefined; // the project changed: a later GET recomputes against it
-      return r;
+      closeSync(fd);
+      rmSync(journalPath, { force: true });
+      return interrupted ? { ...r, interrupted: { landed: interrupted.landed } } : r;
     } catch (err) {
       if (err instanceof ApplyError) {
         throw new ApiError(
@@ -91,6 +129,11 @@ export class IsolatedResults {
         );
       }
       throw err;
+    } finally {
+      try {
+        closeSync(fd);
+      } catch {}
+      if (readJournal(journalPath) === null) rmSync(journalPath, { force: true });
     }
   }
 

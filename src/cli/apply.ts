@@ -14,6 +14,8 @@ export default defineCommand({
     const paths = (args._ as string[]).slice(1);
     const r = await withClientErrors(async () => (await agentClient()).applyFsDiff(String(args.span), paths.length ? paths : undefined));
     if (args.json || getGlobals().json) return void console.log(JSON.stringify(r, null, 2));
+    // Issue 18 faults: an earlier apply of this result died half way; this one finished it.
+    if (r.interrupted) consola.warn(`an earlier apply of ${args.span} was interrupted after landing ${r.interrupted.landed.length} path(s); this one finished it`);
     consola.success(`applied ${r.applied.length} path(s)`);
     for (const p of r.applied) console.log(`  ${p}`);
     for (const s of r.skipped) consola.warn(`skipped ${s.path}: ${s.reason}`);

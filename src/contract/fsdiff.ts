@@ -53,6 +53,11 @@ export const FsApplyResponse = z.strictObject({
   applied: z.array(z.string()),
   /** ours: entries that cannot be recreated on the host (fifos, sockets, devices) */
   skipped: z.array(z.strictObject({ path: z.string(), reason: z.string() })),
+  /**
+   * ours (issue 18 faults): an earlier apply of this result was interrupted (the agent died
+   * half way); `landed` are the diff paths it had landed. This apply finished the rest.
+   */
+  interrupted: z.strictObject({ landed: z.array(z.string()) }).optional(),
 });
 export type FsApplyResponse = z.infer<typeof FsApplyResponse>;
 
