@@ -10,7 +10,9 @@
  * redacting `--token X; echo sk-…` once swallowed the `;`). Every rule only finds where a
  * secret value starts; where it ends, and what may be replaced, is decided here for all rules:
  *
- * - the quote context of every character is computed once (outside, '…', "…", $'…');
+ * - the context of every character is computed once, reading the line like the shell does
+ *   (outside, '…', "…", $'…', `$(…)`/backticks starting code again also inside "…", comments,
+ *   here-document bodies);
  * - a value that starts with an opening quote (`--password 'a b;c'`, `PGPASSWORD="x"`) is the
  *   whole quoted string: its content is replaced, the quotes stay;
  * - any other value ends at the first blank, quote, backslash, `$`, backtick, brace or shell
@@ -21,7 +23,9 @@
  *   by `[REDACTED]`.
  *
  * So the redacted line tokenizes like the original: same commands, same words, same operators
- * and redirections (tests/unit/trace/redact.test.ts checks it with the broker's own parser).
+ * and redirections (tests/unit/trace/redact.test.ts checks it with the broker's own parser, on
+ * tables, generated lines and 20,000 lines of random token soup). Passes repeat until nothing
+ * changes, so redaction is idempotent.
  */
 export const REDACTED = "[REDACTED]";
 
@@ -32,8 +36,11 @@ const SECRET_OPTION =
 type Span = [number, number];
 
 /**
- * Quote context per character: 0 outside, 1 in '…', 2 in "…", 3 in $'…'; -1 a quote or escape
- * character itself, -2 an escaped character. `open[k]` is 1/2/3 where k opens a '…', "…" or $'…' string.
+ * Quote context per character, scanned like the shell reads the line: 0 code (outside quotes),
+ * 1 in '…', 2 in "…", 3 in $'…', 4 a comment or here-document body (plain text); -1 a quote,
+ * escape or expansion character (`$`, `${…}`, `$(`, `)`, backticks), -2 an escaped character.
+ * `$(…)` and backticks start code again, also inside "…" (`"$(curl -H 'Authorization: …')"`).
+ * `open[k]` is 1/2/3 where k opens a '…', "…" or $'…' string.
  */
 interface Ctx {
   q: Int8Array;
@@ -41,42 +48,135 @@ interface Ctx {
 }
 
 function contexts(s: string): Ctx {
-  const c = new Int8Array(s.length);
-  const open = new Int8Array(s.length);
+  /** the end of the text being scanned: the whole line, or a backtick body (which ends at the next backtick, quotes or not) */
+  let n = s.length;
+  const c = new Int8Array(n);
+  const open = new Int8Array(n);
+  const heredocs: { delim: string; strip: boolean; expand: boolean }[] = [];
   const escaped = (i: number): number => {
     c[i] = -1;
-    if (i + 1 < s.length) c[i + 1] = -2;
+    if (i + 1 < n) c[i + 1] = -2;
     return i + 2;
   };
-  let i = 0;
-  while (i < s.length) {
-    const ch = s[i];
-    if (ch === "\\") i = escaped(i);
-    else if (ch === "'") {
-      open[i] = 1;
-      c[i++] = -1;
-      while (i < s.length && s[i] !== "'") c[i++] = 1;
-      if (i < s.length) c[i++] = -1;
-    } else if (ch === "$" && s[i + 1] === "'") {
-      open[i] = 3;
-      c[i++] = -1;
-      c[i++] = -1;
-      while (i < s.length && s[i] !== "'") {
-        if (s[i] === "\\") i = escaped(i);
-        else c[i++] = 3;
+  /** `$name`, `${…}`, `$1`…: never replaced */
+  const param = (i: number): number => {
+    c[i] = -1;
+    if (s[i + 1] === "{") {
+      let depth = 0;
+      let k = i + 1;
+      for (; k < n; k++) {
+        c[k] = -1;
+        if (s[k] === "{") depth++;
+        else if (s[k] === "}" && --depth === 0) return k + 1;
       }
-      if (i < s.length) c[i++] = -1;
-    } else if (ch === '"') {
-      open[i] = 2;
-      c[i++] = -1;
-      while (i < s.length && s[i] !== '"') {
-        if (s[i] === "\\") i = escaped(i);
-        else if (s[i] === "$" || s[i] === "`") c[i++] = -1;
-        else c[i++] = 2;
+      return n;
+    }
+    let k = i + 1;
+    if (k < n && /[0-9@*#?$!-]/.test(s[k])) return ((c[k] = -1), k + 1);
+    while (k < n && /[A-Za-z0-9_]/.test(s[k])) c[k++] = -1;
+    return k;
+  };
+  const single = (i: number): number => {
+    open[i] = 1;
+    c[i++] = -1;
+    while (i < n && s[i] !== "'") c[i++] = 1;
+    if (i < n) c[i++] = -1;
+    return i;
+  };
+  const ansi = (i: number): number => {
+    open[i] = 3;
+    c[i++] = -1;
+    c[i++] = -1;
+    while (i < n && s[i] !== "'") i = s[i] === "\\" ? escaped(i) : ((c[i] = 3), i + 1);
+    if (i < n) c[i++] = -1;
+    return i;
+  };
+  const double = (i: number): number => {
+    open[i] = 2;
+    c[i++] = -1;
+    while (i < n && s[i] !== '"') {
+      const ch = s[i];
+      if (ch === "\\") i = escaped(i);
+      else if (ch === "$" && s[i + 1] === "(") {
+        c[i] = c[i + 1] = -1;
+        i = code(i + 2, ")");
+      } else if (ch === "`") i = backtick(i);
+      else if (ch === "$") i = param(i);
+      else c[i++] = 2;
+    }
+    if (i < n) c[i++] = -1;
+    return i;
+  };
+  /** the bodies of pending here-documents, after a newline in code */
+  const bodies = (i: number): number => {
+    for (const h of heredocs.splice(0)) {
+      while (i < n) {
+        let nl = s.indexOf("\n", i);
+        if (nl < 0) nl = n;
+        const line = s.slice(i, nl);
+        const done = (h.strip ? line.replace(/^\t+/, "") : line) === h.delim;
+        for (let k = i; k < nl; k++) c[k] = done ? -1 : h.expand && (s[k] === "$" || s[k] === "`") ? -1 : 4;
+        if (nl < n) c[nl] = -1;
+        i = nl + 1;
+        if (done) break;
       }
-      if (i < s.length) c[i++] = -1;
-    } else c[i++] = 0;
+    }
+    return i;
+  };
+  /** `…`: like the broker's lexer, the body ends at the next unescaped backtick, then is code */
+  function backtick(i: number): number {
+    c[i] = -1;
+    let e = i + 1;
+    while (e < n && s[e] !== "`") e += s[e] === "\\" ? 2 : 1;
+    const outer = n;
+    n = Math.min(e, outer);
+    code(i + 1, null);
+    n = outer;
+    if (e < n) c[e] = -1;
+    return e + 1;
   }
+  /** a `#` that starts a comment: at a word start, not right after an escape or a redirection operator */
+  const comment = (i: number): boolean => {
+    if (i === 0) return true;
+    if (!/[\s;&|()]/.test(s[i - 1]) || c[i - 1] === -2) return false;
+    let k = i - 1;
+    while (k >= 0 && (s[k] === " " || s[k] === "\t")) k--;
+    return !(k >= 0 && (s[k] === "<" || s[k] === ">") && c[k] === 0);
+  };
+  function code(i: number, close: ")" | null): number {
+    let depth = 0;
+    while (i < n) {
+      const ch = s[i];
+      if (close === ")" && ch === ")" && depth === 0) return ((c[i] = -1), i + 1);
+      if (ch === "\\") i = escaped(i);
+      else if (ch === "#" && comment(i)) {
+        c[i++] = -1; // the `#` itself stays: a comment must not become a word
+        while (i < n && s[i] !== "\n") c[i++] = 4;
+      } else if (ch === "'") i = single(i);
+      else if (ch === "$" && s[i + 1] === "'") i = ansi(i);
+      else if (ch === '"') i = double(i);
+      else if (ch === "$" && s[i + 1] === "(") {
+        c[i] = c[i + 1] = -1;
+        i = code(i + 2, ")");
+      } else if (ch === "`") i = backtick(i);
+      else if (ch === "$") i = param(i);
+      else if (ch === "<" && s[i + 1] === "<" && s[i + 2] !== "<") {
+        const m = /^<<(-?)[ \t]*(['"]?)([^\s'";&|()<>]+)\2/.exec(s.slice(i, i + 200));
+        if (m) heredocs.push({ delim: m[3], strip: m[1] === "-", expand: m[2] === "" });
+        c[i] = c[i + 1] = 0;
+        i += 2;
+      } else if (ch === "\n" && heredocs.length > 0) {
+        c[i] = 0;
+        i = bodies(i + 1);
+      } else {
+        if (close === ")" && ch === "(") depth++;
+        else if (close === ")" && ch === ")") depth--;
+        c[i++] = 0;
+      }
+    }
+    return n;
+  }
+  code(0, null);
   return { q: c, open };
 }
 
@@ -88,6 +188,7 @@ function replaceable(s: string, ctx: Ctx, k: number): boolean {
   const q = ctx.q[k];
   if (q < 0) return false;
   if (q === 0) return !STOP.has(s[k]) && !(s[k] === "#" && (k === 0 || /\s/.test(s[k - 1])));
+  if (q === 4) return s[k] !== "\n";
   return true;
 }
 
@@ -209,6 +310,18 @@ export const REDACTION_RULES: readonly string[] = RULES.map((r) => r.name);
 
 /** Replace secret-looking values of a command line with `[REDACTED]`, in place. Idempotent. */
 export function redactCmd(cmd: string): string {
+  // a pass can make another rule match (a replaced `;` inside quotes no longer ends a command):
+  // repeat until nothing changes, so that redacting twice gives what redacting once gave
+  let out = cmd;
+  for (let pass = 0; pass < 4; pass++) {
+    const next = redactOnce(out);
+    if (next === out) break;
+    out = next;
+  }
+  return out;
+}
+
+function redactOnce(cmd: string): string {
   const ctx = contexts(cmd);
   const mark = new Uint8Array(cmd.length);
   let any = false;
