@@ -28,6 +28,8 @@ copyFileSync(dist, bin);
 Bun.spawnSync(["chmod", "755", bin]);
 const project = join(work, "project");
 Bun.spawnSync(["mkdir", "-p", project, join(work, "lima"), join(work, "home")]);
+// The Mac user owns the project; the emulator's Lima user has that uid (501).
+Bun.spawnSync(["chown", "501:501", project]);
 const env = { ...harnessEnv(join(work, "lima")), SUBSTRATE_HOME: join(work, "home"), SUBSTRATE_TEST_LIMA_BACKEND: "1" };
 const g = adoptGuest("substrate", join(work, "lima"));
 const run = (argv: string[], extra: Record<string, string> = {}) => {
