@@ -28,7 +28,7 @@ import type { RateLimitOptions } from "./ratelimit.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { streamBridge } from "./stream.ts";
 import { AgentTokens, policyApprovals, type BoundAgent } from "./agents.ts";
-import { approveSocketFor, serveApprover, type RunningApprover } from "../api/approver.ts";
+import { approveSocketFor, outsideHostRoot, serveApprover, type RunningApprover } from "../api/approver.ts";
 
 export const defaultProxySocket = (env: NodeJS.ProcessEnv = process.env): string => join(substrateHome(env), "sock", "agent.sock");
 export const defaultAuditPath = (env: NodeJS.ProcessEnv = process.env): string => join(substrateHome(env), "audit.jsonl");
@@ -276,6 +276,10 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
       else {
         conn.peer = p;
         if (p.uid !== uid) conn.refused = `peer uid ${p.uid} (pid ${p.pid}) is not the proxy's uid ${uid}`;
+        // RELIABILITY (issue 18.5/14.2): worlds show the caller's home read-only, and a Unix
+        // socket on a read-only mount still accepts connect(2): a command in a world must not
+        // reach this API (acting as another agent, asking in its name). Same check as the approver's.
+        else conn.refused = outsideHostRoot(p.pid) ?? undefined;
       }
     } catch (e) {
       conn.refused = `cannot read the peer credentials: ${(e as Error).message}`;

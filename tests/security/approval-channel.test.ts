@@ -193,6 +193,22 @@ describe("the host proxy", () => {
     expect((await http(psock, "GET", "/v1/approvals")).body.approvals.map((a: any) => a.approval_id)).toContain(id);
     expect(existsSync(join(proj, "approved-2"))).toBe(false);
   });
+
+  test("nor can it use the proxy's API socket it can see (it would act as another agent): 403 denied", async () => {
+    const inWorld = `curl -sS --unix-socket ${proxy.socketPath} -X POST -H 'content-type: application/json' --data '{"agent_id":"other-agent","cmd":"touch via-proxy","cwd":"${proj}"}' http://x/v1/execute; echo; curl -sS --unix-socket ${proxy.socketPath} -X POST -H 'content-type: application/json' --data '{"agent_id":"other-agent","scopes":["exec:git"]}' http://x/v1/request_scopes`;
+    const r = await http(agent.socket, "POST", "/v1/execute", { cmd: inWorld, cwd: proj, agent_id: "in-world" });
+    expect(r.status).toBe(200);
+    const lines = Buffer.from(r.body.stdout_b64, "base64").toString().trim().split("\n");
+    expect(lines.length).toBe(2);
+    for (const l of lines) {
+      const body = JSON.parse(l);
+      expect(body.error.code).toBe("denied");
+      expect(body.error.message).toContain("another root directory");
+    }
+    expect(existsSync(join(proj, "via-proxy"))).toBe(false);
+    // the host side still works
+    expect((await http(proxy.socketPath, "GET", "/v1/capabilities")).status).toBe(200);
+  });
 });
 
 describe("substrate approve", () => {
