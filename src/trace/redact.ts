@@ -238,6 +238,27 @@ const valueAfter =
     const start = m.index + m[0].length;
     return [valueSpan(s, ctx, start, toQuoteEnd)];
   };
+/**
+ * For a match of a command name: the values after each `opt` (a global regex whose match ends
+ * where the value starts) up to the end of that command (`;` `&` `|` newline). Linear: the
+ * command's text is scanned once, not looked behind from every position.
+ */
+const optionsOfCommand =
+  (opt: RegExp) =>
+  (m: RegExpExecArray, s: string, ctx: Ctx): Span[] => {
+    const from = m.index + m[0].length;
+    let to = from;
+    while (to < s.length && !";&|\n".includes(s[to])) to++;
+    const out: Span[] = [];
+    const text = s.slice(from, to);
+    opt.lastIndex = 0;
+    for (let o = opt.exec(text); o !== null; o = opt.exec(text)) {
+      if (o[0].length === 0) opt.lastIndex++;
+      out.push(valueSpan(s, ctx, from + o.index + o[0].length));
+    }
+    return out;
+  };
+
 /** A rule whose whole match is the secret. */
 const whole = (m: RegExpExecArray): Span[] => [[m.index, m.index + m[0].length]];
 
@@ -266,12 +287,12 @@ const RULES: Rule[] = [
   // mysql -pSECRET, mysqldump -uroot -p'SECRET' (attached only: `-p db` asks for the password)
   {
     name: "mysql-p",
-    re: new RegExp(`(?<=(?:^|[\\s;&|('"/])${MYSQLISH}\\b[^;&|\\n]*?[\\s'"])-p(?=[^\\s])`, "g"),
-    spans: valueAfter(),
+    re: new RegExp(`(?:^|[\\s;&|('"/])${MYSQLISH}\\b`, "g"),
+    spans: optionsOfCommand(/(?<=[\s'"])-p(?=[^\s])/g),
   },
   // sshpass -p PASS / -pPASS, redis-cli -a PASS
-  { name: "sshpass-p", re: /(?<=(?:^|[\s;&|('"/])sshpass\b[^;&|\n]*?\s)-p\s*/g, spans: valueAfter() },
-  { name: "redis-cli-a", re: /(?<=(?:^|[\s;&|('"/])redis-cli\b[^;&|\n]*?\s)(?:-a|--pass)\s+/g, spans: valueAfter() },
+  { name: "sshpass-p", re: /(?:^|[\s;&|('"/])sshpass\b/g, spans: optionsOfCommand(/(?<=\s)-p\s*/g) },
+  { name: "redis-cli-a", re: /(?:^|[\s;&|('"/])redis-cli\b/g, spans: optionsOfCommand(/(?<=\s)(?:-a|--pass)\s+/g) },
   // FOO_TOKEN=x, PGPASSWORD=x, AWS_SECRET_ACCESS_KEY=x, MYSQL_PWD=x (env assignments, key=value, key: value)
   {
     name: "assignment",
