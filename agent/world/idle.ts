@@ -123,9 +123,11 @@ export class IdleReaper {
     const victims = [...this.watched].filter(([, st]) => st.inflight === 0 && t - st.last >= this.o.ttlMs).map(([w]) => w);
     for (const w of victims) {
       this.watched.delete(w);
-      this.retired++;
       this.o.log?.(`[${w.id}] idle for ${this.o.ttlMs / 1000} s: retiring the session world (its background processes end with it)`);
-      await this.o.retire(w).catch((e) => this.o.log?.(`[${w.id}] retiring failed: ${(e as Error).message}`));
+      await this.o.retire(w).then(
+        () => this.retired++, // counted once torn down (processes, network, cgroup, dir)
+        (e) => this.o.log?.(`[${w.id}] retiring failed: ${(e as Error).message}`),
+      );
     }
     this.arm();
   }

@@ -32,7 +32,7 @@ export const WorldIdleStats = z.strictObject({
   ttl_secs: z.number().nonnegative(),
   /** session worlds alive with no command in flight right now */
   idle: z.number().int().nonnegative(),
-  /** session worlds retired for being idle since the agent started */
+  /** session worlds retired (torn down) for being idle since the agent started */
   retired: z.number().int().nonnegative(),
 });
 export type WorldIdleStats = z.infer<typeof WorldIdleStats>;
