@@ -48,6 +48,11 @@ function warm(extra: Record<string, string> = {}): { code: number; report: any; 
   return { code: r.code, report, stderr: r.stderr };
 }
 const sudo = (...cmd: string[]) => g.sh("sudo", ...cmd);
+/** Lima's image cache entry for a URL (downloader: by-url-sha256/<sha256(url)>/data). */
+const cached = (url: string) => existsSync(join(env.XDG_CACHE_HOME!, "lima/download/by-url-sha256", new Bun.CryptoHasher("sha256").update(url).digest("hex"), "data"));
+const ARCH_IMG = process.arch === "arm64" ? "arm64" : "amd64";
+const DATED = `https://cloud-images.ubuntu.com/releases/noble/release-20260705/ubuntu-24.04-server-cloudimg-${ARCH_IMG}.img`;
+const FALLBACK = `https://cloud-images.ubuntu.com/releases/noble/release/ubuntu-24.04-server-cloudimg-${ARCH_IMG}.img`;
 
 /** A socket file nobody listens on (what a crashed forwarder leaves): socat, SIGKILLed. */
 async function staleSocket(path: string): Promise<void> {
@@ -132,6 +137,9 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     expect(r.stderr).toContain("substrate: image ready; booting the VM");
     expect(r.stderr).toMatch(/substrate: world VM: created, pushed_agent, pushed_units, provisioned/);
     expect(r.stderr).not.toContain("reconnected");
+    // The pinned, dated image was the one fetched (Lima tries `images:` in order).
+    expect(cached(DATED)).toBe(true);
+    expect(cached(FALLBACK)).toBe(false);
     const st = substrate(["world", "status", "--json"]);
     const report = JSON.parse(st.stdout);
     expect(report.ok).toBe(true);
@@ -228,6 +236,19 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     const { report } = warm();
     expect(report.ok).toBe(true);
     expect(report.layout.missing_tools).toEqual([]);
+  }, T);
+
+  test("the pinned DNS keeps the guest's own upstream (Lima's host DNS), never a public resolver", () => {
+    // What Ubuntu's systemd-resolved lists when Lima set the nameserver (192.168.5.3); the
+    // harness guest has no resolved and no network, so the list is written by hand here.
+    sudo("sh", "-c", "mkdir -p /run/systemd/resolve && printf 'nameserver 192.168.5.3\\nnameserver 127.0.0.53\\n' > /run/systemd/resolve/resolv.conf && rm -f /usr/local/bin/substrate-world-agent");
+    try {
+      expect(warm().report.ok).toBe(true);
+      expect(g.sh("cat", "/etc/substrate/dns-upstream").trim().split("\n").pop()).toBe("192.168.5.3");
+      expect(g.limactl(["shell", "substrate", "grep", "-r", "1.1.1.1", "/etc/substrate"]).code).toBe(1);
+    } finally {
+      sudo("rm", "-rf", "/run/systemd/resolve");
+    }
   }, T);
 
   test("stop + warm keeps the layout (only a start, no push)", () => {
@@ -402,12 +423,15 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     try {
       writeFileSync(join(g.dir, "ha.pid"), `${foreign.pid}\n`);
       expect(g.info().status).toBe("Broken");
-      // `substrate -c` itself repairs it (the backend's full path), with one note line.
-      const r = substrate(["-c", "echo fresh"]);
+      // `substrate -c` itself repairs it (the backend's full path), with one note line. Ubuntu
+      // has meanwhile dropped the dated image: Lima falls back to the release/ entry.
+      rmSync(join(env.XDG_CACHE_HOME!, "lima"), { recursive: true, force: true });
+      const r = substrate(["-c", "echo fresh"], { LIMA_EMU_UNAVAILABLE_URLS: "release-20260705" });
       expect(r.code).toBe(0);
       expect(r.stdout).toBe("fresh\n");
       expect(r.stderr).toMatch(/substrate: world VM: .*recreated.*pushed_agent.*provisioned/);
       expect(r.stderr).toContain("anything stored inside the VM (not in your mounted project) is lost");
+      expect(cached(FALLBACK)).toBe(true);
     } finally {
       foreign.kill("SIGKILL");
     }

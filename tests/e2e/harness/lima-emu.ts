@@ -703,33 +703,47 @@ async function registerSocketForwards(name: string, dir: string, user: GuestUser
   return out;
 }
 
-/** Image download of Prepare (pkg/fileutils/download.go + pkg/downloader): logged, cached by URL. */
+/**
+ * Image download of Prepare (pkg/instance/start.go tries the arch's `images:` in order;
+ * pkg/fileutils/download.go + pkg/downloader): logged, cached by URL. LIMA_EMU_UNAVAILABLE_URLS
+ * (comma-separated substrings) makes those locations fail, as a dated image Ubuntu removed would.
+ */
 async function prepareImage(dir: string, p: Profile): Promise<void> {
   const images = Array.isArray(p.raw.images) ? (p.raw.images as Record<string, unknown>[]) : [];
   if (!images.length) fatal("no images are configured (did you set --image-variant or --arch-variant to a value not present in the template?)");
-  const img = images.find((x) => x && typeof x.location === "string" && (x.arch ?? hostArch()) === p.arch);
-  if (!img) fatal(`no image for arch ${q(p.arch)}`);
-  const url = String(img.location);
-  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "lima", "download", "by-url-sha256", new Bun.CryptoHasher("sha256").update(url).digest("hex"));
-  info(`Attempting to download the image  arch=${p.arch} digest=${JSON.stringify(String(img.digest ?? ""))} location=${JSON.stringify(url)}`);
-  const data = join(cache, "data");
-  if (existsSync(data)) {
-    info(`Using cache ${JSON.stringify(data)}`);
+  const candidates = images.filter((x) => x && typeof x.location === "string" && (x.arch ?? hostArch()) === p.arch);
+  if (!candidates.length) fatal(`no image for arch ${q(p.arch)}`);
+  const unavailable = (process.env.LIMA_EMU_UNAVAILABLE_URLS ?? "").split(",").filter(Boolean);
+  const errs: string[] = [];
+  for (const img of candidates) {
+    const url = String(img.location);
+    const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "lima", "download", "by-url-sha256", new Bun.CryptoHasher("sha256").update(url).digest("hex"));
+    info(`Attempting to download the image  arch=${p.arch} digest=${JSON.stringify(String(img.digest ?? ""))} location=${JSON.stringify(url)}`);
+    const data = join(cache, "data");
+    if (existsSync(data)) {
+      info(`Using cache ${JSON.stringify(data)}`);
+      return;
+    }
+    if (unavailable.some((u) => url.includes(u))) {
+      errs.push(`failed to download ${q(url)}: expected HTTP status 200, got 404 Not Found`);
+      continue;
+    }
+    mkdirSync(cache, { recursive: true });
+    const tmp = `${data}.tmp.${process.pid}.1`;
+    const ms = envMs("LIMA_EMU_DOWNLOAD_MS");
+    const fd = openSync(tmp, "w");
+    const chunk = new Uint8Array(256 * 1024);
+    const steps = ms > 0 ? 20 : 1;
+    for (let k = 0; k < steps; k++) {
+      writeSync(fd, chunk);
+      if (ms > 0) await sleep(ms / steps);
+    }
+    closeSync(fd);
+    renameSync(tmp, data);
+    info(`Downloaded the image from ${JSON.stringify(url)}`);
     return;
   }
-  mkdirSync(cache, { recursive: true });
-  const tmp = `${data}.tmp.${process.pid}.1`;
-  const ms = envMs("LIMA_EMU_DOWNLOAD_MS");
-  const fd = openSync(tmp, "w");
-  const chunk = new Uint8Array(256 * 1024);
-  const steps = ms > 0 ? 20 : 1;
-  for (let k = 0; k < steps; k++) {
-    writeSync(fd, chunk);
-    if (ms > 0) await sleep(ms / steps);
-  }
-  closeSync(fd);
-  renameSync(tmp, data);
-  info(`Downloaded the image from ${JSON.stringify(url)}`);
+  fatal(errs.join("\n"));
 }
 
 /** boot.sh's provision.system/* step: run as root, record a failure, go on (boot-done is written anyway). */

@@ -36,6 +36,9 @@ describe("lima contract", () => {
 
   test("GuestLayout round-trips; strict", () => {
     roundTrip(GuestLayout, layout);
+    // issue 19 fields (optional): boot-done, missing tools, the socket-owner drop-in.
+    roundTrip(GuestLayout, { ...layout, socket_owner: "alice:substrate 660 socket", boot_done: false, missing_tools: ["nft", "setfattr"], socket_dropin_current: false });
+    expect(GuestLayout.safeParse({ ...layout, missing_tools: "nft" }).success).toBe(false);
     expect(GuestLayout.safeParse({ ...layout, extra: 1 }).success).toBe(false);
     expect(GuestLayout.safeParse({ ...layout, socket_owner: 5 }).success).toBe(false);
   });
@@ -51,5 +54,7 @@ describe("lima contract", () => {
     roundTrip(LimaWorldReport, r);
     roundTrip(LimaWorldReport, { ...r, ok: false, layout: null, profile: null, error: { message: "x", hint: "y" } });
     expect(LimaWorldReport.safeParse({ ...r, actions: ["teleported"] }).success).toBe(false);
+    // issue 19 actions
+    roundTrip(LimaWorldReport, { ...r, actions: ["waited_ready", "stopped_forcibly", "started", "installed_tools", "repaired_forward"] });
   });
 });
