@@ -15,6 +15,7 @@
  * before live output. A detached session is killed after SUBSTRATE_STREAM_DETACH_TTL_MS
  * (default 10 min) without a client; an exited one is forgotten after the same time.
  */
+import type { EgressSummary } from "../src/contract/net.ts"; // issue 15 (EGRESS)
 import { peerOf } from "./caller.ts";
 import { SendWindow } from "./flow.ts"; // issue 18.4 (DEPLOY): back-pressure
 import type { PeerCred } from "../src/sys/peercred.ts";
@@ -296,17 +297,18 @@ export class StreamServer {
       else proc.kill();
     }
     send(ws, { type: "started", session_id: id, span_id: run.spanId, world_id: run.world.id, pid, pty: st.pty, detachable: st.detachable });
-    const finish = (exit: CtlExit, fs_diff?: FsDiff) => {
+    const finish = (exit: CtlExit, fs_diff?: FsDiff, egress?: EgressSummary) => {
       s.exit = exit;
       const c = s.client;
       if (c) {
-        send(c, { type: "exit", code: exit.exit, signal: exit.signal, ...(exit.timed_out ? { timed_out: true } : {}), ...(fs_diff ? { fs_diff } : {}) });
+        // issue 15 (EGRESS): the command's egress summary, for the CLI's end-of-command line
+        send(c, { type: "exit", code: exit.exit, signal: exit.signal, ...(exit.timed_out ? { timed_out: true } : {}), ...(fs_diff ? { fs_diff } : {}), ...(egress ? { egress } : {}) });
         c.close(1000, "exit");
       }
       this.forgetLater(s);
     };
     run.done.then(
-      (r) => finish(r.exit, r.fs_diff),
+      (r) => finish(r.exit, r.fs_diff, r.egress),
       (e: Error) => {
         // Our own kill (client gone) drops the ctl connection too; anything else means the
         // world went away under the command (agent shutdown, world deleted).

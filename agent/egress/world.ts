@@ -156,10 +156,14 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
     }
   }
   const rootless = process.getuid?.() !== 0;
-  // Network first, before the helper and before any command: no window without the backstop.
+  // Network first, before any command: no window without the backstop.
   // A rootless world's spawner did it already (WorldBootConfig.egressNet, netns.ts): only it
   // holds the capabilities of the world's user namespace (uid N inside = N outside).
-  if (!rootless) await Promise.all([ipBatch(worldIpBatch(), { netnsPid: o.nsPid }), nftApply(renderWorldTable(), { netnsPid: o.nsPid })]);
+  // lo up first (the helper binds on it); the nft table goes in while the helper starts, and
+  // both are done before this returns, i.e. before any command runs.
+  if (!rootless) await ipBatch(worldIpBatch(), { netnsPid: o.nsPid });
+  const table = rootless ? Promise.resolve() : nftApply(renderWorldTable(), { netnsPid: o.nsPid });
+  table.catch(() => {});
 
   const owner = helperIdentity();
   const dir = join(o.stateDir, "egress", o.worldId);
@@ -190,7 +194,7 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
 
   const cfg: EgressHelperConfig = { socket: gateway.socketPath, token: gateway.token, ...(owner ? { dropTo: owner } : {}) };
   let closing = false;
-  let helper: ReturnType<typeof Bun.spawn>;
+  let helper: ReturnType<typeof Bun.spawn> | undefined;
   let restarts = 0;
   const start = async (): Promise<void> => {
     let p: ReturnType<typeof Bun.spawn>;
@@ -245,18 +249,20 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
       if (restarts++ < 5) void start().catch((e: unknown) => o.log?.(`[${o.worldId}] egress helper restart failed: ${(e as Error).message}`));
     });
   };
-  try {
-    await start();
-  } catch (e) {
+  const [t, h] = await Promise.allSettled([table, start()]);
+  if (t.status === "rejected" || h.status === "rejected") {
+    closing = true;
     gateway.close();
+    helper?.kill("SIGKILL");
+    if (t.status === "rejected") throw t.reason;
     // Fail closed but keep the world usable: loopback only, said once (session.ts).
-    throw new EgressPrereqError(`egress helper did not start (${(e as Error).message})`);
+    throw new EgressPrereqError(`egress helper did not start (${((h as PromiseRejectedResult).reason as Error).message})`);
   }
 
   return {
     gateway,
     get helperPid() {
-      return helper.pid;
+      return helper!.pid;
     },
     setPolicy: (p) => gateway.setPolicy(p),
     command: (spanId) => gateway.command(spanId),
@@ -287,10 +293,11 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
       if (closing) return;
       closing = true;
       gateway.close(); // the helper's control connection closes: it exits
-      const exited = helper.exited.then(() => true);
+      const h = helper!;
+      const exited = h.exited.then(() => true);
       if (!(await Promise.race([exited, Bun.sleep(2000).then(() => false)]))) {
-        helper.kill("SIGKILL");
-        await helper.exited;
+        h.kill("SIGKILL");
+        await h.exited;
       }
     },
   };

@@ -8,6 +8,7 @@
  * - text frames carry one JSON control message each (`StreamClientMessage` /
  *   `StreamServerMessage`). The first client message is `start` or `attach` (ours).
  */
+import { EgressSummary } from "./net.ts"; // issue 15 (EGRESS)
 import { z } from "zod";
 import { FsDiff } from "./world.ts";
 import { ErrorCode, SpanId, WorldId } from "./common.ts";
@@ -107,6 +108,8 @@ export const StreamExit = z.strictObject({
   timed_out: z.boolean().optional(),
   /** ours (issue 17): an isolated session's diff (GET /v1/fs_diff/:span_id has it too) */
   fs_diff: FsDiff.optional(),
+  /** ours (issue 15): the command's egress through the world's gateway (the CLI prints what was blocked) */
+  egress: EgressSummary.optional(),
 });
 export const StreamError = z.strictObject({
   type: z.literal("error"),

@@ -15,6 +15,7 @@
  *
  * `runOnHost`: the host fallback (world disabled or unavailable), the same io modes.
  */
+import { blockedEgressLine } from "../contract/net.ts"; // issue 15 (EGRESS)
 import { wsUrl } from "../api/address.ts";
 import type { ErrorCode } from "../contract/common.ts";
 import type { StreamStartInput } from "../contract/stream.ts";
@@ -177,7 +178,12 @@ export async function runStream(o: StreamRunOptions): Promise<number> {
         return;
       }
       if (m.type === "stderr") writeErr(Buffer.from(m.data_b64, "base64"));
-      else if (m.type === "exit") exitCode = m.code;
+      else if (m.type === "exit") {
+        exitCode = m.code;
+        // Issue 15 (EGRESS): one line at the end for what the world's gateway blocked.
+        const blocked = m.egress ? blockedEgressLine(m.egress.blocked) : null;
+        if (blocked) say(blocked);
+      }
       else if (m.type === "error") {
         if (raw) stdin.setRawMode(false);
         say(m.message);
