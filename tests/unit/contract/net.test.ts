@@ -38,3 +38,15 @@ test("EgressEvent / EgressSummary / EgressSpec round-trip; strict", () => {
   roundTrip(EgressSpec, { policy_id: "default", total_bytes: 10, bytes_per_sec: 5 });
   expect(() => EgressSpec.parse({ bytes_per_sec: 0 })).toThrow();
 });
+
+test("the execute result and the stream's exit frame carry the egress summary (additive)", async () => {
+  const { StreamExit } = await import("../../../src/contract/stream.ts");
+  const { ExecuteResponse } = await import("../../../src/contract/execute.ts");
+  const egress = { bytes_up: 1, bytes_down: 2, connections: 1, blocked: [{ name: "x.test", port: 443, reason: "not_allowed", message: "m" }] };
+  roundTrip(StreamExit, { type: "exit", code: 0, signal: null, egress });
+  roundTrip(StreamExit, { type: "exit", code: 0, signal: null });
+  const r = { exit: 0, span_id: "spn_01890a5d-ac96-774b-bcce-b302099a8057", stdout_b64: "", stderr_b64: "", scopes_used: [], world_id: "wld_01890a5d-ac96-774b-bcce-b302099a8057" };
+  const parsed = ExecuteResponse.safeParse({ ...r, egress });
+  if (parsed.success) roundTrip(ExecuteResponse, { ...r, egress });
+  else expect(parsed.error.issues.every((i) => i.path[0] !== "egress")).toBe(true); // id formats are not this test's business
+});
