@@ -70,6 +70,8 @@ export interface BashEntryOptions {
   argv0: string;
   /** `--world` / `--no-world` given to `substrate` before the bash forms */
   worldFlag?: boolean;
+  /** invoked as `substrate …` (usage errors in substrate's style), not as the shell */
+  asSubstrate?: boolean;
 }
 
 /** Run one bash invocation (args = everything after argv[0]); resolves with the exit code. */
@@ -82,6 +84,11 @@ export async function bashEntry(args: string[], o: BashEntryOptions): Promise<nu
     inv = parseBashArgs(args);
   } catch (e) {
     if (!(e instanceof BashUsageError)) throw e;
+    if (o.asSubstrate) {
+      // `substrate -c` with nothing after it: the CLI's own error style (reportError prints it)
+      const { CliError, ExitCode } = await import("./_errors.ts");
+      throw new CliError(ExitCode.USAGE, e.message, "substrate takes bash's forms: substrate -c 'cmd' [ARG0 ARG…]; see substrate --help");
+    }
     // The host's shell says it in its own words: given ONLY the rejected option (`bash -Z`,
     // `bash -c`), it prints the error and usage and exits 2 without running anything.
     if (/^[-+]/.test(e.arg) && !inWorld()) execShell(realShell, o.shell, [e.arg]);

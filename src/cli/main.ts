@@ -175,7 +175,7 @@ export async function main(argv: string[], argv0: string = process.argv0): Promi
     }
     if (root.bash) {
       const { bashEntry } = await import("./bash.ts");
-      return await bashEntry(root.bash, { shell: "bash", argv0: "bash", ...(root.world !== undefined ? { worldFlag: root.world } : {}) });
+      return await bashEntry(root.bash, { shell: "bash", argv0: "bash", asSubstrate: true, ...(root.world !== undefined ? { worldFlag: root.world } : {}) });
     }
     const [name, ...rest] = root.rest;
     if (name === undefined) {
@@ -192,7 +192,7 @@ export async function main(argv: string[], argv0: string = process.argv0): Promi
     // `substrate SCRIPT [ARGS]`, as `bash SCRIPT [ARGS]` (a subcommand name wins over a file of that name)
     if (!load && (name.includes("/") || existsSync(name))) {
       const { bashEntry } = await import("./bash.ts");
-      return await bashEntry(root.rest, { shell: "bash", argv0: "bash", ...(root.world !== undefined ? { worldFlag: root.world } : {}) });
+      return await bashEntry(root.rest, { shell: "bash", argv0: "bash", asSubstrate: true, ...(root.world !== undefined ? { worldFlag: root.world } : {}) });
     }
     if (!load)
       throw new CliError(ExitCode.USAGE, `unknown command ${name}`, `commands: ${Object.keys(subCommands).sort().join(", ")}; or substrate -c 'cmd'`);
