@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runLoad } from "../../bench/load-driver.ts";
+import { runLoad } from "../../bench/_load-driver.ts";
 import { eventually, pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
 
 const CLIENTS = Number(process.env.FAULTS_CLIENTS ?? 16);
