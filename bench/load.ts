@@ -3,7 +3,7 @@
  * Issue 18 figures: the 64 × 100 load (64 concurrent clients × 100 executes, 8 agent ids =
  * 8 session worlds) against one world agent, without faults and with worlds killed at random
  * (every BENCH_KILL_MS, alternately SIGKILL of a spawner and DELETE through the API;
- * benc./_load-driver.ts). Prints exec/s, p50/p99 latency and the answer classes; the baseline
+ * bench/_load-driver.ts). Prints exec/s, p50/p99 latency and the answer classes; the baseline
  * is the same run's fault-free load (and a bare `Bun.spawn('/bin/true')` for scale). Never
  * fails on time; exits 1 only when a request got no answer (no result and no JSON error).
  *
