@@ -187,15 +187,25 @@ export function recordedSelection(cwd: string, opts: LoadOptions = {}): { rec: P
   if (!existsSync(projectsDir(opts))) return null;
   const chains = [realDir(cwd), resolve(cwd)];
   if (chains[0] === chains[1]) chains.pop();
+  const shared = sharedRoots(opts);
   for (const start of chains) {
     for (let d = start; ; d = dirname(d)) {
-      const file = selectionFileFor(d, opts);
-      const rec = readSelection(file, d);
-      if (rec) return { rec, file };
+      // a record for /, /tmp, /var/tmp or the home directory itself holds there only: those hold unrelated projects
+      if (d === start || !shared.has(d)) {
+        const file = selectionFileFor(d, opts);
+        const rec = readSelection(file, d);
+        if (rec) return { rec, file };
+      }
       if (dirname(d) === d) break;
     }
   }
   return null;
+}
+
+/** Directories whose record does not extend to what lies below them. */
+function sharedRoots(opts: LoadOptions): Set<string> {
+  const home = homeOf(opts);
+  return new Set(["/", "/tmp", "/var/tmp", "/dev/shm", "/home", "/Users", home, realDir(home)]);
 }
 
 /** Write the record for `project` (atomically; `exclusive`: only if none exists). Returns false when one already existed. */

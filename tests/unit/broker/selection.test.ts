@@ -140,3 +140,21 @@ describe("looserField: is P at least as strict as R", () => {
     expect(looserField(P(p), P(r))).toBe(expected);
   });
 });
+
+describe("shared roots", () => {
+  test("a record for the home directory holds there only, not for the projects below it", () => {
+    t = tempHome();
+    t.write("strict.yaml", STRICT);
+    t.write("weak.yaml", WEAK);
+    writeFileSync(join(t.home, ".substrate-profile"), "strict\n");
+    expect(load(t.home).policy.id).toBe("strict"); // records the home directory
+    const p = join(t.home, "other");
+    mkdirSync(join(p, ".git"), { recursive: true });
+    writeFileSync(join(p, ".substrate-profile"), "weak\n");
+    const l = load(p);
+    expect(l.policy.id).toBe("weak"); // its own first use, not the home's record
+    expect(l.source.selection).toMatchObject({ via: "first_use", project: p });
+    rmSync(join(t.home, ".substrate-profile"));
+    expect(load(t.home).policy.id).toBe("strict"); // the home's own record still holds there
+  });
+});
