@@ -159,6 +159,12 @@ export async function execute(p: Plan): Promise<RunOutcome> {
           ...(intent.ptyFilter ? { filter: intent.ptyFilter } : {}),
           ...(intent.signal ? { signal: intent.signal } : {}),
           ...(forwarding ? { forwardSignals: intent.forwardSignals } : {}),
+          // (AGENTS, issue 16) the stream names the world and the agent's span at `started`:
+          // the host span and the outcome carry them as an NDJSON result would
+          onStarted: (m: { span_id: string; world_id: string }) => {
+            agentResult = { exit: 0, span_id: m.span_id, world_id: m.world_id, stdout_b64: "", stderr_b64: "", scopes_used: [] } as ExecuteResponse;
+            span.onResult(agentResult);
+          },
         });
       const optimistic = backend.optimisticClient?.();
       if (optimistic) {

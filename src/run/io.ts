@@ -40,6 +40,8 @@ export interface StreamRunOptions {
   signal?: AbortSignal;
   /** (AGENTS, issue 16) pipe mode: these signals received here are sent to the command's process group */
   forwardSignals?: NodeJS.Signals[];
+  /** (AGENTS, issue 16) the agent's `started` message: its span and world (for the host span / outcome) */
+  onStarted?: (m: { span_id: string; world_id: string }) => void;
 }
 
 /** Exit code of a CLI run refused by the agent (docs/EXIT_CODE_TAXONOMY.md). */
@@ -177,7 +179,8 @@ export async function runStream(o: StreamRunOptions): Promise<number> {
       } catch {
         return;
       }
-      if (m.type === "stderr") writeErr(Buffer.from(m.data_b64, "base64"));
+      if (m.type === "started") o.onStarted?.(m);
+      else if (m.type === "stderr") writeErr(Buffer.from(m.data_b64, "base64"));
       else if (m.type === "exit") {
         exitCode = m.code;
         // Issue 15 (EGRESS): one line at the end for what the world's gateway blocked.
