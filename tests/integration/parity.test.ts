@@ -21,10 +21,10 @@ import { hostArgv, startAgent, type TestAgent } from "../helpers/agent.ts";
 const WLD = /wld_[0-9a-f-]{36}/;
 const SES = /ses_[0-9a-f-]{36}/;
 
-let agent: TestAgent;
-let dir: string;
-let home: string;
-let proj: string;
+let agent!: TestAgent;
+let dir!: string;
+let home!: string;
+let proj!: string;
 let watchProj: string;
 let shellProj: string;
 let hostTrace: string;
