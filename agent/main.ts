@@ -11,25 +11,27 @@
 import { parseArgs } from "node:util";
 import { writeFileSync, rmSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
-import { runSpawner, serveSpawner, type SpawnerHooks } from "./world/spawner.ts";
-import { hardenSelf, worldRwPaths } from "./world/harden.ts";
-import { mountOverlay } from "./world/overlay.ts";
+import type { SpawnerHooks } from "./world/spawner.ts";
 
 /**
  * What the spawner runs inside the world: the overlay for isolated worlds (before
  * pivot_root) and, once the root is built, no_new_privs + capabilities + Landlock + seccomp
- * on itself — inherited by every command it forks.
+ * on itself — inherited by every command it forks. Loaded only by stage 1 (every mode loads
+ * only what it runs: the binary is built with --splitting, and stage 2 starts once per world).
  */
-const spawnerHooks: SpawnerHooks = {
-  mountOverlay: (o) => void mountOverlay(o),
-  harden: (c, extra) =>
-    hardenSelf({
-      mode: c.harden!.mode,
-      landlock: c.harden!.landlock ? { rw: worldRwPaths(c.project, c.projectReadOnly) } : false,
-      protectPids: extra.protectPids,
-      allowPtrace: c.harden!.allowPtrace,
-    }),
-};
+async function spawnerHooks(): Promise<SpawnerHooks> {
+  const [{ hardenSelf, worldRwPaths }, { mountOverlay }] = await Promise.all([import("./world/harden.ts"), import("./world/overlay.ts")]);
+  return {
+    mountOverlay: (o) => void mountOverlay(o),
+    harden: (c, extra) =>
+      hardenSelf({
+        mode: c.harden!.mode,
+        landlock: c.harden!.landlock ? { rw: worldRwPaths(c.project, c.projectReadOnly) } : false,
+        protectPids: extra.protectPids,
+        allowPtrace: c.harden!.allowPtrace,
+      }),
+  };
+}
 import { selfArgv } from "./self.ts";
 import { versionInfo, versionString } from "../src/version.ts";
 
@@ -159,7 +161,8 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "__world") {
-    await runSpawner(JSON.parse(argv[1] ?? "{}"), spawnerHooks); // execve's into __world-serve
+    const { runSpawner } = await import("./world/spawner-setup.ts");
+    await runSpawner(JSON.parse(argv[1] ?? "{}"), await spawnerHooks()); // execve's into __world-serve
     return 1;
   }
   // Issue 15 (EGRESS): the in-world egress helper (agent/egress/helper.ts), started by
@@ -170,6 +173,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (argv[0] === "__policyd") return (await import("./policyd.ts")).policydMain(); // issue 17: the caller's policy gate
   if (argv[0] === "__world-serve") {
+    const { serveSpawner } = await import("./world/spawner.ts");
     await serveSpawner(JSON.parse(argv[1] ?? "{}"), JSON.parse(argv[2] ?? "{}"));
     return -1; // keep serving; the lifeline decides when we exit
   }

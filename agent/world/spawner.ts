@@ -2,7 +2,7 @@
  * The in-world spawner: the agent binary in its hidden `__world` mode, started by
  * `unshare ... --pid --fork` (see session.ts), in two stages.
  *
- * Stage 1 (`__world CONFIG`, privileged): binds the control socket while it can still see
+ * Stage 1 (`__world CONFIG`, privileged; spawner-setup.ts): binds the control socket while it can still see
  * the host path, builds and enters the world's root (rootfs.ts), hardens its JS thread
  * (no_new_privs, Landlock, capabilities, seccomp), switches that thread to the caller's
  * uid/gid/groups, and execve's the same binary as stage 2, handing over the listening socket
@@ -19,19 +19,17 @@
  * signals aimed at it, so a command can neither read nor stop it. The re-exec costs one Bun
  * start per world (not per command).
  */
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { constants as osConstants } from "node:os";
-import { buildRootfs, fullHostDirs } from "./rootfs.ts";
-import { commandCgroupFromFds, oomGuardFromFd, openCommandCgroup, protectFromOom, type CommandCgroup, type OomGuard } from "./cgroups.ts";
+import { commandCgroupFromFds, oomGuardFromFd, type CommandCgroup, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { drainBelow } from "../flow.ts"; // issue 18.4 (DEPLOY): back-pressure
-import { execve, PR, prctl, sethostname, setCloexec, setThreadIdentity } from "../../src/sys/libc.ts";
+import { PR, prctl, setCloexec } from "../../src/sys/libc.ts";
 import { closeSync } from "node:fs";
-import { applyEgressNet, type EgressNetBoot } from "../egress/netns.ts"; // issue 15 (EGRESS)
+import type { EgressNetBoot } from "../egress/netns.ts"; // issue 15 (EGRESS)
 import { SCOPE_FD, sealedScopeFd } from "../scopes.ts";
-import { CommandSlots, openSlots, type SlotFds } from "./cmdslots.ts";
+import { CommandSlots, type SlotFds } from "./cmdslots.ts";
 import type { Caller, FsView } from "../../src/contract/world.ts";
-import { dirname, join } from "node:path";
 
 /** Everything the agent tells the spawner about the world it is to build. */
 export interface WorldBootConfig {
@@ -80,7 +78,7 @@ export interface SpawnerHooks {
 }
 
 /** What stage 1 hands to stage 2 (argv JSON). */
-interface ServeState {
+export interface ServeState {
   ctlFd: number;
   oom: Pick<OomGuard, "applied" | "reason" | "self" | "commands"> & { fd?: number };
   harden: unknown;
@@ -311,88 +309,12 @@ function onConnection(sock: Socket): void {
   sock.on("error", () => {});
 }
 
-/** Set in runSpawner; the default (no protection) only matters for unit tests of runCommand. */
+/** Set in serveSpawner (from what stage 1, spawner-setup.ts, opened); the default (no protection) only matters for unit tests of runCommand. */
 let oom: OomGuard = { applied: "none", self: 0, commands: 0, unprotected: (f) => f() };
 /** Issue 18.3 (DEPLOY): set in serveSpawner; default: commands stay in the spawner's cgroup. */
 let cmdCgroup: CommandCgroup = commandCgroupFromFds(undefined);
 /** Issue 14.2: set in serveSpawner; default: no slots (leftovers found by process group). */
 let slots = new CommandSlots("none", []);
-
-function listen(server: Server, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => resolve());
-  });
-}
-
-/** Stage 1: build the world, harden, become the caller, re-exec as stage 2. Never returns. */
-export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {}): Promise<never> {
-  // The OOM killer must pick the command, never the spawner (the world's lifeline holder).
-  // Opened before Landlock: afterwards /proc/self/oom_score_adj can't be opened for writing.
-  const guard = protectFromOom();
-  // Issue 18.3 (DEPLOY): the command cgroup, opened while the host tree is visible (crosses execve).
-  const cgroup = openCommandCgroup(cfg.commandCgroup);
-  // Issue 14.2: one leaf cgroup per command below it (cmdslots.ts).
-  const slotFds = cgroup && cfg.commandCgroup ? openSlots(cfg.commandCgroup, cgroup.mode, cfg.caller) : [];
-  // Bound while the host path is visible; stage 2 serves it (the fd crosses execve).
-  const server = createServer();
-  await listen(server, cfg.ctl);
-  const ctlFd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof ctlFd !== "number" || ctlFd < 0) throw new Error("spawner: cannot get the control socket's fd");
-
-  const built = buildRootfs({
-    // FSVIEW: the caller's home + the policy's fs view; placeholders recorded in the world dir
-    caller: cfg.caller,
-    fsView: cfg.fsView,
-    placeholderFile: join(dirname(cfg.root), "placeholders.json"),
-    ...(cfg.hide ? { hide: cfg.hide } : {}),
-    root: cfg.root,
-    project: cfg.project,
-    projectReadOnly: cfg.projectReadOnly,
-    resolvConf: cfg.resolvConf,
-    extraRo: [...(cfg.fullHost ? fullHostDirs() : []), ...cfg.reexec.ro],
-    projectOverlay: cfg.overlay
-      ? (target) => {
-          if (!hooks.mountOverlay) throw new Error("isolated world requested but overlay support is not built in");
-          hooks.mountOverlay({ lower: cfg.project, upper: cfg.overlay!.upper, work: cfg.overlay!.work, target, userxattr: cfg.overlay!.userxattr });
-        }
-      : undefined,
-  });
-  for (const w of built.warnings) process.stderr.write(`fs view: ${w}\n`); // FSVIEW
-  sethostname(cfg.hostname);
-  // Issue 15 (EGRESS): rootless world: lo + synthetic address + local route + nft backstop,
-  // applied while this process still holds the user namespace's capabilities.
-  if (cfg.egressNet) {
-    const err = applyEgressNet(cfg.egressNet);
-    if (err) process.stderr.write(`egress: world network setup failed (${err}); the world has loopback only\n`);
-  }
-  if (cfg.loopbackUp) {
-    const lo = Bun.spawnSync(["ip", "link", "set", "lo", "up"], { stdout: "ignore", stderr: "pipe" });
-    if (lo.exitCode !== 0) process.stderr.write(`network: loopback stays down: ${lo.stderr.toString().trim()}\n`);
-  }
-  // PID 1 (the world's init) and this process (same pid after execve) are out of reach of
-  // every command's kill/tgkill/pidfd_open/prlimit (seccomp.ts).
-  let report: unknown = null;
-  if (cfg.harden && hooks.harden) report = hooks.harden(cfg, { protectPids: [1, process.pid] });
-  // Become the caller on this (the JS) thread only: the execve below keeps just this thread.
-  // setresuid away from 0 clears every capability; execve as non-root grants none back.
-  // (A rootless agent's world already runs as its only caller: nothing to switch.)
-  if (cfg.caller && cfg.caller.uid !== 0 && process.getuid?.() !== cfg.caller.uid) setThreadIdentity(cfg.caller.uid, cfg.caller.gid, cfg.caller.groups);
-  const state: ServeState = {
-    ctlFd,
-    oom: { applied: guard.applied, ...(guard.reason ? { reason: guard.reason } : {}), self: guard.self, commands: guard.commands, ...(guard.fd !== undefined ? { fd: guard.fd } : {}) },
-    harden: report,
-    ...(cgroup ? { cgroup } : {}),
-    ...(slotFds.length ? { slots: slotFds } : {}),
-  };
-  setCloexec(ctlFd, false);
-  if (guard.fd !== undefined) setCloexec(guard.fd, false);
-  for (const fd of cgroup?.fds ?? []) setCloexec(fd, false);
-  for (const s of slotFds) setCloexec(s.join, false);
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  execve(cfg.reexec.argv[0]!, [...cfg.reexec.argv, "__world-serve", JSON.stringify(cfg), JSON.stringify(state)], env);
-}
 
 /** Stage 2: serve the control socket; every thread of this process is hardened. */
 export async function serveSpawner(cfg: WorldBootConfig, state: ServeState): Promise<void> {
