@@ -141,8 +141,10 @@ BASH OPTIONS (as in bash; passed on unchanged)
 async function usage(cmd: CommandDef<any> = rootCommand, parent?: CommandDef<any>): Promise<string> {
   const text = await renderUsage(cmd, parent);
   if (cmd !== rootCommand) return text;
-  const lines = text.split("\n").filter((l) => !l.includes("`--c=<CMD>`"));
-  const at = lines.findIndex((l) => l.startsWith("USAGE"));
+  // citty may colour its output: match on the text without ANSI escapes
+  const plain = (l: string) => l.replace(/\x1b\[[0-9;]*m/g, "");
+  const lines = text.split("\n").filter((l) => !plain(l).includes("--c=<CMD>"));
+  const at = lines.findIndex((l) => plain(l).startsWith("USAGE"));
   if (at >= 0) lines.splice(at, 1, ...BASH_FORMS_USAGE.trimEnd().split("\n"));
   return lines.join("\n");
 }
