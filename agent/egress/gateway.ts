@@ -267,6 +267,7 @@ export class WorldGateway {
   private readonly live = new Set<ConnSocket>();
   private resolveCache = new Map<string, { at: number; r: Resolved }>();
   readonly totals = { bytes_up: 0, bytes_down: 0, connections: 0, denials: 0 };
+  private readonly lastDeny = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly o: WorldGatewayOptions) {
@@ -552,6 +553,15 @@ export class WorldGateway {
         if (!cmd.blocked.has(key) && cmd.blocked.size < 100)
           cmd.blocked.set(key, { name: e.name, port: e.port, reason: e.reason, message: e.message, ...(this.policyId ? { policy_id: this.policyId } : {}) });
       }
+    }
+    // A flood of identical denials (a retry loop, a DNS storm) writes one record per 5 s.
+    if (e.decision === "deny") {
+      const key = `${e.name}\0${e.port}\0${e.reason}\0${cmd?.spanId ?? ""}`;
+      const now = Date.now();
+      const last = this.lastDeny.get(key);
+      if (last !== undefined && now - last < 5000) return;
+      if (this.lastDeny.size > 10_000) this.lastDeny.clear();
+      this.lastDeny.set(key, now);
     }
     try {
       this.o.onEvent?.(ev, cmd);

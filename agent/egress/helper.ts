@@ -35,6 +35,12 @@ export interface EgressHelperConfig {
    * that creates every socket of the helper (Bun's event loop thread).
    */
   netns?: string;
+  /**
+   * Root agent, first start: apply the world's netns setup from here, once inside it (no
+   * nsenter round trips on the world's creation path): `ip -batch` (lo up: the listeners bind
+   * on it) and `nft -f` (while the listeners come up), both before privileges are dropped.
+   */
+  netSetup?: { ip: string[]; nft: string };
   /** The world's gateway socket (host path; the helper lives in the host's mount namespace). */
   socket: string;
   token: string;
@@ -481,10 +487,25 @@ function listenDns(cfg: EgressHelperConfig, ctl: Control): Promise<void> {
 /** The `__egress` entry: config JSON on stdin; prints `ready` once every listener is up. */
 export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
   if (cfg.netns) joinNetns(cfg.netns);
+  let nft: Promise<string | null> = Promise.resolve(null);
+  if (cfg.netSetup) {
+    // Children inherit this thread's network namespace (measured): no nsenter needed.
+    // nft needs nothing from ip: it runs while lo comes up and the listeners bind.
+    const enc = new TextEncoder();
+    const p = Bun.spawn(["nft", "-f", "-"], { stdin: enc.encode(cfg.netSetup.nft), stdout: "ignore", stderr: "pipe" });
+    nft = Promise.all([p.exited, new Response(p.stderr).text()]).then(([code, err]) => (code === 0 ? null : `nft -f: ${err.trim()}`));
+    const ip = Bun.spawnSync(["ip", "-batch", "-"], { stdin: enc.encode(`${cfg.netSetup.ip.join("\n")}\n`), stdout: "ignore", stderr: "pipe" });
+    if (ip.exitCode !== 0) {
+      await nft.catch(() => {});
+      throw new Error(`ip -batch: ${ip.stderr.toString().trim()}`);
+    }
+  }
   const ctl = new Control(cfg);
   await listenDns(cfg, ctl);
   listenProxy(cfg);
   listenTransparent(cfg);
+  const nftErr = await nft;
+  if (nftErr) throw new Error(nftErr);
   if (cfg.dropTo) dropPrivileges(cfg.dropTo);
   hardenSelfLight();
   await ctl.open();
@@ -494,6 +515,7 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
 
 /** main.ts calls this for `__egress`: reads the config from stdin. */
 export async function egressHelperMain(): Promise<number> {
+  L(); // load libc's symbols while the agent keeps this helper warm, not on a world's creation path
   const text = await new Response(Bun.stdin.stream()).text();
   try {
     await runEgressHelper(JSON.parse(text) as EgressHelperConfig);

@@ -15,8 +15,6 @@ import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "nod
 import { join } from "node:path";
 import type { EgressEvent, EgressSpec, EgressSummary } from "../../src/contract/net.ts";
 import { recordEgressEvent, recordEgressRateLimit } from "./trace.ts";
-import { ipBatch } from "../../src/sys/ip.ts";
-import { nftApply } from "../../src/sys/nft.ts";
 import { CommandEgress, upstreamFromEnv, WorldGateway, type EgressPolicy, type Upstream } from "./gateway.ts";
 import type { EgressHelperConfig } from "./helper.ts";
 import { DNS_ADDR, PROXY_PORT, renderWorldTable, worldIpBatch } from "./netns.ts";
@@ -159,11 +157,8 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
   // Network first, before any command: no window without the backstop.
   // A rootless world's spawner did it already (WorldBootConfig.egressNet, netns.ts): only it
   // holds the capabilities of the world's user namespace (uid N inside = N outside).
-  // lo up first (the helper binds on it); the nft table goes in while the helper starts, and
-  // both are done before this returns, i.e. before any command runs.
-  if (!rootless) await ipBatch(worldIpBatch(), { netnsPid: o.nsPid });
-  const table = rootless ? Promise.resolve() : nftApply(renderWorldTable(), { netnsPid: o.nsPid });
-  table.catch(() => {});
+  // Root agent: the helper applies it from inside the netns before it reports ready (netSetup,
+  // helper.ts), i.e. before this returns and before any command runs.
 
   const owner = helperIdentity();
   const dir = join(o.stateDir, "egress", o.worldId);
@@ -196,6 +191,7 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
   let closing = false;
   let helper: ReturnType<typeof Bun.spawn> | undefined;
   let restarts = 0;
+  let firstStart = true;
   const start = async (): Promise<void> => {
     let p: ReturnType<typeof Bun.spawn>;
     if (rootless) {
@@ -205,7 +201,9 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
     } else {
       p = takeWarmHelper(o.selfArgv);
       const sink = p.stdin as import("bun").FileSink;
-      sink.write(JSON.stringify({ ...cfg, netns: `/proc/${o.nsPid}/ns/net` }));
+      const netSetup = firstStart ? { netSetup: { ip: worldIpBatch(), nft: renderWorldTable() } } : {};
+      firstStart = false;
+      sink.write(JSON.stringify({ ...cfg, netns: `/proc/${o.nsPid}/ns/net`, ...netSetup }));
       await sink.end();
     }
     p.ref();
@@ -249,14 +247,14 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
       if (restarts++ < 5) void start().catch((e: unknown) => o.log?.(`[${o.worldId}] egress helper restart failed: ${(e as Error).message}`));
     });
   };
-  const [t, h] = await Promise.allSettled([table, start()]);
-  if (t.status === "rejected" || h.status === "rejected") {
+  try {
+    await start();
+  } catch (e) {
     closing = true;
     gateway.close();
     helper?.kill("SIGKILL");
-    if (t.status === "rejected") throw t.reason;
     // Fail closed but keep the world usable: loopback only, said once (session.ts).
-    throw new EgressPrereqError(`egress helper did not start (${((h as PromiseRejectedResult).reason as Error).message})`);
+    throw new EgressPrereqError(`egress setup failed (${(e as Error).message})`);
   }
 
   return {
