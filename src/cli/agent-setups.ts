@@ -123,7 +123,15 @@ export function agentSetups(c: SetupCtx): AgentSetup[] {
     (o) => o.mcpServers?.substrate !== undefined && (o.tools?.exclude ?? []).includes("run_shell_command"),
   );
   const toml = (s: string) => JSON.stringify(s);
-  const codex = textBlock(`[mcp_servers.substrate]\ncommand = ${toml(mcp.command)}\nargs = [${mcp.args.map(toml).join(", ")}]`);
+  const codexBlock = textBlock(`[mcp_servers.substrate]\ncommand = ${toml(mcp.command)}\nargs = [${mcp.args.map(toml).join(", ")}]`);
+  const codex = {
+    ...codexBlock,
+    apply: (cur: string | null) => {
+      // a table of that name outside our block would make the file invalid TOML (duplicate table)
+      if (cur && !codexBlock.routed(cur) && /^\s*\[mcp_servers\.(substrate|"substrate")\]/m.test(cur)) throw new Error("already has an [mcp_servers.substrate] table of its own; remove it or leave it as it is");
+      return codexBlock.apply(cur);
+    },
+  };
   const goose = textBlock(`export GOOSE_SHELL=${sq(shim)}`);
   const run = c.substrate.map(sq).join(" ");
   const aider = textBlock(`alias aider=${sq(`${run} run -- aider`)}`);

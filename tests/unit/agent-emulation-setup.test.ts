@@ -69,6 +69,14 @@ describe("agent setup --write / --undo", () => {
     expect(JSON.parse(readFileSync(s.file!, "utf8"))).toEqual({ model: "opus", theme: "dark" });
   });
 
+  test("codex: a config with its own [mcp_servers.substrate] table is refused (duplicate TOML table), untouched", () => {
+    const s = setupOf("codex");
+    writeFileSync(s.file!, '[mcp_servers.substrate]\ncommand = "other"\n');
+    expect(() => writeSetup(ctx, s)).toThrow(/mcp_servers.substrate/);
+    expect(readFileSync(s.file!, "utf8")).toBe('[mcp_servers.substrate]\ncommand = "other"\n');
+    rmSync(s.file!);
+  });
+
   test("a config that is not JSON is refused, untouched", () => {
     const s = setupOf("claude");
     writeFileSync(s.file!, "{ not json");
