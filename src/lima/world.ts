@@ -22,6 +22,7 @@ import { nativeSocketPath, probeNativeForward, repairNativeForward } from "./for
 import { REQUIRED_TOOLS, VALIDATE_SCRIPT, parseLayout, socketUserDropin, type ParsedLayout } from "./layout.ts";
 import { checkProjectMount, imageUrls, mountsDropin, renderProfile, writableMounts } from "./profile.ts";
 import { acquireWarmLock, LockBusy, writeRebuildState } from "./state.ts";
+import { quietProgress, type Progress } from "../world/progress.ts";
 
 export const LIMA_INSTANCE = "substrate";
 /** From `limactl start` returning (or someone else's start) to /run/lima-boot-done. */
@@ -33,14 +34,8 @@ const BOOT_TIMEOUT_S = 600;
 /** An image download that has not grown for this long is given up. */
 const DOWNLOAD_STALL_MS = 300_000;
 
-/** Progress for humans (consola in the CLI); the backend passes a quiet one. */
-export interface Progress {
-  step(msg: string): void;
-  ok(msg: string): void;
-  warn(msg: string): void;
-  debug(msg: string): void;
-}
-export const quietProgress: Progress = { step() {}, ok() {}, warn() {}, debug() {} };
+// One Progress for every host backend (src/world/progress.ts).
+export { quietProgress, type Progress };
 
 /** A failure the user can act on: message, next step, exit code (3 unavailable, 4 prerequisites). */
 export class LimaWorldError extends Error {

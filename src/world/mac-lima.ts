@@ -68,8 +68,7 @@ export class MacLimaBackend implements WorldBackend {
 
   async lifecycle(action: BackendAction, o: BackendOptions): Promise<BackendOutcome> {
     const { LimaWorld, LimaWorldError } = await import("../lima/world.ts");
-    const progress = { debug() {}, ...o.progress };
-    const world = new LimaWorld({ env: this.env, progress, profile: o.profile ?? "slim", project: o.project ?? this.project });
+    const world = new LimaWorld({ env: this.env, progress: o.progress, profile: o.profile ?? "slim", project: o.project ?? this.project });
     try {
       const report = action === "warm" ? await world.warm() : action === "status" ? await world.status() : action === "stop" ? await world.stop() : await world.restart();
       // status: unhealthy or not running is "agent unreachable" (3), like world doctor.

@@ -3,6 +3,6 @@ export interface Progress {
   step(msg: string): void;
   ok(msg: string): void;
   warn(msg: string): void;
-  debug?(msg: string): void;
+  debug(msg: string): void;
 }
 export const quietProgress: Progress = { step() {}, ok() {}, warn() {}, debug() {} };
