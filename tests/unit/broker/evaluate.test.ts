@@ -127,6 +127,9 @@ describe("worldSpecFromPolicy", () => {
       reuse_session: true,
       isolate_network: true,
       enable_preload: false,
+      allow_ptrace: false, // issue 14.1
+      root_inside: false, // issue 13 (rootless)
+      egress: { policy_id: "default", total_bytes: 1073741824, bytes_per_sec: 10485760 }, // issue 15
       allowed_domains: ["github.com", "registry.npmjs.org", "pypi.org", "crates.io", "pkg.go.dev"],
       limits: { cpu: "2", memory: "2Gi" },
       // issue 13 (FSVIEW): the fs section, `$HOME` handed back as `~` for the agent to expand

@@ -18,7 +18,7 @@ const PTY = "pty_01a201cc-48ac-717c-a1ed-2c907ebc1890";
 
 test("StreamStart: defaults, exactly one of cmd/argv, agent_id required", () => {
   const s = StreamStart.parse({ type: "start", cmd: "vim", agent_id: "a" });
-  expect(s).toEqual({ type: "start", cmd: "vim", agent_id: "a", cols: 80, rows: 24, pty: true, detachable: false });
+  expect(s).toEqual({ type: "start", cmd: "vim", agent_id: "a", cols: 80, rows: 24, pty: true, detachable: false, isolated: false, keep_background: false });
   rt(StreamStart, s);
   expect(StreamStart.safeParse({ type: "start", agent_id: "a" }).success).toBe(false);
   expect(StreamStart.safeParse({ type: "start", cmd: "x", argv: ["x"], agent_id: "a" }).success).toBe(false);

@@ -29,10 +29,14 @@ test("the key covers every spec field that shapes a world, and the overlay base;
     { ...spec, fs_isolation: "full" as const },
     { ...spec, enable_preload: true },
     { ...spec, fs_view: { read: [], write: ["~/.cache/**"], deny_read: [], read_only: [] } }, // issue 13 (FSVIEW)
+    { ...spec, allow_ptrace: true }, // issue 14.1
+    { ...spec, root_inside: true }, // issue 13 (rootless)
   ]) expect(spareKey(other, "/b")).not.toBe(k);
+  // egress (issue 15) is the gateway's live policy, applied to a spare when it is taken (manager.ts)
+  expect(spareKey({ ...spec, egress: { policy_id: "x" } } as typeof spec, "/b")).toBe(k);
   expect(spareKey(spec, "/c")).not.toBe(k);
-  // Every WorldSpec field is either in the key or reuse_session (a new field must be added).
+  // Every WorldSpec field is either in the key, reuse_session or egress (a new field must be added).
   expect(Object.keys(WorldSpec.shape).sort()).toEqual(
-    ["allowed_domains", "enable_preload", "fs_isolation", "fs_mode", "fs_view", "isolate_network", "limits", "project_dir", "reuse_session"],
+    ["allow_ptrace", "allowed_domains", "egress", "enable_preload", "fs_isolation", "fs_mode", "fs_view", "isolate_network", "limits", "project_dir", "reuse_session", "root_inside"],
   );
 });
