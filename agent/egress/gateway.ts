@@ -38,8 +38,6 @@ import { classify } from "./addr.ts";
 import { connHandlers, splice, type Conn, type ConnSocket } from "./splice.ts";
 
 export const SYNTHETIC_CIDR = "198.18.0.0/15";
-/** The address `lo` carries besides 127.0.0.1 (glibc AI_ADDRCONFIG); never handed out. */
-export const SYNTHETIC_LO_ADDR = "198.18.0.1";
 const SYN_FIRST = ipToInt("198.18.0.2");
 const SYN_LAST = ipToInt("198.19.255.254");
 /** TTL of a synthetic answer: a hint only, the mapping lives as long as the world. */

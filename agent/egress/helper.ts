@@ -37,10 +37,11 @@ export interface EgressHelperConfig {
   netns?: string;
   /**
    * Root agent, first start: apply the world's netns setup from here, once inside it (no
-   * nsenter round trips on the world's creation path): `ip -batch` (lo up: the listeners bind
-   * on it) and `nft -f` (while the listeners come up), both before privileges are dropped.
+   * nsenter round trips on the world's creation path): lo up + address + local route over
+   * rtnetlink (rtnl.ts; the listeners bind on lo) and `nft -f` (while the listeners come up),
+   * both before privileges are dropped.
    */
-  netSetup?: { ip: string[]; nft: string };
+  netSetup?: { loAddr: string; nft: string };
   /** The world's gateway socket (host path; the helper lives in the host's mount namespace). */
   socket: string;
   token: string;
@@ -52,6 +53,7 @@ export interface EgressHelperConfig {
 }
 
 import { DNS_ADDR, DNS_PORT, PROXY_PORT, TRANSPARENT_PORT } from "./netns.ts";
+import { setupLoopback } from "./rtnl.ts";
 /** First line of a 403 body: machine-readable (a tool or an agent parses it). */
 export const DECISION_PREFIX = "SUBSTRATE_EGRESS_DECISION";
 
@@ -494,10 +496,11 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
     const enc = new TextEncoder();
     const p = Bun.spawn(["nft", "-f", "-"], { stdin: enc.encode(cfg.netSetup.nft), stdout: "ignore", stderr: "pipe" });
     nft = Promise.all([p.exited, new Response(p.stderr).text()]).then(([code, err]) => (code === 0 ? null : `nft -f: ${err.trim()}`));
-    const ip = Bun.spawnSync(["ip", "-batch", "-"], { stdin: enc.encode(`${cfg.netSetup.ip.join("\n")}\n`), stdout: "ignore", stderr: "pipe" });
-    if (ip.exitCode !== 0) {
+    try {
+      setupLoopback(cfg.netSetup.loAddr); // rtnetlink from this thread: the `ip` batch without a process
+    } catch (e) {
       await nft.catch(() => {});
-      throw new Error(`ip -batch: ${ip.stderr.toString().trim()}`);
+      throw e;
     }
   }
   const ctl = new Control(cfg);

@@ -17,7 +17,7 @@ import type { EgressEvent, EgressSpec, EgressSummary } from "../../src/contract/
 import { recordEgressEvent, recordEgressRateLimit } from "./trace.ts";
 import { CommandEgress, upstreamFromEnv, WorldGateway, type EgressPolicy, type Upstream } from "./gateway.ts";
 import type { EgressHelperConfig } from "./helper.ts";
-import { DNS_ADDR, PROXY_PORT, renderWorldTable, worldIpBatch } from "./netns.ts";
+import { DNS_ADDR, PROXY_PORT, renderWorldTable, SYNTHETIC_LO_ADDR } from "./netns.ts";
 
 export { egressNetBoot, renderWorldTable } from "./netns.ts";
 
@@ -201,7 +201,7 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
     } else {
       p = takeWarmHelper(o.selfArgv);
       const sink = p.stdin as import("bun").FileSink;
-      const netSetup = firstStart ? { netSetup: { ip: worldIpBatch(), nft: renderWorldTable() } } : {};
+      const netSetup = firstStart ? { netSetup: { loAddr: SYNTHETIC_LO_ADDR, nft: renderWorldTable() } } : {};
       firstStart = false;
       sink.write(JSON.stringify({ ...cfg, netns: `/proc/${o.nsPid}/ns/net`, ...netSetup }));
       await sink.end();
