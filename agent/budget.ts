@@ -11,7 +11,7 @@
  * declares for itself are a self-limit; budgets an operator sets are bound to an agent token
  * at the host proxy (src/proxy/agents.ts), where renaming is refused. docs/API.md "Budgets".
  */
-import { newSpanId, type Budget } from "../src/contract/index.ts";
+import { newSessionId, newSpanId, type Budget } from "../src/contract/index.ts";
 import { BudgetTracker, type BudgetLease } from "../src/api/budget.ts";
 import { appendSpanSync } from "../src/trace/writer.ts";
 
@@ -28,7 +28,7 @@ export interface BudgetRequest {
 export class AgentBudgets {
   readonly tracker = new BudgetTracker();
   /** One session id for the spans this agent process writes on its own. */
-  private readonly sessionId = `ses_${Bun.randomUUIDv7()}`;
+  private readonly sessionId = newSessionId();
 
   constructor(private readonly log: (msg: string) => void = () => {}) {}
 

@@ -4,6 +4,7 @@
  * never a stack trace: `{error: {code, message, hint?}}` with the matching HTTP status.
  */
 import { Hono, type Context, type MiddlewareHandler } from "hono";
+import { SPAN_ID_RE } from "../contract/ids.ts";
 import { z } from "zod";
 import {
   errorBody,
@@ -181,7 +182,7 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
   app.get("/v1/trace/:span_id", async (c) => {
     if (!svc.trace) throw new ApiError("unsupported", "this endpoint does not serve /v1/trace");
     const id = c.req.param("span_id");
-    if (!/^spn_[0-9a-f-]{36}$/.test(id)) throw new ApiError("bad_request", `span id ${JSON.stringify(id.slice(0, 80))} is not spn_<uuidv7>`);
+    if (!SPAN_ID_RE.test(id)) throw new ApiError("bad_request", `span id ${JSON.stringify(id.slice(0, 80))} is not spn_<uuidv7>`);
     const span = await svc.trace(id);
     if (!span) throw new ApiError("not_found", `no span ${id} in this trace`, "spans are kept in the trace file of the process that ran the command");
     return c.json(span);

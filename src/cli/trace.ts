@@ -7,8 +7,7 @@ import { defineCommand } from "citty";
 import type { Span } from "../contract/index.ts";
 import { CliError, ExitCode } from "./_errors.ts";
 import { getGlobals } from "./_globals.ts";
-
-const SPAN_ID = /^spn_[0-9a-f-]{36}$/;
+import { SPAN_ID_RE as SPAN_ID } from "../contract/ids.ts";
 
 function positiveInt(v: string | undefined, flag: string): number | undefined {
   if (v === undefined) return undefined;
