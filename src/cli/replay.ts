@@ -131,8 +131,10 @@ export default defineCommand({
         const out = await runIntent({
           what: { cmd: req.cmd! },
           ...(req.cwd ? { cwd: req.cwd } : {}),
-          // the recorded PATH/locale only; the replay belongs to the original span's session
-          env: { ...req.env, SUBSTRATE_SESSION_ID: span.session_id },
+          // the recorded PATH/locale; the replay belongs to the original span's session. The
+          // caller's own settings (HOME, SUBSTRATE_*: which agent serves it, its trace) come from
+          // this process — without them the pipeline reached (or started) the default agent.
+          env: { ...settingsEnv(process.env), ...req.env, SUBSTRATE_SESSION_ID: span.session_id },
           agentId: req.agent_id,
           io: "buffered",
           component: "shell",
@@ -179,3 +181,13 @@ export default defineCommand({
     process.exitCode = report.reproduced ? ExitCode.OK : ExitCode.INTERNAL;
   },
 });
+
+/** The caller's settings from an environment: HOME and SUBSTRATE_* (not the span context). */
+function settingsEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || k === "SUBSTRATE_SESSION_ID" || k === "SUBSTRATE_SPAN_ID") continue;
+    if (k === "HOME" || k.startsWith("SUBSTRATE_")) out[k] = v;
+  }
+  return out;
+}
