@@ -16,6 +16,10 @@
  * that world's init (`/proc/1/cmdline` carries the id). An env var alone is not enough — any
  * host process could set it to run unconfined.
  *
+ * Likewise for a command Substrate runs on the host (its host fallback): SUBSTRATE_WORLD=disabled
+ * plus the span env it sets. There the outer command was decided already; its nested shells
+ * are the real shell, exactly as a nested shell inside a world is.
+ *
  * Keep this file's static imports to node builtins and bash-args.ts: `bash --version` and the
  * in-world exec must not load zod, the broker or the client.
  */
@@ -78,6 +82,11 @@ export interface BashEntryOptions {
 export async function bashEntry(args: string[], o: BashEntryOptions): Promise<number> {
   const realShell = SHELL_NAMES[o.shell] ?? "/bin/bash";
   if (inWorld()) execShell(realShell, o.argv0, args);
+  // A command Substrate itself runs on the host (world disabled or unavailable: the pipeline's
+  // host fallback sets SUBSTRATE_WORLD=disabled and the span env): its `bash` — the fallback's
+  // own PATH lookup, or make/npm re-entering $SHELL — is the real shell, as inside a world.
+  // Without this the fallback's `bash` would find the shim again, and again.
+  if (!o.asSubstrate && process.env.SUBSTRATE_WORLD === "disabled" && process.env.SUBSTRATE_SPAN_ID) execShell(realShell, o.argv0, args);
 
   let inv: BashInvocation;
   try {

@@ -222,6 +222,15 @@ describe("inside a world", () => {
     expect(w1).toBe(w2!);
   });
 
+  test("world disabled: the host runs it (policy first); the fallback's own `bash` and nested shells are the real bash (no re-entry loop)", () => {
+    const r = run([f.shim, "-c", 'echo "0=$0 1=$1"; hostname; "$SHELL" -c "echo nested \$SUBSTRATE_WORLD"', "a0", "a1"], { cwd: f.proj, env: f.env({ SUBSTRATE_WORLD: "disabled", SHELL: f.shim }) });
+    expect(r.code).toBe(0);
+    const [first, host, nested] = r.out.trim().split("\n");
+    expect(first).toBe("0=a0 1=a1");
+    expect(host).not.toMatch(/^substrate-/);
+    expect(nested).toBe("nested disabled");
+  });
+
   test("the in-world marker cannot be faked on the host: SUBSTRATE_WORLD=enabled + an id still runs in the world", () => {
     const r = run([f.shim, "-c", "hostname"], { cwd: f.proj, env: f.env({ SUBSTRATE_WORLD: "enabled", SUBSTRATE_WORLD_ID: "wld_00000000-0000-7000-8000-000000000000" }) });
     expect(r.out).toMatch(/^substrate-[0-9a-f]{8}\n$/);
