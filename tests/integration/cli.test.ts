@@ -86,17 +86,23 @@ describe("substrate -c", () => {
     const dir = mkdtempSync(join(tmpdir(), "substrate-auto-"));
     const sock = join(dir, "auto.sock");
     const r = substrate(["-c", "echo auto"], { env: { SUBSTRATE_WORLD_SOCKET: sock } });
-    expect(r.code).toBe(0);
-    expect(r.out).toBe("auto\n");
-    expect(r.err).toMatch(/^substrate: started world agent \S+ on .*auto\.sock \(pid \d+\)\n$/);
-    const pid = Number(/pid (\d+)/.exec(r.err)![1]);
-    // Second run reuses it silently.
-    const again = substrate(["-c", "echo again"], { env: { SUBSTRATE_WORLD_SOCKET: sock } });
-    expect(again.err).toBe("");
-    expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain(sock);
-    process.kill(pid, "SIGTERM");
-    while (existsSync(`/proc/${pid}`)) await Bun.sleep(20);
-    rmSync(dir, { recursive: true, force: true });
+    const pid = Number(/pid (\d+)/.exec(r.err)?.[1] ?? 0);
+    try {
+      expect(r.code).toBe(0);
+      expect(r.out).toBe("auto\n");
+      expect(r.err).toMatch(/^substrate: started world agent \S+ on .*auto\.sock \(pid \d+\)\n$/);
+      // Second run reuses it silently.
+      const again = substrate(["-c", "echo again"], { env: { SUBSTRATE_WORLD_SOCKET: sock } });
+      expect(again.err).toBe("");
+      expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain(sock);
+    } finally {
+      // the agent this test started goes, whatever failed above (a leak breaks later tests)
+      if (pid > 0 && existsSync(`/proc/${pid}`)) {
+        process.kill(pid, "SIGTERM");
+        while (existsSync(`/proc/${pid}`)) await Bun.sleep(20);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
