@@ -80,4 +80,28 @@ report(wb);
 const wv = figure("warm exec /bin/true, fs view", ex.view!.sort((a, b) => a - b), { baseline: "no fs view" });
 wv.ratio = wv.median_ms / wb.median_ms;
 report(wv);
+// The mounts themselves: buildRootfs alone, in a throwaway mount namespace per sample
+// (bench/_fsview-child.ts), so the spawner's two Bun starts do not drown the difference.
+const child = join(import.meta.dir, "_fsview-child.ts");
+const buildMs = async (k: keyof typeof variants): Promise<number> => {
+  const root = mkdtempSync(join(base, "root-"));
+  const cfg = { root, project: proj, ...(variants[k].caller ? { caller: variants[k].caller } : {}), fsView: variants[k].spec.fs_view };
+  const p = Bun.spawn(["unshare", "--mount", "--propagation", "private", "--", process.execPath, child, JSON.stringify(cfg)], { stdout: "pipe", stderr: "pipe" });
+  const out = await new Response(p.stdout).text();
+  if ((await p.exited) !== 0) throw new Error(`buildRootfs child: ${await new Response(p.stderr).text()}`);
+  rmSync(root, { recursive: true, force: true });
+  return (JSON.parse(out.trim()) as { ms: number }).ms;
+};
+const b: Record<string, number[]> = { before: [], view: [] };
+for (let i = 0; i < N + 2; i++) for (const k of ["before", "view"] as const) {
+  const ms = await buildMs(k);
+  if (i >= 2) b[k]!.push(ms);
+}
+const bb = figure("buildRootfs alone, no fs view", b.before!.sort((x, y) => x - y));
+report(bb);
+const bv = figure("buildRootfs alone, default policy's fs view", b.view!.sort((x, y) => x - y), { baseline: "no fs view" });
+bv.ratio = bv.median_ms / bb.median_ms;
+report(bv);
+console.log(`  the fs view's mounts cost ${(bv.median_ms - bb.median_ms).toFixed(2)} ms per world (median)`);
+
 rmSync(base, { recursive: true, force: true });
