@@ -60,7 +60,11 @@ const status = defineCommand({
   async run({ args }) {
     const ctx = await setupCtx();
     const rows = agentSetups(ctx).map(statusOf);
-    if (args.json || getGlobals().json) return void console.log(JSON.stringify({ shim: join(ctx.shimDir, "bash"), agents: rows }, null, 2));
+    const { existsSync } = await import("node:fs");
+    const shim = join(ctx.shimDir, "bash");
+    const shimOk = existsSync(shim); // follows the link: the binary it names must exist too
+    if (args.json || getGlobals().json) return void console.log(JSON.stringify({ shim, shim_ok: shimOk, agents: rows }, null, 2));
+    console.log(`shim: ${shim} ${shimOk ? "(ok)" : "(missing: substrate agent setup AGENT --write creates it)"}`);
     for (const r of rows) console.log(`${r.routed ? "routed    " : "not routed"}  ${r.agent.padEnd(9)} ${r.file ?? "(start it with: substrate run -- PROGRAM)"}`);
   },
 });

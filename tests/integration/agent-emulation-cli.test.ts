@@ -47,6 +47,7 @@ test("agent setup claude: print, --write (shims made), status routed, --undo byt
   expect(substrate(["agent", "setup", "claude", "--write"]).out).toContain("already routed");
   const st = JSON.parse(substrate(["agent", "status", "--json"]).out);
   expect(st.agents.find((a: { agent: string }) => a.agent === "claude").routed).toBe(true);
+  expect(st.shim_ok).toBe(true);
   expect(substrate(["agent", "setup", "claude", "--undo"]).code).toBe(0);
   expect(readFileSync(settings, "utf8")).toBe(original);
   expect(substrate(["agent", "setup", "nope"]).code).toBe(2);
