@@ -44,11 +44,14 @@ beforeAll(async () => {
   u = createUser("sbfa");
   bob = createUser("sbfb");
 });
+/** Cleanups that must run after the agent (and so every world running as that user) is gone. */
+const later: (() => void)[] = [];
 afterAll(async () => {
   rmSync(`/etc/${probe}`, { force: true });
   await agent.stop();
   u?.remove();
   bob?.remove();
+  for (const f of later) f();
 });
 
 describe("fs.write resolves as the caller", () => {
@@ -128,9 +131,12 @@ describe("a home behind a symlink (e.g. /home -> /var/home)", () => {
       expect(out(r).trim().split("\n")).toEqual([link, "hidden", "cached"]);
       expect(statSync(join(real, ".cache/x")).uid).toBe(who.uid);
     } finally {
-      Bun.spawnSync(["userdel", name], { stderr: "ignore" });
-      Bun.spawnSync(["groupdel", name], { stderr: "ignore" });
-      rmSync(base, { recursive: true, force: true });
+      // userdel refuses while the user's session world runs: after the agent stops.
+      later.push(() => {
+        Bun.spawnSync(["userdel", name], { stderr: "ignore" });
+        Bun.spawnSync(["groupdel", name], { stderr: "ignore" });
+        rmSync(base, { recursive: true, force: true });
+      });
     }
   });
 });
