@@ -38,8 +38,8 @@ export interface EgressHelperConfig {
   /**
    * Root agent, first start: apply the world's netns setup from here, once inside it (no
    * nsenter round trips on the world's creation path): lo up + address + local route over
-   * rtnetlink (rtnl.ts; the listeners bind on lo) and `nft -f` (while the listeners come up),
-   * both before privileges are dropped.
+   * rtnetlink (rtnl.ts; the listeners bind on lo) and the nft table through libnftables
+   * (nftlib.ts; `nft -f -` as the fallback), both before privileges are dropped.
    */
   netSetup?: { loAddr: string; nft: string };
   /** The world's gateway socket (host path; the helper lives in the host's mount namespace). */
@@ -54,6 +54,7 @@ export interface EgressHelperConfig {
 
 import { DNS_ADDR, DNS_PORT, PROXY_PORT, TRANSPARENT_PORT } from "./netns.ts";
 import { setupLoopback } from "./rtnl.ts";
+import { nftApplyInProcess, preloadNftables } from "./nftlib.ts";
 /** First line of a 403 body: machine-readable (a tool or an agent parses it). */
 export const DECISION_PREFIX = "SUBSTRATE_EGRESS_DECISION";
 
@@ -487,15 +488,27 @@ function listenDns(cfg: EgressHelperConfig, ctl: Control): Promise<void> {
 }
 
 /** The `__egress` entry: config JSON on stdin; prints `ready` once every listener is up. */
+const T0 = performance.now();
+const mark = process.env.SUBSTRATE_EGRESS_TIMING === "1" ? (m: string) => process.stderr.write(`timing ${m} ${(performance.now() - T0).toFixed(2)}\n`) : () => {};
+
 export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
+  mark("config");
   if (cfg.netns) joinNetns(cfg.netns);
   let nft: Promise<string | null> = Promise.resolve(null);
   if (cfg.netSetup) {
     // Children inherit this thread's network namespace (measured): no nsenter needed.
-    // nft needs nothing from ip: it runs while lo comes up and the listeners bind.
-    const enc = new TextEncoder();
-    const p = Bun.spawn(["nft", "-f", "-"], { stdin: enc.encode(cfg.netSetup.nft), stdout: "ignore", stderr: "pipe" });
-    nft = Promise.all([p.exited, new Response(p.stderr).text()]).then(([code, err]) => (code === 0 ? null : `nft -f: ${err.trim()}`));
+    // libnftables in this process (~1 ms); `nft -f -` when the library cannot be loaded.
+    let inProcess: string | null | undefined;
+    try {
+      inProcess = nftApplyInProcess(cfg.netSetup.nft);
+    } catch {
+      inProcess = undefined;
+    }
+    if (inProcess !== undefined) nft = Promise.resolve(inProcess === null ? null : `nft: ${inProcess}`);
+    else {
+      const p = Bun.spawn(["nft", "-f", "-"], { stdin: new TextEncoder().encode(cfg.netSetup.nft), stdout: "ignore", stderr: "pipe" });
+      nft = Promise.all([p.exited, new Response(p.stderr).text()]).then(([code, err]) => (code === 0 ? null : `nft -f: ${err.trim()}`));
+    }
     try {
       setupLoopback(cfg.netSetup.loAddr); // rtnetlink from this thread: the `ip` batch without a process
     } catch (e) {
@@ -503,22 +516,27 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
       throw e;
     }
   }
+  mark("netsetup");
   const ctl = new Control(cfg);
   await listenDns(cfg, ctl);
   listenProxy(cfg);
   listenTransparent(cfg);
+  mark("listening");
   const nftErr = await nft;
   if (nftErr) throw new Error(nftErr);
   if (cfg.dropTo) dropPrivileges(cfg.dropTo);
   hardenSelfLight();
+  mark("dropped");
   await ctl.open();
+  mark("control");
   process.on("SIGTERM", () => process.exit(0));
   process.stdout.write("ready\n");
 }
 
 /** main.ts calls this for `__egress`: reads the config from stdin. */
 export async function egressHelperMain(): Promise<number> {
-  L(); // load libc's symbols while the agent keeps this helper warm, not on a world's creation path
+  L(); // load libc's (and libnftables') symbols while the agent keeps this helper warm, not on a world's creation path
+  preloadNftables();
   const text = await new Response(Bun.stdin.stream()).text();
   try {
     await runEgressHelper(JSON.parse(text) as EgressHelperConfig);

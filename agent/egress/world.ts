@@ -10,6 +10,11 @@
  *          can only go to lo: there is no other device)
  *   nft    table inet substrate (see renderWorldTable)
  *   helper DNS 127.0.0.53:53, proxy 127.0.0.1:3128, transparent 127.0.0.1:15001
+ *
+ * Who applies it: root agent — the helper, from inside the netns before it reports ready
+ * (rtnetlink + `nft -f`, helper.ts netSetup); rootless — the world's spawner
+ * (WorldBootConfig.egressNet, netns.ts), the only process holding the user namespace's
+ * capabilities.
  */
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
