@@ -218,6 +218,10 @@ describe("Aider", () => {
     expect(await p.exited).toBe(9);
     expect(out).toContain("aider-ran");
     inWorld(out);
+    const o = outside();
+    const w = Bun.spawn([f.shim, "-i", "-c", `touch ${o}`], { cwd: f.proj, env: f.env({ SHELL: f.shim, TERM: "xterm" }), terminal: { cols: 80, rows: 24, data: () => {} } });
+    expect(await w.exited).not.toBe(0);
+    expect(existsSync(o)).toBe(false);
   });
 });
 
