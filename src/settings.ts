@@ -54,6 +54,7 @@ export const ENV_SETTINGS: readonly EnvSetting[] = [
   S("SUBSTRATE_STREAM_DETACH_TTL_MS", "agent", "int", "600000", "agent: a detached stream session is killed after this"),
   S("SUBSTRATE_WORLD_USERNS", "agent", "bool", null, "agent: `0` = a root agent builds worlds without a user namespace"),
   S("SUBSTRATE_WORLD_SPAWNER", "agent", "bool", null, "internal: marks the in-world spawner process"),
+  S("SUBSTRATE_EGRESS_TIMING", "agent", "bool", null, "agent: `1` = each world's egress helper prints its setup phases to its stderr (the agent log)"),
   S("SUBSTRATE_WORLD_DNS_UPSTREAM", "agent", "string", null, "agent: the resolver the egress gateway asks (`ip` or `ip:port`; default the host's own resolver, getaddrinfo)"),
   S("SUBSTRATE_WORLD_NET_POOL", "agent", "string", "10.201.0.0/16", "agent: the address pool world networks are carved from"),
   S("SUBSTRATE_NET_STATE_DIR", "agent", "path", "/run/substrate-net", "agent: world network bookkeeping"),

@@ -125,7 +125,12 @@ export interface WorldEgress {
 }
 
 const PATHS = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" };
-const HELPER_ENV = { ...PATHS, SUBSTRATE_EGRESS_HELPER: "1", BUN_GC_TIMER_DISABLE: "1" };
+const HELPER_ENV = {
+  ...PATHS,
+  SUBSTRATE_EGRESS_HELPER: "1",
+  BUN_GC_TIMER_DISABLE: "1",
+  ...(process.env.SUBSTRATE_EGRESS_TIMING === "1" ? { SUBSTRATE_EGRESS_TIMING: "1" } : {}),
+};
 
 /**
  * Root agent: one helper process kept warm (started, loaded, waiting for its config on
