@@ -237,6 +237,33 @@ describe("inside a world", () => {
   });
 });
 
+describe("sh and zsh names", () => {
+  test("the entry named sh runs sh in the world", () => {
+    const args = ["-c", 'echo "0=$0 1=$1"; hostname', "a0", "a1"];
+    const e = run([join(f.shimDir, "sh"), ...args], { cwd: f.proj, env: f.env() });
+    expect(e.code).toBe(0);
+    expect(e.out).toMatch(/^0=a0 1=a1\nsubstrate-[0-9a-f]{8}\n$/);
+  });
+  // (a link needs the compiled binary: from source the shims are `exec -a bash` scripts)
+  test.skipIf((!existsSync("/usr/bin/zsh") && !existsSync("/bin/zsh")) || hostArgv().length !== 1)("the entry named zsh runs zsh in the world: same output as plain zsh", () => {
+    const z = join(f.shimDir, "zsh");
+    if (!existsSync(z)) symlinkSync(readlinkOr(f.shim), z);
+    const args = ["-c", 'echo "$0 $1 ${ZSH_VERSION:+zsh}"; setopt | grep -c . >/dev/null; print -r -- "x"', "a0", "a1"];
+    const plain = run(["zsh", ...args], { cwd: f.proj, env: f.plainEnv() });
+    const e = run([z, ...args], { cwd: f.proj, env: f.env() });
+    expect({ out: e.out, code: e.code }).toEqual({ out: plain.out, code: plain.code });
+    expect(run([z, "-c", "hostname"], { cwd: f.proj, env: f.env() }).out).toMatch(/^substrate-/);
+  });
+});
+
+function readlinkOr(p: string): string {
+  try {
+    return require("node:fs").readlinkSync(p) as string;
+  } catch {
+    return p;
+  }
+}
+
 describe("policy and usage", () => {
   test("the policy decides on the unchanged argv: a denied command in any form is refused (126), nothing runs", () => {
     const pol = join(f.home, ".substrate", "policies");
