@@ -8,6 +8,7 @@
  * - `isolated`: the same syscalls return EPERM, plus namespace-creating clone/unshare, setns,
  *   the new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick,
  *   mount_setattr), io_uring_* (EPERM) and clone3 (ENOSYS).
+ * - both: io_uring_* → EPERM (its operations bypass this filter).
  * - both (issue 14.1): ptrace, process_vm_readv/writev, pidfd_getfd → EPERM, and no signal
  *   or prlimit aimed at PID 1 or the spawner (see SeccompOptions.protectPids).
  *
@@ -233,6 +234,10 @@ export function buildSeccompFilter(mode: SeccompMode, opts: SeccompOptions = {})
     p.push([RET_K, 0, 0, ret >>> 0]);
   };
   if (!opts.allowPtrace) for (const name of MEMORY_ACCESS_SYSCALLS) simple(name, errnoRet(EPERM));
+  // Every profile: io_uring submits opens, chmods and the rest from a kernel thread that this
+  // filter never sees (a setuid file created through IORING_OP_OPENAT passes the mode rule
+  // below). Callers fall back to plain syscalls on EPERM (Docker's default profile does the same).
+  if (mode === "baseline") for (const name of ["io_uring_setup", "io_uring_enter", "io_uring_register"]) simple(name, errnoRet(EPERM));
   // issue 14.3: setuid/setgid bits (args[i] & 06000) → EPERM; openat2 → ENOSYS
   for (const [name, i] of Object.entries(MODE_ARG)) {
     const nr = TABLE[name]![arch];

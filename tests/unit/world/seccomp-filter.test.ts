@@ -6,8 +6,8 @@ import { describe, expect, test } from "bun:test";
 import { buildSeccompFilter, type SeccompArch } from "../../../agent/world/seccomp.ts";
 
 const NUMBERS = {
-  x64: { audit: 0xc000003e, mount: 165, clone: 56, clone3: 435, unshare: 272, read: 0, ptrace: 101, bpf: 321, io_uring_setup: 425, fsopen: 430 },
-  arm64: { audit: 0xc00000b7, mount: 40, clone: 220, clone3: 435, unshare: 97, read: 63, ptrace: 117, bpf: 280, io_uring_setup: 425, fsopen: 430 },
+  x64: { audit: 0xc000003e, mount: 165, clone: 56, clone3: 435, unshare: 272, read: 0, ptrace: 101, bpf: 321, io_uring_setup: 425, fsopen: 430, process_vm_readv: 310, kill: 62, tkill: 200, tgkill: 234, pidfd_open: 434, pidfd_send_signal: 424, prlimit64: 302 },
+  arm64: { audit: 0xc00000b7, mount: 40, clone: 220, clone3: 435, unshare: 97, read: 63, ptrace: 117, bpf: 280, io_uring_setup: 425, fsopen: 430, process_vm_readv: 270, kill: 129, tkill: 130, tgkill: 131, pidfd_open: 434, pidfd_send_signal: 424, prlimit64: 261 },
 };
 
 function run(bytes: Uint8Array, nr: number, arch: number, arg0 = 0): number {
@@ -46,6 +46,26 @@ for (const arch of ["x64", "arm64"] as SeccompArch[]) {
       expect(run(p.bytes, N.read, A)).toBe(ALLOW);
       expect(run(p.bytes, N.clone, A, 0x40000000)).toBe(ALLOW);
       expect(run(p.bytes, N.clone3, A)).toBe(ALLOW);
+    });
+    test("issue 14.1: ptrace, process_vm_readv and io_uring refused in baseline too", () => {
+      expect(run(p.bytes, N.ptrace, A)).toBe(EPERM);
+      expect(run(p.bytes, N.process_vm_readv, A)).toBe(EPERM);
+      expect(run(p.bytes, N.io_uring_setup, A)).toBe(EPERM);
+      const dbg = buildSeccompFilter("baseline", { logAvailable: true, arch, allowPtrace: true });
+      expect(run(dbg.bytes, N.ptrace, A)).toBe(ALLOW);
+      expect(run(dbg.bytes, N.process_vm_readv, A)).toBe(ALLOW);
+    });
+    test("issue 14.1: signals and prlimit aimed at PID 1 or the spawner are refused; others pass", () => {
+      const q = buildSeccompFilter("baseline", { logAvailable: true, arch, protectPids: [1, 2] });
+      for (const pid of [1, 2, -1 >>> 0, -2 >>> 0, -1 >>> 0]) expect(run(q.bytes, N.kill, A, pid)).toBe(EPERM);
+      for (const pid of [3, 77, 0, -77 >>> 0]) expect(run(q.bytes, N.kill, A, pid)).toBe(ALLOW);
+      for (const nr of [N.tgkill, N.pidfd_open, N.prlimit64]) {
+        expect(run(q.bytes, nr, A, 2)).toBe(EPERM);
+        expect(run(q.bytes, nr, A, 1)).toBe(EPERM);
+        expect(run(q.bytes, nr, A, 42)).toBe(ALLOW);
+      }
+      expect(run(q.bytes, N.tkill, A, 42)).toBe(EPERM);
+      expect(run(q.bytes, N.pidfd_send_signal, A, 5)).toBe(ENOSYS);
     });
     test("without kernel log support baseline allows", () => {
       const q = buildSeccompFilter("baseline", { logAvailable: false, arch });
