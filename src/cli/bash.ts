@@ -98,9 +98,9 @@ export async function bashEntry(args: string[], o: BashEntryOptions): Promise<nu
       const { CliError, ExitCode } = await import("./_errors.ts");
       throw new CliError(ExitCode.USAGE, e.message, "substrate takes bash's forms: substrate -c 'cmd' [ARG0 ARG…]; see substrate --help");
     }
-    // The host's shell says it in its own words: given ONLY the rejected option (`bash -Z`,
-    // `bash -c`), it prints the error and usage and exits 2 without running anything.
-    if (/^[-+]/.test(e.arg) && !inWorld()) execShell(realShell, o.shell, [e.arg]);
+    // bash's own first line and exit status. (Never the host's shell with the rejected option:
+    // an option our grammar lacks but the shell has — any zsh option, a newer bash's — would
+    // start that shell on the host.)
     process.stderr.write(`${o.shell}: ${e.message}\n${BASH_USAGE}`);
     return 2;
   }

@@ -24,6 +24,22 @@ afterAll(async () => {
 const env = () => f.env({ TMPDIR: tmp });
 const sh = (script: string) => run([f.shim, "-c", script], { cwd: f.proj, env: env(), stdin: "devnull" });
 
+test("an option the entry's grammar refuses never starts a shell on the host (zsh's -y, an unknown long option)", () => {
+  const { readlinkSync, symlinkSync } = require("node:fs") as typeof import("node:fs");
+  const marker = join(tmp, "host-shell-ran");
+  const cases: [string, string[]][] = [[f.shim, ["--made-up-option"]], [f.shim, ["-Z"]]];
+  try {
+    const z = join(f.shimDir, "zsh");
+    if (!existsSync(z)) symlinkSync(readlinkSync(f.shim), z);
+    cases.push([z, ["-y"]]);
+  } catch {} // the shim is a script (from source): the bash cases still run
+  for (const [shell, args] of cases) {
+    const r = run([shell, ...args], { cwd: f.proj, env: env(), stdin: `touch ${marker}\n` });
+    expect(r.code).toBe(2);
+    expect(existsSync(marker)).toBe(false);
+  }
+});
+
 test("faking the in-world marker on the host does not skip the world", () => {
   const r = run([f.shim, "-c", "hostname"], { cwd: f.proj, env: f.env({ SUBSTRATE_WORLD: "enabled", SUBSTRATE_WORLD_ID: "wld_01a24259-fd41-70ec-839b-7280b6e98723" }) });
   expect(r.out).toMatch(/^substrate-[0-9a-f]{8}\n$/);
