@@ -87,9 +87,8 @@ function partialPrefix(buf: Buffer, from: number): number {
 const b64 = (s: string | undefined): string => (s ? Buffer.from(s, "base64").toString("utf8") : "");
 
 /**
- * The shell goes through the host pipeline like `-c` (src/run/): the gate (deny list: may
- * this shell be started here), the same session world (policy limits and allowlist), a host
- * command span (component shell, pty)
+ * The shell goes through the host pipeline like `-c` (src/run/): the same gate, the same
+ * session world (policy limits and allowlist), a host command span (component shell, pty)
  * that every command typed in the shell names as its parent; world unavailable → the same
  * shell on the host (unless the world is required).
  */
@@ -122,11 +121,10 @@ export async function runShell(o: { worldFlag?: boolean; shell?: string }): Prom
     env: shellEnv,
     io: "pty",
     component: "shell",
-    // The shell itself is checked against the deny list (a policy may forbid it); the
-    // commands typed in it are not seen one by one (documented in docs/ARCHITECTURE.md). The
-    // full analysis would refuse any interactive shell: it reads code the policy cannot check.
-    asker: "deny-list",
-    interactiveShell: true,
+    // The same decision as every entry point (and as the agent's own gate): an interactive
+    // shell reads code the policy cannot check, so an enforce policy with a deny list refuses
+    // it; observe mode logs it and runs it. Typed commands are not gated one by one.
+    asker: "tty",
     ...(o.worldFlag !== undefined ? { worldFlag: o.worldFlag } : {}),
     ptyFilter: (b) => tap.push(b),
   });

@@ -23,8 +23,6 @@ export interface GateInput {
   cwd: string;
   asker: AskerKind;
   component: "shell" | "shim" | "api";
-  /** the user's own interactive shell (RunIntent.interactiveShell) */
-  interactiveShell?: boolean;
   requireApproval?: boolean;
   loaded?: LoadedPolicy;
   /** the user's home for policies and approvals (tests); default $HOME */
@@ -109,12 +107,9 @@ async function decide(i: GateInput): Promise<GateResult> {
   const { deniedMessage } = await import("../broker/decide.ts");
 
   if (i.asker === "deny-list") {
-    const { quickCheck, REASON_UNKNOWN } = await import("../broker/evaluate.ts");
+    const { quickCheck } = await import("../broker/evaluate.ts");
     const d = quickCheck(i.argv ?? ["bash", "-c", i.cmd], i.cwd, p);
     if (d.kind !== "deny") return { ...common, action: "run", decision: d, events: [] };
-    // The user's own interactive shell reads what the user types, not code from elsewhere: the
-    // broker's "runs code the policy cannot check" does not apply to it (a pattern still does).
-    if (i.interactiveShell && d.pattern === null && d.reason.startsWith(REASON_UNKNOWN)) return { ...common, action: "run", decision: { kind: "allow" }, events: [] };
     const base = { ts: new Date().toISOString(), command: i.cmd, policy_id: p.id, session_id: i.span.session_id, cwd: i.cwd, component: i.component, policy_commit: loaded.commit };
     if (p.mode !== "enforce") return { ...common, action: "run", decision: d, events: [{ ...base, event_type: "policy_violation", reason: d.reason, pattern: d.pattern, would: "deny" }] };
     const message = deniedMessage(p.id, d.reason, d.pattern);

@@ -40,12 +40,6 @@ export interface RunIntent {
   isolated?: boolean;
   /** `--require-approval`: every command needs an approval (unless auto-approved). */
   requireApproval?: boolean;
-  /**
-   * The user's own interactive shell (`substrate shell`): checked against the deny list as a
-   * program; what it reads is typed by the user, so the broker's "reads code the policy
-   * cannot check" rule does not refuse it. The commands typed in it are not gated one by one.
-   */
-  interactiveShell?: boolean;
   /** span component: "shell" (CLI, shell, replay), "shim", "api" (proxy, MCP) */
   component: SpanComponent;
   asker: AskerKind;

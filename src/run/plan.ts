@@ -111,7 +111,6 @@ export async function plan(intent: RunIntent): Promise<Plan> {
     ...("argv" in intent.what ? { argv: intent.what.argv } : {}),
     cwd,
     asker: intent.asker,
-    ...(intent.interactiveShell ? { interactiveShell: true } : {}),
     component: intent.component === "shim" ? "shim" : intent.component === "api" ? "api" : "shell",
     requireApproval: intent.requireApproval,
     ...(loaded ? { loaded } : {}),

@@ -8,25 +8,28 @@
  *     the agent's span names the host span as parent; the command sees its span's session).
  * Each drift measured on the old main (issue 17, "Drift measured") fails one of these.
  *
- * The direct agent-socket case needs the agent-side gate (docs/ARCHITECTURE.md "Where the
- * policy decision runs"); until the agent has it, that case is SKIPPED with a message.
+ * Everything runs as a throwaway regular user (its passwd home holds its policies): the agent
+ * decides with the CALLER's policy (agent/policyd.ts), exactly as on a real machine. The direct
+ * agent-socket case needs that agent-side gate (docs/ARCHITECTURE.md "Where the policy
+ * decision runs"); an agent without it makes that case SKIP with a message.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_POLICY_YAML } from "../../src/broker/default-policy.ts";
 import { hostArgv, startAgent, type TestAgent } from "../helpers/agent.ts";
+import { runnable } from "../helpers/runnable.ts";
+import { apiAs, createUser, openSocket, type TestUser } from "../security/_users.ts";
 
 const WLD = /wld_[0-9a-f-]{36}/;
 const SES = /ses_[0-9a-f-]{36}/;
 
 let agent!: TestAgent;
-let dir!: string;
+let user!: TestUser;
+let cli!: string[];
 let home!: string;
 let proj!: string;
 let watchProj: string;
-let shellProj: string;
 let hostTrace: string;
 let agentTrace: string;
 let env: Record<string, string>;
@@ -42,10 +45,14 @@ const policy = (id: string, mode: "enforce" | "observe", extraDenied: string[] =
     .replace('memory: "2Gi" # 2 GB RAM', 'memory: "1536Mi"')
     .replace(/  allowed:\n(    - .*\n)+/, "  allowed:\n    - example.com\n    - parity.invalid\n");
 
+/** `setpriv` as the test user, with exactly `env` (the user's own environment). */
+const asUser = (argv: string[], e: Record<string, string>): string[] => [
+  "setpriv", `--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", "env", "-i", ...Object.entries(e).map(([k, v]) => `${k}=${v}`), ...argv,
+];
+
 function substrate(args: string[], o: { cwd?: string; input?: string; env?: Record<string, string> } = {}) {
-  const p = Bun.spawnSync([...hostArgv(), ...args], {
+  const p = Bun.spawnSync(asUser([...cli, ...args], { ...env, ...o.env }), {
     cwd: o.cwd ?? proj,
-    env: { ...env, ...o.env },
     stdin: o.input !== undefined ? new TextEncoder().encode(o.input) : "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -62,50 +69,52 @@ const spans = (file: string): Record<string, any>[] =>
         .map((l) => JSON.parse(l))
     : [];
 
-async function http(sock: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any; text: string }> {
-  const r = await fetch(`http://localhost${path}`, { method, unix: sock, headers: body ? { "content-type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined } as RequestInit);
-  const text = await r.text();
-  let parsed: any = null;
-  try {
-    parsed = JSON.parse(text);
-  } catch {}
-  return { status: r.status, body: parsed, text };
+/** An API call on a socket, made by a process of the test user (the agent sees its uid). */
+async function http(sock: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  return apiAs(user, sock, method, path, body);
 }
 
-/** The session world of the project, as the agent lists it. */
+/** The user's worlds, as the agent lists them to the user. */
+async function worlds(): Promise<any[]> {
+  return (await http(agent.socket, "GET", "/v1/worlds")).body.worlds;
+}
 async function worldOf(id: string) {
-  return (await agent.client.listWorlds()).find((w) => w.id === id);
+  return (await worlds()).find((w) => w.id === id);
 }
 
 // Set up at load time (not in beforeAll) so that the direct-socket case can be skipped by
 // what the agent does, visibly, instead of passing vacuously.
 await (async () => {
-  dir = mkdtempSync(join(tmpdir(), "substrate-parity-"));
-  home = join(dir, "home");
-  hostTrace = join(dir, "host-trace.jsonl");
-  agentTrace = join(dir, "agent-trace.jsonl");
+  user = createUser("sbpar");
+  home = user.home;
+  hostTrace = join(home, "host-trace.jsonl");
+  agentTrace = join(home, "..", "agent-trace.jsonl");
   mkdirSync(join(home, ".substrate", "policies"), { recursive: true });
   writeFileSync(join(home, ".substrate", "policies", "default.yaml"), policy("default", "enforce"));
   writeFileSync(join(home, ".substrate", "policies", "watch.yaml"), policy("watch", "observe"));
-  writeFileSync(join(home, ".substrate", "policies", "noshell.yaml"), policy("noshell", "enforce", ["bash -i"]));
-  proj = join(dir, "proj");
-  watchProj = join(dir, "watch");
-  shellProj = join(dir, "noshell");
-  for (const p of [proj, watchProj, shellProj]) mkdirSync(join(p, ".git"), { recursive: true });
+  proj = join(home, "proj");
+  watchProj = join(home, "watch");
+  for (const p of [proj, watchProj]) {
+    mkdirSync(join(p, ".git"), { recursive: true });
+    writeFileSync(join(p, ".git", "HEAD"), "ref: refs/heads/main\n"); // a real repo's .git is never empty
+  }
   writeFileSync(join(watchProj, ".substrate-profile"), "watch\n");
-  writeFileSync(join(shellProj, ".substrate-profile"), "noshell\n");
+  Bun.spawnSync(["chown", "-R", `${user.uid}:${user.gid}`, home]);
   agent = await startAgent({ env: { SUBSTRATE_TRACE: agentTrace } });
+  openSocket(agent.socket);
+  cli = hostArgv().map((a) => (a.startsWith("/") ? runnable(a) : a));
   env = {
     PATH: "/usr/local/bin:/usr/bin:/bin",
     HOME: home,
+    USER: user.name,
     LANG: "C.UTF-8",
     SHELL: "/bin/bash",
     SUBSTRATE_TRACE: hostTrace,
     SUBSTRATE_WORLD_SOCKET: agent.socket,
     SUBSTRATE_AGENT_ID: "parity",
   };
-  proxySock = join(dir, "proxy", "agent.sock");
-  proxy = Bun.spawn([...hostArgv(), "proxy", "--socket", proxySock, "--agent-socket", agent.socket, "--audit", "off"], { cwd: proj, env, stdout: "pipe", stderr: "pipe" });
+  proxySock = join(home, "proxy", "agent.sock");
+  proxy = Bun.spawn(asUser([...cli, "proxy", "--socket", proxySock, "--agent-socket", agent.socket, "--audit", "off"], env), { cwd: proj, stdout: "pipe", stderr: "pipe" });
   for (let i = 0; i < 200 && !existsSync(proxySock); i++) await Bun.sleep(25);
 })();
 
@@ -115,7 +124,7 @@ afterAll(async () => {
     await proxy.exited;
   }
   await agent?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  user?.remove();
 });
 
 describe("entry-point parity: one pipeline", () => {
@@ -148,16 +157,21 @@ describe("entry-point parity: one pipeline", () => {
 
   test("--pty -c keeps --isolated (it runs isolated, without a PTY)", () => {
     const r = substrate(["--pty", "--isolated", "-c", "echo iso > iso-file"]);
-    expect(r.code).toBe(0);
-    expect(r.err).toContain("isolated");
+    expect(r.err).toContain("isolated commands run without a PTY");
+    expect(r.err).toMatch(/substrate: isolated: /); // the isolated summary line: it ran in an overlay world
     expect(existsSync(join(proj, "iso-file"))).toBe(false); // kept for `substrate apply`, not written
   });
 
-  test("shell: the same session world, and a host command span the shell's commands run under", () => {
-    const r = substrate(["shell", "--shell", "bash"], { input: `${PROBE}\nexit\n` });
+  test("shell: the same session world as -c, and a host command span the shell's commands run under", async () => {
+    // An interactive shell reads code the policy cannot check: an enforce policy refuses it
+    // (below); under the observe policy it runs, logged.
+    const c = substrate(["-c", PROBE], { cwd: watchProj });
+    expect(c.code).toBe(0);
+    const r = substrate(["shell", "--shell", "bash"], { cwd: watchProj, input: `${PROBE}\nexit\n` });
     expect(r.code).toBe(0);
     const out = r.out.replace(/\r/g, "");
-    expect(WLD.exec(out)?.[0]).toBe(cWorld);
+    expect(WLD.exec(out)?.[0]).toBe(WLD.exec(c.out)![0]);
+    expect((await worldOf(WLD.exec(c.out)![0]))?.limits).toMatchObject({ cpu: "1", memory: "1536Mi" });
     const sid = /SID=(ses_[0-9a-f-]{36})/.exec(out)![1];
     const spn = /SPN=(spn_[0-9a-f-]{36})/.exec(out)![1];
     const shellSpan = spans(hostTrace).find((s) => s.event_type === "command_start" && s.span_id === spn);
@@ -205,9 +219,10 @@ describe("entry-point parity: one policy decision", () => {
     expect(spans(hostTrace).find((s) => s.event_type === "policy_denied" && s.cmd === DENIED && s.component === "api")?.session_id).toBe(sid);
   });
 
-  test("the interactive shell is gated too (a policy that denies `bash -i`)", () => {
-    const r = substrate(["shell", "--shell", "bash"], { cwd: shellProj, input: "echo ran-the-shell\nexit\n" });
+  test("the interactive shell is gated too: refused by an enforce policy with a deny list (it reads unchecked code)", () => {
+    const r = substrate(["shell", "--shell", "bash"], { input: "echo ran-the-shell\nexit\n" });
     expect(r.code).toBe(126);
+    expect(r.err).toContain("denied by policy default");
     expect(r.out).not.toContain("ran-the-shell");
   });
 
@@ -231,10 +246,10 @@ describe("entry-point parity: one policy decision", () => {
     const rec = substrate(["-c", cmd]);
     expect(rec.code).toBe(0);
     const span = spans(hostTrace).find((s) => s.event_type === "command_complete" && s.cmd === cmd)!;
-    const p = Bun.spawn([...hostArgv(), "replay", span.span_id, "--json"], { cwd: proj, env, stdout: "pipe", stderr: "pipe" });
+    const p = Bun.spawn(asUser([...cli, "replay", span.span_id, "--json"], env), { cwd: proj, stdout: "pipe", stderr: "pipe" });
     let limits: unknown;
     for (let i = 0; i < 100 && limits === undefined; i++) {
-      const iso = (await agent.client.listWorlds()).find((w) => w.isolated && w.project_dir === proj);
+      const iso = (await worlds()).find((w) => w.isolated && w.project_dir === proj);
       if (iso) limits = iso.limits ?? null;
       await Bun.sleep(50);
     }
@@ -248,13 +263,15 @@ describe("entry-point parity: one policy decision", () => {
   });
 });
 
-const gates = (await http(agent.socket, "POST", "/v1/execute", { cmd: "echo forbidden-probe", cwd: proj, agent_id: "parity", env: { HOME: home } })).status === 403;
+const gates = (await http(agent.socket, "POST", "/v1/execute", { cmd: "echo forbidden-probe", cwd: proj, agent_id: "parity" })).status === 403;
 if (!gates) console.warn("SKIPPING the direct agent-socket parity case: the agent does not gate requests yet (agent-side hook: src/run/agent-gate.ts, docs/ARCHITECTURE.md)");
 
 describe("entry-point parity: a client on the agent's own socket", () => {
   test.skipIf(!gates)("denied like every other entry point (403), and run in the policy's world", async () => {
-    const r = await http(agent.socket, "POST", "/v1/execute", { cmd: "echo $SUBSTRATE_WORLD_ID", cwd: proj, agent_id: "parity", env: { HOME: home } });
+    const denied = await http(agent.socket, "POST", "/v1/execute", { cmd: "echo forbidden-direct", cwd: proj, agent_id: "parity" });
+    expect(denied.status).toBe(403);
+    const r = await http(agent.socket, "POST", "/v1/execute", { cmd: "echo $SUBSTRATE_WORLD_ID", cwd: proj, agent_id: "parity" });
     expect(r.status).toBe(200);
-    expect(WLD.exec(Buffer.from(r.body.stdout_b64, "base64").toString())?.[0]).toBe((await agent.client.listWorlds()).find((w) => !w.isolated && w.project_dir === proj)?.id);
+    expect(WLD.exec(Buffer.from(r.body.stdout_b64, "base64").toString())?.[0]).toBe((await worlds()).find((w) => !w.isolated && w.project_dir === proj)?.id);
   });
 });
