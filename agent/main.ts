@@ -71,6 +71,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   const [{ OVERLAY_BASE }, { approveSocketFor }] = await Promise.all([import("./world/overlay.ts"), import("../src/api/approver.ts")]);
   // Worlds never see the agent's own doors (a read-only mount does not stop connect(2)).
   const worlds = new WorldManager({ stateDir, selfArgv: selfArgv(), log, hide: [path, approveSocketFor(path), process.env.SUBSTRATE_OVERLAY_DIR ?? OVERLAY_BASE] });
+  (await import("./egress/world.ts")).prewarmEgressHelper(selfArgv()); // issue 15 (EGRESS): the first world's helper loads now
   // Issue 18 faults (RELIABILITY): a second agent on a live socket stops before it sweeps or
   // collects anything of the agent that serves it.
   if (!(await import("./server.ts")).socketActivated() && (await (await import("../src/sys/unix-socket.ts")).socketAnswers(path))) {

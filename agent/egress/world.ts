@@ -147,14 +147,24 @@ function spawnHelper(argv: string[]): ReturnType<typeof Bun.spawn> {
 function takeWarmHelper(selfArgv: string[]): ReturnType<typeof Bun.spawn> {
   const argv = [...selfArgv, "__egress"];
   const key = JSON.stringify(argv);
-  let p: ReturnType<typeof Bun.spawn>;
-  if (warm && warm.argv === key && warm.proc.exitCode === null) p = warm.proc;
-  else {
-    if (warm) warm.proc.kill("SIGKILL");
-    p = spawnHelper(argv);
-  }
-  warm = { argv: key, proc: spawnHelper(argv) };
-  return p;
+  const w = warm;
+  warm = undefined;
+  if (w && w.argv === key && w.proc.exitCode === null) return w.proc;
+  w?.proc.kill("SIGKILL");
+  return spawnHelper(argv);
+}
+/** Root agent start: load the first world's helper ahead of time (main.ts). */
+export function prewarmEgressHelper(selfArgv: string[]): void {
+  if (process.getuid?.() === 0) replenishWarmHelper(selfArgv);
+}
+/** The next world's helper starts loading once this one is ready (not on this world's path). */
+function replenishWarmHelper(selfArgv: string[]): void {
+  const argv = [...selfArgv, "__egress"];
+  if (warm && warm.argv === JSON.stringify(argv) && warm.proc.exitCode === null) return;
+  setTimeout(() => {
+    if (warm && warm.proc.exitCode === null) return;
+    warm = { argv: JSON.stringify(argv), proc: spawnHelper(argv) };
+  }, 0).unref?.();
 }
 
 export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgress> {
@@ -246,6 +256,7 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
       throw e;
     }
     reader.releaseLock();
+    if (!rootless) replenishWarmHelper(o.selfArgv);
     void (async () => {
       for await (const _ of p.stdout as ReadableStream<Uint8Array>);
     })().catch(() => {});
