@@ -49,8 +49,12 @@ const LONG_WITH_VALUE = new Set(["--rcfile", "--init-file"]);
 /** Single-letter options: bash's own (c i l r s D) plus every `set` flag. */
 const SHORT = new Set([..."cilrsD", ..."abefhkmnptuvxBCEHPT"]);
 
-/** Parse bash's argv (without argv[0]). Throws BashUsageError with bash's own wording. */
-export function parseBashArgs(args: string[]): BashInvocation {
+/**
+ * Parse bash's argv (without argv[0]). Throws BashUsageError with bash's own wording.
+ * `anyShort`: accept every single-letter option (zsh, sh: their own option sets; the real
+ * shell in the world refuses what it does not know — nothing runs on the host either way).
+ */
+export function parseBashArgs(args: string[], o: { anyShort?: boolean } = {}): BashInvocation {
   const r: BashInvocation = { mode: "stdin", positional: [], interactive: false, login: false, version: false, help: false };
   let cflag = false;
   let sflag = false;
@@ -91,7 +95,7 @@ export function parseBashArgs(args: string[]): BashInvocation {
         if (i + 1 < args.length) i++;
         continue;
       }
-      if (!SHORT.has(ch)) throw new BashUsageError(`${a[0]}${ch}: invalid option`, `${a[0]}${ch}`);
+      if (!SHORT.has(ch) && !(o.anyShort && /[A-Za-z0-9]/.test(ch))) throw new BashUsageError(`${a[0]}${ch}: invalid option`, `${a[0]}${ch}`);
       if (!on) continue;
       if (ch === "c") cflag = true;
       else if (ch === "s") sflag = true;

@@ -90,7 +90,7 @@ export async function bashEntry(args: string[], o: BashEntryOptions): Promise<nu
 
   let inv: BashInvocation;
   try {
-    inv = parseBashArgs(args);
+    inv = parseBashArgs(args, { anyShort: o.shell !== "bash" });
   } catch (e) {
     if (!(e instanceof BashUsageError)) throw e;
     if (o.asSubstrate) {

@@ -53,6 +53,11 @@ describe("parseBashArgs", () => {
     }
   });
 
+  test("zsh/sh: any single-letter option passes (the real shell in the world judges it)", () => {
+    expect(parseBashArgs(["-y", "-c", "x"], { anyShort: true })).toMatchObject({ mode: "command", command: "x" });
+    expect(() => parseBashArgs(["-y", "-c", "x"])).toThrow(BashUsageError);
+  });
+
   test("the policy subject is the script itself", () => {
     expect(policySubject(parseBashArgs(["-lc", "npm test"]))).toBe("npm test");
     expect(policySubject(parseBashArgs(["./x.sh", "a b"]))).toBe("bash ./x.sh 'a b'");
