@@ -97,6 +97,8 @@ export function parseLine(s: string, opts: LexOptions): { list: List; out: Parse
 
 class Parser {
   i = 0;
+  /** readWord saw an unquoted `{` */
+  private sawBrace = false;
   private heredocs: { delim: string; strip: boolean; expand: boolean; sink: { kind: "text"; text: string; dynamic: boolean } }[] = [];
 
   constructor(
@@ -123,10 +125,6 @@ class Parser {
       if (words.length > 0) pipeline.elements.push({ cmd: { words, stdin } });
       words = [];
       stdin = undefined;
-    };
-    const redirect = (fd?: number): void => {
-      const r = this.redirection(fd);
-      if (r) stdin = r;
     };
     const braces = !this.opts.strict;
     const finishPipeline = (): void => {
@@ -171,7 +169,7 @@ class Parser {
       }
       if (c === "&") {
         if (s[this.i + 1] === ">") {
-          redirect();
+          stdin = this.redirection() ?? stdin;
           continue;
         }
         this.i += s[this.i + 1] === "&" ? 2 : 1;
@@ -205,7 +203,7 @@ class Parser {
         continue;
       }
       if (c === "<" || c === ">") {
-        redirect();
+        stdin = this.redirection() ?? stdin;
         continue;
       }
       if (c >= "0" && c <= "9") {
@@ -214,24 +212,29 @@ class Parser {
         if ((s[j] === "<" || s[j] === ">") && s[j + 1] !== "(") {
           const fd = Number(s.slice(this.i, j));
           this.i = j;
-          redirect(fd);
+          stdin = this.redirection(fd) ?? stdin;
           continue;
         }
       }
+      this.sawBrace = false;
       const w = this.readWord();
       if (w === null) continue;
-      if (!braces || w.text.indexOf("{") < 0) words.push(w);
-      else {
-        const ex = braceExpand(w);
-        if (ex === null) {
-          this.out.tooBig = true;
-          words.push(w);
-        } else for (const x of ex) words.push(x);
-      }
+      // (a flag set while reading: scanning the built-up text would flatten it)
+      if (braces && this.sawBrace) this.braceWords(words, w);
+      else words.push(w);
     }
     if (pipeOpen && words.length === 0 && pipeline.elements.length > 0) this.err("`|` without a command after it");
     finishPipeline();
     return list;
+  }
+
+  /** Push the brace expansion of `w` (kept out of parseList: its hot loop stays small for the JIT). */
+  private braceWords(words: LexWord[], w: LexWord): void {
+    const ex = braceExpand(w);
+    if (ex === null) {
+      this.out.tooBig = true;
+      words.push(w);
+    } else for (const x of ex) words.push(x);
   }
 
   private skipBlanks(): void {
@@ -265,7 +268,7 @@ class Parser {
     const list = this.subList();
     if (list) this.out.substitutions.push(list);
     const raw = this.s.slice(start, this.i);
-    return { text: raw, q: new Array(raw.length).fill(2) };
+    return { text: raw, q: new Array(raw.length).fill(2), quoted: false };
   }
 
   /** One redirection; returns the new stdin source when it redirects fd 0. */
@@ -343,7 +346,7 @@ class Parser {
       } else if (c === "$" && text[sub.i + 1] === "(") {
         sub.i += 3; // `$((`: keep scanning inside the arithmetic
       } else if (c === "`") {
-        const w: LexWord = { text: "", q: [] };
+        const w: LexWord = { text: "", q: [], quoted: false };
         sub.readBacktick(w);
       } else sub.i++;
     }
@@ -371,8 +374,8 @@ class Parser {
         this.i += 2;
         continue;
       }
-      if (c === "'" || c === '"' || (c === "$" && (s[this.i + 1] === "'" || s[this.i + 1] === '"'))) w.quoted = true;
       if (c === "'") {
+        w.quoted = true;
         const end = s.indexOf("'", this.i + 1);
         if (end < 0) {
           this.err("unterminated single quote");
@@ -385,10 +388,12 @@ class Parser {
         continue;
       }
       if (c === '"') {
+        w.quoted = true;
         this.readDouble(w);
         continue;
       }
       if (c === "$") {
+        if (s[this.i + 1] === "'" || s[this.i + 1] === '"') w.quoted = true;
         this.dollar(w, false);
         continue;
       }
@@ -405,6 +410,7 @@ class Parser {
           continue;
         }
       }
+      if (c === "{") this.sawBrace = true;
       push(w, c, 0);
       this.i++;
     }

@@ -438,7 +438,7 @@ const WRAPPERS: Record<string, Wrapper> = {
 };
 
 /** A dynamic stand-in for `{}` / the xargs replace string in the command position. */
-const dynamicWord = (text: string): LexWord => ({ text, q: new Array<number>(text.length).fill(2) });
+const dynamicWord = (text: string): LexWord => ({ text, q: new Array<number>(text.length).fill(2), quoted: false });
 
 function unwrap(words: LexWord[]): { words: LexWord[]; transparent: boolean; shell?: boolean } | null {
   const name = basename(words[0].text);
@@ -475,7 +475,7 @@ function unwrap(words: LexWord[]): { words: LexWord[]; transparent: boolean; she
     if (name === "env" && (a === "-S" || a === "--split-string" || a.startsWith("--split-string=") || (a.startsWith("-S") && a.length > 2) || /^-[a-zA-Z0-9]*S/.test(a))) {
       // env -S 'cmd args': the string is split into words, which env then reads like its own arguments
       const attached = a.startsWith("--split-string=") ? a.slice(15) : /^-[a-zA-Z0-9]*S./.test(a) ? a.slice(a.indexOf("S") + 1) : null;
-      const src = attached !== null ? { text: attached, q: words[k].q.slice(words[k].text.length - attached.length) } : words[k + 1];
+      const src = attached !== null ? { text: attached, q: words[k].q.slice(words[k].text.length - attached.length), quoted: false } : words[k + 1];
       if (!src) return null;
       const split = splitEnvString(src);
       return unwrap([words[0], ...words.slice(1, k), ...split, ...words.slice(k + (attached !== null ? 1 : 2))]);
@@ -511,7 +511,7 @@ function splitEnvString(src: LexWord): LexWord[] {
   const out: LexWord[] = [];
   let cur: LexWord | null = null;
   const add = (c: string, q: number): void => {
-    cur ??= { text: "", q: [] };
+    cur ??= { text: "", q: [], quoted: false };
     cur.text += c;
     cur.q.push(q);
   };
@@ -524,11 +524,11 @@ function splitEnvString(src: LexWord): LexWord[] {
     } else if (!dyn && c === "'") {
       const e = t.indexOf("'", i + 1);
       const end = e < 0 ? t.length : e;
-      cur ??= { text: "", q: [] };
+      cur ??= { text: "", q: [], quoted: false };
       for (let j = i + 1; j < end; j++) add(t[j], 1);
       i = end;
     } else if (!dyn && c === '"') {
-      cur ??= { text: "", q: [] };
+      cur ??= { text: "", q: [], quoted: false };
       let j = i + 1;
       for (; j < t.length && t[j] !== '"'; j++) {
         if (t[j] === "\\" && j + 1 < t.length) add(t[++j], 1);
@@ -593,11 +593,11 @@ function optionArg(words: LexWord[], from: number, letter: string, argLetters: s
     if (a === "--") return null;
     for (const l of longs) {
       if (a === l) return words[k + 1];
-      if (a.startsWith(`${l}=`)) return { text: a.slice(l.length + 1), q: words[k].q.slice(l.length + 1) };
+      if (a.startsWith(`${l}=`)) return { text: a.slice(l.length + 1), q: words[k].q.slice(l.length + 1), quoted: false };
     }
     if (a.startsWith("-") && !a.startsWith("--") && a.length > 1) {
       for (let p = 1; p < a.length; p++) {
-        if (a[p] === letter) return p + 1 < a.length ? { text: a.slice(p + 1), q: words[k].q.slice(p + 1) } : words[k + 1];
+        if (a[p] === letter) return p + 1 < a.length ? { text: a.slice(p + 1), q: words[k].q.slice(p + 1), quoted: false } : words[k + 1];
         if (argLetters.includes(a[p])) {
           if (p + 1 === a.length) k++;
           break;
@@ -687,7 +687,7 @@ function shellCode(words: LexWord[]): ShellCode {
       continue;
     }
     if (a === "--command") return codeOf(words[k + 1], sh); // fish
-    if (a.startsWith("--command=")) return codeOf({ text: a.slice(10), q: words[k].q.slice(10) }, sh);
+    if (a.startsWith("--command=")) return codeOf({ text: a.slice(10), q: words[k].q.slice(10), quoted: false }, sh);
     if (a === "--version" || a === "--help" || a === "-V") return null;
     if (a.startsWith("--")) continue;
     if ((a.startsWith("-") || a.startsWith("+")) && a.length > 1) {
