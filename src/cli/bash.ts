@@ -13,7 +13,8 @@
  * Inside a world the entry execs the real shell at once: agents set SHELL to the shim and
  * make / npm / git hooks re-enter it. "Inside" is the world's own marker, which a host
  * process cannot fake: SUBSTRATE_WORLD_ID names the world and PID 1 of this PID namespace is
- * that world's init (`/proc/1/cmdline` carries the id). An env var alone is not enough — any
+ * that world's init (`/proc/1/cmdline` carries `"id":"<id>"` in its JSON argument, see
+ * agent/world/session.ts). An env var alone is not enough — any
  * host process could set it to run unconfined.
  *
  * Likewise for a command Substrate runs on the host (its host fallback): SUBSTRATE_WORLD=disabled
@@ -40,9 +41,10 @@ export function shellNameOf(argv0: string | undefined): string | null {
 /** Are we inside a Substrate world? (see the header: the env names it, PID 1 proves it) */
 export function inWorld(env: NodeJS.ProcessEnv = process.env): boolean {
   const id = env.SUBSTRATE_WORLD_ID;
-  if (!id || env.SUBSTRATE_WORLD !== "enabled") return false;
+  // the id's own shape (a substring such as "/" or "bin" would match any host's init)
+  if (!id || env.SUBSTRATE_WORLD !== "enabled" || !/^wld_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return false;
   try {
-    return readFileSync("/proc/1/cmdline", "utf8").includes(id);
+    return readFileSync("/proc/1/cmdline", "utf8").includes(`"id":"${id}"`);
   } catch {
     return false;
   }

@@ -40,9 +40,12 @@ test("an option the entry's grammar refuses never starts a shell on the host (zs
   }
 });
 
-test("faking the in-world marker on the host does not skip the world", () => {
-  const r = run([f.shim, "-c", "hostname"], { cwd: f.proj, env: f.env({ SUBSTRATE_WORLD: "enabled", SUBSTRATE_WORLD_ID: "wld_01a24259-fd41-70ec-839b-7280b6e98723" }) });
-  expect(r.out).toMatch(/^substrate-[0-9a-f]{8}\n$/);
+test("faking the in-world marker on the host does not skip the world (a real-looking id, or a substring of the host's init)", () => {
+  const init = readFileSync("/proc/1/cmdline", "utf8").split("\0")[0] ?? "/";
+  for (const id of ["wld_01a24259-fd41-70ec-839b-7280b6e98723", "/", init, init.slice(0, 3), "i"]) {
+    const r = run([f.shim, "-c", "hostname"], { cwd: f.proj, env: f.env({ SUBSTRATE_WORLD: "enabled", SUBSTRATE_WORLD_ID: id }) });
+    expect(r.out).toMatch(/^substrate-[0-9a-f]{8}\n$/);
+  }
 });
 
 test("Gemini: a command that writes PIDs into the bgpids file (world or forged) leaves the host file empty", () => {
