@@ -14,45 +14,69 @@
  * built-in) shows that where no policy denies it, the marker does appear.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
-import { policyEnv, substrate, type PolicyEnv } from "../integration/_policy-env.ts";
+import { hostArgv, startAgent, type TestAgent } from "../helpers/agent.ts";
+import { createUser, openSocket, userProject, type TestUser } from "./_users.ts";
 
+// The CLI runs as a throwaway user (HOME = its home, its ~/.substrate): the agent decides every
+// execute again with the caller's own policy (agent/policyd.ts), so both gates read one home.
 let agent: TestAgent;
-let e: PolicyEnv;
-const projects: string[] = [];
+let u: TestUser;
+let n = 0;
 
 beforeAll(async () => {
   agent = await startAgent();
-  e = policyEnv();
-  e.writePolicy("strict.yaml", "id: strict\nname: Strict\nmode: enforce\ncommands:\n  denied: ['curl *']\n");
-  e.writePolicy("weak.yaml", "id: weak\nname: Weak\nmode: observe\n");
+  openSocket(agent.socket);
+  u = createUser("sbps");
+  const pol = join(u.home, ".substrate", "policies");
+  mkdirSync(pol, { recursive: true });
+  writeFileSync(join(pol, "strict.yaml"), "id: strict\nname: Strict\nmode: enforce\ncommands:\n  denied: ['curl *']\n");
+  writeFileSync(join(pol, "weak.yaml"), "id: weak\nname: Weak\nmode: observe\n");
+  writeFileSync(join(pol, "stricter.yaml"), "id: stricter\nname: Stricter\nmode: enforce\ncommands:\n  denied: ['curl *', 'touch *']\n");
+  for (const d of [join(u.home, ".substrate"), pol]) chownSync(d, u.uid, u.gid);
 });
 afterAll(async () => {
   await agent?.stop();
-  e?.cleanup();
-  for (const p of projects) rmSync(p, { recursive: true, force: true });
+  u?.remove();
 });
 
-/** A project selecting `strict`, with a fake curl (in the project, so the world has it) that leaves a marker. */
+/** A project of the user selecting `strict`, with a fake curl (in the project, so the world has it) that leaves a marker. */
 function project(profile: string | null = "strict\n"): string {
-  const p = tempProject("substrate-policy-sec-");
-  projects.push(p);
-  chmodSync(p, 0o755);
+  const p = userProject(u, `p${n++}`);
+  const own = (f: string) => chownSync(f, u.uid, u.gid);
   mkdirSync(join(p, ".git"));
   mkdirSync(join(p, ".fakebin"));
   writeFileSync(join(p, ".fakebin", "curl"), `#!/bin/sh\n: > "${p}/curl-ran-$1"\n`);
   chmodSync(join(p, ".fakebin", "curl"), 0o755);
-  if (profile !== null) writeFileSync(join(p, ".substrate-profile"), profile);
+  for (const f of [".git", ".fakebin", ".fakebin/curl"]) own(join(p, f));
+  if (profile !== null) {
+    writeFileSync(join(p, ".substrate-profile"), profile);
+    own(join(p, ".substrate-profile"));
+  }
   return p;
 }
 
-const inWorld = (proj: string, cmd: string, cwd = proj) =>
-  substrate(e, ["-c", cmd], {
+/** `substrate ARGS` as the user, in `cwd` (a world of the test agent for `-c`). */
+function substrateAs(args: string[], cwd: string, proj: string): { code: number | null; out: string; err: string } {
+  const r = Bun.spawnSync(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", ...hostArgv(), ...args], {
     cwd,
-    env: { SUBSTRATE_WORLD: "enabled", SUBSTRATE_WORLD_SOCKET: agent.socket, PATH: `${proj}/.fakebin:/usr/local/bin:/usr/bin:/bin` },
+    env: {
+      HOME: u.home,
+      PATH: `${proj}/.fakebin:/usr/local/bin:/usr/bin:/bin`,
+      SUBSTRATE_WORLD: "enabled",
+      SUBSTRATE_WORLD_SOCKET: agent.socket,
+      SUBSTRATE_TRACE: join(u.home, "trace.jsonl"),
+      LANG: "C.UTF-8",
+    },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: 60_000,
   });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+const inWorld = (proj: string, cmd: string, cwd = proj) => substrateAs(["-c", cmd], cwd, proj);
 
 describe("nothing a world writes weakens the policy of later commands", () => {
   test("control: with no policy denying it, the fake curl runs and leaves its marker", () => {
@@ -67,7 +91,7 @@ describe("nothing a world writes weakens the policy of later commands", () => {
     const p = project();
     expect(inWorld(p, "curl before")).toMatchObject({ code: 126 });
     inWorld(p, "rm .substrate-profile"); // refused by the fs view (read-only), or done: either way…
-    rmSync(join(p, ".substrate-profile"), { force: true }); // …the file is gone on the host now
+    rmSync(join(p, ".substrate-profile"), { force: true }); // …the file is gone on the host now (as if the world did it)
     const r = inWorld(p, "curl after");
     expect(r.code).toBe(126);
     expect(r.err).toContain("denied by policy strict");
@@ -79,7 +103,7 @@ describe("nothing a world writes weakens the policy of later commands", () => {
     const p = project();
     expect(inWorld(p, "curl first")).toMatchObject({ code: 126 });
     inWorld(p, "echo default > .substrate-profile");
-    writeFileSync(join(p, ".substrate-profile"), "default\n");
+    writeFileSync(join(p, ".substrate-profile"), "default\n"); // (as if the world did it)
     const r = inWorld(p, "curl after");
     expect(r.code).toBe(126);
     expect(r.err).toContain('names policy "default", which is not at least as strict');
@@ -97,14 +121,13 @@ describe("nothing a world writes weakens the policy of later commands", () => {
     expect(existsSync(join(p, "sub", "curl-ran-sub"))).toBe(false);
     expect(existsSync(join(p, "curl-ran-sub"))).toBe(false);
     // and `policy show` there says where the selection came from and what it ignored
-    const show = substrate(e, ["policy", "show"], { cwd: join(p, "sub") });
+    const show = substrateAs(["policy", "show"], join(p, "sub"), p);
     expect(show.code).toBe(0);
     expect(show.out).toContain(`# selected by: the host-side record for ${p} (`);
     expect(show.out).toContain(`# ignored:     ${join(p, "sub", ".substrate-profile")} names "weak"`);
   });
 
   test("a stricter profile written in the world is obeyed (a project file may tighten), and removing it does not loosen it", () => {
-    e.writePolicy("stricter.yaml", "id: stricter\nname: Stricter\nmode: enforce\ncommands:\n  denied: ['curl *', 'touch *']\n");
     const p = project();
     const sub = join(p, "sub");
     expect(inWorld(p, "touch t1").code).toBe(0);
