@@ -51,7 +51,10 @@ export async function policydMain(): Promise<number> {
         // this uid already); without one, the policy's world applies.
         const g = await agentGate(
           { ...(r.argv ? { argv: r.argv } : { cmd: r.cmd }), cwd: r.cwd, isolated: r.isolated, ...(r.world ? { world: r.world } : {}) },
-          { ...(home ? { home } : {}), record: false },
+          // record: the helper runs AS the caller, so it records the project's policy selection in
+          // the caller's ~/.substrate exactly as the caller's CLI would (issue 14.4, BROKER): without
+          // it a direct client's world could write a weaker sub/.substrate-profile before any record exists
+          { ...(home ? { home } : {}) },
         );
         out({ id, ok: true, ...(g.request.isolated ? { isolated: true } : {}), ...(r.world ? {} : { world: g.request.world as Record<string, unknown> }) });
       } catch (e) {

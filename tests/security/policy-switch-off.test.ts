@@ -142,3 +142,18 @@ describe("nothing a world writes weakens the policy of later commands", () => {
     expect(existsSync(join(sub, "t3"))).toBe(false);
   });
 });
+
+describe("the same through the agent's own socket (the agent-side gate, agent/policyd.ts)", () => {
+  test("a direct client's world writes a weaker sub/.substrate-profile: curl in sub stays refused", async () => {
+    const { apiAs } = await import("./_users.ts");
+    const p = project();
+    const run = (cmd: string, cwd = p) => apiAs(u, agent.socket, "POST", "/v1/execute", { agent_id: "direct", cwd, cmd, env: { PATH: `${p}/.fakebin:/usr/bin:/bin` } });
+    expect(run("curl first").status).toBe(403);
+    const w = run("mkdir -p sub/.git && echo weak > sub/.substrate-profile");
+    expect(w.status).toBe(200);
+    expect(existsSync(join(p, "sub", ".substrate-profile"))).toBe(true);
+    const r = run("curl sub", join(p, "sub"));
+    expect(r.status).toBe(403);
+    expect(existsSync(join(p, "sub", "curl-ran-sub"))).toBe(false);
+  });
+});
