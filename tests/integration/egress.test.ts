@@ -101,6 +101,27 @@ describe.skipIf(!isRoot)("egress through the agent", () => {
     expect(b64(b.stdout_b64)).toBe("ok 80\n");
   }, 60_000);
 
+  test("the policy's egress_budget.total_bytes per command: the connection over it is cut (rate_limit span), the next refused", async () => {
+    const w = { ...world(), egress: { policy_id: "test", total_bytes: 1 << 20 } };
+    const r = await agent.client.execute({
+      cmd: `curl -sS -o /dev/null -w '%{size_download}\n' http://allowed.test/bytes/${2 << 20}; echo rc=$?; curl -sS http://allowed.test/ | head -c 120; echo`,
+      cwd: proj,
+      agent_id: "egress-budget",
+      world: w,
+    });
+    const out = b64(r.stdout_b64);
+    expect(out).not.toContain("rc=0");
+    expect(Number(out.split("\n")[0])).toBeLessThan(2 << 20);
+    expect(out).toContain('"reason":"budget"');
+    expect(r.egress!.bytes_down).toBeLessThan((1 << 20) + 1024 * 1024); // counted incl. the chunk that went over (not delivered)
+    expect(r.egress!.blocked.some((b) => b.reason === "budget")).toBe(true);
+    expect(spans().some((s) => s.event_type === "rate_limit" && s.parent_span === r.span_id && s.reason.includes("total_bytes"))).toBe(true);
+    // The next command of the same world starts with a fresh budget.
+    const next = await agent.client.execute({ cmd: "curl -sS http://allowed.test/", cwd: proj, agent_id: "egress-budget", world: w });
+    expect(next.world_id).toBe(r.world_id);
+    expect(b64(next.stdout_b64)).toBe("ok 80\n");
+  }, 60_000);
+
   test("two concurrent commands in one world are counted apart", async () => {
     const one = (n: number) =>
       agent.client.execute({ cmd: `curl -sS -o /dev/null --limit-rate 2M http://allowed.test/bytes/${n}`, cwd: proj, agent_id: "egress4", world: world() });
