@@ -149,6 +149,8 @@ export async function execute(p: Plan): Promise<RunOutcome> {
         pty,
       };
       const run = (addr: string) =>
+        streamRun(addr).finally(() => mark("result"));
+      const streamRun = (addr: string) =>
         runStream({
           socketPath: addr,
           start,
