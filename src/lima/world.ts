@@ -445,9 +445,22 @@ export class LimaWorld {
         await this.startOrRepair(actions);
         why = "started";
       }
-      inst = await this.waitReady(actions, why);
-
-      let v = await this.validate(inst);
+      // A VM that was Running already: the layout check reports boot-done itself (one shell
+      // round trip for a healthy VM); only when it is not there yet do we wait for it.
+      let v: ParsedLayout;
+      let ready: LimaInstance;
+      if (inst?.status === "Running" && actions.length === 0) {
+        ready = inst;
+        v = await this.validate(ready);
+        if (!v.user || v.layout.boot_done === false) {
+          ready = await this.waitReady(actions, why);
+          v = await this.validate(ready);
+        }
+      } else {
+        ready = await this.waitReady(actions, why);
+        v = await this.validate(ready);
+      }
+      inst = ready;
       if (v.layout.problems.length) {
         phase("provisioning", v.layout.problems.join("; "));
         for (const p of v.layout.problems) this.progress.warn(p);
