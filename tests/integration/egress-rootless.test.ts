@@ -5,11 +5,11 @@
  * dials. Test hosts live in namespaces the fixture creates.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createEgressFixture, hostSnapshot, type EgressFixture } from "./_egress-fixture.ts";
-import { agentArgv, b64, pidsMentioning, startAgent, type TestAgent } from "../helpers/agent.ts";
+import { agentArgv, hostArgv, pidsMentioning, startAgent, type TestAgent } from "../helpers/agent.ts";
 
 const isRoot = process.getuid?.() === 0;
 const USER = `sbxeg${process.pid % 100000}`;
@@ -52,36 +52,59 @@ describe.skipIf(!isRoot)("egress in a rootless world", () => {
     if (base) rmSync(base, { recursive: true, force: true });
   });
 
-  const world = (extra: string[] = []) => ({ project_dir: proj, allowed_domains: ["allowed.test", fx.cidr, "loop.test", ...extra], egress: { policy_id: "rl" } });
-  const exec = (cmd: string, extra: string[] = []) => agent.client.execute({ cmd, cwd: proj, agent_id: "rl", world: world(extra) });
+  // The caller is the user (the agent-side policy gate runs as the caller): the CLI as that
+  // user, with its policy in its own ~/.substrate.
+  const policy = (extra: string[] = []) => {
+    const dir = join(base, ".substrate", "policies");
+    mkdirSync(dir, { recursive: true });
+    const allowed = ["allowed.test", fx.cidr, "loop.test", ...extra].map((a) => JSON.stringify(a)).join(", ");
+    writeFileSync(join(dir, "default.yaml"), `id: default\nname: D\nmode: observe\nnet:\n  allowed: [${allowed}]\n`);
+    Bun.spawnSync(["chown", "-R", `${USER}:`, join(base, ".substrate")]);
+  };
+  const cli = (cmd: string) => {
+    const env = [`HOME=${base}`, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "SUBSTRATE_WORLD=enabled", `SUBSTRATE_WORLD_SOCKET=${agent.socket}`, `SUBSTRATE_TRACE=${join(base, "trace.jsonl")}`];
+    const p = Bun.spawnSync(["runuser", "-u", USER, "--", "env", "-i", ...env, ...hostArgv(), "-c", cmd], { cwd: proj, stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+    return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
+  };
+  const worldIdOf = () => {
+    const spans = readFileSync(join(base, "trace.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    return spans.filter((x) => x.world_id).pop()?.world_id as string;
+  };
 
-  test("an allowlisted name works with and without the proxy env; the world has lo only", async () => {
-    const r = await exec("curl -sS --max-time 10 http://allowed.test/; env -u http_proxy -u HTTP_PROXY curl -sS --max-time 10 http://allowed.test:80/; ls /sys/class/net; id -u");
-    expect(b64(r.stdout_b64)).toBe(`ok 80\nok 80\nlo\n${Bun.spawnSync(["id", "-u", USER], { stdout: "pipe" }).stdout.toString().trim()}\n`);
-    expect(r.egress!.bytes_down).toBeGreaterThan(0);
+  test("an allowlisted name works with and without the proxy env; the world has lo only; commands run as the user", async () => {
+    policy();
+    const r = cli("curl -sS --max-time 10 http://allowed.test/; env -u http_proxy -u HTTP_PROXY curl -sS --max-time 10 http://allowed.test:80/; ls /sys/class/net; id -u");
+    expect(r.err).not.toContain("blocked egress");
+    expect(r.out).toBe(`ok 80\nok 80\nlo\n${Bun.spawnSync(["id", "-u", USER], { stdout: "pipe" }).stdout.toString().trim()}\n`);
   }, 60_000);
 
-  test("a non-listed name: NXDOMAIN / 403 and the blocked list; a rebinding name refused; UDP refused", async () => {
-    const r = await exec(`getent hosts other.test; echo getent=$?; curl -sS --max-time 10 http://other.test/ | head -1; curl -sS --max-time 10 http://loop.test/ | head -1; timeout 3 bash -c 'echo x > /dev/udp/${fx.dnsIp}/53' 2>/dev/null; echo udp=$?`);
-    const out = b64(r.stdout_b64);
-    expect(out).toContain("getent=2");
-    expect(out).toContain('SUBSTRATE_EGRESS_DECISION {"decision":"deny","reason":"not_allowed","host":"other.test","port":80}');
-    expect(out).toContain('"reason":"address_denied","host":"loop.test"');
-    expect(out).not.toContain("udp=0");
-    expect(r.egress!.blocked.map((b) => b.name)).toEqual(expect.arrayContaining(["other.test", "loop.test"]));
+  test("a non-listed name: NXDOMAIN / 403, a rebinding name refused, UDP refused; one end-of-command line", async () => {
+    policy();
+    const r = cli(`getent hosts other.test; echo getent=$?; curl -sS --max-time 10 http://other.test/ | head -1; curl -sS --max-time 10 http://loop.test/ | head -1; timeout 3 bash -c 'echo x > /dev/udp/${fx.dnsIp}/53' 2>/dev/null; echo udp=$?`);
+    expect(r.out).toContain("getent=2");
+    expect(r.out).toContain('SUBSTRATE_EGRESS_DECISION {"decision":"deny","reason":"not_allowed","host":"other.test","port":80}');
+    expect(r.out).toContain('"reason":"address_denied","host":"loop.test"');
+    expect(r.out).not.toContain("udp=0");
+    const lines = r.err.split("\n").filter((l) => l.includes("blocked egress"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("other.test:80 (not in net.allowed of policy default)");
+    expect(lines[0]).toContain("loop.test:80 (resolves only to refused addresses)");
   }, 60_000);
 
   test("allowlist change → the next connection follows (same world)", async () => {
-    const a = await exec("curl -sS --max-time 10 http://other.test/ | head -1");
-    const b = await exec("curl -sS --max-time 10 http://other.test/", ["other.test"]);
-    expect(b.world_id).toBe(a.world_id);
-    expect(b64(b.stdout_b64)).toBe("ok 80\n");
+    policy();
+    expect(cli("curl -sS --max-time 10 http://other.test/ | head -1").out).toContain("SUBSTRATE_EGRESS_DECISION");
+    const w1 = worldIdOf();
+    policy(["other.test"]);
+    expect(cli("curl -sS --max-time 10 http://other.test/").out).toBe("ok 80\n");
+    expect(worldIdOf()).toBe(w1);
   }, 60_000);
 
   test("the agent's stop leaves nothing; the host ruleset and sysctls are byte-identical", async () => {
-    const r = await exec("true");
+    const id = worldIdOf();
+    expect(pidsMentioning(id).length).toBeGreaterThan(0);
     await agent.stop();
-    expect(pidsMentioning(r.world_id)).toEqual([]);
+    expect(pidsMentioning(id)).toEqual([]);
     const after = await hostSnapshot();
     expect(after.ruleset).toBe(before.ruleset);
     expect(after.sysctls).toBe(before.sysctls);
