@@ -40,7 +40,7 @@ export interface AgentGateOptions {
   approvals?: ApiApprovals;
   /** the policy already loaded for the cwd (the proxy's hot-reloading PolicyBroker) */
   loaded?: import("../broker/load.ts").LoadedPolicy;
-  /** record the project's policy selection on first use (default true; the agent's helper: false — it must not write the caller's ~/.substrate) */
+  /** record the project's policy selection on first use (default true; the agent's helper records too: it runs as the caller, issue 14.4) */
   record?: boolean;
   /** the effective config (default: the caller's, from `home`) */
   cfg?: Pick<import("../contract/config.ts").EffectiveConfig, "isolate_network" | "world_fs_mode" | "world_fs_isolation">;
