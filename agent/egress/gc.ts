@@ -7,7 +7,7 @@
  * Spec env: SUBSTRATE_NETNS_GC_INTERVAL_SECS (default 600, 0 = no timer),
  * SUBSTRATE_NETNS_GC_TTL_SECS (default 0 = off): read as a maximum world age.
  */
-import { readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 export interface NetnsGcOptions {
@@ -55,7 +55,9 @@ export function startNetnsGc(o: NetnsGcOptions): NetnsGc {
       dirs = readdirSync(join(o.stateDir, "egress"));
     } catch {}
     for (const d of dirs) {
-      if (ids.has(d)) continue;
+      // A world dir still there belongs to a live world (maybe another agent's on this state
+      // dir: the manager's sweepStale removes only dead ones, and runs first).
+      if (ids.has(d) || existsSync(join(o.stateDir, "worlds", d))) continue;
       try {
         rmSync(join(o.stateDir, "egress", d), { recursive: true, force: true });
         report.collected.push(d);
