@@ -27,7 +27,6 @@ mkdirSync(join(proj, ".git"), { recursive: true });
 
 interface Run {
   ms: number;
-  rss: number;
   err: string;
 }
 async function run(argv: string[], env: Record<string, string | undefined> = process.env): Promise<Run> {
@@ -35,7 +34,7 @@ async function run(argv: string[], env: Record<string, string | undefined> = pro
   const p = Bun.spawn(argv, { cwd: proj, env, stdout: "ignore", stderr: "pipe" });
   const err = await new Response(p.stderr).text();
   await p.exited;
-  return { ms: performance.now() - t, rss: p.resourceUsage()?.maxRSS ?? 0, err };
+  return { ms: performance.now() - t, err };
 }
 async function sample(argv: string[], env?: Record<string, string | undefined>, n = N): Promise<Run[]> {
   for (let i = 0; i < 3; i++) await run(argv, env);
@@ -44,7 +43,20 @@ async function sample(argv: string[], env?: Record<string, string | undefined>, 
   return out;
 }
 const ms = (rs: Run[]) => rs.map((r) => r.ms).sort((a, b) => a - b);
-const rssMiB = (rs: Run[]) => percentile(rs.map((r) => r.rss / 2 ** 20).sort((a, b) => a - b), 50);
+/**
+ * Peak RSS (MiB, median of 5) from /usr/bin/time's %M (the kernel's ru_maxrss of the child):
+ * Bun's own resourceUsage().maxRSS is not usable for this (it reported terabytes here).
+ */
+function peakRss(argv: string[], env: Record<string, string | undefined> = process.env): number {
+  if (!existsSync("/usr/bin/time")) return NaN;
+  const kb: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const r = Bun.spawnSync(["/usr/bin/time", "-f", "RSS=%M", ...argv], { cwd: proj, env, stdout: "ignore", stderr: "pipe" });
+    const m = /RSS=(\d+)/.exec(r.stderr.toString());
+    if (m) kb.push(Number(m[1]));
+  }
+  return percentile(kb.sort((a, b) => a - b), 50) / 1024;
+}
 
 function compile(name: string, src: string): string {
   const entry = join(work, `${name}.ts`);
@@ -60,7 +72,7 @@ try {
   const hr = await sample([hello]);
   const helloF = figure("Bun-compiled hello world", ms(hr));
   report(helloF);
-  console.log(`  peak RSS ${rssMiB(hr).toFixed(1)} MiB`);
+  console.log(`  peak RSS ${peakRss([hello]).toFixed(1)} MiB`);
 
   const zst = join(ROOT, "dist", ".build", `substrate-world-agent-linux-${process.arch === "arm64" ? "arm64" : "x64"}.zst`);
   if (existsSync(zst)) {
@@ -69,7 +81,7 @@ try {
     const pf = figure("hello world + the embedded zstd agent payload", ms(pr), { baseline: "hello world", ratio: 0 });
     pf.ratio = pf.median_ms / helloF.median_ms;
     report(pf);
-    console.log(`  payload: ${(Bun.file(zst).size / 2 ** 20).toFixed(1)} MiB zstd; startup ${(pf.median_ms - helloF.median_ms).toFixed(2)} ms over hello, peak RSS ${rssMiB(pr).toFixed(1)} MiB`);
+    console.log(`  payload: ${(Bun.file(zst).size / 2 ** 20).toFixed(1)} MiB zstd; startup ${(pf.median_ms - helloF.median_ms).toFixed(2)} ms over hello, peak RSS ${peakRss([payload]).toFixed(1)} MiB`);
   } else console.log("(no dist/.build/*.zst: run make build-native to measure the payload's startup cost)");
 
   let bwrapF;
@@ -84,7 +96,7 @@ try {
   const vf = figure("substrate --version", ms(vr), { baseline: "hello world", ratio: 0, goal: "<= 1.5x a Bun-compiled hello world" });
   vf.ratio = vf.median_ms / helloF.median_ms;
   report(vf);
-  console.log(`  peak RSS ${rssMiB(vr).toFixed(1)} MiB`);
+  console.log(`  peak RSS ${peakRss([...cli, "--version"]).toFixed(1)} MiB`);
 
   const env = { ...process.env, HOME: join(work, "home"), SUBSTRATE_TRACE: join(work, "trace.jsonl"), SUBSTRATE_TIMING: "1" };
   const nw = await sample([...cli, "--no-world", "-c", "true"], env);
@@ -97,7 +109,7 @@ try {
     const cf = figure("substrate -c true (warm world)", ms(cr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: 0, goal: "<= 2.0x bwrap; peak RSS <= 30 MB" });
     cf.ratio = cf.median_ms / (bwrapF ?? helloF).median_ms;
     report(cf);
-    console.log(`  peak RSS ${rssMiB(cr).toFixed(1)} MiB (goal <= 30 MB)`);
+    console.log(`  peak RSS ${peakRss([...cli, "-c", "true"], wenv).toFixed(1)} MiB (goal <= 30 MB)`);
 
     // Per-phase breakdown: median of each mark's delta from the previous one.
     const phases = new Map<string, number[]>();
