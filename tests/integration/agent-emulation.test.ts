@@ -255,7 +255,12 @@ describe("OpenHands", () => {
     p.terminal!.write(`echo x > ${outside()}\n`);
     expect(await until(() => blocks(out).length > n1, 20_000)).toBe(true);
     expect(blocks(out).at(-1)!.exit_code).not.toBe("0");
-    p.terminal!.write("exit\n");
+    // tmux kill-session: SIGHUP to the pane's process group ends what runs in the world
+    const marker = `openhands-hup-${process.pid}`;
+    p.terminal!.write(`(exec -a ${marker} sleep 300)\n`);
+    expect(await until(() => worldHas(f, marker))).toBe(true);
+    process.kill(-p.pid, "SIGHUP");
     await p.exited;
+    expect(await until(() => !worldHas(f, marker))).toBe(true);
   });
 });

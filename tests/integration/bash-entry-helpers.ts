@@ -26,7 +26,9 @@ const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export async function entryFixture(): Promise<EntryFixture> {
   const agent = await startAgent();
   const proj = tempProject("substrate-bash-entry-");
-  mkdirSync(join(proj, ".git"));
+  // a git repo as `git init` leaves it (with hooks/): a world's placeholder for a missing
+  // .git/hooks would change the next command's world key (first command → another world)
+  mkdirSync(join(proj, ".git", "hooks"), { recursive: true });
   const home = mkdtempSync(join(tmpdir(), "substrate-home-"));
   const shimDir = mkdtempSync(join(tmpdir(), "substrate-shims-"));
   const sub = hostArgv();
