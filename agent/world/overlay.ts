@@ -131,6 +131,14 @@ export function mountOverlay(spec: OverlayMountSpec): OverlayStrategy {
   // userxattr unset: decide from where we run. Inside a user namespace the kernel cannot
   // write trusted.* xattrs, and the mount would fail (or lose opaque markers) without it.
   const m = { ...spec, userxattr: spec.userxattr ?? inUserNamespace() };
+  // The merged root takes the UPPER dir's owner and mode, not the project's: an upper made by
+  // root (0755) left a non-root caller unable to create anything at the project's top level
+  // (issue 13). Mirror the project root onto it before mounting.
+  try {
+    const st = statSync(m.lower);
+    chownSync(m.upper, st.uid, st.gid);
+    chmodSync(m.upper, st.mode & 0o7777);
+  } catch {}
   const s = mountOverlayOnly(m);
   writeMountRecord(m.upper, { strategy: s, userxattr: s === "overlay" && m.userxattr });
   return s;

@@ -126,4 +126,19 @@ describe("a regular caller of the root agent", () => {
     expect(apiAs(alice, agent.socket, "GET", `/v1/fs_diff/${span}`).status).toBe(200);
     expect(err(r)).toBe("");
   });
+
+  test("an isolated run of a regular caller can create at the project's top level; the diff and the apply are exact and the files stay the caller's", () => {
+    const mine = userProject(alice, "iso-new");
+    const r = exec(alice, { cmd: "touch top.txt && mkdir -p sub && echo x > sub/y.txt", cwd: mine, isolated: true });
+    expect(r.status).toBe(200);
+    expect(r.body.exit).toBe(0);
+    expect(err(r)).toBe("");
+    expect(existsSync(join(mine, "top.txt"))).toBe(false);
+    expect([...r.body.fs_diff.writes].sort()).toEqual(["sub/", "sub/y.txt", "top.txt"].sort());
+    expect(r.body.fs_diff.mods).toEqual([]);
+    const a = apiAs(alice, agent.socket, "POST", `/v1/fs_diff/${r.body.span_id}/apply`, {});
+    expect(a.status).toBe(200);
+    for (const f of ["top.txt", "sub", "sub/y.txt"]) expect(statSync(join(mine, f)).uid).toBe(alice.uid);
+    expect(statSync(mine).uid).toBe(alice.uid);
+  });
 });
