@@ -55,6 +55,7 @@ export interface EgressHelperConfig {
 import { DNS_ADDR, DNS_PORT, PROXY_PORT, TRANSPARENT_PORT } from "./netns.ts";
 import { setupLoopback } from "./rtnl.ts";
 import { nftApplyInProcess, preloadNftables } from "./nftlib.ts";
+import { applyLandlock } from "../world/landlock.ts";
 /** First line of a 403 body: machine-readable (a tool or an agent parses it). */
 export const DECISION_PREFIX = "SUBSTRATE_EGRESS_DECISION";
 
@@ -526,6 +527,16 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
   if (nftErr) throw new Error(nftErr);
   if (cfg.dropTo) dropPrivileges(cfg.dropTo);
   hardenSelfLight();
+  // No file access from here on (its JS thread, where every socket and request is handled;
+  // Landlock binds a thread and its children): a hijacked helper reads nothing of the host.
+  // Connecting to the gateway's path socket is not a Landlock file right.
+  if (cfg.dropTo) {
+    try {
+      applyLandlock({ rw: [], ro: [], rx: [] });
+    } catch (e) {
+      log(`landlock: ${(e as Error).message} (continuing without it)`);
+    }
+  }
   mark("dropped");
   await ctl.open();
   mark("control");
