@@ -30,6 +30,8 @@ export interface NetExecResult {
   stderr: string;
 }
 
+const SYS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /** The argv that runs `argv` inside the network namespace of `pid` (or as is). */
 export function inNetns(argv: string[], netnsPid?: number, userns = false): string[] {
   if (netnsPid === undefined) return argv;
@@ -41,6 +43,9 @@ export function inNetns(argv: string[], netnsPid?: number, userns = false): stri
 export async function netExec(argv: string[], opts: NetExecOptions = {}): Promise<NetExecResult> {
   const full = inNetns(argv, opts.netnsPid, opts.userns);
   const proc = Bun.spawn(full, {
+    // ip/nft live in sbin: never depend on the PATH the agent was started with (an agent the CLI
+    // started inherits the caller's, e.g. a replay's recorded PATH without /usr/sbin).
+    env: { ...process.env, PATH: SYS_PATH },
     stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
     stdout: "pipe",
     stderr: "pipe",
