@@ -4,7 +4,7 @@
  * process of the world can see, signal or ptrace it). Entry: `runEgressHelper(config)`.
  *
  * It serves, inside the world's netns:
- *   127.0.0.53:53/udp   the DNS stub (the spec's pin; it listens on :5353, nft maps :53 to it,
+ *   127.0.0.53:53       the DNS stub, UDP and TCP (the spec's pin; it listens on :5353, nft maps :53 to it,
  *                       so it needs no privilege): every question goes to the gateway,
  *                       which answers allowlisted names with synthetic addresses (198.18/15)
  *                       and everything else with NXDOMAIN (recorded as a denial)
@@ -481,6 +481,36 @@ function listenDns(cfg: EgressHelperConfig, ctl: Control): Promise<void> {
     void answerDns(ctl, msg).then((r) => {
       if (r) sock.send(r, rinfo.port, rinfo.address);
     });
+  });
+  // DNS over TCP too (resolvers retry truncated answers there; `dig +tcp`, `use-vc`):
+  // 2-byte length-prefixed messages, answered in order.
+  Bun.listen<CConn>({
+    hostname: cfg.dnsAddr ?? DNS_ADDR,
+    port: DNS_PORT,
+    data: {},
+    socket: {
+      ...(connHandlers as unknown as Bun.SocketHandler<CConn>),
+      open(s) {
+        s.data = {};
+        let chain: Promise<unknown> = Promise.resolve();
+        s.data.onData = (b) => {
+          const d = s.data;
+          d.buf = d.buf ? Buffer.concat([d.buf, b]) : Buffer.from(b);
+          if (d.buf.length > 65536 + 2) return void s.terminate();
+          while (d.buf.length >= 2 && d.buf.length >= 2 + d.buf.readUInt16BE(0)) {
+            const msg = d.buf.subarray(2, 2 + d.buf.readUInt16BE(0));
+            d.buf = d.buf.subarray(2 + msg.length);
+            const q = Buffer.from(msg);
+            chain = chain.then(() => answerDns(ctl, q)).then((r) => {
+              if (!r || s.data.closed) return;
+              const len = Buffer.alloc(2);
+              len.writeUInt16BE(r.length, 0);
+              s.write(Buffer.concat([len, r]));
+            });
+          }
+        };
+      },
+    },
   });
   return new Promise((resolve, reject) => {
     sock.once("error", reject);

@@ -30,6 +30,7 @@ export function renderWorldTable(): string {
     "  chain out_nat {",
     "    type nat hook output priority -100; policy accept;",
     `    ip daddr ${DNS_ADDR} udp dport 53 dnat ip to ${DNS_ADDR}:${DNS_PORT} comment "the DNS stub"`,
+    `    ip daddr ${DNS_ADDR} tcp dport 53 dnat ip to ${DNS_ADDR}:${DNS_PORT} comment "the DNS stub (TCP)"`,
     `    ip daddr != 127.0.0.0/8 meta l4proto tcp redirect to :${TRANSPARENT_PORT} comment "every other TCP connection: the gateway decides"`,
     "  }",
     "  chain output {",

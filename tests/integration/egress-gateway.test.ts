@@ -84,6 +84,9 @@ describe.skipIf(!isRoot)("egress gateway + helper in a bare world", () => {
     expect(events.some((e) => e.via === "dns" && e.name === "other.test" && e.decision === "deny" && e.reason === "not_allowed")).toBe(true);
     const six = await sh("getent ahostsv6 allowed.test");
     expect(six.stdout.trim()).toBe("");
+    // DNS over TCP to the stub answers the same (a length-prefixed query through bash's /dev/tcp).
+    const tcp = await world.inWorld(["bash", "-c", `exec 3<>/dev/tcp/127.0.0.53/53; printf '\\x00\\x1e\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07allowed\\x04test\\x00\\x00\\x01\\x00\\x01' >&3; timeout 3 head -c 60 <&3 | od -An -tu1 | tr -s ' \\n' ' '`]);
+    expect(tcp.stdout.trim().split(" ").slice(-4).join(".")).toBe(a.stdout.split(/\s/)[0]);
   });
 
   test("curl with and without proxy env reaches an allowlisted name (HTTP and HTTPS with the test CA)", async () => {
