@@ -210,6 +210,8 @@ export class WorldAgentService implements AgentService {
     let req = input.req;
     const caller = input.caller ?? this.callerOf(ctx);
     if (this.gate) {
+      // A request that cannot run at all is a 400 whatever the policy says (and no policy load).
+      this.resolve(req);
       // Issue 17: the policy decides before anything starts, however the command arrived.
       const projectDir = req.world?.project_dir ?? req.cwd ?? "/";
       const g = await this.gate({
