@@ -13,10 +13,12 @@
  * with a PTY (isolated commands have no PTY path: they run with pipes, said once); io
  * "buffered" captures output (NDJSON execute; /v1/stream in pipe mode when it can be aborted).
  */
-import { blockedEgressLine } from "../contract/net.ts"; // issue 15 (EGRESS)
 import { fstatSync } from "node:fs";
 import type { ExecuteRequestInput, ExecuteResponse } from "../contract/execute.ts";
-import { AgentApiError, AgentUnreachable, type AgentClient } from "../api/client.ts";
+// api/client.ts (its zod contract) and contract/net.ts load only on the NDJSON wire: the
+// /v1/stream wire (a non-TTY `-c`, --pty, the shell) never needs them (bench/hotpath.ts).
+import type { AgentClient } from "../api/client.ts";
+type ClientModule = typeof import("../api/client.ts");
 import { WorldUnavailable, type ReadyWorld, type WorldBackend } from "../world/backend.ts";
 import { hostBackend, UnsupportedPlatform } from "../world/select.ts";
 import { CliError, ExitCode } from "../errors.ts";
@@ -52,7 +54,7 @@ export async function readyOrFallback(p: Pick<Plan, "cfg" | "say">, backend: Wor
   }
 }
 
-export function mapClientError(e: unknown): unknown {
+export function mapClientError(e: unknown, { AgentApiError, AgentUnreachable }: ClientModule): unknown {
   if (e instanceof AgentApiError) return new CliError(e.status === 400 ? ExitCode.USAGE : e.code === "unsupported" ? ExitCode.UNSUPPORTED : ExitCode.UNAVAILABLE, e.message, e.hint);
   if (e instanceof AgentUnreachable) return new CliError(ExitCode.UNAVAILABLE, e.message, "run `substrate world doctor`");
   return e;
@@ -168,10 +170,10 @@ export async function execute(p: Plan): Promise<RunOutcome> {
             span.onResult(agentResult);
           },
         });
-      const optimistic = backend.optimisticClient?.();
+      const optimistic = backend.optimisticAddress?.() ?? backend.optimisticClient?.()?.socketPath;
       if (optimistic) {
         try {
-          return done(await span.finish(run(optimistic.socketPath)));
+          return done(await span.finish(run(optimistic)));
         } catch (e) {
           if (!(e instanceof StreamConnectError)) throw e; // nothing ran, stdin untouched
         }
@@ -187,6 +189,8 @@ export async function execute(p: Plan): Promise<RunOutcome> {
     }
 
     // NDJSON execute. Redirected stdin of an isolated command is read whole (no stream path).
+    const clientModule = await import("../api/client.ts");
+    const { AgentApiError, AgentUnreachable } = clientModule;
     const stdin = intent.stdin ?? (io !== "buffered" && stdinRedirected() ? new Uint8Array(await Bun.stdin.arrayBuffer()) : undefined);
     const req: ExecuteRequestInput = {
       ...("argv" in intent.what ? { argv: intent.what.argv } : { cmd: intent.what.cmd }),
@@ -212,7 +216,7 @@ export async function execute(p: Plan): Promise<RunOutcome> {
           span.onResult(f.result); // trace: world id, scopes, fs diff
           if (f.result.fs_diff && !collect) reportIsolated(p.say, f.result);
           // Issue 15 (EGRESS): one line at the end for what the world's gateway blocked.
-          const blocked = f.result.egress ? blockedEgressLine(f.result.egress.blocked) : null;
+          const blocked = f.result.egress ? (await import("../contract/net.ts")).blockedEgressLine(f.result.egress.blocked) : null; // issue 15 (EGRESS)
           if (blocked && !collect) p.say(blocked);
           return f.result.exit;
         }
@@ -239,7 +243,7 @@ export async function execute(p: Plan): Promise<RunOutcome> {
         return done(await span.finish(run(optimistic)));
       } catch (e) {
         // Refused before anything ran: start/locate the agent below. Anything else is real.
-        if (!(e instanceof AgentUnreachable)) throw mapClientError(e);
+        if (!(e instanceof AgentUnreachable)) throw mapClientError(e, clientModule);
       }
     }
     const ready = await readyOrFallback(p, backend);
@@ -247,7 +251,7 @@ export async function execute(p: Plan): Promise<RunOutcome> {
     try {
       return done(await span.finish(run(ready.client)));
     } catch (e) {
-      throw mapClientError(e);
+      throw mapClientError(e, clientModule);
     }
   } catch (e) {
     throw span.fail(e);

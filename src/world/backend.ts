@@ -50,6 +50,8 @@ export interface WorldBackend {
    * it first and falls back to ensureReady only when the connection is refused).
    */
   optimisticClient?(): AgentClient | null;
+  /** The address optimisticClient() would use, without loading the client (the /v1/stream wire). */
+  optimisticAddress?(): string | null;
   /** warm / stop / restart / status of this platform's agent (or VM). */
   lifecycle(action: BackendAction, o: BackendOptions): Promise<BackendOutcome>;
 }

@@ -4,7 +4,9 @@
  * socket /run/substrate.sock), as a user the rootless agent on ~/.substrate/run/substrate.sock
  * (src/lifecycle/). warm/stop/restart/status are the lifecycle modes (src/lifecycle/index.ts).
  */
-import { AgentClient, AgentUnreachable } from "../api/client.ts";
+// api/client.ts (and its zod contract) only when a client is made: the /v1/stream wire needs an address only
+import type { AgentClient as Client } from "../api/client.ts";
+const clientModule = (): typeof import("../api/client.ts") => require("../api/client.ts");
 import { rootlessSocketPath } from "../config.ts";
 import { versionString } from "../version.ts";
 import { isRoot } from "../lifecycle/paths.ts";
@@ -22,11 +24,16 @@ export class LinuxLocalBackend implements WorldBackend {
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
-  optimisticClient(): AgentClient {
-    return new AgentClient(this.socketPath);
+  optimisticClient(): Client {
+    return new (clientModule().AgentClient)(this.socketPath);
+  }
+
+  optimisticAddress(): string {
+    return this.socketPath;
   }
 
   async ensureReady(o: { start: boolean }): Promise<ReadyWorld> {
+    const { AgentClient, AgentUnreachable } = clientModule();
     const client = new AgentClient(this.socketPath);
     try {
       await client.capabilities(3000);
