@@ -158,35 +158,20 @@ export class ForwardingService implements AgentService {
     const pol = this.o.policy;
     if (!pol) return req;
     const cwd = req.cwd ?? req.world?.project_dir ?? "/";
-    const [{ gate }, { worldSpecFor, projectDirOf }, { commandLine }, { SpanContext }] = await Promise.all([
-      import("../run/gate.ts"),
-      import("../run/plan.ts"),
-      import("../run/intent.ts"),
-      import("../trace/span.ts"),
-    ]);
-    const cmd = commandLine(req.cmd !== undefined ? { cmd: req.cmd } : { argv: req.argv! });
     let loaded;
     try {
       loaded = pol.broker.current(cwd);
     } catch (e) {
       throw new ApiError("unavailable", `the policy for ${cwd} cannot be loaded: ${(e as Error).message.split("\n")[0]}`, "fix it (`substrate policy validate`)");
     }
-    const span = SpanContext.fromEnv(req.env ?? {});
-    const d = await gate({ cmd, cwd, asker: "api", component: "api", loaded, approvals: pol.approvals, stderr: { write: () => true }, span });
-    if (d.action === "deny") throw new ApiError("denied", d.message ?? `denied by policy ${loaded.policy.id}`, d.hint);
-    if (d.action === "approval_required") throw new ApiError("approval_required", d.message ?? "approval required", d.hint, { approval: d.approval });
     if (!this.cfg) {
       const { effectiveConfig } = await import("../config.ts");
       this.cfg = effectiveConfig({});
     }
-    // The caller may only make its world stricter: a fresh world, no network.
-    const asked = req.world ?? {};
-    const override: Partial<WorldSpecInput> = {
-      ...(asked.reuse_session === false ? { reuse_session: false } : {}),
-      ...(asked.isolate_network === true ? { isolate_network: true } : {}),
-    };
-    const world = await worldSpecFor({ policy: loaded.policy, cfg: this.cfg, projectDir: req.cwd ? await projectDirOf(req.cwd) : (asked.project_dir ?? "/"), override });
-    return { ...req, world, ...(d.action === "run_isolated" ? { isolated: true } : {}) };
+    // The one gate with the API asker and the one world builder (src/run/agent-gate.ts, as the
+    // agent's own gate): deny → 403, approval → 409, isolated; the caller may only tighten its world.
+    const { agentGate } = await import("../run/agent-gate.ts");
+    return (await agentGate(req, { loaded, approvals: pol.approvals, cfg: this.cfg })).request;
   }
 
   async capabilities(): Promise<Capabilities> {
