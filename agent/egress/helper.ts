@@ -76,6 +76,8 @@ function openLib() {
     setns: { args: [i32, i32], returns: i32 },
     open: { args: [P, i32], returns: i32 },
     close: { args: [i32], returns: i32 },
+    chroot: { args: [P], returns: i32 },
+    chdir: { args: [P], returns: i32 },
   }).symbols;
 }
 const L = () => (lib ??= openLib());
@@ -555,6 +557,16 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
   mark("listening");
   const nftErr = await nft;
   if (nftErr) throw new Error(nftErr);
+  // LEAD (issue 14.1): no process a world can reach may have the host's root as its root. The
+  // helper is reachable (its DNS/proxy ports), so before dropping privileges it chroots into the
+  // world's gateway socket dir — all it needs from the filesystem — and dials the socket there.
+  // chroot acts on the whole process (threads share it), unlike a mount-namespace switch.
+  if (cfg.dropTo) {
+    const dir = cfg.socket.slice(0, cfg.socket.lastIndexOf("/")) || "/";
+    const l = L();
+    if (l.chroot(ptr(Buffer.from(`${dir}\0`))) !== 0 || l.chdir(ptr(Buffer.from("/\0"))) !== 0) throw new Error(`chroot ${dir} failed`);
+    cfg.socket = `/${cfg.socket.slice(cfg.socket.lastIndexOf("/") + 1)}`;
+  }
   if (cfg.dropTo) dropPrivileges(cfg.dropTo);
   hardenSelfLight();
   // No file access from here on (its JS thread, where every socket and request is handled;
