@@ -86,7 +86,7 @@ async function serve(values: { listen?: string; "state-dir"?: string; "pid-file"
   const gc = startNetnsGc({ stateDir, worlds: () => worlds.list(), destroyWorld: async (id) => void (await worlds.destroy(id)), log });
   // What a crashed agent left: gateway socket dirs of dead worlds, empty world cgroups.
   await gc.sweep().catch((e) => log(`netns sweep: ${(e as Error).message}`));
-  const cgs = worlds.sweepStaleCgroups();
+  const cgs = await worlds.sweepStaleCgroups();
   if (cgs.length) log(`removed ${cgs.length} stale world cgroup(s)`);
   // Isolated results nobody applied or discarded: dropped after SUBSTRATE_RESULT_TTL_SECS
   // (default 7 days), checked at start and hourly.

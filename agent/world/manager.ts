@@ -143,8 +143,15 @@ export class WorldManager {
    * Remove empty world cgroups (`…/substrate/wld_*` under any controller) that no live world
    * of ours owns: what a crashed agent leaves. Non-empty ones are left alone.
    */
-  sweepStaleCgroups(root = "/sys/fs/cgroup"): string[] {
-    const removed: string[] = [];
+  async sweepStaleCgroups(root = "/sys/fs/cgroup", settleMs = 300): Promise<string[]> {
+    const empty = (p: string): boolean => {
+      try {
+        return readFileSync(join(p, "cgroup.procs"), "utf8").trim() === "";
+      } catch {
+        return false;
+      }
+    };
+    const candidates: string[] = [];
     const walk = (dir: string, depth: number) => {
       let entries: string[];
       try {
@@ -155,15 +162,22 @@ export class WorldManager {
       for (const name of entries) {
         const p = join(dir, name);
         if (name.startsWith("wld_") && dir.endsWith("/substrate")) {
-          if (this.all.has(name)) continue;
-          try {
-            // issue 18.3 (DEPLOY): a world cgroup has spawner/cmds children, removed first
-            if (readFileSync(join(p, "cgroup.procs"), "utf8").trim() === "" && removeEmptyCgroupTree(p)) removed.push(p);
-          } catch {}
+          if (!this.all.has(name) && empty(p)) candidates.push(p);
         } else if (depth < 6 && !name.startsWith("lima-emu")) walk(p, depth + 1);
       }
     };
     walk(root, 0);
+    if (candidates.length === 0) return [];
+    // Another agent's world being born is empty too, for a few ms (its cgroup exists before its
+    // first process enters): a crashed agent's leftover is still empty a moment later.
+    await Bun.sleep(settleMs);
+    const removed: string[] = [];
+    for (const p of candidates) {
+      try {
+        // issue 18.3 (DEPLOY): a world cgroup has spawner/cmds children, removed first
+        if (empty(p) && removeEmptyCgroupTree(p)) removed.push(p);
+      } catch {}
+    }
     return removed;
   }
 

@@ -62,9 +62,12 @@ if [ "$SUBSTRATE_VERIFY_CONNECT" = 1 ] && [ -n "$SUBSTRATE_VERIFY_HOST_NETNS" ] 
     r=$(ip route get "$a" 2>&1)
     if [ $? -ne 0 ]; then out "$k" "noroute: $r"; continue; fi
     t0=$(date +%s%N)
-    timeout 3 bash -c "exec 3<>/dev/tcp/$a/80" 2>/tmp/e
+    # A world's TCP goes to its egress gateway (issue 15), which accepts locally and then
+    # refuses a name it does not allow: with a 403 line (port 80), or by closing. Only an answer
+    # that is not the gateway's refusal means packets left.
+    timeout 3 bash -c "exec 3<>/dev/tcp/$a/80 || exit 7; printf 'HEAD / HTTP/1.0\\r\\n\\r\\n' >&3; r=\$(timeout 2 head -c 512 <&3); case \"\$r\" in '') exit 8;; *X-Substrate-Egress:\ denied*) echo \"\$r\" | head -2 | tail -1 >&2; exit 9;; esac; exit 0" 2>/tmp/e
     rc=$?; ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-    if [ $rc -eq 0 ]; then out "$k" "connected"; elif [ $rc -eq 124 ]; then out "$k" "timeout"; else out "$k" "refused ($ms ms): $(cat /tmp/e)"; fi
+    if [ $rc -eq 0 ]; then out "$k" "connected"; elif [ $rc -eq 124 ]; then out "$k" "timeout"; elif [ $rc -eq 8 ]; then out "$k" "refused ($ms ms): closed by the egress gateway"; elif [ $rc -eq 9 ]; then out "$k" "refused ($ms ms): $(cat /tmp/e)"; else out "$k" "refused ($ms ms): $(cat /tmp/e)"; fi
   done
 else
   out egress4 skipped; out egress6 skipped
