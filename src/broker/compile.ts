@@ -24,6 +24,12 @@ export interface CompiledPolicy {
   readonly hash: string;
   readonly home: string;
   readonly project: string;
+  /**
+   * The fs section as written (`$HOME`, `$PROJECT`, `~` unexpanded): the world's fs view is
+   * expanded by the agent with the CALLER's home and the WORLD's project — the project this
+   * policy was compiled for may not be the world's (`world verify`'s throwaway project).
+   */
+  readonly rawFs: Policy["fs"];
   readonly rules: {
     readonly denied: RuleSet;
     readonly allowed: RuleSet;
@@ -72,6 +78,7 @@ export function compilePolicy(
   const policy: CompiledPolicy = Object.freeze({
     id: doc.id,
     mode: doc.mode,
+    rawFs: deepFreeze(structuredClone(doc.fs)),
     doc: deepFreeze(expanded),
     hash: createHash("sha256").update(JSON.stringify(expanded)).digest("hex").slice(0, 16),
     home: ctx.home,

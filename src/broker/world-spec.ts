@@ -31,8 +31,10 @@ export function worldSpecFromPolicy(policy: Policy | CompiledPolicy, projectDir:
       ...(limits.pids !== undefined ? { pids: limits.pids } : {}),
     },
     fs_view: {
-      read: raw(doc.fs.read),
-      write: raw(doc.fs.write),
+      // as written (`$PROJECT` must be the WORLD's project, which may not be the one this policy
+      // was compiled for: `world verify` compiles for the cwd and builds a throwaway project)
+      read: "rawFs" in policy ? [...policy.rawFs.read] : raw(doc.fs.read),
+      write: "rawFs" in policy ? [...policy.rawFs.write] : raw(doc.fs.write),
       // ...and the secrets under THIS process's home too, when it is a different path (the Lima
       // guest shows the Mac's home at its own path, next to the guest user's home).
       deny_read: [...new Set([...raw(doc.fs.deny_read), ...(home && home !== "/" ? doc.fs.deny_read.flatMap((p) => atHome(p, home)) : [])])],

@@ -216,7 +216,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
 
     const leaked = [join(outside, "pwned"), join(hostHome, ".substrate-verify-pwned")].filter((p) => existsSync(p));
     for (const p of leaked) rmSync(p, { force: true });
-    checks.push(leaked.length === 0 ? check("outside_project_denied", "pass", `writes outside the project never reached the host (${outside}, ${hostHome})`) : check("outside_project_denied", "fail", `a world write reached the host: ${leaked.join(", ")}`, "substrate world restart; report this"));
+    checks.push(leaked.length === 0 ? check("outside_project_denied", "pass", `writes outside the project never reached the host (${outside}, ${hostHome})`) : check("outside_project_denied", "fail", `a world write reached the host: ${leaked.join(", ")} (in the world: outside ${f.get("outside_write_rc") ?? "?"}; home ${f.get("home_write_rc") ?? "?"})`, "substrate world restart; report this"));
 
     const pid1 = f.get("pid1") ?? "";
     const hostPid = local ? hostNs("pid") : null;

@@ -135,7 +135,7 @@ describe("worldSpecFromPolicy", () => {
       // issue 13 (FSVIEW): the fs section, `$HOME` handed back as `~` for the agent to expand
       fs_view: {
         read: ["/**"],
-        write: ["/proj/**", "/tmp/**", "~/.cache/**", "~/.npm/**", "~/.cargo/**"],
+        write: ["$PROJECT/**", "/tmp/**", "$HOME/.cache/**", "$HOME/.npm/**", "$HOME/.cargo/**"], // as written: the agent expands them for the world (caller home, world project)
         deny_read: [...p.doc.fs.deny_read, ...p.doc.fs.deny_read.map((d) => d.replace(/^~/, "/home/u"))],
         read_only: [],
       },
