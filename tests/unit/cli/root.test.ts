@@ -16,7 +16,10 @@ describe("parseRoot", () => {
     expect(r.rest).toEqual(["world", "doctor", "--world"]);
   });
   test("usage errors are CliErrors with exit 2", () => {
-    for (const a of [["-c"], ["--nope"]]) {
+    // (a bare `-c` is bash's form now: the bash entry reports it, in substrate's style, exit 2 —
+    // tests/integration/cli.test.ts)
+    expect(parseRoot(["-c"]).bash).toEqual(["-c"]);
+    for (const a of [["--nope"]]) {
       try {
         parseRoot(a);
         throw new Error("expected failure");

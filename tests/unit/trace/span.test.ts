@@ -30,6 +30,7 @@ describe("golden spans", () => {
       "policy_id", "policy_commit", "agent_id", "cwd", "cmd", "exit", "pty", "scopes_used", "fs_diff",
       "fs_diff_summary", "tree_hash", "egress_bytes", "duration_ms", "replay_context",
       "reason", "pattern", "replay_of",
+      "egress", // ours (issue 15): the egress event's decision (name, port, reason, bytes)
     ].sort();
     expect(keys).toEqual(spec);
     expect(Object.keys(ReplayContext.shape).sort()).toEqual(
