@@ -78,3 +78,54 @@ export function openSocket(socket: string): void {
 
 export const out = (a: ApiAnswer): string => Buffer.from(a.body?.stdout_b64 ?? "", "base64").toString("utf8");
 export const err = (a: ApiAnswer): string => Buffer.from(a.body?.stderr_b64 ?? "", "base64").toString("utf8");
+
+/** Run a bash line as `u` in its home (HOME set); throws with its stderr when it fails. */
+export function shAs(u: TestUser, line: string): string {
+  const r = Bun.spawnSync(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", "bash", "-c", line], {
+    cwd: u.home,
+    env: { HOME: u.home, PATH: "/usr/bin:/bin" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (r.exitCode !== 0) throw new Error(`as ${u.name}: ${line}: ${r.stderr.toString()}`);
+  return r.stdout.toString();
+}
+
+export interface RootlessAgent {
+  socket: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * `u`'s own rootless agent on the rootless default socket (~/.substrate/run/substrate.sock:
+ * inside the home a world shows read-only), started as `u` and ready when this resolves.
+ */
+export async function startRootlessAgent(u: TestUser): Promise<RootlessAgent> {
+  const { agentArgv } = await import("../helpers/agent.ts");
+  const { AgentClient } = await import("../../src/api/client.ts");
+  const run = join(u.home, ".substrate/run");
+  shAs(u, `mkdir -p ${run} && chmod 700 ${run}`);
+  const socket = join(run, "substrate.sock");
+  const proc = Bun.spawn(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", ...agentArgv(), "--listen", socket, "--state-dir", join(run, "state")], {
+    env: { HOME: u.home, PATH: "/usr/local/bin:/usr/bin:/bin", SUBSTRATE_OVERLAY_DIR: join(run, "overlay"), BUN_GC_TIMER_DISABLE: "1" },
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const client = new AgentClient(socket);
+  for (let i = 0; i < 400; i++) {
+    if (proc.exitCode !== null) throw new Error(`rootless agent exited ${proc.exitCode}`);
+    try {
+      await client.capabilities(500);
+      break;
+    } catch {
+      await Bun.sleep(25);
+    }
+  }
+  return {
+    socket,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}

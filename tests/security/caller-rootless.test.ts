@@ -7,57 +7,26 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { agentArgv, pidsMentioning } from "../helpers/agent.ts";
-import { AgentClient } from "../../src/api/client.ts";
-import { apiAs, createUser, out, type TestUser } from "./_users.ts";
+import { pidsMentioning } from "../helpers/agent.ts";
+import { apiAs, createUser, out, shAs, startRootlessAgent, type RootlessAgent, type TestUser } from "./_users.ts";
 
 let u: TestUser;
-let proc: ReturnType<typeof Bun.spawn> | undefined;
-let sock: string;
+let agent: RootlessAgent;
 let proj: string;
-
-const asUser = (line: string) => {
-  const r = Bun.spawnSync(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", "bash", "-c", line], {
-    cwd: u.home,
-    env: { HOME: u.home, PATH: "/usr/bin:/bin" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  if (r.exitCode !== 0) throw new Error(`as ${u.name}: ${line}: ${r.stderr.toString()}`);
-};
 
 beforeAll(async () => {
   u = createUser("sbcr");
-  const run = join(u.home, ".substrate/run");
   proj = join(u.home, "proj");
-  asUser(`mkdir -p ${run} ${proj} && chmod 700 ${run}`);
-  sock = join(run, "substrate.sock");
-  proc = Bun.spawn(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", ...agentArgv(), "--listen", sock, "--state-dir", join(run, "state")], {
-    env: { HOME: u.home, PATH: "/usr/local/bin:/usr/bin:/bin", SUBSTRATE_OVERLAY_DIR: join(run, "overlay"), BUN_GC_TIMER_DISABLE: "1" },
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  const client = new AgentClient(sock);
-  for (let i = 0; i < 400; i++) {
-    if (proc.exitCode !== null) throw new Error(`rootless agent exited ${proc.exitCode}`);
-    try {
-      await client.capabilities(500);
-      break;
-    } catch {
-      await Bun.sleep(25);
-    }
-  }
+  shAs(u, `mkdir -p ${proj}`);
+  agent = await startRootlessAgent(u);
 });
 afterAll(async () => {
-  if (proc) {
-    proc.kill("SIGTERM");
-    await proc.exited;
-  }
+  await agent?.stop();
   u?.remove();
 });
 
 const exec = (cmd: string, world: Record<string, unknown> = {}) =>
-  apiAs(u, sock, "POST", "/v1/execute", { agent_id: "rootless", cwd: proj, cmd, world: { isolate_network: false, ...world } });
+  apiAs(u, agent.socket, "POST", "/v1/execute", { agent_id: "rootless", cwd: proj, cmd, world: { isolate_network: false, ...world } });
 
 describe("a rootless agent's world", () => {
   test("commands run as the user's own uid, with no capabilities; files land owned by the user", () => {

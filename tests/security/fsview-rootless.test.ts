@@ -8,22 +8,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { agentArgv } from "../helpers/agent.ts";
-import { AgentClient } from "../../src/api/client.ts";
 import { DEFAULT_DENY_READ } from "../../src/contract/world.ts";
-import { apiAs, createUser, out, type TestUser } from "./_users.ts";
+import { apiAs, createUser, out, shAs, startRootlessAgent, type RootlessAgent, type TestUser } from "./_users.ts";
 
 let u: TestUser;
-const asUser = (line: string) => {
-  const r = Bun.spawnSync(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", "bash", "-c", line], {
-    cwd: u.home,
-    env: { HOME: u.home, PATH: "/usr/bin:/bin" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  if (r.exitCode !== 0) throw new Error(`as ${u.name}: ${line}: ${r.stderr.toString()}`);
-  return r.stdout.toString();
-};
+const asUser = (line: string) => shAs(u, line);
 const view = (write: string[] = ["~/.cache/**"], more: Record<string, unknown> = {}) => ({
   read: ["/**"],
   write: ["$PROJECT/**", "/tmp/**", ...write],
@@ -39,36 +28,17 @@ beforeAll(() => {
 afterAll(() => u?.remove());
 
 describe("a rootless agent (the user's own, no root anywhere)", () => {
-  let proc: ReturnType<typeof Bun.spawn> | undefined;
+  let agent: RootlessAgent;
   let sock: string;
   let rproj: string;
   beforeAll(async () => {
-    const run = join(u.home, ".substrate/run"); // the rootless default: inside the (visible) home
-    asUser(`mkdir -p ${run} && chmod 700 ${run}`);
     rproj = join(u.home, "rootless-proj");
     asUser(`mkdir -p ${rproj} && rm -rf ~/.cache`);
-    sock = join(run, "substrate.sock");
-    proc = Bun.spawn(["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", ...agentArgv(), "--listen", sock, "--state-dir", join(run, "state")], {
-      env: { HOME: u.home, PATH: "/usr/local/bin:/usr/bin:/bin", SUBSTRATE_OVERLAY_DIR: join(run, "overlay"), BUN_GC_TIMER_DISABLE: "1" },
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    const client = new AgentClient(sock);
-    for (let i = 0; i < 400; i++) {
-      if (proc.exitCode !== null) throw new Error(`rootless agent exited ${proc.exitCode}`);
-      try {
-        await client.capabilities(500);
-        break;
-      } catch {
-        await Bun.sleep(25);
-      }
-    }
+    agent = await startRootlessAgent(u);
+    sock = agent.socket;
   });
   afterAll(async () => {
-    if (proc) {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    }
+    await agent?.stop();
   });
   const rexec = (cmd: string) => {
     const r = apiAs(u, sock, "POST", "/v1/execute", { agent_id: "fsview-rootless", cwd: rproj, cmd, world: { project_dir: rproj, isolate_network: false, fs_view: view() } });
