@@ -12,8 +12,11 @@ import { join } from "node:path";
 import { detectCgroupMode, removeCgroupBaseIfEmpty } from "../../agent/world/cgroups.ts";
 import { confineWorld } from "../../agent/world/confine.ts";
 import { userNamespaceSupport } from "../../agent/world/userns.ts";
+import { runnable, runnableBun } from "../helpers/runnable.ts";
 
-const SPAWNER = join(import.meta.dir, "fixtures", "limited-spawner.ts");
+// Handed to the user namespace's root (uid 1000): from a mirror when the clone is not
+// traversable by others (a 0700 home, tests/helpers/runnable.ts).
+const SPAWNER = runnable(join(import.meta.dir, "fixtures", "limited-spawner.ts"), false);
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "substrate-wl-"));
@@ -46,7 +49,7 @@ describe.if(detectCgroupMode() !== "none")("a limited, hardened world", () => {
           "unshare",
           ...c.unshareArgs,
           "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--",
-          process.execPath, SPAWNER,
+          runnableBun(), SPAWNER,
           JSON.stringify({ rw, hog: "head -c 4G /dev/zero | tail -n 1 > /dev/null" }),
         ];
         const env = { ...process.env, ...c.env, ...(c.env.PATH ? { PATH: `${c.env.PATH}:${process.env.PATH}` } : {}) };
