@@ -70,7 +70,8 @@ export interface ApplyResult {
  * each diff path once it landed.
  */
 export interface ApplyJournal {
-  tmp(abs: string): void;
+  /** before the temp file for diff path `path` exists */
+  tmp(abs: string, path?: string): void;
   landed(path: string): void;
 }
 export type ApplyOptions = MarkerOptions & { journal?: ApplyJournal };
@@ -153,8 +154,8 @@ export async function applyDiff(
       continue;
     }
     ensureParents(project, upperDir, c.path);
-    if (c.type === "symlink") landSymlink(c.upper as FsPath, target(c), opts.journal);
-    else landFile(c.upper as FsPath, target(c), opts.journal);
+    if (c.type === "symlink") landSymlink(c.upper as FsPath, target(c), opts.journal, c.path);
+    else landFile(c.upper as FsPath, target(c), opts.journal, c.path);
     applied.push(c.path);
     opts.journal?.landed(c.path);
   }
@@ -240,11 +241,11 @@ const FILE_MODE_MASK = 0o1777;
 
 const tmpName = (dst: string): string => join(dirname(dst), `.substrate-apply-${process.pid}-${Bun.randomUUIDv7()}`);
 
-function landFile(upperAbs: FsPath, dst: string, journal?: ApplyJournal): void {
+function landFile(upperAbs: FsPath, dst: string, journal?: ApplyJournal, path?: string): void {
   const st = lstatSync(upperAbs);
   const old = ownerOf(dst);
   const tmp = tmpName(dst);
-  journal?.tmp(tmp);
+  journal?.tmp(tmp, path);
   try {
     // COPYFILE_FICLONE: reflink where the filesystem can, plain copy otherwise.
     copyFileSync(upperAbs, tmp, constants.COPYFILE_FICLONE);
@@ -262,11 +263,11 @@ function landFile(upperAbs: FsPath, dst: string, journal?: ApplyJournal): void {
   }
 }
 
-function landSymlink(upperAbs: FsPath, dst: string, journal?: ApplyJournal): void {
+function landSymlink(upperAbs: FsPath, dst: string, journal?: ApplyJournal, path?: string): void {
   const st = lstatSync(upperAbs);
   const old = ownerOf(dst);
   const tmp = tmpName(dst);
-  journal?.tmp(tmp);
+  journal?.tmp(tmp, path);
   try {
     symlinkSync(readlinkSync(upperAbs), tmp);
     if (old !== null) lchownSync(tmp, old.uid, old.gid);

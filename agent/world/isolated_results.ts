@@ -22,7 +22,7 @@ export const RESULT_RECORD = "result.json";
 export const APPLY_JOURNAL = "apply.journal";
 
 /** What an interrupted apply's journal says: its temp files and the paths it had landed. */
-function readJournal(path: string): { tmps: string[]; landed: string[] } | null {
+function readJournal(path: string, project?: string): { tmps: string[]; landed: string[] } | null {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -33,8 +33,13 @@ function readJournal(path: string): { tmps: string[]; landed: string[] } | null 
   const landed: string[] = [];
   for (const line of text.split("\n")) {
     try {
-      const j = JSON.parse(line) as { tmp?: string; landed?: string };
-      if (typeof j.tmp === "string" && /\/\.substrate-apply-[^/]+$/.test(j.tmp)) tmps.add(j.tmp);
+      const j = JSON.parse(line) as { tmp?: string; path?: string; landed?: string };
+      if (typeof j.tmp === "string" && /\/\.substrate-apply-[^/]+$/.test(j.tmp)) {
+        tmps.add(j.tmp);
+        // Killed between the rename and the journal's `landed` line: the temp file is gone
+        // and the path is in place, so it landed (the caller must be told).
+        if (j.path && project && !existsSync(j.tmp) && existsSync(join(project, j.path))) landed.push(j.path);
+      }
       if (typeof j.landed === "string") landed.push(j.landed);
     } catch {} // a torn last line: the process died in that write
   }
@@ -107,11 +112,11 @@ export class IsolatedResults {
     // removes the dead one's temp files and reports what it had landed) — the project is
     // between only until then, and the answer says exactly which paths had landed.
     const journalPath = join(e.dir, APPLY_JOURNAL);
-    const interrupted = readJournal(journalPath);
+    const interrupted = readJournal(journalPath, e.rec.project_dir);
     for (const t of interrupted?.tmps ?? []) rmSync(t, { force: true });
     const fd = openSync(journalPath, "a", 0o600);
     const journal: ApplyJournal = {
-      tmp: (abs) => writeSync(fd, `${JSON.stringify({ tmp: abs })}\n`),
+      tmp: (abs, path) => writeSync(fd, `${JSON.stringify({ tmp: abs, ...(path ? { path } : {}) })}\n`),
       landed: (path) => writeSync(fd, `${JSON.stringify({ landed: path })}\n`),
     };
     try {
