@@ -29,7 +29,7 @@ step "host processes are invisible: the world sees its own PID namespace"
 echo "host: $(ps -e --no-headers | wc -l) processes; world: $("$SUB" -c 'ps -e --no-headers | wc -l') processes"
 "$SUB" -c 'ps -e -o pid,comm'
 
-step "writes outside the project fail; \$HOME in the world is a scratch tmpfs, not the host's"
+step "writes outside the project fail; \$HOME in the world is your real home, read-only (caches writable per policy)"
 "$SUB" -c 'touch /usr/local/bin/evil; touch /etc/evil; echo x > ~/.bashrc-evil && echo "world wrote ~/.bashrc-evil"' || true
 [ -e ~/.bashrc-evil ] && echo "host: ~/.bashrc-evil EXISTS (bad)" || echo "host: ~/.bashrc-evil does not exist"
 
