@@ -30,8 +30,19 @@ const IDLE_MS = 60_000;
 
 /** Server side: `substrate-world-agent __policyd` (already running as the caller). */
 export async function policydMain(): Promise<number> {
-  const { agentGate } = await import("../src/run/agent-gate.ts");
+  const [{ agentGate }, { loadEffectivePolicySync }] = await Promise.all([import("../src/run/agent-gate.ts"), import("../src/broker/load.ts")]);
   const home = process.env.HOME;
+  // The caller's policy per cwd, for a second: a burst of commands pays one load (YAML + zod +
+  // compile, milliseconds), and a policy edit still applies to the next second's commands.
+  const cache = new Map<string, { at: number; loaded: ReturnType<typeof loadEffectivePolicySync> }>();
+  const loadedFor = (cwd: string) => {
+    const hit = cache.get(cwd);
+    if (hit && Date.now() - hit.at < 1000) return hit.loaded;
+    const loaded = loadEffectivePolicySync(cwd, { ...(home ? { home } : {}) });
+    if (cache.size > 256) cache.clear();
+    cache.set(cwd, { at: Date.now(), loaded });
+    return loaded;
+  };
   let idle = setTimeout(() => process.exit(0), IDLE_MS);
   let buf = "";
   const out = (a: Answer) => process.stdout.write(`${JSON.stringify(a)}\n`);
@@ -49,12 +60,18 @@ export async function policydMain(): Promise<number> {
         const r = q.req;
         // A request's own world stays its own (a client on the socket is a host process of
         // this uid already); without one, the policy's world applies.
+        let loaded;
+        try {
+          loaded = loadedFor(r.cwd);
+        } catch {
+          loaded = undefined; // agentGate loads it again and answers with the error it gets
+        }
         const g = await agentGate(
           { ...(r.argv ? { argv: r.argv } : { cmd: r.cmd }), cwd: r.cwd, isolated: r.isolated, ...(r.world ? { world: r.world } : {}) },
           // record: the helper runs AS the caller, so it records the project's policy selection in
           // the caller's ~/.substrate exactly as the caller's CLI would (issue 14.4, BROKER): without
           // it a direct client's world could write a weaker sub/.substrate-profile before any record exists
-          { ...(home ? { home } : {}) },
+          { ...(home ? { home } : {}), ...(loaded ? { loaded } : {}) },
         );
         out({ id, ok: true, ...(g.request.isolated ? { isolated: true } : {}), ...(r.world ? {} : { world: g.request.world as Record<string, unknown> }) });
       } catch (e) {

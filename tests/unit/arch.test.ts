@@ -39,6 +39,7 @@ const EDGE_EXCEPTIONS: [RegExp, string][] = [
   [/^src\/mcp\//, "src/cli/_entry-run.ts"],
   // the agent's policy helper runs the pipeline's own agent-side gate (docs/ARCHITECTURE.md)
   [/^agent\/policyd\.ts$/, "src/run/agent-gate.ts"],
+  [/^agent\/policyd\.ts$/, "src/broker/load.ts"],
 ];
 const CYCLE_EXCEPTIONS = [
   ["src/cli/completions.ts", "src/cli/main.ts"],
