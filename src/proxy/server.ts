@@ -13,7 +13,7 @@
  */
 import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
-import { createConnection, createServer, isIP, type Server, type Socket } from "node:net";
+import { createServer, isIP, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { timingSafeEqual, randomBytes } from "node:crypto";
 import { getRequestListener } from "@hono/node-server";
@@ -24,6 +24,7 @@ import { enforceHeaderDeadline } from "../api/deadline.ts";
 import { substrateHome } from "../config.ts";
 import { ForwardingService, requestContext, type ProxyPolicy, type RequestContext } from "./forward.ts";
 import { peerCred, type PeerCred } from "./peercred.ts";
+import { socketAnswers } from "../sys/unix-socket.ts";
 import type { RateLimitOptions } from "./ratelimit.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { streamBridge } from "./stream.ts";
@@ -124,15 +125,6 @@ export function nextTraceparent(incoming: string | undefined): string {
 
 export const isLoopback = (host: string): boolean => host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
 
-const alive = (path: string): Promise<boolean> =>
-  new Promise((resolve) => {
-    const s = createConnection(path);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
 
 /** ~/.substrate/sock: ours, 0700 (created or tightened). */
 function prepareDir(dir: string, uid: number): void {
@@ -263,7 +255,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   try {
     const st = lstatSync(o.socketPath);
     if (!st.isSocket()) throw new ProxyError(`${o.socketPath} exists and is not a socket; refusing to replace it`, 2);
-    if (await alive(o.socketPath)) throw new ProxyError(`another proxy is already serving ${o.socketPath}`, 3, "stop it first, or use --socket");
+    if (await socketAnswers(o.socketPath)) throw new ProxyError(`another proxy is already serving ${o.socketPath}`, 3, "stop it first, or use --socket");
     unlinkSync(o.socketPath);
   } catch (e) {
     if (e instanceof ProxyError) throw e;

@@ -5,9 +5,10 @@
  * Nothing that belongs to someone else is removed or disturbed; every refusal is one clear line
  * and the taxonomy's exit code (3: in use, 2: not a socket).
  */
+import { socketAnswers } from "../../src/sys/unix-socket.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { approveSocketFor } from "../../src/api/approver.ts";
 import { agentArgv, pidsMentioning, startAgent, tempProject } from "../helpers/agent.ts";
@@ -18,15 +19,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const answers = (path: string): Promise<boolean> =>
-  new Promise((resolve) => {
-    const s = createConnection(path);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
+const answers = socketAnswers;
 
 /** Run an agent on `socket` to its exit (it must not stay up): code and stderr. */
 async function agentOnce(socket: string, stateDir: string): Promise<{ code: number; stderr: string }> {
