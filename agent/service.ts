@@ -339,6 +339,10 @@ export class WorldAgentService implements AgentService {
         onStderr: (b) => (sink ? sink.stderr(b) : err.push(b)),
       },
     );
+    // Issue 18.4 (back-pressure): a streaming sink (the NDJSON response) pauses the command's
+    // output while its client lags (the ctl connection stops being read; the spawner stops
+    // reading the command's pipe; the command blocks in write(2)).
+    sink?.flow?.(run.proc);
     const onAbort = () => run.proc.kill();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {

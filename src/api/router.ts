@@ -28,6 +28,9 @@ function contextOf(c: Context): RequestContext {
 }
 import { FsApplyRequest, FsDiffParams } from "../contract/fsdiff.ts";
 
+/** Issue 18.4: NDJSON bytes queued for a lagging client before the command's output is paused. */
+export const NDJSON_HIGH_WATER = 1024 * 1024;
+
 /** Request bodies above this are refused with 413 before parsing. */
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
@@ -107,33 +110,59 @@ export function buildRouter(svc: AgentService, opts: RouterOptions = {}): Hono {
     if (!req.stream) return c.json(await svc.execute(req, undefined, c.req.raw.signal, ctx));
 
     // NDJSON: output frames as they come, then one `result` (or `error`) frame.
+    // Issue 18.4 (back-pressure): the body is pulled by the HTTP response, which stops pulling
+    // while the client's socket is full; once NDJSON_HIGH_WATER bytes wait in the stream's queue
+    // the command's output is paused (sink.flow, agent/flow.ts) and pull() resumes it.
     const enc = new TextEncoder();
     const abort = new AbortController();
-    const body = new ReadableStream<Uint8Array>({
-      start(ctl) {
-        const send = (f: ExecuteStreamFrame) => {
-          try {
-            ctl.enqueue(enc.encode(`${JSON.stringify(f)}\n`));
-          } catch {}
-        };
-        const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
-        svc
-          .execute(req, { stdout: (b) => send({ type: "stdout", data_b64: b64(b) }), stderr: (b) => send({ type: "stderr", data_b64: b64(b) }) }, abort.signal, ctx)
-          .then((result) => send({ type: "result", result }))
-          .catch((e) => {
-            const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
-            send({ type: "error", error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } });
-          })
-          .finally(() => {
+    let producer: { pause(): void; resume(): void } | undefined;
+    let paused = false;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start(ctl) {
+          const send = (f: ExecuteStreamFrame) => {
             try {
-              ctl.close();
+              ctl.enqueue(enc.encode(`${JSON.stringify(f)}\n`));
             } catch {}
-          });
+            if (!paused && (ctl.desiredSize ?? 1) <= 0) {
+              paused = true;
+              producer?.pause();
+            }
+          };
+          const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+          const sink = {
+            stdout: (b: Uint8Array) => send({ type: "stdout", data_b64: b64(b) }),
+            stderr: (b: Uint8Array) => send({ type: "stderr", data_b64: b64(b) }),
+            flow: (p: { pause(): void; resume(): void }) => {
+              producer = p;
+              if (paused) p.pause();
+            },
+          };
+          svc
+            .execute(req, sink, abort.signal, ctx)
+            .then((result) => send({ type: "result", result }))
+            .catch((e) => {
+              const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
+              send({ type: "error", error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } });
+            })
+            .finally(() => {
+              try {
+                ctl.close();
+              } catch {}
+            });
+        },
+        pull() {
+          if (paused) {
+            paused = false;
+            producer?.resume();
+          }
+        },
+        cancel() {
+          abort.abort();
+        },
       },
-      cancel() {
-        abort.abort();
-      },
-    });
+      { highWaterMark: NDJSON_HIGH_WATER, size: (chunk) => chunk?.byteLength ?? 0 },
+    );
     return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
   });
 

@@ -22,6 +22,12 @@ import type { FsDiff } from "../contract/world.ts";
 export interface OutputSink {
   stdout(b: Uint8Array): void;
   stderr(b: Uint8Array): void;
+  /**
+   * Issue 18.4 (back-pressure, agent/flow.ts): called once the command runs, with the handle
+   * that stops (`pause`) and restarts (`resume`) its output — the sink pauses it while its own
+   * reader lags (the NDJSON response, src/api/router.ts). Optional on both sides.
+   */
+  flow?(producer: { pause(): void; resume(): void }): void;
 }
 
 export const WorldInfo = z.strictObject({

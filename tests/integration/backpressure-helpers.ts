@@ -1,0 +1,219 @@
+/**
+ * Issue 18.4 (back-pressure) test helpers: clients on raw Unix sockets, so that "the client
+ * reads nothing" is exactly that — the socket is paused and the kernel's receive buffer fills
+ * (no library reading ahead into its own memory) — and the agent's RSS from /proc.
+ */
+import { readFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { randomBytes } from "node:crypto";
+
+export const MiB = 2 ** 20;
+
+/** VmRSS of a process, bytes. */
+export const rssOf = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
+
+/** Samples `pid`'s RSS growth over `baseline` every 250 ms for `ms`; returns the peak. */
+export async function peakRssGrowth(pid: number, baseline: number, ms: number): Promise<number> {
+  let peak = 0;
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    peak = Math.max(peak, rssOf(pid) - baseline);
+    await Bun.sleep(250);
+  }
+  return peak;
+}
+
+async function connected(path: string): Promise<Socket> {
+  const sock: Socket = connect(path);
+  await new Promise<void>((resolve, reject) => {
+    sock.once("connect", () => resolve());
+    sock.once("error", reject);
+  });
+  return sock;
+}
+
+/**
+ * Checks a byte stream against an expected generator chunk by chunk, without keeping it:
+ * `yes` (`y\n` × yesBytes) followed by `seq 1 seqN`.
+ */
+export class PatternCheck {
+  bytes = 0;
+  ok = true;
+  firstBad?: number;
+  private next = 1;
+  private line = "";
+  constructor(
+    private readonly yesBytes: number,
+    private readonly seqN: number,
+  ) {}
+  get expectedBytes(): number {
+    let n = this.yesBytes;
+    for (let d = 1, lo = 1; lo <= this.seqN; d++, lo *= 10) n += (Math.min(this.seqN, lo * 10 - 1) - lo + 1) * (d + 1);
+    return n;
+  }
+  push(b: Uint8Array): void {
+    let i = 0;
+    for (; i < b.length && this.bytes + i < this.yesBytes; i++) {
+      if (this.ok && b[i] !== ((this.bytes + i) % 2 === 0 ? 0x79 : 0x0a)) this.bad(this.bytes + i);
+    }
+    if (i < b.length) {
+      const text = this.line + Buffer.from(b.subarray(i)).toString("latin1");
+      const parts = text.split("\n");
+      this.line = parts.pop()!;
+      for (const p of parts) {
+        if (this.ok && p !== String(this.next)) this.bad(this.bytes);
+        this.next++;
+      }
+    }
+    this.bytes += b.length;
+  }
+  /** Everything arrived, in order, nothing after. */
+  get complete(): boolean {
+    return this.ok && this.line === "" && this.next === this.seqN + 1 && this.bytes === this.expectedBytes;
+  }
+  private bad(at: number): void {
+    this.ok = false;
+    this.firstBad = at;
+  }
+}
+
+/**
+ * POST /v1/execute with `stream: true` on a raw socket; the response (chunked NDJSON) is
+ * decoded as it arrives. `sock.pause()` is a client that stops reading.
+ */
+export async function rawNdjsonExecute(path: string, body: unknown) {
+  const sock = await connected(path);
+  const json = Buffer.from(JSON.stringify(body));
+  sock.write(`POST /v1/execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${json.length}\r\nConnection: close\r\n\r\n`);
+  sock.write(json);
+  const out = {
+    sock,
+    status: 0,
+    onFrame: (_f: { type: string; data_b64?: string; result?: { exit: number }; error?: unknown }) => {},
+  };
+  let buf: Buffer = Buffer.alloc(0);
+  let headersDone = false;
+  let chunked = false;
+  let chunkLeft = -1; // bytes left in the current chunk; -1: at a size line
+  let ended = false;
+  let text = "";
+  const line = (l: string) => {
+    if (l.trim()) out.onFrame(JSON.parse(l));
+  };
+  const body_ = (b: Buffer) => {
+    text += b.toString("latin1"); // NDJSON is ASCII (base64 payloads)
+    let nl: number;
+    while ((nl = text.indexOf("\n")) >= 0) {
+      line(text.slice(0, nl));
+      text = text.slice(nl + 1);
+    }
+  };
+  sock.on("data", (c: Buffer) => {
+    buf = buf.length ? Buffer.concat([buf, c]) : c;
+    if (!headersDone) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buf.subarray(0, end).toString();
+      out.status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 0);
+      chunked = /transfer-encoding:\s*chunked/i.test(head);
+      headersDone = true;
+      buf = buf.subarray(end + 4);
+    }
+    if (!chunked) {
+      body_(buf);
+      buf = Buffer.alloc(0);
+      return;
+    }
+    for (;;) {
+      if (ended) return;
+      if (chunkLeft < 0) {
+        const e = buf.indexOf("\r\n");
+        if (e < 0) return;
+        chunkLeft = parseInt(buf.subarray(0, e).toString(), 16);
+        buf = buf.subarray(e + 2);
+        if (chunkLeft === 0) {
+          ended = true; // the last chunk
+          return;
+        }
+      }
+      if (chunkLeft > 0) {
+        const take = Math.min(buf.length, chunkLeft);
+        if (take === 0) return;
+        body_(buf.subarray(0, take));
+        buf = buf.subarray(take);
+        chunkLeft -= take;
+        if (chunkLeft > 0) return;
+      }
+      if (buf.length < 2) return; // the CRLF after the chunk
+      buf = buf.subarray(2);
+      chunkLeft = -1;
+    }
+  });
+  return out;
+}
+
+/** WebSocket over a unix socket, by hand (RFC 6455): masked frames out, frames in. */
+export async function rawWebSocket(path: string, url: string) {
+  const sock = await connected(path);
+  const key = randomBytes(16).toString("base64");
+  sock.write(`GET ${url} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  const out = {
+    sock,
+    onFrame: (_opcode: number, _payload: Buffer) => {},
+    send(opcode: number, payload: Buffer) {
+      const mask = randomBytes(4);
+      const len = payload.length;
+      const head = len < 126 ? Buffer.from([0x80 | opcode, 0x80 | len]) : len < 65536 ? Buffer.from([0x80 | opcode, 0x80 | 126, len >> 8, len & 255]) : (() => {
+        const h = Buffer.alloc(10);
+        h[0] = 0x80 | opcode;
+        h[1] = 0x80 | 127;
+        h.writeBigUInt64BE(BigInt(len), 2);
+        return h;
+      })();
+      const body = Buffer.from(payload);
+      for (let i = 0; i < body.length; i++) body[i]! ^= mask[i % 4]!;
+      sock.write(Buffer.concat([head, mask, body]));
+    },
+    sendText(t: string) {
+      this.send(1, Buffer.from(t));
+    },
+  };
+  let buf: Buffer = Buffer.alloc(0);
+  let upgraded = false;
+  await new Promise<void>((resolve, reject) => {
+    sock.on("data", (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      if (!upgraded) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString();
+        if (!head.startsWith("HTTP/1.1 101")) return reject(new Error(`no upgrade: ${head}`));
+        upgraded = true;
+        buf = buf.subarray(end + 4);
+        resolve();
+      }
+      for (;;) {
+        if (buf.length < 2) return;
+        const opcode = buf[0]! & 0x0f;
+        let len = buf[1]! & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (buf.length < off + len) return;
+        const payload = buf.subarray(off, off + len);
+        buf = buf.subarray(off + len);
+        if (opcode === 9) out.send(10, Buffer.from(payload)); // ping → pong
+        else out.onFrame(opcode, payload);
+      }
+    });
+    sock.once("error", reject);
+  });
+  return out;
+}
