@@ -15,6 +15,9 @@ DEB_PACKAGES=(
   ripgrep  # issue 9: srt (@anthropic-ai/sandbox-runtime, a bench baseline) refuses to start without rg
   zsh fish  # issue 9: the completion scripts are checked in the shells they are for
 )
+# Issue 14: the arm64 per-command exec helper (agent/world/cmdexec.ts) is run under qemu-aarch64
+# by tests/unit/cmdexec.test.ts on x86-64 machines.
+[ "$(uname -m)" = x86_64 ] && DEB_PACKAGES+=(qemu-user)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

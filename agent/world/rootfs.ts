@@ -17,7 +17,7 @@
  * - The old root must be detached (MNT_DETACH) after pivot_root or host mounts stay
  *   reachable through it.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { chdir, mount, MNT_DETACH, MS, pivotRoot, umount2 } from "../../src/sys/libc.ts";
 import type { Caller, FsView } from "../../src/contract/world.ts";
@@ -44,6 +44,8 @@ export interface RootfsOptions {
   placeholderFile?: string;
   /** LEAD: the agent's own paths, always hidden (FsViewPlanInput.hide). */
   hide?: string[];
+  /** LEAD (issue 14.2): files written into the root tmpfs (read-only once built), e.g. cmdexec.ts's helper. */
+  files?: { path: string; data: Uint8Array; mode: number }[];
 }
 
 export interface RootfsResult {
@@ -176,6 +178,13 @@ export function buildRootfs(o: RootfsOptions): RootfsResult {
   try {
     rmdirSync(R("/.scratch"));
   } catch {}
+
+  // Our own files (the per-command exec helper): in the root tmpfs, sealed read-only below.
+  for (const f of o.files ?? []) {
+    mkdirSync(dirname(R(f.path)), { recursive: true, mode: 0o755 });
+    writeFileSync(R(f.path), f.data, { mode: f.mode });
+    chmodSync(R(f.path), f.mode); // not narrowed by the umask
+  }
 
   // Switch roots and forget the host's.
   mkdirSync(R("/.oldroot"), { recursive: true });

@@ -12,6 +12,7 @@ import { openCommandCgroup, protectFromOom } from "./cgroups.ts";
 import { execve, sethostname, setCloexec, setThreadIdentity } from "../../src/sys/libc.ts";
 import { applyEgressNet } from "../egress/netns.ts"; // issue 15 (EGRESS)
 import { openSlots } from "./cmdslots.ts";
+import { CMDEXEC_PATH, cmdexecElf } from "./cmdexec.ts";
 import type { ServeState, SpawnerHooks, WorldBootConfig } from "./spawner.ts";
 
 function listen(server: Server, path: string): Promise<void> {
@@ -42,6 +43,8 @@ export async function runSpawner(cfg: WorldBootConfig, hooks: SpawnerHooks = {})
     fsView: cfg.fsView,
     placeholderFile: join(dirname(cfg.root), "placeholders.json"),
     ...(cfg.hide ? { hide: cfg.hide } : {}),
+    // Issue 14.2: every command starts through this helper, in a Landlock domain of its own.
+    files: [{ path: CMDEXEC_PATH, data: cmdexecElf(), mode: 0o555 }],
     root: cfg.root,
     project: cfg.project,
     projectReadOnly: cfg.projectReadOnly,

@@ -24,8 +24,10 @@ import { constants as osConstants } from "node:os";
 import { commandCgroupFromFds, oomGuardFromFd, type CommandCgroup, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { drainBelow } from "../flow.ts"; // issue 18.4 (DEPLOY): back-pressure
+import { PtyFlow, ptyMasters } from "./ptyflow.ts"; // issue 18.4: a PTY is paused as a terminal would (tcflow)
 import { PR, prctl, setCloexec } from "../../src/sys/libc.ts";
-import { closeSync } from "node:fs";
+import { closeSync, existsSync } from "node:fs";
+import { CMDEXEC_PATH, viaCmdexec } from "./cmdexec.ts";
 import type { EgressNetBoot } from "../egress/netns.ts"; // issue 15 (EGRESS)
 import { SCOPE_FD, sealedScopeFd } from "../scopes.ts";
 import { CommandSlots, type SlotFds } from "./cmdslots.ts";
@@ -97,6 +99,21 @@ function signalNumber(sig: string | null): number {
   return (osConstants.signals as Record<string, number>)[sig] ?? 0;
 }
 
+// Issue 14.2 (cmdexec.ts): present in every world whose root we built; absent → plain spawn.
+const cmdexec = existsSync(CMDEXEC_PATH);
+
+/**
+ * The argv Bun.spawn runs: the helper, then the program resolved the way execvp would (the
+ * command's own PATH, from its cwd) — the helper execs a path, it does no PATH search.
+ */
+function commandArgv(req: CtlExecRequest): string[] {
+  if (!cmdexec || req.argv.length === 0) return req.argv;
+  const first = req.argv[0]!;
+  const program = first.includes("/") ? first : Bun.which(first, { PATH: req.env.PATH ?? "/usr/local/bin:/usr/bin:/bin", cwd: req.cwd });
+  if (!program) throw Object.assign(new Error(`command not found: ${first}`), { code: "ENOENT" });
+  return viaCmdexec(program, req.argv);
+}
+
 /** Starts one command; returns the handler for the caller's later frames. */
 function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: Buffer) => void {
   let proc: ReturnType<typeof Bun.spawn>;
@@ -106,6 +123,29 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
   const send = (type: number, payload: Uint8Array) => {
     if (!finished && !sock.destroyed) sock.write(encodeFrame(type, payload));
   };
+  // Issue 18.4: PTY output is paused while the ctl socket is backed up (the agent stopped
+  // reading it: its client lags) by stopping the terminal (ptyflow.ts); the command blocks in
+  // write(2) as on a terminal after XOFF. Started again once the socket drained.
+  let ptyFlow: PtyFlow | undefined;
+  let ptyEof!: () => void;
+  const ptyClosed = new Promise<void>((resolve) => (ptyEof = resolve));
+  const onPtyData = (data: Uint8Array) => {
+    send(Frame.STDOUT, data);
+    const flow = ptyFlow;
+    if (!flow || flow.stopped || finished) return;
+    const wait = drainBelow(sock);
+    if (!wait) return;
+    if (!flow.stop()) {
+      ptyFlow = undefined; // the kernel refused: not paused (as before issue 18.4)
+      return;
+    }
+    stalls++;
+    stalled++;
+    void wait.then(() => {
+      stalled--;
+      if (ptyFlow === flow) flow.start();
+    });
+  };
   // Issue 6: scope token → sealed memfd as the command's fd 3 (see agent/scopes.ts).
   let scopeFd: number | undefined;
   try {
@@ -114,6 +154,8 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
       req.env.SUBSTRATE_SCOPE_FD = String(SCOPE_FD);
     }
     const extra = scopeFd === undefined ? [] : [scopeFd];
+    // Issue 14.2: through the per-command exec helper (cmdexec.ts): a Landlock domain of its own.
+    const argv = commandArgv(req);
     // Issue 14.2: the command's own leaf cgroup when one is free (its leftovers are killed at
     // its end); else the shared command cgroup.
     slot = slots.acquire();
@@ -122,7 +164,8 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
     // spawner keeps its protection. Bun.spawn is synchronous, so the toggle is exact.
     const pty = req.pty;
     if (pty) {
-      proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(req.argv, {
+      const masters = ptyMasters(); // issue 18.4: tells the master this spawn opens (ptyflow.ts)
+      proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(argv, {
         ...cg, // issue 18.3 / 14.2: into the command's cgroup
         cwd: req.cwd,
         env: req.env,
@@ -130,11 +173,13 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
         terminal: {
           cols: pty.cols,
           rows: pty.rows,
-          data: (_t, data) => send(Frame.STDOUT, data),
+          data: (_t, data) => onPtyData(data),
+          exit: () => ptyEof(), // the master's EOF: every byte was read
         },
       })));
+      ptyFlow = PtyFlow.openedSince(masters);
     } else {
-      proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(req.argv, {
+      proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(argv, {
         ...cg, // issue 18.3 / 14.2: into the command's cgroup
         cwd: req.cwd,
         env: req.env,
@@ -176,7 +221,8 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
   // (grace, then EXIT, as before).
   let stalls = 0;
   let stalled = 0;
-  if (!req.pty) {
+  if (req.pty) pumps.push(ptyClosed);
+  else {
     const pump = async (stream: ReadableStream<Uint8Array>, type: number) => {
       for await (const chunk of stream) {
         send(type, chunk);
@@ -260,7 +306,6 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
       if (await Promise.race([all, Bun.sleep(OUTPUT_GRACE_MS).then(() => false)])) break;
       if (stalls === seen && stalled === 0) break;
     }
-    if (req.pty) await Bun.sleep(5); // let the last PTY read land
     const sig = (proc.signalCode as string | null) ?? null;
     const exit: CtlExit = {
       exit: sig ? 128 + signalNumber(sig) : (code ?? 1),
@@ -270,7 +315,10 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
     sendJson(sock, Frame.EXIT, exit);
     finished = true;
     sock.end();
-    if (req.pty) proc.terminal?.close();
+    if (req.pty) {
+      ptyFlow?.start();
+      proc.terminal?.close();
+    }
   });
   return onFrame;
 }
