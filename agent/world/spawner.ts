@@ -24,7 +24,7 @@ import { constants as osConstants } from "node:os";
 import { commandCgroupFromFds, oomGuardFromFd, type CommandCgroup, type OomGuard } from "./cgroups.ts";
 import { encodeFrame, Frame, FrameDecoder, sendJson, type CtlExecRequest, type CtlExit } from "./ctl.ts";
 import { drainBelow } from "../flow.ts"; // issue 18.4 (DEPLOY): back-pressure
-import { PtyFlow, ptyMasters } from "./ptyflow.ts"; // issue 18.4: a PTY is paused as a terminal would (tcflow)
+import { openFds, PtyFlow } from "./ptyflow.ts"; // issue 18.4: a PTY is paused as a terminal would (tcflow)
 import { PR, prctl, setCloexec } from "../../src/sys/libc.ts";
 import { closeSync, existsSync } from "node:fs";
 import { CMDEXEC_PATH, viaCmdexec } from "./cmdexec.ts";
@@ -164,7 +164,7 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
     // spawner keeps its protection. Bun.spawn is synchronous, so the toggle is exact.
     const pty = req.pty;
     if (pty) {
-      const masters = ptyMasters(); // issue 18.4: tells the master this spawn opens (ptyflow.ts)
+      const fdsBefore = openFds(); // issue 18.4: tells the master this spawn opens (ptyflow.ts)
       proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(argv, {
         ...cg, // issue 18.3 / 14.2: into the command's cgroup
         cwd: req.cwd,
@@ -177,7 +177,7 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
           exit: () => ptyEof(), // the master's EOF: every byte was read
         },
       })));
-      ptyFlow = PtyFlow.openedSince(masters);
+      ptyFlow = PtyFlow.openedSince(fdsBefore);
     } else {
       proc = oom.unprotected(() => spawnIn((cg) => Bun.spawn(argv, {
         ...cg, // issue 18.3 / 14.2: into the command's cgroup

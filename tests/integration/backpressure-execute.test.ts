@@ -51,7 +51,7 @@ async function scenario(o: { yesBytes: number; seqN: number; pauseMs: number; ma
   });
   // The client stops reading.
   c.sock.pause();
-  const peak = await peakRssGrowth(agent.pid, baseline, o.pauseMs);
+  const [peak] = (await peakRssGrowth([{ pid: agent.pid, baseline }], o.pauseMs)) as [number];
   const stillRunning = pidsMentioning(o.mark).length > 0;
   c.sock.resume();
   await done;

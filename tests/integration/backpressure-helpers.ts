@@ -3,7 +3,7 @@
  * reads nothing" is exactly that — the socket is paused and the kernel's receive buffer fills
  * (no library reading ahead into its own memory) — and the agent's RSS from /proc.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
 
@@ -12,15 +12,43 @@ export const MiB = 2 ** 20;
 /** VmRSS of a process, bytes. */
 export const rssOf = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
 
-/** Samples `pid`'s RSS growth over `baseline` every 250 ms for `ms`; returns the peak. */
-export async function peakRssGrowth(pid: number, baseline: number, ms: number): Promise<number> {
-  let peak = 0;
+/** Samples the RSS growth of each process over its `baseline` every 250 ms for `ms`; returns the peaks. */
+export async function peakRssGrowth(procs: { pid: number; baseline: number }[], ms: number): Promise<number[]> {
+  const peak = procs.map(() => 0);
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    peak = Math.max(peak, rssOf(pid) - baseline);
+    procs.forEach((p, i) => {
+      try {
+        peak[i] = Math.max(peak[i]!, rssOf(p.pid) - p.baseline);
+      } catch {}
+    });
     await Bun.sleep(250);
   }
   return peak;
+}
+
+/** Processes below `root` (by parent pid) whose command line contains `needle`. */
+export function descendantsMatching(root: number, needle: string): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {}
+  }
+  const below = (pid: number): boolean => {
+    for (let p = parent.get(pid), n = 0; p !== undefined && n < 64; p = parent.get(p), n++) if (p === root) return true;
+    return false;
+  };
+  return [...parent.keys()].filter((pid) => {
+    if (!below(pid)) return false;
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(needle);
+    } catch {
+      return false;
+    }
+  });
 }
 
 async function connected(path: string): Promise<Socket> {
@@ -40,6 +68,8 @@ export class PatternCheck {
   bytes = 0;
   ok = true;
   firstBad?: number;
+  /** Lines after the `seq` (a command's last words). */
+  readonly extra: string[] = [];
   private next = 1;
   private line = "";
   constructor(
@@ -61,15 +91,20 @@ export class PatternCheck {
       const parts = text.split("\n");
       this.line = parts.pop()!;
       for (const p of parts) {
+        if (this.next > this.seqN) {
+          this.extra.push(p);
+          continue;
+        }
         if (this.ok && p !== String(this.next)) this.bad(this.bytes);
         this.next++;
       }
     }
     this.bytes += b.length;
   }
-  /** Everything arrived, in order, nothing after. */
+  /** Everything arrived, in order, nothing after but `extra` lines. */
   get complete(): boolean {
-    return this.ok && this.line === "" && this.next === this.seqN + 1 && this.bytes === this.expectedBytes;
+    const extraBytes = this.extra.reduce((n, l) => n + l.length + 1, 0);
+    return this.ok && this.line === "" && this.next === this.seqN + 1 && this.bytes === this.expectedBytes + extraBytes;
   }
   private bad(at: number): void {
     this.ok = false;
