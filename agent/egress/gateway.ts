@@ -36,6 +36,8 @@ import { RCODE } from "../world/net/dnswire.ts";
 import { addressAllowedByRule, addressDeniedByRule, canonicalName, decide, nameAllowed, parseRules, type EgressRule } from "./rules.ts";
 import { classify } from "./addr.ts";
 import { connHandlers, splice, type Conn, type ConnSocket } from "./splice.ts";
+import { acceptNonBlocking, checkPassedSocket, closeFd, listenSeqpacket, netnsOfPid, originalDstOf, preloadFdpass, recvWithFds } from "./fdpass.ts";
+import { PROXY_PORT, TRANSPARENT_PORT } from "./netns.ts";
 
 export const SYNTHETIC_CIDR = "198.18.0.0/15";
 const SYN_FIRST = ipToInt("198.18.0.2");
@@ -242,6 +244,8 @@ export interface WorldGatewayOptions {
   onEvent?: (e: EgressEvent, cmd: CommandEgress | undefined) => void;
   onRateLimit?: (cmd: CommandEgress, why: string) => void;
   log?: (m: string) => void;
+  /** false: no socket handoff, the helper relays every connection (bench/egress.ts's "before"). */
+  handoff?: boolean;
 }
 
 interface GwConn extends Conn {
@@ -249,6 +253,8 @@ interface GwConn extends Conn {
   size: number;
   phase: "header" | "control" | "deciding" | "spliced" | "closing";
   ctlBuf?: string;
+  /** Control connections: the helper's handoff channel (fdpass.ts), owned by this connection. */
+  chan?: number;
 }
 
 export class WorldGateway {
@@ -264,12 +270,18 @@ export class WorldGateway {
   private readonly controls = new Set<ConnSocket>();
   private readonly live = new Set<ConnSocket>();
   private resolveCache = new Map<string, { at: number; r: Resolved }>();
-  readonly totals = { bytes_up: 0, bytes_down: 0, connections: 0, denials: 0 };
+  /** `handoffs`: connections whose client socket the helper handed over (spliced here directly). */
+  readonly totals = { bytes_up: 0, bytes_down: 0, connections: 0, denials: 0, handoffs: 0 };
   private readonly lastDeny = new Map<string, number>();
   private closed = false;
+  /** The handoff listener (`<dir>/fd.sock`, SOCK_SEQPACKET; fdpass.ts) and the world's netns identity. */
+  private fdListen?: number;
+  readonly fdSocketPath: string;
+  private netns: { dev: number; ino: number } | null = null;
 
   constructor(private readonly o: WorldGatewayOptions) {
     this.socketPath = join(o.dir, "gw.sock");
+    this.fdSocketPath = join(o.dir, "fd.sock");
     this.policy = o.policy;
     this.rules = parseRules(o.policy.allowed);
   }
@@ -304,11 +316,36 @@ export class WorldGateway {
             prev?.();
             self.live.delete(s as unknown as ConnSocket);
             self.controls.delete(s as unknown as ConnSocket);
+            if (s.data.chan !== undefined) {
+              closeFd(s.data.chan);
+              s.data.chan = undefined;
+            }
           };
         },
       },
     });
     if (this.o.owner) chownSync(this.socketPath, this.o.owner.uid, this.o.owner.gid);
+    // Socket handoff: only with the world's netns known (a passed socket must be one of its own).
+    if (this.o.netnsPid !== undefined && this.o.handoff !== false) {
+      this.netns = netnsOfPid(this.o.netnsPid);
+      if (this.netns) {
+        try {
+          preloadFdpass();
+          rmSync(this.fdSocketPath, { force: true });
+          this.fdListen = listenSeqpacket(this.fdSocketPath);
+          if (this.o.owner) chownSync(this.fdSocketPath, this.o.owner.uid, this.o.owner.gid);
+        } catch (e) {
+          this.o.log?.(`gateway: no socket handoff (${(e as Error).message}); relaying`);
+          if (this.fdListen !== undefined) closeFd(this.fdListen);
+          this.fdListen = undefined;
+        }
+      }
+    }
+  }
+
+  /** Whether the helper may hand sockets over (else it relays every connection itself). */
+  get handoffAvailable(): boolean {
+    return this.fdListen !== undefined;
   }
 
   /** A command starts in the world: its connections are counted (and budgeted) apart. */
@@ -333,6 +370,8 @@ export class WorldGateway {
     if (this.closed) return;
     this.closed = true;
     this.listener?.stop(true);
+    if (this.fdListen !== undefined) closeFd(this.fdListen);
+    this.fdListen = undefined;
     for (const s of [...this.live]) {
       try {
         s.terminate();
@@ -413,7 +452,15 @@ export class WorldGateway {
       } catch {
         continue;
       }
-      void this.answerControl(req).then((a) => {
+      // A handoff reads its message from the channel right here, in line order (handoff()
+      // receives synchronously, before its first await).
+      const answer =
+        req.op === "fdchan"
+          ? Promise.resolve(this.acceptChannel(s))
+          : req.op === "connect"
+            ? this.handoff(s, req as Record<string, unknown>).catch((e: unknown) => ({ ok: false, reason: "dial_failed", message: (e as Error).message }))
+            : this.answerControl(req);
+      void answer.then((a) => {
         if (!s.data.closed) s.write(`${JSON.stringify({ id: req.id, ...a })}\n`);
       });
     }
@@ -568,11 +615,15 @@ export class WorldGateway {
     }
   }
 
-  private async onConnect(s: ConnSocket & { data: GwConn }, h: Record<string, unknown>): Promise<void> {
+  /**
+   * The decision for one connection, from a request's name/ip + port (the helper's claim,
+   * re-checked here against this world's rules) to a dialed, vetted upstream. A denial is
+   * recorded here; the caller only tells the helper. `alive()` false = the client went away.
+   */
+  private async decide(h: Record<string, unknown>, client: { addr?: unknown; port?: unknown } | undefined, alive: () => boolean): Promise<Decided> {
     const t0 = performance.now();
-    const via = h.via === "socks" || h.via === "transparent" ? h.via : "proxy";
+    const via: EgressEvent["via"] = h.via === "socks" || h.via === "transparent" ? h.via : "proxy";
     const port = typeof h.port === "number" && Number.isInteger(h.port) && h.port >= 1 && h.port <= 65535 ? h.port : 0;
-    const client = h.client as { addr?: unknown; port?: unknown } | undefined;
     let who = this.attribute(client);
     const cmd = who.cmd;
     let name: string | null = null;
@@ -580,12 +631,12 @@ export class WorldGateway {
     const rawName = typeof h.name === "string" ? h.name : undefined;
     const rawIp = typeof h.ip === "string" ? h.ip : undefined;
     const target = rawIp ?? rawName ?? "";
-    const deny = (reason: EgressReason, shown: string, detail?: string, addr?: string): void => {
+    const deny = (reason: EgressReason, shown: string, detail?: string, addr?: string): Decided => {
       const message = this.denyMessage(shown, port, reason, detail);
       // A denial is worth naming the process (rare, and what a user acts on).
       if (who.pid === undefined) who = { ...this.attribute(client, true), cmd };
       this.emit({ name: shown, port, via, decision: "deny", reason, message, bytes_up: 0, bytes_down: 0, duration_ms: performance.now() - t0, ...(addr ? { addr } : {}) }, cmd, who);
-      if (!s.data.closed) s.end(`${JSON.stringify({ ok: false, reason, message })}\n`);
+      return { ok: false, reason, message };
     };
     if (port === 0) return deny("bad_request", target.slice(0, 253) || "?");
     if (target.includes(":") || target.startsWith("[")) return deny("ipv6", target.slice(0, 64));
@@ -624,43 +675,195 @@ export class WorldGateway {
     // Dial exactly a vetted address (the first that answers).
     let lastErr = "";
     for (const addr of ok.slice(0, 4)) {
-      if (s.data.closed) return;
+      if (!alive()) return { ok: false, reason: "dial_failed", message: "client gone" };
       const up = await dial(addr, port).catch((e: unknown) => {
         lastErr = (e as Error).message;
         return undefined;
       });
       if (!up) continue;
-      if (s.data.closed) {
+      if (!alive()) {
         up.terminate();
-        return;
+        return { ok: false, reason: "dial_failed", message: "client gone" };
       }
-      this.totals.connections++;
-      if (cmd) cmd.connections++;
-      s.write(`${JSON.stringify({ ok: true, addr })}\n`);
-      const pending = s.data.buf.length ? Buffer.concat(s.data.buf) : undefined;
-      s.data.buf = [];
-      s.data.phase = "spliced";
-      s.resume();
-      let up_ = 0;
-      let down = 0;
-      splice(s, up, {
-        onBytes: (dir, n) => {
-          if (dir === "up") {
-            up_ += n;
-            this.totals.bytes_up += n;
-          } else {
-            down += n;
-            this.totals.bytes_down += n;
-          }
-          return cmd && !cmd.ended ? cmd.count(dir, n) : undefined;
-        },
-        onDone: () =>
-          this.emit({ name: shown, port, via, decision: "allow", reason: "allowed", addr, bytes_up: up_, bytes_down: down, duration_ms: performance.now() - t0 }, cmd, who),
-      }, pending);
+      return { ok: true, up, addr, shown, port, via, cmd, who, t0 };
+    }
+    return deny("dial_failed", shown, lastErr || "refused");
+  }
+
+  /** Splice a decided connection: byte counts per direction, the command's budget, one event at the end. */
+  private spliceDecided(client: ConnSocket, d: Extract<Decided, { ok: true }>, pendingUp?: Uint8Array, preface?: Uint8Array): void {
+    this.totals.connections++;
+    if (d.cmd) d.cmd.connections++;
+    let up_ = 0;
+    let down = 0;
+    const cmd = d.cmd;
+    splice(client, d.up, {
+      onBytes: (dir, n) => {
+        if (dir === "up") {
+          up_ += n;
+          this.totals.bytes_up += n;
+        } else {
+          down += n;
+          this.totals.bytes_down += n;
+        }
+        return cmd && !cmd.ended ? cmd.count(dir, n) : undefined;
+      },
+      onDone: () =>
+        this.emit({ name: d.shown, port: d.port, via: d.via, decision: "allow", reason: "allowed", addr: d.addr, bytes_up: up_, bytes_down: down, duration_ms: performance.now() - d.t0 }, cmd, d.who),
+    }, pendingUp, undefined, preface);
+  }
+
+  /** The relay path: the helper's gateway connection carries the bytes (fallback when no socket was handed over). */
+  private async onConnect(s: ConnSocket & { data: GwConn }, h: Record<string, unknown>): Promise<void> {
+    const d = await this.decide(h, h.client as { addr?: unknown; port?: unknown } | undefined, () => !s.data.closed);
+    if (!d.ok) {
+      if (!s.data.closed) s.end(`${JSON.stringify({ ok: false, reason: d.reason, message: d.message })}\n`);
       return;
     }
-    deny("dial_failed", shown, lastErr || "refused");
+    s.write(`${JSON.stringify({ ok: true, addr: d.addr })}\n`);
+    const pending = s.data.buf.length ? Buffer.concat(s.data.buf) : undefined;
+    s.data.buf = [];
+    s.data.phase = "spliced";
+    s.resume();
+    this.spliceDecided(s, d, pending);
   }
+
+  // -------------------------------------------------------------------------------------------
+  // Socket handoff (fdpass.ts): the helper passes the world's accepted client socket, the
+  // gateway splices it with the upstream itself — one relay, not two.
+
+  /** Control `fdchan`: accept the helper's handoff channel (its first message is the world's token). */
+  private acceptChannel(s: ConnSocket & { data: GwConn }): Record<string, unknown> {
+    if (this.fdListen === undefined) return { ok: false, reason: "bad_request", message: "no handoff channel" };
+    for (let i = 0; i < 8; i++) {
+      const fd = acceptNonBlocking(this.fdListen);
+      if (fd < 0) break;
+      const m = recvWithFds(fd, 256);
+      const good = m !== null && m !== "gone" && m.fds.length === 0 && !m.truncated && this.checkToken(Buffer.from(m.data).toString("utf8").trim());
+      if (m && m !== "gone") for (const f of m.fds) closeFd(f);
+      if (!good) {
+        closeFd(fd);
+        continue;
+      }
+      if (s.data.chan !== undefined) closeFd(s.data.chan);
+      s.data.chan = fd;
+      return { ok: true };
+    }
+    return { ok: false, reason: "bad_request", message: "no handoff channel presented the token" };
+  }
+
+  /**
+   * Control `connect` with a handed-over socket: the message waiting on this control
+   * connection's channel (the helper sent it before the line) carries the client socket and
+   * the bytes already read from it. The socket is checked before anything else; on a
+   * transparent connection the destination is the socket's own SO_ORIGINAL_DST, not the claim.
+   */
+  private async handoff(s: ConnSocket & { data: GwConn }, req: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const bad = (message: string) => {
+      this.o.log?.(`[${this.o.worldId}] gateway: socket handoff refused: ${message}`);
+      return { ok: false, reason: "bad_request", message: `socket handoff refused: ${message}` };
+    };
+    const chan = s.data.chan;
+    if (chan === undefined) return bad("no channel");
+    const m = recvWithFds(chan);
+    if (m === null || m === "gone") return bad("no socket waiting");
+    const fd = m.fds[0];
+    for (const extra of m.fds.slice(1)) closeFd(extra);
+    const nl = m.data.indexOf(10);
+    let meta: { id?: unknown; down?: unknown } = {};
+    try {
+      meta = JSON.parse(Buffer.from(m.data.subarray(0, nl < 0 ? m.data.length : nl)).toString("utf8"));
+    } catch {}
+    const refuse = (why: string) => {
+      if (fd !== undefined) closeFd(fd);
+      return bad(why);
+    };
+    if (fd === undefined || m.fds.length !== 1 || m.truncated) return refuse("expected exactly one socket");
+    if (meta.id !== req.id) return refuse("out of order");
+    const via = req.via === "socks" || req.via === "transparent" ? req.via : "proxy";
+    const info = checkPassedSocket(fd, { netns: this.netns, ports: via === "transparent" ? [TRANSPARENT_PORT] : [PROXY_PORT] });
+    if (typeof info === "string") return refuse(info);
+    const h: Record<string, unknown> = { via, port: req.port, name: req.name, ip: req.ip };
+    if (via === "transparent") {
+      const dst = originalDstOf(fd);
+      if (!dst) return refuse("no original destination");
+      h.ip = dst.ip;
+      h.port = dst.port;
+      h.name = undefined;
+    }
+    const pendingUp = nl >= 0 && nl + 1 < m.data.length ? m.data.slice(nl + 1) : undefined;
+    const preface = typeof meta.down === "string" && meta.down.length > 0 ? Buffer.from(meta.down, "base64") : undefined;
+    let d: Decided;
+    try {
+      d = await this.decide(h, info.peer, () => !this.closed);
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+    if (!d.ok) {
+      closeFd(fd); // the helper still holds its copy and renders the denial
+      return { ok: false, reason: d.reason, message: d.message };
+    }
+    let client: ConnSocket;
+    try {
+      client = await adopt(fd);
+    } catch (e) {
+      closeFd(fd);
+      d.up.terminate();
+      return { ok: false, reason: "dial_failed", message: `cannot adopt the client socket: ${(e as Error).message}` };
+    }
+    this.live.add(client);
+    const prev = client.data.onClose;
+    client.data.onClose = () => {
+      prev?.();
+      this.live.delete(client);
+    };
+    this.live.add(d.up);
+    const prevUp = d.up.data.onClose;
+    d.up.data.onClose = () => {
+      prevUp?.();
+      this.live.delete(d.up);
+    };
+    this.totals.handoffs++;
+    this.spliceDecided(client, d, pendingUp, preface);
+    return { ok: true, addr: d.addr, adopted: true };
+  }
+}
+
+type Decided =
+  | { ok: true; up: ConnSocket; addr: string; shown: string; port: number; via: EgressEvent["via"]; cmd?: CommandEgress; who: { cmd?: CommandEgress; pid?: number; exe?: string }; t0: number }
+  | { ok: false; reason: EgressReason; message: string };
+
+/** A handed-over descriptor as a Bun socket (Bun.connect({ fd }) adopts it; it owns the fd from here). */
+function adopt(fd: number): Promise<ConnSocket> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    Bun.connect<Conn>({
+      fd,
+      allowHalfOpen: true,
+      data: {},
+      socket: {
+        ...(connHandlers as unknown as Bun.SocketHandler<Conn>),
+        open(s: Bun.Socket<Conn>) {
+          if (settled) return;
+          settled = true;
+          s.setNoDelay?.(true);
+          resolve(s as unknown as ConnSocket);
+        },
+        connectError(_s: Bun.Socket<Conn>, e: Error) {
+          if (!settled) {
+            settled = true;
+            reject(e);
+          }
+        },
+      },
+    } as unknown as Parameters<typeof Bun.connect<Conn>>[0]).catch((e: unknown) => {
+      if (!settled) {
+        settled = true;
+        reject(e as Error);
+      }
+    });
+  });
 }
 
 function dial(addr: string, port: number): Promise<ConnSocket> {

@@ -25,7 +25,8 @@
 import dgram from "node:dgram";
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { decodeMessage, encodeMessage, QTYPE, RCODE, type DnsRecord } from "../world/net/dnswire.ts";
-import { connHandlers, splice, type Conn, type ConnSocket } from "./splice.ts";
+import { connHandlers, splice, Writer, type Conn, type ConnSocket } from "./splice.ts";
+import { closeFd, connectSeqpacket, preloadFdpass, sendWithFd } from "./fdpass.ts";
 
 export interface EgressHelperConfig {
   /**
@@ -44,6 +45,12 @@ export interface EgressHelperConfig {
   netSetup?: { loAddr: string; nft: string };
   /** The world's gateway socket (host path; the helper lives in the host's mount namespace). */
   socket: string;
+  /**
+   * The gateway's socket-handoff channel (`fd.sock` next to `socket`; fdpass.ts): when set and
+   * the gateway accepts it, each accepted connection is handed over (SCM_RIGHTS) and the
+   * gateway splices it itself; otherwise (or when a handoff cannot be sent) this helper relays.
+   */
+  fdSocket?: string;
   token: string;
   /** Drop to this uid/gid once bound (root agent); absent = keep (rootless: root of the world's userns). */
   dropTo?: { uid: number; gid: number };
@@ -241,7 +248,10 @@ function splitAuthority(a: string, dflt: number): { host: string; port: number }
   return { host: m[1]!, port };
 }
 
-async function onProxyHttp(cfg: EgressHelperConfig, s: ConnSocket, head: Buffer, after: Buffer): Promise<void> {
+const CONNECT_OK = Buffer.from("HTTP/1.1 200 Connection established\r\n\r\n");
+const SOCKS_OK = Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+
+async function onProxyHttp(cfg: EgressHelperConfig, ctl: Control, s: ConnSocket, head: Buffer, after: Buffer): Promise<void> {
   const text = head.toString("latin1");
   const lines = text.split("\r\n");
   const [method, target, version] = (lines[0] ?? "").split(" ");
@@ -250,6 +260,8 @@ async function onProxyHttp(cfg: EgressHelperConfig, s: ConnSocket, head: Buffer,
   if (method === "CONNECT") {
     const a = splitAuthority(target, 443);
     if (!a) return void bad(400, "Bad Request");
+    const h = await handOver(ctl, s, { via: "proxy", name: a.host, port: a.port }, after, CONNECT_OK);
+    if (h) return void (h.ok || s.end(http403(h, a.host, a.port)));
     const r = await gatewayConnect(cfg, { via: "proxy", name: a.host, port: a.port, client: clientOf(s) });
     if (!r.answer.ok || !r.sock) return void s.end(http403(r.answer, a.host, a.port));
     s.write("HTTP/1.1 200 Connection established\r\n\r\n");
@@ -265,14 +277,17 @@ async function onProxyHttp(cfg: EgressHelperConfig, s: ConnSocket, head: Buffer,
   if (url.protocol !== "http:") return void bad(400, "Bad Request");
   const port = url.port ? Number(url.port) : 80;
   const host = url.hostname.replace(/^\[|\]$/g, "");
-  const r = await gatewayConnect(cfg, { via: "proxy", name: host, port, client: clientOf(s) });
-  if (!r.answer.ok || !r.sock) return void s.end(http403(r.answer, host, port));
   const kept = lines.slice(1).filter((l) => l !== "" && !/^(proxy-connection|proxy-authorization|connection|keep-alive):/i.test(l));
   const req = `${method} ${url.pathname}${url.search} ${version}\r\n${[...kept, "Connection: close"].join("\r\n")}\r\n\r\n`;
-  startSplice(s, r.sock, r.rest, Buffer.concat([Buffer.from(req, "latin1"), after]));
+  const first = Buffer.concat([Buffer.from(req, "latin1"), after]);
+  const h = await handOver(ctl, s, { via: "proxy", name: host, port }, first);
+  if (h) return void (h.ok || s.end(http403(h, host, port)));
+  const r = await gatewayConnect(cfg, { via: "proxy", name: host, port, client: clientOf(s) });
+  if (!r.answer.ok || !r.sock) return void s.end(http403(r.answer, host, port));
+  startSplice(s, r.sock, r.rest, first);
 }
 
-async function onSocks(cfg: EgressHelperConfig, s: ConnSocket, b: Buffer): Promise<boolean> {
+async function onSocks(cfg: EgressHelperConfig, ctl: Control, s: ConnSocket, b: Buffer): Promise<boolean> {
   // Greeting: 05 n methods…  → 05 00 (no authentication)
   const d = s.data as CConn;
   if (d.state !== "busy") {
@@ -314,6 +329,13 @@ async function onSocks(cfg: EgressHelperConfig, s: ConnSocket, b: Buffer): Promi
     return true;
   }
   s.data.onData = (x) => (d.buf = Buffer.concat([d.buf ?? Buffer.alloc(0), x]));
+  s.pause();
+  const h = await handOver(ctl, s, { via: "socks", name: host, port }, Buffer.concat([after, d.buf ?? Buffer.alloc(0)]), SOCKS_OK);
+  if (h) {
+    if (!h.ok) s.end(Buffer.from([5, 2, 0, 1, 0, 0, 0, 0, 0, 0]));
+    return true;
+  }
+  s.resume();
   const r = await gatewayConnect(cfg, { via: "socks", name: host, port, client: clientOf(s) });
   if (!r.answer.ok || !r.sock) {
     s.end(Buffer.from([5, 2, 0, 1, 0, 0, 0, 0, 0, 0])); // connection not allowed by ruleset
@@ -325,7 +347,7 @@ async function onSocks(cfg: EgressHelperConfig, s: ConnSocket, b: Buffer): Promi
   return true;
 }
 
-function listenProxy(cfg: EgressHelperConfig): void {
+function listenProxy(cfg: EgressHelperConfig, ctl: Control): void {
   Bun.listen<CConn>({
     allowHalfOpen: true,
     hostname: "127.0.0.1",
@@ -341,7 +363,7 @@ function listenProxy(cfg: EgressHelperConfig): void {
           d.buf = d.buf ? Buffer.concat([d.buf, b]) : Buffer.from(b);
           if (d.buf.length > 65536) return void s.terminate();
           if (d.buf[0] === 5) {
-            void onSocks(cfg, cs, d.buf).catch(() => s.terminate());
+            void onSocks(cfg, ctl, cs, d.buf).catch(() => s.terminate());
             return;
           }
           const end = d.buf.indexOf("\r\n\r\n");
@@ -352,14 +374,14 @@ function listenProxy(cfg: EgressHelperConfig): void {
           const parked: Buffer[] = [];
           s.data.onData = (x) => void parked.push(Buffer.from(x));
           s.pause();
-          void onProxyHttp(cfg, cs, head, Buffer.concat([after, ...parked])).catch(() => s.terminate());
+          void onProxyHttp(cfg, ctl, cs, head, Buffer.concat([after, ...parked])).catch(() => s.terminate());
         };
       },
     },
   });
 }
 
-function listenTransparent(cfg: EgressHelperConfig): void {
+function listenTransparent(cfg: EgressHelperConfig, ctl: Control): void {
   Bun.listen<CConn>({
     allowHalfOpen: true,
     hostname: "127.0.0.1",
@@ -374,12 +396,21 @@ function listenTransparent(cfg: EgressHelperConfig): void {
         s.data.onData = (x) => void parked.push(Buffer.from(x));
         const dst = originalDst((s as unknown as { fd: number }).fd);
         if (!dst) return void s.terminate();
-        void gatewayConnect(cfg, { via: "transparent", ip: dst.ip, port: dst.port, client: clientOf(cs) }).then((r) => {
-          if (r.answer.ok && r.sock) return startSplice(cs, r.sock, r.rest, parked.length ? Buffer.concat(parked) : undefined);
-          const msg = r.answer.message ?? "not allowed";
+        const deny = (a: GwAnswer) => {
+          const msg = a.message ?? "not allowed";
           if (dst.port === 22) s.end(sshDisconnect(`substrate: ${msg}`));
-          else if (dst.port === 80) s.end(http403(r.answer, msg.split(/[: ]/)[0] ?? dst.ip, dst.port));
+          else if (dst.port === 80) s.end(http403(a, msg.split(/[: ]/)[0] ?? dst.ip, dst.port));
           else s.terminate(); // reset: fails at once
+        };
+        // Nothing is read before the handoff: the client's bytes stay in the kernel for the gateway.
+        s.pause();
+        void handOver(ctl, cs, { via: "transparent", ip: dst.ip, port: dst.port }).then((h) => {
+          if (h) return void (h.ok || deny(h));
+          s.resume();
+          void gatewayConnect(cfg, { via: "transparent", ip: dst.ip, port: dst.port, client: clientOf(cs) }).then((r) => {
+            if (r.answer.ok && r.sock) return startSplice(cs, r.sock, r.rest, parked.length ? Buffer.concat(parked) : undefined);
+            deny(r.answer);
+          });
         });
       },
     },
@@ -394,6 +425,9 @@ class Control {
   private next = 1;
   private waiting = new Map<number, (a: Record<string, unknown>) => void>();
   private buf = "";
+  private w?: Writer;
+  /** The handoff channel, once the gateway accepted it. */
+  chan?: number;
 
   constructor(private readonly cfg: EgressHelperConfig) {}
 
@@ -407,6 +441,8 @@ class Control {
           ...(connHandlers as unknown as Bun.SocketHandler<Conn>),
           open: (s) => {
             this.sock = s as unknown as ConnSocket;
+            this.w = new Writer(this.sock);
+            s.data.onDrain = () => void this.w?.flush();
             s.data.onData = (b) => this.onData(b);
             // The gateway is gone (agent stopped, world torn down): so is this helper.
             s.data.onClose = () => process.exit(0);
@@ -436,20 +472,66 @@ class Control {
     }
   }
 
-  ask(req: Record<string, unknown>, timeoutMs = 4000): Promise<Record<string, unknown>> {
-    const id = this.next++;
+  newId(): number {
+    return this.next++;
+  }
+
+  ask(req: Record<string, unknown>, timeoutMs = 4000, id = this.next++, onTimeout: Record<string, unknown> = { rcode: RCODE.SERVFAIL }): Promise<Record<string, unknown>> {
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.waiting.delete(id);
-        resolve({ rcode: RCODE.SERVFAIL });
+        resolve(onTimeout);
       }, timeoutMs);
       this.waiting.set(id, (a) => {
         clearTimeout(t);
         resolve(a);
       });
-      this.sock?.write(`${JSON.stringify({ id, ...req })}\n`);
+      this.w?.write(Buffer.from(`${JSON.stringify({ id, ...req })}\n`));
     });
   }
+
+  /** Connect to the gateway's handoff channel and present the token; false = relay everything. */
+  async openChannel(path: string): Promise<boolean> {
+    let fd: number;
+    try {
+      fd = connectSeqpacket(path);
+    } catch (e) {
+      log(`no socket handoff: ${(e as Error).message}`);
+      return false;
+    }
+    if (sendWithFd(fd, Buffer.from(this.cfg.token)) !== 0) {
+      closeFd(fd);
+      return false;
+    }
+    const a = await this.ask({ op: "fdchan" }, 10_000, undefined, { ok: false });
+    if (a.ok !== true) {
+      log(`no socket handoff: ${String(a.message ?? "refused")}`);
+      closeFd(fd);
+      return false;
+    }
+    this.chan = fd;
+    return true;
+  }
+}
+
+/**
+ * Hand a world's accepted connection to the gateway (one relay instead of two): the socket
+ * goes over the channel with the bytes already read from it (`up`) and what the client must
+ * see first once the gateway has dialed (`down`: the CONNECT 200, the SOCKS success reply),
+ * then the request line on the control connection. The gateway decides by name+port again
+ * and answers. On yes, the socket is the gateway's: this copy is closed (a plain close; no
+ * shutdown, no reset, so the connection lives on). On no, this copy renders the denial.
+ * null = not handed over (no channel, or the channel is full): the caller relays.
+ */
+async function handOver(ctl: Control, s: ConnSocket, req: Record<string, unknown>, up?: Uint8Array, down?: Uint8Array): Promise<GwAnswer | null> {
+  const fd = (s as unknown as { fd?: number }).fd;
+  if (ctl.chan === undefined || typeof fd !== "number" || fd < 0 || s.data.closed) return null;
+  const id = ctl.newId();
+  const meta = Buffer.from(`${JSON.stringify({ id, ...(down?.length ? { down: Buffer.from(down).toString("base64") } : {}) })}\n`);
+  if (sendWithFd(ctl.chan, up?.length ? Buffer.concat([meta, up]) : meta, fd) !== 0) return null;
+  const a = (await ctl.ask({ op: "connect", ...req }, 60_000, id, { ok: false, reason: "dial_failed", message: "the egress gateway did not answer" })) as unknown as GwAnswer;
+  if (a.ok) (s as unknown as { close(): void }).close();
+  return a;
 }
 
 async function answerDns(ctl: Control, msg: Buffer): Promise<Buffer | null> {
@@ -552,8 +634,8 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
   mark("netsetup");
   const ctl = new Control(cfg);
   await listenDns(cfg, ctl);
-  listenProxy(cfg);
-  listenTransparent(cfg);
+  listenProxy(cfg, ctl);
+  listenTransparent(cfg, ctl);
   mark("listening");
   const nftErr = await nft;
   if (nftErr) throw new Error(nftErr);
@@ -566,6 +648,7 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
     const l = L();
     if (l.chroot(ptr(Buffer.from(`${dir}\0`))) !== 0 || l.chdir(ptr(Buffer.from("/\0"))) !== 0) throw new Error(`chroot ${dir} failed`);
     cfg.socket = `/${cfg.socket.slice(cfg.socket.lastIndexOf("/") + 1)}`;
+    if (cfg.fdSocket) cfg.fdSocket = `/${cfg.fdSocket.slice(cfg.fdSocket.lastIndexOf("/") + 1)}`;
   }
   if (cfg.dropTo) dropPrivileges(cfg.dropTo);
   hardenSelfLight();
@@ -581,6 +664,7 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
   }
   mark("dropped");
   await ctl.open();
+  if (cfg.fdSocket) await ctl.openChannel(cfg.fdSocket);
   mark("control");
   process.on("SIGTERM", () => process.exit(0));
   process.stdout.write("ready\n");
@@ -590,6 +674,7 @@ export async function runEgressHelper(cfg: EgressHelperConfig): Promise<void> {
 export async function egressHelperMain(): Promise<number> {
   L(); // load libc's (and libnftables') symbols while the agent keeps this helper warm, not on a world's creation path
   preloadNftables();
+  preloadFdpass();
   const text = await new Response(Bun.stdin.stream()).text();
   try {
     await runEgressHelper(JSON.parse(text) as EgressHelperConfig);

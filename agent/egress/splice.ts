@@ -109,8 +109,10 @@ const KILL_AFTER_MS = 10_000;
 /**
  * Splice `client` ↔ `upstream`. `pendingUp` are bytes the client already sent (after a
  * handshake) that go to the upstream first; `pendingDown` likewise towards the client.
+ * `preface` goes to the client before anything else and is not counted (the proxy's own
+ * "200 Connection established" / SOCKS success reply, written by the gateway after a handoff).
  */
-export function splice(client: ConnSocket, upstream: ConnSocket, hooks: SpliceHooks = {}, pendingUp?: Uint8Array, pendingDown?: Uint8Array): void {
+export function splice(client: ConnSocket, upstream: ConnSocket, hooks: SpliceHooks = {}, pendingUp?: Uint8Array, pendingDown?: Uint8Array, preface?: Uint8Array): void {
   const wUp = new Writer(upstream);
   const wDown = new Writer(client);
   let done = false;
@@ -197,6 +199,7 @@ export function splice(client: ConnSocket, upstream: ConnSocket, hooks: SpliceHo
   };
   const holdClient = direction(client, upstream, wUp, "up");
   const holdUpstream = direction(upstream, client, wDown, "down");
+  if (preface && preface.length > 0 && !wDown.write(preface)) holdUpstream();
   if (pendingDown && pendingDown.length > 0) {
     hooks.onBytes?.("down", pendingDown.length);
     if (!wDown.write(pendingDown)) holdUpstream();

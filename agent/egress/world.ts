@@ -91,6 +91,8 @@ export interface WorldEgressOptions {
   onEvent?: (e: EgressEvent, cmd: CommandEgress | undefined) => void;
   onRateLimit?: (cmd: CommandEgress, why: string) => void;
   log?: (m: string) => void;
+  /** false: the helper relays every connection itself (two relays; bench/egress.ts's "before"). Default: socket handoff. */
+  handoff?: boolean;
 }
 
 /** The world spec's part the gateway follows (live: re-applied at every execute). */
@@ -204,10 +206,16 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
           why,
         )),
     log: o.log,
+    ...(o.handoff === false ? { handoff: false } : {}),
   });
   await gateway.listen();
 
-  const cfg: EgressHelperConfig = { socket: gateway.socketPath, token: gateway.token, ...(owner ? { dropTo: owner } : {}) };
+  const cfg: EgressHelperConfig = {
+    socket: gateway.socketPath,
+    token: gateway.token,
+    ...(gateway.handoffAvailable ? { fdSocket: gateway.fdSocketPath } : {}),
+    ...(owner ? { dropTo: owner } : {}),
+  };
   let closing = false;
   let helper: ReturnType<typeof Bun.spawn> | undefined;
   let restarts = 0;

@@ -113,6 +113,32 @@ describe.skipIf(!isRoot)("egress gateway + helper in a bare world", () => {
     expect(ssh.stdout).toContain("SSH-2.0-OpenSSH_9.9 substrate-test");
   }, 60_000);
 
+  test("one relay: every path hands the world's socket to the gateway (transparent, CONNECT, plain HTTP proxy, SOCKS)", async () => {
+    const n0 = eg.gateway.totals.handoffs;
+    expect((await sh("curl -sS --max-time 10 http://allowed.test/")).stdout).toBe("ok 80\n");
+    expect(eg.gateway.totals.handoffs).toBe(n0 + 1);
+    expect((await sh(`curl -sS --max-time 10 --cacert ${fx.caFile} https://allowed.test/`, PROXY)).stdout).toBe("ok 443 tls\n");
+    expect(eg.gateway.totals.handoffs).toBe(n0 + 2);
+    expect((await sh("curl -sS --max-time 10 http://allowed.test:8080/", PROXY)).stdout).toBe("ok 8080\n");
+    expect(eg.gateway.totals.handoffs).toBe(n0 + 3);
+    expect((await sh("curl -sS --max-time 10 --socks5-hostname 127.0.0.1:3128 http://allowed.test/")).stdout).toBe("ok 80\n");
+    expect(eg.gateway.totals.handoffs).toBe(n0 + 4);
+    // A denial is not handed over (the helper answers it on its own copy).
+    expect((await sh("curl -sS --max-time 10 -i http://other.test/", PROXY)).stdout).toContain("403");
+    expect(eg.gateway.totals.handoffs).toBe(n0 + 4);
+    // Bytes counted by the gateway for a handed-over download: exact payload both ways.
+    const before = events.length;
+    expect((await sh(`curl -sS --max-time 20 -o /dev/null -w '%{size_download}' http://big.test/bytes/${3 * 1024 * 1024}`)).stdout).toBe(String(3 * 1024 * 1024));
+    for (let i = 0; i < 100 && !events.slice(before).some((e) => e.name === "big.test" && e.decision === "allow"); i++) await Bun.sleep(20);
+    const big = events.slice(before).find((e) => e.name === "big.test" && e.decision === "allow")!;
+    expect(big.bytes_down).toBeGreaterThan(3 * 1024 * 1024);
+    expect(big.bytes_down).toBeLessThan(3 * 1024 * 1024 + 4096);
+    expect(big.bytes_up).toBeGreaterThan(0);
+    // The helper keeps no copy of a handed-over connection: its fds stay few.
+    const fds = Bun.spawnSync(["ls", `/proc/${eg.helperPid}/fd`], { stdout: "pipe" }).stdout.toString().trim().split("\n").length;
+    expect(fds).toBeLessThan(40);
+  }, 60_000);
+
   test("a non-listed name through the proxy: 403 with a machine-readable line; SOCKS refused", async () => {
     const r = await sh("curl -sS --max-time 10 -i http://other.test/", PROXY);
     expect(r.stdout).toContain("HTTP/1.1 403 Forbidden");

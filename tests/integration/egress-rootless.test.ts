@@ -103,6 +103,8 @@ describe.skipIf(!isRoot)("egress in a rootless world", () => {
   test("the agent's stop leaves nothing; the host ruleset and sysctls are byte-identical", async () => {
     const id = worldIdOf();
     expect(pidsMentioning(id).length).toBeGreaterThan(0);
+    // Every connection was handed over (one relay): the helper never fell back to relaying.
+    expect(agent.stderr()).not.toMatch(/no socket handoff|socket handoff refused/);
     await agent.stop();
     expect(pidsMentioning(id)).toEqual([]);
     const after = await hostSnapshot();

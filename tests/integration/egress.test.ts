@@ -158,6 +158,8 @@ describe.skipIf(!isRoot)("egress through the agent", () => {
     expect(pidsMentioning(r.world_id).length).toBeGreaterThan(0);
     const helpers = egressHelperPids(r.world_id);
     expect(helpers.length).toBe(1);
+    // Every connection was handed over (one relay): the helper never fell back to relaying.
+    expect(agent.stderr()).not.toMatch(/no socket handoff|socket handoff refused/);
     await agent.stop();
     expect(pidsMentioning(r.world_id)).toEqual([]);
     expect(helpers.filter((p) => existsSync(`/proc/${p}`))).toEqual([]);
