@@ -66,7 +66,7 @@ if [ "$print_dns" = 1 ]; then dns_upstreams; exit 0; fi
 AGENT=/usr/local/bin/substrate-world-agent
 UNITS=/etc/systemd/system
 # What a world needs (src/lima/layout.ts REQUIRED_TOOLS): command:package.
-TOOLS="nft:nftables dnsmasq:dnsmasq-base ip:iproute2 fuse-overlayfs:fuse-overlayfs setfattr:attr getfattr:attr curl:curl"
+TOOLS="nft:nftables ip:iproute2 fuse-overlayfs:fuse-overlayfs setfattr:attr getfattr:attr curl:curl"
 SOCKET=substrate-world-agent.socket
 SERVICE=substrate-world-agent.service
 changed=""

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(
   make git ca-certificates curl procps psmisc
-  iproute2 nftables util-linux systemd dnsmasq-base
+  iproute2 nftables util-linux systemd
   bubblewrap fuse-overlayfs fuse3 zstd attr
   debootstrap systemd-container socat openssh-client
   dash ruby vim-tiny

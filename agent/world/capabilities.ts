@@ -14,7 +14,7 @@
  *   CHOWN); Landlock decides WHERE writes may happen. CAP_SYS_ADMIN, SYS_PTRACE, NET_ADMIN,
  *   SYS_MODULE, ... go. Issue 14.3: FSETID and SETFCAP let root in a world leave a setuid or
  *   file-capability binary in the project (a host backdoor once the world is gone); KILL let it
- *   signal Substrate's helpers running under other uids (dnsmasq). Only a uid-0 caller has any
+ *   signal Substrate's helpers running under other uids (then dnsmasq; now the egress helper, outside the world's PID namespace anyway). Only a uid-0 caller has any
  *   of these: other callers' worlds run as the caller, with no capabilities at all.
  *   Because the kept set is not a superset of a host root process's caps, the kernel's
  *   ptrace check (cap_ptrace_access_check) refuses ptrace of host processes even in baseline.

@@ -1,6 +1,6 @@
 /**
  * Idle session worlds are retired (issue 18.6). A long-lived agent used to keep one session
- * world (a spawner of ~40 MB RSS, a dnsmasq, a veth, a cgroup) for every project it ever
+ * world (a spawner of ~40 MB RSS, an egress helper, a cgroup) for every project it ever
  * served, forever.
  *
  * - Idle: no command of the world in flight, and none started or handed out by the manager
@@ -9,7 +9,7 @@
  *   command ends.
  * - Retired: torn down like any world (manager.destroy): its PID namespace goes, so its
  *   BACKGROUND processes (`server &` left running by an earlier command) are SIGKILLed with
- *   it; its network (veth, dnsmasq, nft) and cgroup are removed. The next execute for that
+ *   it; its egress gateway + helper and cgroup are removed. The next execute for that
  *   project builds a fresh world (the project's files are untouched: they live on the host).
  * - Only session (reusable) worlds: isolated and one-shot worlds are destroyed by whoever
  *   made them; spares have their own TTL (spares.ts).

@@ -122,7 +122,7 @@ export class WorldManager {
     this.stats.created++;
     this.all.set(w.id, w);
     // A world can end on its own (its spawner crashed, a limit killed it): tear down what it
-    // leaves on the host (veth + dnsmasq, cgroup, dirs) instead of just forgetting it.
+    // leaves on the host (egress gateway + helper, cgroup, dirs) instead of just forgetting it.
     void w.proc.exited.then(() => {
       this.forget(w);
       this.track(w.destroy()); // tracked: shutdown waits for it (nothing left once the agent stops)
@@ -238,7 +238,7 @@ export class WorldManager {
   /**
    * Issue 3 (pool): end a used isolated world on the critical path only as far as correctness
    * needs: once this resolves its processes are gone (nothing writes or holds the upper dir),
-   * while the network (veth, dnsmasq, nft), cgroup and dirs are torn down in the background
+   * while the egress gateway + helper, cgroup and dirs are torn down in the background
    * (tracked; shutdown awaits them; errors are logged).
    */
   async release(w: World): Promise<void> {

@@ -471,7 +471,7 @@ export class World {
    * exits with it and the kernel kills the rest of the PID namespace; once `unshare` is reaped
    * nothing of the world runs or writes any more (its mounts went with its mount namespace).
    * Isolated executes read the upper dir right after this (issue 3, pool: agent/world/spares.ts);
-   * the host-side leftovers (veth + dnsmasq + nft, cgroup, dirs) are `destroy()`'s job.
+   * the host-side leftovers (egress gateway socket + helper, cgroup, dirs) are `destroy()`'s job.
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
@@ -493,8 +493,8 @@ export class World {
   /** Tear the world down; idempotent: stop(), then the host-side network, cgroup and dirs. */
   destroy(): Promise<void> {
     this.closed ??= (async () => {
-      // The processes go first (stop), then the network: the veth's peer and dnsmasq die with
-      // the world's namespaces anyway, and teardown tolerates what is already gone (a world
+      // The processes go first (stop), then the egress gateway and helper: the world's netns
+      // (lo + its nft table) dies with its processes anyway, and teardown tolerates what is already gone (a world
       // that exits on its own is torn down the same way, see manager.ts).
       await this.stop();
       await this.egress?.close().catch(() => {}); // issue 15: gateway socket + helper

@@ -1,7 +1,7 @@
 /**
  * Pre-warmed isolated worlds (issue 3, "isolated exec incl. diff <= 10 ms"): creating an
- * isolated world (cgroup, unshare, spawner boot, Landlock/seccomp, and with a netns the veth,
- * nft and dnsmasq) is ~300-700 ms, the command itself a few. So the world for the NEXT
+ * isolated world (cgroup, unshare, spawner boot, Landlock/seccomp, and with a netns its lo-only
+ * setup + nft + egress helper) is ~300-700 ms, the command itself a few. So the world for the NEXT
  * isolated execute of a spec is built in the background, while nobody waits for it.
  *
  * - Keyed like session worlds: the overlay base + every spec field that shapes a world.

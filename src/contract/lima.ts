@@ -51,7 +51,7 @@ export const GuestLayout = z.strictObject({
   capabilities_ok: z.boolean(),
   /** /run/lima-boot-done exists: Lima's boot scripts (and `provision:`) finished this boot. */
   boot_done: z.boolean().optional(),
-  /** Tools a world needs that the guest lacks (nft, dnsmasq, fuse-overlayfs, setfattr, …). */
+  /** Tools a world needs that the guest lacks (nft, fuse-overlayfs, setfattr, …). */
   missing_tools: z.array(z.string()).optional(),
   /** The drop-in making the Lima user the socket's owner is installed and current. */
   socket_dropin_current: z.boolean().optional(),

@@ -20,10 +20,9 @@ export const socketOwner = (user: string): string => `${user}:substrate 660 sock
 /** Written by provision.sh: the socket belongs to the Lima user (see above). */
 export const SOCKET_USER_DROPIN = "/etc/systemd/system/substrate-world-agent.socket.d/50-lima-user.conf";
 export const socketUserDropin = (user: string): string => `# Written by substrate provision.sh: the Lima user owns the socket (group substrate, 0660).\n[Socket]\nSocketUser=${user}\n`;
-/** What a world needs in the guest (command → Ubuntu package; provision.sh installs the same). */
+/** What a world needs in the guest (command → Ubuntu package; provision.sh installs the same). No dnsmasq since issue 15: the world's DNS stub is the egress helper. */
 export const REQUIRED_TOOLS: Record<string, string> = {
   nft: "nftables",
-  dnsmasq: "dnsmasq-base",
   ip: "iproute2",
   "fuse-overlayfs": "fuse-overlayfs",
   setfattr: "attr",

@@ -1,5 +1,5 @@
 /**
- * Private runner shared by the network wrappers (`ip.ts`, `nft.ts`, `dnsmasq.ts`): runs a
+ * Private runner shared by the network wrappers (`ip.ts`, `nft.ts`): runs a
  * program, optionally inside the network namespace of a host PID, and returns its output.
  *
  * Why `nsenter --net=/proc/PID/ns/net` and not `ip netns exec`: worlds are unnamed
