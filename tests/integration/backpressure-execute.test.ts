@@ -13,8 +13,8 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
-import { pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
-import { MiB, PatternCheck, peakRssGrowth, rawNdjsonExecute, rssOf } from "./backpressure-helpers.ts";
+import { startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
+import { MiB, nonReadingClient } from "./backpressure-helpers.ts";
 
 /** Fixed cap on the agent's RSS growth while its client reads nothing (without back-pressure: the whole output, base64). */
 const RSS_CAP = 64 * MiB;
@@ -32,51 +32,28 @@ afterAll(async () => {
   rmSync(proj, { recursive: true, force: true });
 });
 
-async function scenario(o: { yesBytes: number; seqN: number; pauseMs: number; mark: string; stderrSeq?: number }) {
-  const baseline = rssOf(agent.pid);
-  const check = new PatternCheck(o.yesBytes, o.seqN);
-  const err = new PatternCheck(0, o.stderrSeq ?? 0);
-  let result: { exit: number } | undefined;
-  let error: unknown;
-  const cmd = `${o.stderrSeq ? `seq 1 ${o.stderrSeq} >&2 & ` : ""}{ yes | head -c ${o.yesBytes}; seq 1 ${o.seqN}; }; wait; : ${o.mark}`;
-  const c = await rawNdjsonExecute(agent.socket, { cmd, cwd: proj, agent_id: "bp-ndjson", stream: true, world: { project_dir: proj } });
-  const done = new Promise<void>((resolve) => {
-    c.onFrame = (f) => {
-      if (f.type === "stdout") check.push(Buffer.from(f.data_b64!, "base64"));
-      else if (f.type === "stderr") err.push(Buffer.from(f.data_b64!, "base64"));
-      else if (f.type === "result") result = f.result;
-      else if (f.type === "error") error = f.error;
-    };
-    c.sock.on("close", () => resolve());
-  });
-  // The client stops reading.
-  c.sock.pause();
-  const [peak] = (await peakRssGrowth([{ pid: agent.pid, baseline }], o.pauseMs)) as [number];
-  const stillRunning = pidsMentioning(o.mark).length > 0;
-  c.sock.resume();
-  await done;
-  return { peak, stillRunning, check, err, result, error, status: c.status };
-}
+const run = (o: { yesBytes: number; seqN: number; stderrSeq?: number; pauseMs: number; mark: string }) =>
+  nonReadingClient({ mode: "ndjson", socket: agent.socket, agentPid: agent.pid, proj, agentId: "bp-ndjson", ...o });
 
 test("NDJSON execute: a client that reads nothing for 30 s of `yes` keeps the agent's RSS under a cap and loses nothing once it reads", async () => {
-  const r = await scenario({ yesBytes: 200 * MiB, seqN: 1_000_000, pauseMs: 30_000, mark: "bp-ndjson-30s-7391" });
-  console.log(`NDJSON execute: agent RSS growth while the client read nothing for 30 s: peak ${(r.peak / MiB).toFixed(1)} MiB (cap ${RSS_CAP / MiB} MiB); ${r.check.bytes} bytes delivered`);
+  const r = await run({ yesBytes: 200 * MiB, seqN: 1_000_000, pauseMs: 30_000, mark: "bp-ndjson-30s-7391" });
+  console.log(`NDJSON execute: agent RSS growth while the client read nothing for 30 s: peak ${(r.agentPeak / MiB).toFixed(1)} MiB (cap ${RSS_CAP / MiB} MiB); ${r.stdout.bytes} bytes delivered`);
   expect(r.error).toBeUndefined();
   expect(r.status).toBe(200);
   expect(r.stillRunning).toBe(true); // blocked by back-pressure, not finished into a buffer
-  expect(r.peak).toBeLessThan(RSS_CAP);
-  expect(r.result?.exit).toBe(0);
-  expect({ firstBad: r.check.firstBad, bytes: r.check.bytes }).toEqual({ firstBad: undefined, bytes: r.check.expectedBytes });
-  expect(r.check.complete).toBe(true);
+  expect(r.agentPeak).toBeLessThan(RSS_CAP);
+  expect(r.exit).toBe(0);
+  expect({ firstBad: r.stdout.firstBad, bytes: r.stdout.bytes }).toEqual({ firstBad: undefined, bytes: r.stdout.expectedBytes });
+  expect(r.stdout.complete).toBe(true);
 }, 240_000);
 
 test("NDJSON execute: stdout and stderr both held back by a non-reading client arrive complete and in order", async () => {
-  const r = await scenario({ yesBytes: 8 * MiB, seqN: 3_000_000, stderrSeq: 2_000_000, pauseMs: 5_000, mark: "bp-ndjson-5s-7392" });
-  console.log(`NDJSON execute (stdout+stderr): peak ${(r.peak / MiB).toFixed(1)} MiB; ${r.check.bytes} + ${r.err.bytes} bytes delivered`);
+  const r = await run({ yesBytes: 8 * MiB, seqN: 3_000_000, stderrSeq: 2_000_000, pauseMs: 5_000, mark: "bp-ndjson-5s-7392" });
+  console.log(`NDJSON execute (stdout+stderr, 5 s): agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB; ${r.stdout.bytes} + ${r.stderr.bytes} bytes delivered`);
   expect(r.error).toBeUndefined();
   expect(r.stillRunning).toBe(true);
-  expect(r.peak).toBeLessThan(RSS_CAP);
-  expect(r.result?.exit).toBe(0);
-  expect(r.check.complete).toBe(true);
-  expect(r.err.complete).toBe(true);
+  expect(r.agentPeak).toBeLessThan(RSS_CAP);
+  expect(r.exit).toBe(0);
+  expect(r.stdout.complete).toBe(true);
+  expect(r.stderr.complete).toBe(true);
 }, 120_000);

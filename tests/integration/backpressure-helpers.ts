@@ -6,6 +6,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
+import { pidsMentioning } from "../helpers/agent.ts";
 
 export const MiB = 2 ** 20;
 
@@ -251,4 +252,99 @@ export async function rawWebSocket(path: string, url: string) {
     sock.once("error", reject);
   });
   return out;
+}
+
+/** What a non-reading client saw (nonReadingClient). */
+export interface NonReadingResult {
+  /** Peak RSS growth while the client read nothing: the agent, and the world's spawner (0 if not sampled). */
+  agentPeak: number;
+  spawnerPeak: number;
+  /** The command was still running at the end of the pause (blocked, not finished into a buffer). */
+  stillRunning: boolean;
+  stdout: PatternCheck;
+  stderr: PatternCheck;
+  exit?: number;
+  error?: unknown;
+  status?: number;
+}
+
+/**
+ * One issue-18.4 scenario: a client starts `{ yes | head -c yesBytes; seq 1 seqN; }` (and, with
+ * `stderrSeq`, `seq 1 stderrSeq >&2` beside it), stops reading its socket for `pauseMs`
+ * (sampling the agent's — and the spawner's — RSS), then reads everything.
+ * - `ndjson`: POST /v1/execute `stream: true`;
+ * - `stream`: /v1/stream `pty: false` (stdout binary frames, stderr messages);
+ * - `pty`: /v1/stream `pty: true` (`stty -opost` first, so the bytes are the pattern's; a
+ *   resize sent just before the pause shows up as the last line, `stty size`; exits 3).
+ * `mark` is a unique word on the command line (the command is found in /proc by it).
+ */
+export async function nonReadingClient(o: {
+  mode: "ndjson" | "stream" | "pty";
+  socket: string;
+  agentPid: number;
+  spawnerPid?: number;
+  proj: string;
+  agentId: string;
+  yesBytes: number;
+  seqN: number;
+  stderrSeq?: number;
+  pauseMs: number;
+  mark: string;
+}): Promise<NonReadingResult> {
+  const procs = [{ pid: o.agentPid, baseline: rssOf(o.agentPid) }, ...(o.spawnerPid ? [{ pid: o.spawnerPid, baseline: rssOf(o.spawnerPid) }] : [])];
+  const stdout = new PatternCheck(o.yesBytes, o.seqN);
+  const stderr = new PatternCheck(0, o.stderrSeq ?? 0);
+  const r: Partial<NonReadingResult> = {};
+  const body = `{ yes | head -c ${o.yesBytes}; seq 1 ${o.seqN}; }`;
+  const bg = o.stderrSeq ? `seq 1 ${o.stderrSeq} >&2 & ` : "";
+  const common = { cwd: o.proj, agent_id: o.agentId, world: { project_dir: o.proj } };
+  let sock: Socket;
+  let done: Promise<void>;
+  if (o.mode === "ndjson") {
+    const c = await rawNdjsonExecute(o.socket, { cmd: `${bg}${body}; wait; : ${o.mark}`, stream: true, ...common });
+    sock = c.sock;
+    done = new Promise<void>((resolve) => {
+      c.onFrame = (f) => {
+        if (f.type === "stdout") stdout.push(Buffer.from(f.data_b64!, "base64"));
+        else if (f.type === "stderr") stderr.push(Buffer.from(f.data_b64!, "base64"));
+        else if (f.type === "result") r.exit = f.result!.exit;
+        else if (f.type === "error") r.error = f.error;
+      };
+      c.sock.on("close", () => {
+        r.status = c.status;
+        resolve();
+      });
+    });
+  } else {
+    const pty = o.mode === "pty";
+    const ws = await rawWebSocket(o.socket, "/v1/stream");
+    sock = ws.sock;
+    done = new Promise<void>((resolve) => {
+      ws.onFrame = (opcode, buf) => {
+        if (opcode === 2) return stdout.push(buf);
+        if (opcode !== 1) return;
+        const m = JSON.parse(buf.toString("utf8"));
+        if (m.type === "stderr") stderr.push(Buffer.from(m.data_b64, "base64"));
+        // The exit message comes after all output; the close handshake that follows is not
+        // answered by this raw client (ws would wait 30 s for it), so the exit ends the session.
+        if (m.type === "exit") {
+          r.exit = m.code;
+          resolve();
+        }
+        if (m.type === "error") r.error = m;
+      };
+      ws.sock.on("close", () => resolve());
+    });
+    const cmd = pty ? `stty -opost; ${bg}${body}; wait; stty size; exit 3; : ${o.mark}` : `${bg}${body}; wait; : ${o.mark}`;
+    ws.sendText(JSON.stringify({ type: "start", cmd, pty, cols: 80, rows: 24, ...common }));
+    if (pty) ws.sendText(JSON.stringify({ type: "resize", cols: 132, rows: 43 }));
+  }
+  // The client stops reading.
+  sock.pause();
+  const [agentPeak, spawnerPeak = 0] = (await peakRssGrowth(procs, o.pauseMs)) as [number, number?];
+  const stillRunning = pidsMentioning(o.mark).length > 0;
+  sock.resume();
+  await done;
+  sock.destroy();
+  return { ...r, agentPeak, spawnerPeak, stillRunning, stdout, stderr };
 }

@@ -13,8 +13,8 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
-import { pidsMentioning, startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
-import { descendantsMatching, MiB, PatternCheck, peakRssGrowth, rawWebSocket, rssOf } from "./backpressure-helpers.ts";
+import { startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
+import { descendantsMatching, MiB, nonReadingClient, type NonReadingResult } from "./backpressure-helpers.ts";
 
 /** Fixed cap on the RSS growth of the agent, and of the world's spawner, while the client reads nothing. */
 const RSS_CAP = 64 * MiB;
@@ -36,63 +36,29 @@ afterAll(async () => {
   rmSync(proj, { recursive: true, force: true });
 });
 
-async function scenario(o: { yesBytes: number; seqN: number; pauseMs: number; mark: string }) {
-  const baselines = [{ pid: agent.pid, baseline: rssOf(agent.pid) }, { pid: spawner, baseline: rssOf(spawner) }];
-  const check = new PatternCheck(o.yesBytes, o.seqN);
-  let exit: { code: number } | undefined;
-  let error: unknown;
-  const ws = await rawWebSocket(agent.socket, "/v1/stream");
-  const done = new Promise<void>((resolve) => {
-    ws.onFrame = (opcode, buf) => {
-      if (opcode === 1) {
-        const m = JSON.parse(buf.toString("utf8"));
-        // The exit message comes after all output; the close handshake that follows is not
-        // answered by this raw client (ws would wait 30 s for it), so the exit ends the session.
-        if (m.type === "exit") {
-          exit = m;
-          resolve();
-        }
-        if (m.type === "error") error = m;
-        return;
-      }
-      if (opcode === 2) check.push(buf);
-    };
-    ws.sock.on("close", () => resolve());
-  });
-  // -opost: the terminal passes `\n` as is (no `\r\n`), so the bytes are the pattern's.
-  const cmd = `stty -opost; { yes | head -c ${o.yesBytes}; seq 1 ${o.seqN}; }; stty size; exit 3; : ${o.mark}`;
-  ws.sendText(JSON.stringify({ type: "start", cmd, cwd: proj, agent_id: "bp-pty", pty: true, cols: 80, rows: 24, world: { project_dir: proj } }));
-  // The client stops reading (after asking for a resize, which lands while the output is stopped).
-  ws.sendText(JSON.stringify({ type: "resize", cols: 132, rows: 43 }));
-  ws.sock.pause();
-  const [agentPeak, spawnerPeak] = (await peakRssGrowth(baselines, o.pauseMs)) as [number, number];
-  const stillRunning = pidsMentioning(o.mark).length > 0;
-  ws.sock.resume();
-  await done;
-  ws.sock.destroy();
-  return { agentPeak, spawnerPeak, stillRunning, check, exit, error };
-}
+const run = (o: { yesBytes: number; seqN: number; stderrSeq?: number; pauseMs: number; mark: string }) =>
+  nonReadingClient({ mode: "pty", socket: agent.socket, agentPid: agent.pid, spawnerPid: spawner, proj, agentId: "bp-pty", ...o });
 
-function expectComplete(r: Awaited<ReturnType<typeof scenario>>) {
+function expectComplete(r: NonReadingResult) {
   expect(r.error).toBeUndefined();
   expect(r.stillRunning).toBe(true); // blocked on its stopped terminal, not finished into a buffer
   expect(r.agentPeak).toBeLessThan(RSS_CAP);
   expect(r.spawnerPeak).toBeLessThan(RSS_CAP);
-  expect(r.exit?.code).toBe(3);
-  expect({ firstBad: r.check.firstBad, extra: r.check.extra }).toEqual({ firstBad: undefined, extra: ["43 132"] });
-  expect(r.check.complete).toBe(true);
+  expect(r.exit).toBe(3);
+  expect({ firstBad: r.stdout.firstBad, extra: r.stdout.extra }).toEqual({ firstBad: undefined, extra: ["43 132"] });
+  expect(r.stdout.complete).toBe(true);
 }
 
 test("PTY stream: a client that reads nothing for 30 s of `yes` keeps the agent's and the spawner's RSS under a cap and loses nothing once it reads", async () => {
-  const r = await scenario({ yesBytes: 200 * MiB, seqN: 1_000_000, pauseMs: 30_000, mark: "bp-pty-30s-7393" });
+  const r = await run({ yesBytes: 200 * MiB, seqN: 1_000_000, pauseMs: 30_000, mark: "bp-pty-30s-7393" });
   console.log(
-    `PTY stream: RSS growth while the client read nothing for 30 s: agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB, spawner peak ${(r.spawnerPeak / MiB).toFixed(1)} MiB (cap ${RSS_CAP / MiB} MiB each); ${r.check.bytes} bytes delivered`,
+    `PTY stream: RSS growth while the client read nothing for 30 s: agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB, spawner peak ${(r.spawnerPeak / MiB).toFixed(1)} MiB (cap ${RSS_CAP / MiB} MiB each); ${r.stdout.bytes} bytes delivered`,
   );
   expectComplete(r);
 }, 240_000);
 
 test("PTY stream: a short pause on a `seq` stream loses nothing, resize and exit status still work", async () => {
-  const r = await scenario({ yesBytes: 0, seqN: 5_000_000, pauseMs: 5_000, mark: "bp-pty-5s-7394" });
-  console.log(`PTY stream (seq, 5 s): agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB, spawner peak ${(r.spawnerPeak / MiB).toFixed(1)} MiB; ${r.check.bytes} bytes delivered`);
+  const r = await run({ yesBytes: 0, seqN: 5_000_000, pauseMs: 5_000, mark: "bp-pty-5s-7394" });
+  console.log(`PTY stream (seq, 5 s): agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB, spawner peak ${(r.spawnerPeak / MiB).toFixed(1)} MiB; ${r.stdout.bytes} bytes delivered`);
   expectComplete(r);
 }, 120_000);

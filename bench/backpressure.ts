@@ -1,0 +1,62 @@
+#!/usr/bin/env bun
+/**
+ * Issue 18.4 figures: the agent's (and the world spawner's) RSS growth while a client reads
+ * nothing, for each way output leaves the agent — the WebSocket stream with pipes, the NDJSON
+ * execute stream, and a PTY stream session. The command writes 200 MiB of `yes` then `seq 1
+ * 1000000` as fast as it can; the client stops reading its socket for BENCH_BP_PAUSE_S seconds
+ * (default 10; the tests use 30), then reads everything (checked: complete, in order).
+ *
+ * Same-run baseline: the same command with a client that reads all along (peak RSS growth over
+ * the whole run); the ratio is non-reading / reading. Without back-pressure the non-reading
+ * figure would be the output itself (209 MiB, plus base64 for NDJSON). Never fails on time.
+ *
+ * Run as root: `bun bench/backpressure.ts` (BENCH_BP_PAUSE_S).
+ */
+import { rmSync } from "node:fs";
+import { startAgent, tempProject } from "../tests/helpers/agent.ts";
+import { descendantsMatching, MiB, nonReadingClient, PatternCheck, rssOf } from "../tests/integration/backpressure-helpers.ts";
+
+const PAUSE_S = Number(process.env.BENCH_BP_PAUSE_S ?? 10);
+const YES = 200 * MiB;
+const SEQ = 1_000_000;
+
+const agent = await startAgent();
+const proj = tempProject();
+try {
+  await agent.client.execute({ cmd: "true", cwd: proj, agent_id: "bench-bp", world: { project_dir: proj } });
+  const spawner = descendantsMatching(agent.pid, "__world-serve")[0];
+  console.log(`agent RSS ${(rssOf(agent.pid) / MiB).toFixed(0)} MiB, spawner RSS ${spawner ? (rssOf(spawner) / MiB).toFixed(0) : "?"} MiB (warm world); output per run ${(new PatternCheck(YES, SEQ).expectedBytes / MiB).toFixed(0)} MiB`);
+  console.log("");
+  console.log(`| path | agent RSS growth, client reads nothing for ${PAUSE_S} s | spawner RSS growth | same command, reading client (agent / spawner) | ratio (agent) | delivered afterwards |`);
+  console.log("|---|---|---|---|---|---|");
+  let n = 0;
+  for (const mode of ["stream", "ndjson", "pty"] as const) {
+    const one = async (pauseMs: number) => {
+      // Whole-run peaks (the reading baseline has no pause to sample in).
+      const base = [rssOf(agent.pid), spawner ? rssOf(spawner) : 0];
+      const peak = [0, 0];
+      let on = true;
+      const sampler = (async () => {
+        while (on) {
+          peak[0] = Math.max(peak[0]!, rssOf(agent.pid) - base[0]!);
+          if (spawner) peak[1] = Math.max(peak[1]!, rssOf(spawner) - base[1]!);
+          await Bun.sleep(100);
+        }
+      })();
+      const r = await nonReadingClient({ mode, socket: agent.socket, agentPid: agent.pid, spawnerPid: spawner, proj, agentId: "bench-bp", yesBytes: YES, seqN: SEQ, pauseMs, mark: `bench-bp-${process.pid}-${n++}` });
+      on = false;
+      await sampler;
+      return { r, wholeAgent: peak[0]!, wholeSpawner: peak[1]! };
+    };
+    const reading = await one(0);
+    const paused = await one(PAUSE_S * 1000);
+    const ok = paused.r.stdout.complete && paused.r.stillRunning ? "all bytes, in order; the command was blocked" : `INCOMPLETE (complete=${paused.r.stdout.complete}, blocked=${paused.r.stillRunning})`;
+    const f = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
+    console.log(
+      `| ${mode === "stream" ? "/v1/stream, pipes" : mode === "ndjson" ? "POST /v1/execute stream:true (NDJSON)" : "/v1/stream, PTY"} | ${f(paused.r.agentPeak)} | ${f(paused.r.spawnerPeak)} | ${f(reading.wholeAgent)} / ${f(reading.wholeSpawner)} | ${(paused.r.agentPeak / Math.max(reading.wholeAgent, MiB)).toFixed(2)}x | ${ok} |`,
+    );
+  }
+} finally {
+  await agent.stop();
+  rmSync(proj, { recursive: true, force: true });
+}
