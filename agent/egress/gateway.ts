@@ -692,6 +692,9 @@ export class WorldGateway {
 
   /** Splice a decided connection: byte counts per direction, the command's budget, one event at the end. */
   private spliceDecided(client: ConnSocket, d: Extract<Decided, { ok: true }>, pendingUp?: Uint8Array, preface?: Uint8Array): void {
+    const early = d.up.data.early as Uint8Array[] | undefined;
+    d.up.data.early = undefined;
+    d.up.data.onData = undefined;
     this.totals.connections++;
     if (d.cmd) d.cmd.connections++;
     let up_ = 0;
@@ -710,7 +713,7 @@ export class WorldGateway {
       },
       onDone: () =>
         this.emit({ name: d.shown, port: d.port, via: d.via, decision: "allow", reason: "allowed", addr: d.addr, bytes_up: up_, bytes_down: down, duration_ms: performance.now() - d.t0 }, cmd, d.who),
-    }, pendingUp, undefined, preface);
+    }, pendingUp, early?.length ? Buffer.concat(early) : undefined, preface);
   }
 
   /** The relay path: the helper's gateway connection carries the bytes (fallback when no socket was handed over). */
@@ -887,6 +890,9 @@ function dial(addr: string, port: number): Promise<ConnSocket> {
           if (settled) return void s.terminate();
           settled = true;
           s.setNoDelay?.(true);
+          // What the upstream sends before the splice is wired (an SSH banner, while the client
+          // socket is adopted) is kept and goes to the client first.
+          s.data.onData = (b) => void ((s.data.early as Uint8Array[] | undefined) ?? (s.data.early = [])).push(b.slice());
           resolve(s as unknown as ConnSocket);
         },
         connectError(_s, e) {
