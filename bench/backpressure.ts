@@ -7,8 +7,10 @@
  * (default 10; the tests use 30), then reads everything (checked: complete, in order).
  *
  * Same-run baseline: the same command with a client that reads all along (peak RSS growth over
- * the whole run); the ratio is non-reading / reading. Without back-pressure the non-reading
- * figure would be the output itself (209 MiB, plus base64 for NDJSON). Never fails on time.
+ * the whole run: what moving the bytes at full speed costs anyway). Without back-pressure the
+ * non-reading figure would be what the command wrote in the pause, up to the whole output
+ * (207 MiB; more as base64 for NDJSON). Each run has a fresh agent: RSS does not shrink back
+ * after a run, so runs sharing a process would hide each other's growth. Never fails on time.
  *
  * Run as root: `bun bench/backpressure.ts` (BENCH_BP_PAUSE_S).
  */
@@ -20,43 +22,46 @@ const PAUSE_S = Number(process.env.BENCH_BP_PAUSE_S ?? 10);
 const YES = 200 * MiB;
 const SEQ = 1_000_000;
 
-const agent = await startAgent();
-const proj = tempProject();
-try {
-  await agent.client.execute({ cmd: "true", cwd: proj, agent_id: "bench-bp", world: { project_dir: proj } });
-  const spawner = descendantsMatching(agent.pid, "__world-serve")[0];
-  console.log(`agent RSS ${(rssOf(agent.pid) / MiB).toFixed(0)} MiB, spawner RSS ${spawner ? (rssOf(spawner) / MiB).toFixed(0) : "?"} MiB (warm world); output per run ${(new PatternCheck(YES, SEQ).expectedBytes / MiB).toFixed(0)} MiB`);
-  console.log("");
-  console.log(`| path | agent RSS growth, client reads nothing for ${PAUSE_S} s | spawner RSS growth | same command, reading client (agent / spawner) | ratio (agent) | delivered afterwards |`);
-  console.log("|---|---|---|---|---|---|");
-  let n = 0;
-  for (const mode of ["stream", "ndjson", "pty"] as const) {
-    const one = async (pauseMs: number) => {
-      // Whole-run peaks (the reading baseline has no pause to sample in).
-      const base = [rssOf(agent.pid), spawner ? rssOf(spawner) : 0];
-      const peak = [0, 0];
-      let on = true;
-      const sampler = (async () => {
-        while (on) {
-          peak[0] = Math.max(peak[0]!, rssOf(agent.pid) - base[0]!);
-          if (spawner) peak[1] = Math.max(peak[1]!, rssOf(spawner) - base[1]!);
-          await Bun.sleep(100);
-        }
-      })();
-      const r = await nonReadingClient({ mode, socket: agent.socket, agentPid: agent.pid, spawnerPid: spawner, proj, agentId: "bench-bp", yesBytes: YES, seqN: SEQ, pauseMs, mark: `bench-bp-${process.pid}-${n++}` });
-      on = false;
-      await sampler;
-      return { r, wholeAgent: peak[0]!, wholeSpawner: peak[1]! };
-    };
-    const reading = await one(0);
-    const paused = await one(PAUSE_S * 1000);
-    const ok = paused.r.stdout.complete && paused.r.stillRunning ? "all bytes, in order; the command was blocked" : `INCOMPLETE (complete=${paused.r.stdout.complete}, blocked=${paused.r.stillRunning})`;
-    const f = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
-    console.log(
-      `| ${mode === "stream" ? "/v1/stream, pipes" : mode === "ndjson" ? "POST /v1/execute stream:true (NDJSON)" : "/v1/stream, PTY"} | ${f(paused.r.agentPeak)} | ${f(paused.r.spawnerPeak)} | ${f(reading.wholeAgent)} / ${f(reading.wholeSpawner)} | ${(paused.r.agentPeak / Math.max(reading.wholeAgent, MiB)).toFixed(2)}x | ${ok} |`,
-    );
+/** One run on a fresh agent and world (RSS never shrinks back: runs must not share a process). */
+async function one(mode: "stream" | "ndjson" | "pty", pauseMs: number, n: number) {
+  const agent = await startAgent();
+  const proj = tempProject();
+  try {
+    await agent.client.execute({ cmd: "true", cwd: proj, agent_id: "bench-bp", world: { project_dir: proj } });
+    const spawner = descendantsMatching(agent.pid, "__world-serve")[0];
+    // Whole-run peaks (the reading baseline has no pause to sample in).
+    const base = [rssOf(agent.pid), spawner ? rssOf(spawner) : 0];
+    const peak = [0, 0];
+    let on = true;
+    const sampler = (async () => {
+      while (on) {
+        peak[0] = Math.max(peak[0]!, rssOf(agent.pid) - base[0]!);
+        if (spawner) peak[1] = Math.max(peak[1]!, rssOf(spawner) - base[1]!);
+        await Bun.sleep(100);
+      }
+    })();
+    const r = await nonReadingClient({ mode, socket: agent.socket, agentPid: agent.pid, spawnerPid: spawner, proj, agentId: "bench-bp", yesBytes: YES, seqN: SEQ, pauseMs, mark: `bench-bp-${process.pid}-${n}` });
+    on = false;
+    await sampler;
+    return { r, base, wholeAgent: peak[0]!, wholeSpawner: peak[1]! };
+  } finally {
+    await agent.stop();
+    rmSync(proj, { recursive: true, force: true });
   }
-} finally {
-  await agent.stop();
-  rmSync(proj, { recursive: true, force: true });
 }
+
+const f = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
+console.log(`output per run ${(new PatternCheck(YES, SEQ).expectedBytes / MiB).toFixed(0)} MiB (${YES / MiB} MiB of yes, then seq 1 ${SEQ}); each run on a fresh agent and world`);
+console.log("");
+console.log(`| path | agent RSS growth, client reads nothing for ${PAUSE_S} s | spawner RSS growth (same) | whole run incl. catching up (agent / spawner) | baseline: reading client, whole run (agent / spawner) | delivered afterwards |`);
+console.log("|---|---|---|---|---|---|");
+let n = 0;
+for (const mode of ["stream", "ndjson", "pty"] as const) {
+  const paused = await one(mode, PAUSE_S * 1000, n++);
+  const reading = await one(mode, 0, n++);
+  const ok = paused.r.stdout.complete && paused.r.stillRunning ? "all bytes, in order; the command was blocked" : `INCOMPLETE (complete=${paused.r.stdout.complete}, blocked=${paused.r.stillRunning})`;
+  const name = mode === "stream" ? "/v1/stream, pipes" : mode === "ndjson" ? "POST /v1/execute stream:true (NDJSON)" : "/v1/stream, PTY";
+  console.log(`| ${name} | ${f(paused.r.agentPeak)} | ${f(paused.r.spawnerPeak)} | ${f(paused.wholeAgent)} / ${f(paused.wholeSpawner)} | ${f(reading.wholeAgent)} / ${f(reading.wholeSpawner)} | ${ok} |`);
+}
+console.log("");
+console.log("Without back-pressure the agent (pipes, NDJSON) or the spawner (PTY) would hold what the command wrote during the pause, up to the whole output.");

@@ -15,6 +15,7 @@ import {
   type ExecuteStreamFrame,
 } from "../contract/index.ts";
 import { ApiError, type AgentService, type RequestContext } from "./service.ts";
+import { NDJSON_HIGH_WATER } from "./flow.ts"; // issue 18.4: back-pressure
 
 const PEER = Symbol.for("substrate.peer");
 /**
@@ -27,9 +28,6 @@ function contextOf(c: Context): RequestContext {
   return peer ? { peer } : {};
 }
 import { FsApplyRequest, FsDiffParams } from "../contract/fsdiff.ts";
-
-/** Issue 18.4: NDJSON bytes queued for a lagging client before the command's output is paused. */
-export const NDJSON_HIGH_WATER = 1024 * 1024;
 
 /** Request bodies above this are refused with 413 before parsing. */
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;

@@ -194,12 +194,25 @@ export class ForwardingService implements AgentService {
         } catch {}
         throw errorFrom(res.status, data);
       }
+      // Issue 18.4 (back-pressure, BACKPRESSURE): while our own client lags (the router pauses
+      // us through sink.flow) the agent's response is not read: its socket fills and the agent
+      // pauses the command in turn.
+      let hold: Promise<void> | undefined;
+      let release = () => {};
+      sink.flow?.({
+        pause: () => void (hold ??= new Promise<void>((r) => (release = r))),
+        resume: () => {
+          hold = undefined;
+          release();
+        },
+      });
       for await (const raw of ndjsonLines(res.body!)) {
         const f = raw as ExecuteStreamFrame;
         if (f.type === "stdout") sink.stdout(Buffer.from(f.data_b64, "base64"));
         else if (f.type === "stderr") sink.stderr(Buffer.from(f.data_b64, "base64"));
         else if (f.type === "result") return f.result;
         else if (f.type === "error") throw new ApiError(f.error.code as ErrorCode, f.error.message, f.error.hint);
+        if (hold) await hold;
       }
       throw new ApiError("unavailable", "the world agent closed the stream before the command finished", "run `substrate world doctor`");
     } finally {

@@ -14,6 +14,7 @@ import { ApiError } from "../api/service.ts";
 import type { BudgetLease } from "../api/budget.ts";
 import type { ForwardingService } from "./forward.ts";
 import type { BoundAgent } from "./agents.ts";
+import { SendWindow } from "../api/flow.ts"; // issue 18.4: back-pressure
 
 export interface StreamBridgeOptions {
   agentSocket: string;
@@ -25,6 +26,8 @@ export interface StreamBridgeOptions {
   /** RELIABILITY (issue 14.6): the agent this upgrade's agent token binds it to. */
   boundOf?(req: IncomingMessage): BoundAgent | null;
 }
+
+const rawLength = (d: RawData): number => (Array.isArray(d) ? d.reduce((n, b) => n + b.length, 0) : (d as Buffer | ArrayBuffer).byteLength);
 
 const closeCode = (c: number): number => (c === 1005 || c === 1006 || c === 1015 ? 1000 : c);
 
@@ -62,6 +65,7 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
     client.on("error", () => {});
     const pending: { data: Buffer; binary: boolean }[] = [];
     let upstream: WebSocket | undefined;
+    const flow = new SendWindow(); // issue 18.4: bytes in flight to the client
     let first = true;
     let lease: BudgetLease | undefined;
     let agentId: string | null = null;
@@ -81,8 +85,11 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
       upstream.on("open", () => {
         for (const p of pending.splice(0)) upstream!.send(p.data, { binary: p.binary });
       });
+      // Issue 18.4 (back-pressure, BACKPRESSURE): while the client lags, the agent's socket is
+      // not read (the agent then pauses the command in turn).
+      flow.bind({ pause: () => upstream?.pause(), resume: () => upstream?.resume() });
       upstream.on("message", (d: RawData, binary: boolean) => {
-        if (client.readyState === client.OPEN) client.send(d as Buffer, { binary });
+        if (client.readyState === client.OPEN) client.send(d as Buffer, { binary }, flow.track(rawLength(d)));
       });
       upstream.on("close", (code: number, reason: Buffer) => {
         lease?.settle(performance.now() - t0);
@@ -180,6 +187,7 @@ export function streamBridge(o: StreamBridgeOptions): { onUpgrade: (req: Incomin
     });
     client.on("close", (code: number, reason: Buffer) => {
       clearTimeout(silent);
+      flow.reset(); // issue 18.4: nobody to wait for
       live.delete(client);
       if (!upstream) return;
       if (upstream.readyState === WebSocket.OPEN) upstream.close(closeCode(code), reason);

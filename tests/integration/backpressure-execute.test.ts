@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
-import { MiB, nonReadingClient } from "./backpressure-helpers.ts";
+import { MiB, nonReadingClient, startProxyProcess } from "./backpressure-helpers.ts";
 
 /** Fixed cap on the agent's RSS growth while its client reads nothing (without back-pressure: the whole output, base64). */
 const RSS_CAP = 64 * MiB;
@@ -57,3 +57,19 @@ test("NDJSON execute: stdout and stderr both held back by a non-reading client a
   expect(r.stdout.complete).toBe(true);
   expect(r.stderr.complete).toBe(true);
 }, 120_000);
+
+test("NDJSON execute through `substrate proxy`: the proxy stops reading the agent while its client lags; neither process buffers, nothing is lost", async () => {
+  const proxy = await startProxyProcess(agent.socket, { cwd: proj, agent_id: "bp-ndjson" });
+  try {
+    const r = await nonReadingClient({ mode: "ndjson", socket: proxy.socket, agentPid: agent.pid, proxyPid: proxy.pid, proj, agentId: "bp-ndjson", yesBytes: 200 * MiB, seqN: 1_000_000, pauseMs: 10_000, mark: "bp-ndjson-proxy-7396" });
+    console.log(`NDJSON execute via proxy (10 s): agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB, proxy peak ${(r.proxyPeak / MiB).toFixed(1)} MiB; ${r.stdout.bytes} bytes delivered`);
+    expect(r.error).toBeUndefined();
+    expect(r.stillRunning).toBe(true);
+    expect(r.agentPeak).toBeLessThan(RSS_CAP);
+    expect(r.proxyPeak).toBeLessThan(RSS_CAP);
+    expect(r.exit).toBe(0);
+    expect(r.stdout.complete).toBe(true);
+  } finally {
+    await proxy.stop();
+  }
+}, 180_000);

@@ -6,7 +6,10 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
-import { pidsMentioning } from "../helpers/agent.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { hostArgv, pidsMentioning } from "../helpers/agent.ts";
 
 export const MiB = 2 ** 20;
 
@@ -19,6 +22,7 @@ export async function peakRssGrowth(procs: { pid: number; baseline: number }[], 
   const end = Date.now() + ms;
   while (Date.now() < end) {
     procs.forEach((p, i) => {
+      if (!p.pid) return;
       try {
         peak[i] = Math.max(peak[i]!, rssOf(p.pid) - p.baseline);
       } catch {}
@@ -259,6 +263,8 @@ export interface NonReadingResult {
   /** Peak RSS growth while the client read nothing: the agent, and the world's spawner (0 if not sampled). */
   agentPeak: number;
   spawnerPeak: number;
+  /** The host proxy's (`proxyPid`), 0 if not sampled. */
+  proxyPeak: number;
   /** The command was still running at the end of the pause (blocked, not finished into a buffer). */
   stillRunning: boolean;
   stdout: PatternCheck;
@@ -283,6 +289,8 @@ export async function nonReadingClient(o: {
   socket: string;
   agentPid: number;
   spawnerPid?: number;
+  /** a `substrate proxy` in between (`socket` is then its socket): sampled too */
+  proxyPid?: number;
   proj: string;
   agentId: string;
   yesBytes: number;
@@ -291,7 +299,7 @@ export async function nonReadingClient(o: {
   pauseMs: number;
   mark: string;
 }): Promise<NonReadingResult> {
-  const procs = [{ pid: o.agentPid, baseline: rssOf(o.agentPid) }, ...(o.spawnerPid ? [{ pid: o.spawnerPid, baseline: rssOf(o.spawnerPid) }] : [])];
+  const procs = [o.agentPid, o.spawnerPid ?? 0, o.proxyPid ?? 0].map((pid) => ({ pid, baseline: pid ? rssOf(pid) : 0 }));
   const stdout = new PatternCheck(o.yesBytes, o.seqN);
   const stderr = new PatternCheck(0, o.stderrSeq ?? 0);
   const r: Partial<NonReadingResult> = {};
@@ -341,10 +349,41 @@ export async function nonReadingClient(o: {
   }
   // The client stops reading.
   sock.pause();
-  const [agentPeak, spawnerPeak = 0] = (await peakRssGrowth(procs, o.pauseMs)) as [number, number?];
+  const [agentPeak, spawnerPeak, proxyPeak] = (await peakRssGrowth(procs, o.pauseMs)) as [number, number, number];
   const stillRunning = pidsMentioning(o.mark).length > 0;
   sock.resume();
   await done;
   sock.destroy();
-  return { ...r, agentPeak, spawnerPeak, stillRunning, stdout, stderr };
+  return { ...r, agentPeak, spawnerPeak, proxyPeak, stillRunning, stdout, stderr };
+}
+
+/** `substrate proxy` as users run it (its own process) in front of `agentSocket`; `stop()` ends it and removes its dir. */
+export async function startProxyProcess(agentSocket: string, warm: { cwd: string; agent_id: string }): Promise<{ pid: number; socket: string; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), "substrate-bp-proxy-"));
+  const socket = join(dir, "sock", "agent.sock");
+  const proxy = Bun.spawn([...hostArgv(), "proxy", "--socket", socket, "--agent-socket", agentSocket, "--audit", join(dir, "audit.jsonl"), "--rate", "100000"], {
+    env: { ...process.env, SUBSTRATE_TRACE: join(dir, "trace.jsonl") },
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  const stop = async () => {
+    proxy.kill("SIGTERM");
+    await proxy.exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < 400; i++) {
+      try {
+        if ((await fetch("http://localhost/v1/capabilities", { unix: socket } as RequestInit)).ok) break;
+      } catch {}
+      await Bun.sleep(25);
+    }
+    // its path warm (policy load, agent connection) before any baseline
+    const body = JSON.stringify({ cmd: "true", cwd: warm.cwd, agent_id: warm.agent_id, world: { project_dir: warm.cwd } });
+    await fetch("http://localhost/v1/execute", { method: "POST", unix: socket, headers: { "content-type": "application/json" }, body } as RequestInit).then((r) => r.text());
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { pid: proxy.pid, socket, stop };
 }

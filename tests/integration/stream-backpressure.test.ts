@@ -15,7 +15,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
-import { descendantsMatching, MiB, nonReadingClient } from "./backpressure-helpers.ts";
+import { descendantsMatching, MiB, nonReadingClient, startProxyProcess } from "./backpressure-helpers.ts";
 
 /** Fixed cap on the RSS growth while the client reads nothing (without back-pressure: the whole output). */
 const RSS_CAP = 64 * MiB;
@@ -47,4 +47,21 @@ test("a client that reads nothing for 30 s of `yes` keeps the agent's RSS under 
   expect(r.exit).toBe(0);
   expect({ firstBad: r.stdout.firstBad, bytes: r.stdout.bytes }).toEqual({ firstBad: undefined, bytes: r.stdout.expectedBytes });
   expect(r.stdout.complete).toBe(true);
+}, 240_000);
+
+test("through `substrate proxy` (pipes and PTY): the proxy stops reading the agent while its client lags; nothing buffers, nothing is lost", async () => {
+  const proxy = await startProxyProcess(agent.socket, { cwd: proj, agent_id: "bp" });
+  try {
+    for (const mode of ["stream", "pty"] as const) {
+      const r = await nonReadingClient({ mode, socket: proxy.socket, agentPid: agent.pid, spawnerPid: spawner, proxyPid: proxy.pid, proj, agentId: "bp", yesBytes: 100 * MiB, seqN: 1_000_000, pauseMs: 10_000, mark: `bp-proxy-${mode}-7397` });
+      console.log(`${mode} via proxy (10 s): agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB, spawner ${(r.spawnerPeak / MiB).toFixed(1)} MiB, proxy ${(r.proxyPeak / MiB).toFixed(1)} MiB; ${r.stdout.bytes} bytes delivered`);
+      expect(r.error).toBeUndefined();
+      expect(r.stillRunning).toBe(true);
+      expect(Math.max(r.agentPeak, r.spawnerPeak, r.proxyPeak)).toBeLessThan(RSS_CAP);
+      expect(r.exit).toBe(mode === "pty" ? 3 : 0);
+      expect(r.stdout.complete).toBe(true);
+    }
+  } finally {
+    await proxy.stop();
+  }
 }, 240_000);
