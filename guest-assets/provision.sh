@@ -143,20 +143,17 @@ for u in "$SOCKET" "$SERVICE"; do
   fi
 done
 
-# 4. ProtectSystem=strict makes everything read-only for the agent; the project mounts
-#    must stay writable for the worlds, so they are added in a drop-in.
+# 4. ProtectSystem=strict makes everything read-only for the agent; the project mounts and the
+#    guest home (worlds' fs.write caches are binds of it) must stay writable for the worlds, so
+#    they are added in a drop-in, with ProtectHome off (ReadWritePaths=/home does not win over
+#    ProtectHome=read-only). Always written: /home is always in it (src/lima/profile.ts mountsDropin).
 dropin_dir="$UNITS/$SERVICE.d"
 dropin="$dropin_dir/50-writable-mounts.conf"
-paths=$(printf '%s\n' "$writable" | sed '/^$/d' | LC_ALL=C sort -u | sed 's/^/-/' | paste -sd' ' -)
-if [ -n "$paths" ]; then
-  want=$(printf '# Written by substrate provision.sh: writable project mounts.\n[Service]\nReadWritePaths=%s\n' "$paths")
-  if [ "$(cat "$dropin" 2>/dev/null || true)" != "$want" ]; then
-    mkdir -p "$dropin_dir"
-    printf '%s\n' "$want" >"$dropin"
-    mark dropin
-  fi
-elif [ -e "$dropin" ]; then
-  rm -f "$dropin"
+paths=$(printf '%s\n/home\n' "$writable" | sed '/^$/d' | LC_ALL=C sort -u | sed 's/^/-/' | paste -sd' ' -)
+want=$(printf '# Written by substrate provision.sh: writable project mounts and the guest home.\n[Service]\nProtectHome=no\nReadWritePaths=%s\n' "$paths")
+if [ "$(cat "$dropin" 2>/dev/null || true)" != "$want" ]; then
+  mkdir -p "$dropin_dir"
+  printf '%s\n' "$want" >"$dropin"
   mark dropin
 fi
 

@@ -79,9 +79,16 @@ export function writableMounts(config: Record<string, unknown> | undefined, home
   return [...out].sort();
 }
 
-/** Exactly what guest-assets/provision.sh writes for these paths (null: no drop-in). */
-export function mountsDropin(paths: string[]): string | null {
-  if (!paths.length) return null;
-  const sorted = [...new Set(paths)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return `# Written by substrate provision.sh: writable project mounts.\n[Service]\nReadWritePaths=${sorted.map((p) => `-${p}`).join(" ")}\n`;
+/**
+ * Exactly what guest-assets/provision.sh writes for these paths. Always a drop-in: besides the
+ * writable project mounts, the guest home must stay writable for worlds, whose `fs.write`
+ * caches (~/.cache/npm, ~/.cargo …) are binds of the guest user's home — and with the unit's
+ * `ProtectHome=read-only`, `ReadWritePaths=/home` does not win (measured on the Linux host, see
+ * src/lifecycle/systemd.ts renderDropin), so ProtectHome goes off as on a Linux host.
+ */
+export function mountsDropin(paths: string[]): string {
+  const sorted = [...new Set([...paths, GUEST_HOMES])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return `# Written by substrate provision.sh: writable project mounts and the guest home.\n[Service]\nProtectHome=no\nReadWritePaths=${sorted.map((p) => `-${p}`).join(" ")}\n`;
 }
+/** Where Lima puts the guest user's home (/home/<user>.guest or .linux). */
+export const GUEST_HOMES = "/home";

@@ -318,7 +318,7 @@ export class LimaWorld {
       agentVersion: assets.agent.version,
       socketUnitSha: sha256(assets.socketUnit),
       serviceUnitSha: sha256(assets.serviceUnit),
-      dropinSha: dropin === null ? "absent" : sha256(dropin),
+      dropinSha: sha256(dropin),
       socketDropinSha: (user) => sha256(socketUserDropin(user)),
     });
     if (r.code !== 0 && !parsed.user) parsed.layout.problems.unshift(`limactl shell failed (exit ${r.code}): ${r.stderr.trim().slice(-300)}`);

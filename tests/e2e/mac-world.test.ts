@@ -169,6 +169,18 @@ describe("substrate world warm + substrate -c through the Lima backend (emulated
     expect(substrate(["-c", "exit 7"]).code).toBe(7);
   }, T);
 
+  test("a world's fs.write cache under the guest home is writable and lands in the guest home (the unit's ProtectHome is off in the drop-in)", () => {
+    // Can fail: with the shipped ProtectHome=read-only and no drop-in override, the bind of
+    // ~/.cache was refused ("fs view: …" warning) and the write failed with EROFS.
+    const r = substrate(["-c", "mkdir -p ~/.cache/substrate-e2e && echo cached > ~/.cache/substrate-e2e/probe && cat ~/.cache/substrate-e2e/probe"]);
+    expect(r.stderr).not.toContain("fs view:");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("cached\n");
+    const home = g.sh("sh", "-c", "getent passwd $(id -un) | cut -d: -f6").trim();
+    expect(g.sh("cat", `${home}/.cache/substrate-e2e/probe`)).toBe("cached\n");
+    expect(g.sh("cat", "/etc/systemd/system/substrate-world-agent.service.d/50-writable-mounts.conf")).toContain("ProtectHome=no");
+  }, T);
+
   test("re-running warm on a healthy VM changes nothing", () => {
     const { code, report } = warm();
     expect(code).toBe(0);

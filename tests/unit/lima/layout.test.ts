@@ -73,8 +73,9 @@ describe("profile helpers", () => {
   test("writableMounts + mountsDropin match provision.sh's format", () => {
     const cfg = { mounts: [{ location: "~", writable: false }, { location: "/b/p" , writable: true }, { location: "~/w", mountPoint: "/a/x", writable: true }] };
     expect(writableMounts(cfg, "/home/u")).toEqual(["/a/x", "/b/p"]);
-    expect(mountsDropin(["/b/p", "/a/x"])).toBe("# Written by substrate provision.sh: writable project mounts.\n[Service]\nReadWritePaths=-/a/x -/b/p\n");
-    expect(mountsDropin([])).toBeNull();
+    const head = "# Written by substrate provision.sh: writable project mounts and the guest home.\n[Service]\nProtectHome=no\n";
+    expect(mountsDropin(["/b/p", "/a/x"])).toBe(`${head}ReadWritePaths=-/a/x -/b/p -/home\n`);
+    expect(mountsDropin([])).toBe(`${head}ReadWritePaths=-/home\n`); // the guest home, always
     expect(sha256("x")).toHaveLength(64);
   });
 });
