@@ -146,11 +146,18 @@ export interface Received {
 
 const MAX_FDS = 4;
 /** recvmsg(MSG_DONTWAIT): one message, or null when none is waiting (or the peer is gone: `gone`). */
+let rbuf: Uint8Array | undefined;
+const rctl = new Uint8Array(16 + 4 * MAX_FDS + 8);
+const rmsg = new Uint8Array(56);
 export function recvWithFds(fd: number, max = 1 << 17): Received | null | "gone" {
-  const buf = new Uint8Array(max);
+  // One receive buffer for all calls (the data is copied out below): no 128 KiB allocation per connection.
+  if (!rbuf || rbuf.length < max) rbuf = new Uint8Array(Math.max(max, 1 << 17));
+  const buf = rbuf;
   const iov = new BigUint64Array([BigInt(ptr(buf)), BigInt(max)]);
-  const ctl = new Uint8Array(16 + 4 * MAX_FDS + 8);
-  const msgBuf = new Uint8Array(56);
+  const ctl = rctl;
+  ctl.fill(0);
+  const msgBuf = rmsg;
+  msgBuf.fill(0);
   const msg = new DataView(msgBuf.buffer);
   msg.setBigUint64(16, BigInt(ptr(iov)), true);
   msg.setBigUint64(24, 1n, true);
@@ -171,7 +178,7 @@ export function recvWithFds(fd: number, max = 1 << 17): Received | null | "gone"
     }
     off += (len + 7) & ~7;
   }
-  return { data: buf.subarray(0, n), fds, truncated: (flags & (MSG_TRUNC | MSG_CTRUNC)) !== 0 };
+  return { data: buf.slice(0, n), fds, truncated: (flags & (MSG_TRUNC | MSG_CTRUNC)) !== 0 };
 }
 
 function sockopt(fd: number, level: number, name: number): number | null {

@@ -38,6 +38,7 @@ import { classify } from "./addr.ts";
 import { connHandlers, splice, type Conn, type ConnSocket } from "./splice.ts";
 import { acceptNonBlocking, checkPassedSocket, closeFd, listenSeqpacket, netnsOfPid, originalDstOf, preloadFdpass, recvWithFds } from "./fdpass.ts";
 import { PROXY_PORT, TRANSPARENT_PORT } from "./netns.ts";
+import { closeRaw, dupFd, kernelRelay, writeRaw, type KernelConn } from "./kernel-relay.ts";
 
 export const SYNTHETIC_CIDR = "198.18.0.0/15";
 const SYN_FIRST = ipToInt("198.18.0.2");
@@ -145,8 +146,23 @@ export class CommandEgress {
     return 0;
   }
 
+  /** Connections in the kernel relay (kernel-relay.ts): their bytes so far, until they end. */
+  readonly kernelLive = new Set<KernelConn>();
+
+  /** Budgeted commands are relayed where every chunk is seen (splice.ts), never in the kernel. */
+  get budgeted(): boolean {
+    return this.budget?.total_bytes !== undefined || this.budget?.bytes_per_sec !== undefined;
+  }
+
   summary(): EgressSummary {
-    return { bytes_up: this.bytesUp, bytes_down: this.bytesDown, connections: this.connections, blocked: [...this.blocked.values()].slice(0, 20) };
+    let up = this.bytesUp;
+    let down = this.bytesDown;
+    for (const k of this.kernelLive) {
+      const l = k.live();
+      up += l.up;
+      down += l.down;
+    }
+    return { bytes_up: up, bytes_down: down, connections: this.connections, blocked: [...this.blocked.values()].slice(0, 20) };
   }
 }
 
@@ -246,6 +262,8 @@ export interface WorldGatewayOptions {
   log?: (m: string) => void;
   /** false: no socket handoff, the helper relays every connection (bench/egress.ts's "before"). */
   handoff?: boolean;
+  /** false: handed-over connections are relayed by splice.ts, never by the kernel relay (kernel-relay.ts). */
+  kernelRelay?: boolean;
 }
 
 interface GwConn extends Conn {
@@ -270,13 +288,14 @@ export class WorldGateway {
   private readonly controls = new Set<ConnSocket>();
   private readonly live = new Set<ConnSocket>();
   private resolveCache = new Map<string, { at: number; r: Resolved }>();
-  /** `handoffs`: connections whose client socket the helper handed over (spliced here directly). */
-  readonly totals = { bytes_up: 0, bytes_down: 0, connections: 0, denials: 0, handoffs: 0 };
+  /** `handoffs`: connections whose client socket the helper handed over (spliced here directly); `kernel`: of those, relayed by the kernel (kernel-relay.ts). */
+  readonly totals = { bytes_up: 0, bytes_down: 0, connections: 0, denials: 0, handoffs: 0, kernel: 0 };
   private readonly lastDeny = new Map<string, number>();
   private closed = false;
   /** The handoff listener (`<dir>/fd.sock`, SOCK_SEQPACKET; fdpass.ts) and the world's netns identity. */
   private fdListen?: number;
   readonly fdSocketPath: string;
+  private readonly kernelConns = new Set<KernelConn>();
   private netns: { dev: number; ino: number } | null = null;
 
   constructor(private readonly o: WorldGatewayOptions) {
@@ -372,6 +391,7 @@ export class WorldGateway {
     this.listener?.stop(true);
     if (this.fdListen !== undefined) closeFd(this.fdListen);
     this.fdListen = undefined;
+    for (const k of this.kernelConns) k.kill();
     for (const s of [...this.live]) {
       try {
         s.terminate();
@@ -807,6 +827,8 @@ export class WorldGateway {
       closeFd(fd); // the helper still holds its copy and renders the denial
       return { ok: false, reason: d.reason, message: d.message };
     }
+    this.totals.handoffs++;
+    if (this.o.kernelRelay !== false && !d.cmd?.budgeted && this.kernelSplice(fd, d, pendingUp, preface)) return { ok: true, addr: d.addr, adopted: true, kernel: true };
     let client: ConnSocket;
     try {
       client = await adopt(fd);
@@ -827,9 +849,101 @@ export class WorldGateway {
       prevUp?.();
       this.live.delete(d.up);
     };
-    this.totals.handoffs++;
     this.spliceDecided(client, d, pendingUp, preface);
     return { ok: true, addr: d.addr, adopted: true };
+  }
+
+  /**
+   * The kernel relay for a handed-over connection (kernel-relay.ts): the first bytes (the
+   * proxy's reply, what the upstream already sent, what the client already sent) are written
+   * here; if a socket does not take them at once, false (the Bun relay takes over, nothing
+   * lost). Then the upstream's descriptor leaves its Bun socket (dup + a plain close) and both
+   * go to the worker.
+   */
+  private kernelSplice(fd: number, d: Extract<Decided, { ok: true }>, pendingUp?: Uint8Array, preface?: Uint8Array): boolean {
+    const kr = kernelRelay();
+    const upFd = (d.up as unknown as { fd?: number }).fd;
+    if (!kr || typeof upFd !== "number" || upFd < 0 || d.up.data.closed) return false;
+    const early = d.up.data.early as Uint8Array[] | undefined;
+    const down = Buffer.concat([...(preface ? [preface] : []), ...(early ?? [])]);
+    const upFirst = pendingUp ?? new Uint8Array(0);
+    // Check first that both take their first bytes whole (fresh sockets: they do).
+    if (down.length > 0) {
+      const left = writeRaw(fd, down);
+      if (left.length > 0) {
+        // Partly written: hand the rest to the Bun relay as the client's preface.
+        d.up.data.early = undefined;
+        const rest = Buffer.from(left);
+        void adopt(fd).then(
+          (client) => this.spliceDecided(client, d, pendingUp, rest),
+          () => (closeFd(fd), d.up.terminate()),
+        );
+        return true;
+      }
+    }
+    let earlyDown = 0;
+    for (const e of early ?? []) earlyDown += e.length;
+    d.up.data.early = undefined;
+    let sentUp = 0;
+    if (upFirst.length > 0) {
+      const left = writeRaw(upFd, upFirst);
+      sentUp = upFirst.length - left.length;
+      if (left.length > 0) {
+        const rest = Buffer.from(left);
+        void adopt(fd).then(
+          (client) => this.spliceDecided(client, d, rest),
+          () => (closeFd(fd), d.up.terminate()),
+        );
+        this.totals.bytes_up += sentUp;
+        if (d.cmd) d.cmd.bytesUp += sentUp;
+        return true;
+      }
+    }
+    const raw = dupFd(upFd);
+    if (raw < 0) return false;
+    d.up.data.onData = undefined;
+    d.up.data.onClose = undefined;
+    (d.up as unknown as { close(): void }).close(); // the fd only; the connection lives on in `raw`
+    const cmd = d.cmd;
+    this.totals.connections++;
+    if (cmd) cmd.connections++;
+    const k = kr.relay(fd, raw, (r) => {
+      this.kernelConns.delete(k!);
+      cmd?.kernelLive.delete(k!);
+      const up = r.up + sentUp;
+      const dn = r.down + earlyDown;
+      this.totals.bytes_up += up;
+      this.totals.bytes_down += dn;
+      if (cmd) {
+        cmd.bytesUp += up;
+        cmd.bytesDown += dn;
+      }
+      this.emit({ name: d.shown, port: d.port, via: d.via, decision: "allow", reason: "allowed", addr: d.addr, bytes_up: up, bytes_down: dn, duration_ms: performance.now() - d.t0 }, cmd, d.who);
+    });
+    if (!k) {
+      // No worker: the descriptors are still ours; the Bun relay takes both.
+      this.totals.connections--;
+      if (cmd) cmd.connections--;
+      void Promise.all([adopt(fd), adopt(raw)]).then(
+        ([client, up]) => this.spliceDecided(client, { ...d, up }, undefined, undefined),
+        () => (closeFd(fd), closeRaw(raw)),
+      );
+      return true;
+    }
+    this.kernelConns.add(k);
+    cmd?.kernelLive.add(k);
+    this.totals.kernel++;
+    return true;
+  }
+
+  /** Bytes of connections still in the kernel relay (world.ts bytes()). */
+  kernelBytes(): number {
+    let n = 0;
+    for (const k of this.kernelConns) {
+      const l = k.live();
+      n += l.up + l.down;
+    }
+    return n;
   }
 }
 

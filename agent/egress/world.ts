@@ -315,7 +315,7 @@ export async function setupWorldEgress(o: WorldEgressOptions): Promise<WorldEgre
         },
       };
     },
-    bytes: () => gateway.totals.bytes_up + gateway.totals.bytes_down,
+    bytes: () => gateway.totals.bytes_up + gateway.totals.bytes_down + gateway.kernelBytes(),
     close: async () => {
       if (closing) return;
       closing = true;

@@ -123,6 +123,8 @@ describe.skipIf(!isRoot)("egress gateway + helper in a bare world", () => {
     expect(eg.gateway.totals.handoffs).toBe(n0 + 3);
     expect((await sh("curl -sS --max-time 10 --socks5-hostname 127.0.0.1:3128 http://allowed.test/")).stdout).toBe("ok 80\n");
     expect(eg.gateway.totals.handoffs).toBe(n0 + 4);
+    // No egress budget in this policy: the kernel relays them (splice(2), kernel-relay.ts).
+    expect(eg.gateway.totals.kernel).toBeGreaterThanOrEqual(4);
     // A denial is not handed over (the helper answers it on its own copy).
     expect((await sh("curl -sS --max-time 10 -i http://other.test/", PROXY)).stdout).toContain("403");
     expect(eg.gateway.totals.handoffs).toBe(n0 + 4);
@@ -218,7 +220,18 @@ describe.skipIf(!isRoot)("egress gateway + helper in a bare world", () => {
   test("close leaves nothing: helper gone, socket dir gone, host ruleset and sysctls byte-identical", async () => {
     const pid = eg.helperPid;
     const sock = eg.gateway.socketPath;
+    // A slow reader's download is open in the kernel relay (back-pressure: the pipes fill and
+    // the relay waits); closing the world's gateway cuts it.
+    const size = 64 * 1024 * 1024;
+    const bg = world.inWorld(["curl", "-sS", "--limit-rate", "2M", "-o", "/dev/null", "-w", "%{size_download}", `http://big.test/bytes/${size}`], { timeoutMs: 60_000 });
+    for (let i = 0; i < 500 && eg.gateway.kernelBytes() === 0; i++) await Bun.sleep(20);
+    expect(eg.gateway.kernelBytes()).toBeGreaterThan(0);
+    await Bun.sleep(300);
+    expect(eg.gateway.kernelBytes()).toBeLessThan(size / 2);
     await eg.close();
+    const cut = await bg;
+    expect(cut.code).not.toBe(0);
+    expect(Number(cut.stdout)).toBeLessThan(size);
     expect(existsSync(`/proc/${pid}`)).toBe(false);
     expect(existsSync(sock)).toBe(false);
     await world.close();
