@@ -14,7 +14,7 @@
  * stdin/stdout; it exits when the agent closes its stdin, or after an idle minute.
  */
 import type { Caller } from "../src/contract/world.ts";
-import type { AgentGate } from "./service.ts";
+import type { AgentGate, HostSpanResult } from "./service.ts";
 import { ApiError } from "../src/api/service.ts";
 
 type GateInput = Parameters<AgentGate>[0];
@@ -23,14 +23,18 @@ interface Answer {
   ok: boolean;
   isolated?: boolean;
   world?: Record<string, unknown>;
-  error?: { code: "denied" | "approval_required" | "unavailable" | "internal"; message: string; hint?: string; approval?: unknown };
+  error?: { code: "denied" | "approval_required" | "unavailable" | "unsupported" | "internal"; message: string; hint?: string; approval?: unknown };
 }
 
 const IDLE_MS = 60_000;
 
 /** Server side: `substrate-world-agent __policyd` (already running as the caller). */
 export async function policydMain(): Promise<number> {
-  const [{ agentGate }, { loadEffectivePolicySync }] = await Promise.all([import("../src/run/agent-gate.ts"), import("../src/broker/load.ts")]);
+  const [{ agentGate, startHostSpan }, { loadEffectivePolicySync }] = await Promise.all([import("../src/run/agent-gate.ts"), import("../src/broker/load.ts")]);
+  // The CLI fast path's host spans (StreamStart.host_span): gated here, started and completed
+  // by the agent's later lines (host_start once the command runs, host_complete at its end).
+  type Pending = { gate: import("../src/run/agent-gate.ts").HostGate; req: GateInput; span?: Awaited<ReturnType<typeof startHostSpan>> };
+  const hostSpans = new Map<string, Pending>();
   const home = process.env.HOME;
   // The caller's policy per cwd, for a second: a burst of commands pays one load (YAML + zod +
   // compile, milliseconds), and a policy edit still applies to the next second's commands.
@@ -55,14 +59,23 @@ export async function policydMain(): Promise<number> {
       buf = buf.slice(i + 1);
       let id = 0;
       try {
-        const q = JSON.parse(line) as { id: number; req: GateInput };
+        const q = JSON.parse(line) as { id: number; req: GateInput } | { id: number; op: "host_start" | "host_complete" | "host_drop"; span_id: string; result?: import("../src/trace/command-span.ts").CommandResult };
         id = q.id;
+        if ("op" in q) {
+          const p = hostSpans.get(q.span_id);
+          if (q.op === "host_start" && p && !p.span) p.span = await startHostSpan(p.req.host!, p.gate, { cwd: p.req.cwd, agentId: p.req.agentId });
+          else if (q.op === "host_complete" && p?.span) p.span.complete(q.result!);
+          if (q.op !== "host_start") hostSpans.delete(q.span_id);
+          out({ id, ok: true });
+          continue;
+        }
         const r = q.req;
         // A request's own world stays its own (a client on the socket is a host process of
         // this uid already); without one, the policy's world applies.
         let loaded;
         try {
-          loaded = loadedFor(r.cwd);
+          // the fast path's gate is the host's: a fresh load per command, as the CLI's (~1 ms warm)
+          loaded = r.host ? undefined : loadedFor(r.cwd);
         } catch {
           loaded = undefined; // agentGate loads it again and answers with the error it gets
         }
@@ -71,12 +84,16 @@ export async function policydMain(): Promise<number> {
           // record: the helper runs AS the caller, so it records the project's policy selection in
           // the caller's ~/.substrate exactly as the caller's CLI would (issue 14.4, BROKER): without
           // it a direct client's world could write a weaker sub/.substrate-profile before any record exists
-          { ...(home ? { home } : {}), ...(loaded ? { loaded } : {}) },
+          { ...(home ? { home } : {}), ...(loaded ? { loaded } : {}), ...(r.host ? { host: { session_id: r.host.session_id, ...(r.host.parent_span ? { parent_span: r.host.parent_span } : {}) } } : {}) },
         );
+        if (r.host && g.host) {
+          if (hostSpans.size >= 1024) hostSpans.delete(hostSpans.keys().next().value!); // an agent that never said start/drop
+          hostSpans.set(r.host.span_id, { gate: g.host, req: r });
+        }
         out({ id, ok: true, ...(g.request.isolated ? { isolated: true } : {}), ...(r.world ? {} : { world: g.request.world as Record<string, unknown> }) });
       } catch (e) {
         const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
-        const code = (["denied", "approval_required", "unavailable"] as const).includes(err.code as "denied") ? (err.code as "denied") : "internal";
+        const code = (["denied", "approval_required", "unavailable", "unsupported"] as const).includes(err.code as "denied") ? (err.code as "denied") : "internal";
         out({ id, ok: false, error: { code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(err.extra?.approval ? { approval: err.extra.approval } : {}) } });
       }
     }
@@ -125,15 +142,19 @@ export function policyGate(selfArgv: string[], log?: (m: string) => void): Agent
     });
     return h;
   };
+  const ask = (h: Helper, q: Record<string, unknown>): Promise<Answer> => {
+    const id = next++;
+    return new Promise<Answer>((resolve) => {
+      h.pending.set(id, resolve);
+      (h.proc.stdin as import("bun").FileSink).write(`${JSON.stringify({ id, ...q })}\n`);
+      (h.proc.stdin as import("bun").FileSink).flush();
+    });
+  };
   const gate = (async (i: GateInput) => {
     let h = helpers.get(i.caller.uid);
     if (!h || h.proc.exitCode !== null) h = start(i.caller);
-    const id = next++;
-    const answer = await new Promise<Answer>((resolve) => {
-      h!.pending.set(id, resolve);
-      (h!.proc.stdin as import("bun").FileSink).write(`${JSON.stringify({ id, req: { ...i, caller: undefined } })}\n`);
-      (h!.proc.stdin as import("bun").FileSink).flush();
-    });
+    const helper = h;
+    const answer = await ask(helper, { req: { ...i, caller: undefined } });
     if (!answer.ok) {
       const e = answer.error!;
       throw new ApiError(
@@ -143,7 +164,17 @@ export function policyGate(selfArgv: string[], log?: (m: string) => void): Agent
         e.approval ? { approval: e.approval } : undefined,
       );
     }
-    return { ...(answer.isolated ? { isolated: true } : {}), ...(answer.world ? { world: answer.world as GateInput["world"] } : {}) };
+    // The fast path's host span: the same helper (the caller) writes it; lines keep their order.
+    const spanId = i.host?.span_id;
+    const op = (name: string, result?: unknown) => ask(helper, { op: name, span_id: spanId, ...(result ? { result } : {}) });
+    const host = spanId
+      ? {
+          start: () => void op("host_start"),
+          complete: async (r: HostSpanResult) => void (await op("host_complete", r)),
+          drop: () => void op("host_drop"),
+        }
+      : undefined;
+    return { ...(answer.isolated ? { isolated: true } : {}), ...(answer.world ? { world: answer.world as GateInput["world"] } : {}), ...(host ? { host } : {}) };
   }) as AgentGate & { close(): void };
   gate.close = () => {
     for (const h of helpers.values()) {

@@ -18,13 +18,14 @@ import {
 } from "../src/contract/index.ts";
 import { ApiError, type AgentService, type OutputSink, type RequestContext, type WorldInfo } from "../src/api/service.ts";
 import type { Caller } from "../src/contract/world.ts";
+import type { HostSpan } from "../src/contract/stream.ts";
 import { assertProjectWritable, resolveCaller, selfCaller } from "./caller.ts";
 import type { ExecIO, World, WorldProcess } from "./world/session.ts";
 import type { CtlExit } from "./world/ctl.ts";
 
 /** What `start()` needs: the request's fields (execute or stream), its transport context, a PTY. */
 export interface StartInput {
-  req: Pick<ExecuteRequest, "cmd" | "argv" | "cwd" | "env" | "agent_id" | "budget" | "profile" | "isolated" | "world" | "keep_background">;
+  req: Pick<ExecuteRequest, "cmd" | "argv" | "cwd" | "env" | "agent_id" | "budget" | "profile" | "isolated" | "world" | "keep_background"> & { host_span?: HostSpan };
   ctx?: RequestContext;
   /** Already resolved (stream: once per connection); else from `ctx`. */
   caller?: Caller;
@@ -47,7 +48,21 @@ export type AgentGate = (i: {
   projectDir: string;
   isolated: boolean;
   world?: ExecuteRequest["world"];
-}) => Promise<{ isolated?: boolean; world?: ExecuteRequest["world"] } | void>;
+  /** issue 17 (the CLI's fast path): the host's span, which the gate's side writes as the caller */
+  host?: HostSpan;
+}) => Promise<{ isolated?: boolean; world?: ExecuteRequest["world"]; host?: HostSpanWriter } | void>;
+
+/** What the host span of a fast-path command gets at its end (src/trace/command-span.ts CommandResult). */
+export type HostSpanResult = { exit: number; world_id: string; scopes_used: string[] };
+/** The fast path's host span (StreamStart.host_span), written on the gate's side (agent/policyd.ts). */
+export interface HostSpanWriter {
+  /** the command started: the policy events and command_start */
+  start(): void;
+  /** command_complete; resolves once it is written (before the client hears `exit`) */
+  complete(r: HostSpanResult): Promise<void>;
+  /** nothing ran: forget it */
+  drop(): void;
+}
 
 export interface FinishedCommand {
   exit: CtlExit;
@@ -209,6 +224,9 @@ export class WorldAgentService implements AgentService {
     const { ctx } = input;
     let req = input.req;
     const caller = input.caller ?? this.callerOf(ctx);
+    let host: HostSpanWriter | undefined;
+    // Issue 17: a host span only the gate's side can write (agent/policyd.ts): no gate, no fast path.
+    if (req.host_span && !this.gate) throw new ApiError("unsupported", "this agent has no policy gate to write the host span with", "run it without host_span");
     if (this.gate) {
       // A request that cannot run at all is a 400 whatever the policy says (and no policy load).
       this.resolve(req);
@@ -223,9 +241,22 @@ export class WorldAgentService implements AgentService {
         projectDir,
         isolated: req.isolated ?? false,
         ...(req.world ? { world: req.world } : {}),
+        ...(req.host_span ? { host: req.host_span } : {}),
       });
       if (g) req = { ...req, ...(g.isolated ? { isolated: true } : {}), ...(g.world ? { world: { ...req.world, ...g.world } } : {}) };
+      host = g ? g.host : undefined;
+      if (req.host_span && !host) throw new ApiError("unsupported", "the policy gate did not take the host span", "run it without host_span");
     }
+    try {
+      return await this.startGated(req, caller, input, io, host);
+    } catch (e) {
+      host?.drop(); // nothing ran
+      throw e;
+    }
+  }
+
+  /** start(), after the gate: the world, the spawn, and the command's end (span, diff, budget). */
+  private async startGated(req: StartInput["req"], caller: Caller, input: StartInput, io: ExecIO, host: HostSpanWriter | undefined): Promise<StartedCommand> {
     const { spec, cwd } = this.resolve(req, caller);
     const owner = { caller, agentId: req.agent_id };
     const cmd = req.cmd ?? req.argv!.join(" ");
@@ -268,6 +299,8 @@ export class WorldAgentService implements AgentService {
       },
       io,
     );
+    // Issue 17 (fast path): the host span starts once the command does; nothing ran → forgotten.
+    const hostStarted = host ? proc.started.then(() => (host.start(), true), () => (host.drop(), false)) : Promise.resolve(false);
     const release = async () => {
       if (!overlay) return;
       await this.worlds.release(world);
@@ -301,8 +334,13 @@ export class WorldAgentService implements AgentService {
           ...(fs_diff ? { fs_diff } : {}),
           ...(egress_bytes !== undefined ? { egress_bytes } : {}),
         });
+        // The fast path's host span, on disk before the client hears `exit` (as the CLI's own would be).
+        // (no egress_bytes: the pipeline's host span never had them — the agent's span has)
+        if (host && (await hostStarted)) await host.complete({ exit: exit.exit, world_id: world.id, scopes_used: token.scopes });
         return { exit, fs_diff, egress_bytes, ...(egress ? { egress } : {}), scopes_used: token.scopes };
       } catch (e) {
+        // the stream ends such a command with exit 1: so does its host span
+        if (host && (await hostStarted)) await host.complete({ exit: 1, world_id: world.id, scopes_used: token.scopes }).catch(() => {});
         if (overlay) {
           await release();
           await discardOverlay(overlay.dir, this.overlayBase).catch(() => {});

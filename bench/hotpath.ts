@@ -7,14 +7,17 @@
  * the same hello world with the embedded zstd agent payload (does the payload cost startup?),
  * `bwrap --unshare-all --ro-bind / / true`.
  * Figures: `substrate --version`, `substrate --no-world -c true`, `substrate -c true` (warm
- * world) with its peak RSS, and the per-phase breakdown from SUBSTRATE_TIMING=1 marks
- * (src/run/timing.ts): process start → pipeline (runtime + main + cli/run loaded) → loaded
- * (pipeline modules) → config → policy (load + compile) → gate → world → span (command_start)
- * → result (the agent's result frame) → end (command_complete).
+ * world; the fast path, src/cli/fast.ts) with its peak RSS and phases (fast = process start to
+ * the fast path's dispatch, open = the agent's WebSocket, started = the agent's gate + world +
+ * spawn, result = the command's run and its host span, end), and the same command through the
+ * full pipeline (HOME ≠ the passwd home: the fast path steps aside) with its phases (pipeline =
+ * runtime + main + cli/run loaded → loaded (pipeline modules) → config → policy → gate → world
+ * → span (command_start) → result (the agent's result frame) → end (command_complete)).
  * Goals (printed, never asserted): -c true ≤ 2.0× bwrap, peak RSS ≤ 30 MB, --version ≤ 1.5× hello.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { selectionFileFor } from "../src/broker/load.ts";
 import { join, resolve } from "node:path";
 import { HOST_BIN, hostArgv, startAgent } from "../tests/helpers/agent.ts";
 import { figure, measure, percentile, report } from "./_stats.ts";
@@ -98,44 +101,66 @@ try {
   report(vf);
   console.log(`  peak RSS ${peakRss([...cli, "--version"]).toFixed(1)} MiB`);
 
+  // The full pipeline: a HOME that is not the passwd home makes the fast path step aside
+  // (src/cli/fast.ts: the agent reads the caller's policy from the passwd home).
   const env = { ...process.env, HOME: join(work, "home"), SUBSTRATE_TRACE: join(work, "trace.jsonl"), SUBSTRATE_TIMING: "1" };
   const nw = await sample([...cli, "--no-world", "-c", "true"], env);
   report(figure("substrate --no-world -c true", ms(nw), { baseline: "hello world", ratio: percentile(ms(nw), 50) / helloF.median_ms }));
 
-  const agent = await startAgent();
-  try {
-    const wenv = { ...env, SUBSTRATE_WORLD_SOCKET: agent.socket };
-    const cr = await sample([...cli, "-c", "true"], wenv);
-    const cf = figure("substrate -c true (warm world)", ms(cr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: 0, goal: "<= 2.0x bwrap; peak RSS <= 30 MB" });
-    cf.ratio = cf.median_ms / (bwrapF ?? helloF).median_ms;
-    report(cf);
-    console.log(`  peak RSS ${peakRss([...cli, "-c", "true"], wenv).toFixed(1)} MiB (goal <= 30 MB)`);
-
-    // Per-phase breakdown: median of each mark's delta from the previous one.
-    const phases = new Map<string, number[]>();
-    for (const r of cr) {
+  /** Per-phase breakdown: median of each mark's delta from the previous one. */
+  const phases = (rs: Run[], total: number) => {
+    const by = new Map<string, number[]>();
+    for (const r of rs) {
       const m = /substrate-timing: (.*)/.exec(r.err);
       if (!m) continue;
       let prev = 0;
       for (const kv of m[1]!.split(" ")) {
         const [k, v] = kv.split("=");
         const t = Number(v);
-        if (!phases.has(k!)) phases.set(k!, []);
-        phases.get(k!)!.push(t - prev);
+        if (!by.has(k!)) by.set(k!, []);
+        by.get(k!)!.push(t - prev);
         prev = t;
       }
     }
-    if (phases.size) {
-      console.log("  phase (median ms since the previous mark; 'pipeline' = since process start):");
-      const total = cf.median_ms;
-      for (const [k, v] of phases) {
-        const med = percentile(v.sort((a, b) => a - b), 50);
-        console.log(`    ${k.padEnd(10)} ${med.toFixed(2).padStart(7)} ms  ${((med / total) * 100).toFixed(0).padStart(3)}%`);
-      }
-      console.log("  (the rest up to the wall time is process exit and spawn overhead)");
-    } else console.log("  (no substrate-timing line: this binary predates src/run/timing.ts)");
+    if (!by.size) return console.log("  (no substrate-timing line: this binary predates src/run/timing.ts)");
+    console.log("  phase (median ms since the previous mark; the first = since process start):");
+    for (const [k, v] of by) {
+      const med = percentile(v.sort((a, b) => a - b), 50);
+      console.log(`    ${k.padEnd(10)} ${med.toFixed(2).padStart(7)} ms  ${((med / total) * 100).toFixed(0).padStart(3)}%`);
+    }
+    console.log("  (the rest up to the wall time is process exit and spawn overhead)");
+  };
+
+  // The fast path runs as the passwd user: it records the bench project's policy selection in
+  // that user's ~/.substrate/projects/ (as the pipeline would); removed again at the end.
+  const uid = String(process.getuid?.() ?? 0);
+  const realHome = readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[2] === uid)?.[5] ?? "/root";
+  const record = selectionFileFor(realpathSync(proj), { home: realHome });
+  const hadRecord = existsSync(record);
+  const agent = await startAgent();
+  try {
+    const base = bwrapF ?? helloF;
+    const fenv = { ...env, HOME: realHome, SUBSTRATE_WORLD_SOCKET: agent.socket };
+    const cr = await sample([...cli, "-c", "true"], fenv);
+    const cf = figure("substrate -c true (warm world)", ms(cr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: 0, goal: "<= 2.0x bwrap; peak RSS <= 30 MB" });
+    cf.ratio = cf.median_ms / base.median_ms;
+    report(cf);
+    console.log(`  peak RSS ${peakRss([...cli, "-c", "true"], fenv).toFixed(1)} MiB (goal <= 30 MB)`);
+    phases(cr, cf.median_ms);
+
+    const pr = await sample([...cli, "-c", "echo hi | cat"], fenv);
+    report(figure("substrate -c 'echo hi | cat' (warm world)", ms(pr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: percentile(ms(pr), 50) / base.median_ms }));
+
+    const wenv = { ...env, SUBSTRATE_WORLD_SOCKET: agent.socket };
+    const fr = await sample([...cli, "-c", "true"], wenv);
+    const ff = figure("substrate -c true (warm world, the full pipeline: no fast path)", ms(fr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: 0 });
+    ff.ratio = ff.median_ms / base.median_ms;
+    report(ff);
+    console.log(`  peak RSS ${peakRss([...cli, "-c", "true"], wenv).toFixed(1)} MiB`);
+    phases(fr, ff.median_ms);
   } finally {
     await agent.stop();
+    if (!hadRecord) rmSync(record, { force: true });
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -25,18 +25,12 @@
  * in-world exec must not load zod, the broker or the client.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { BASH_USAGE, BashUsageError, parseBashArgs, type BashInvocation } from "./bash-args.ts";
 
-/** Shell names the entry answers to, and the real shell each runs. */
-export const SHELL_NAMES: Record<string, string> = { bash: "/bin/bash", sh: "/bin/sh", zsh: "/bin/zsh" };
-
-/** The shell name argv[0] asks for (`/x/shims/bash`, `-bash` for a login shell), or null. */
-export function shellNameOf(argv0: string | undefined): string | null {
-  if (!argv0) return null;
-  const n = basename(argv0).replace(/^-/, "");
-  return n in SHELL_NAMES ? n : null;
-}
+// (HOTPATH, issue 17) in a module of their own so that main.ts asks without loading this file
+import { SHELL_NAMES } from "./shell-name.ts";
+export { SHELL_NAMES, shellNameOf } from "./shell-name.ts";
 
 /** Are we inside a Substrate world? (see the header: the env names it, PID 1 proves it) */
 export function inWorld(env: NodeJS.ProcessEnv = process.env): boolean {

@@ -1,13 +1,16 @@
 /**
  * The `substrate` command. The root level is dispatched here (citty would take the `-c`
  * value for a subcommand name); subcommands are citty commands, one file each, loaded
- * lazily so `substrate -c` pays for none of them.
+ * lazily so `substrate -c` pays for none of them. A plain `-c CMD …` first tries the fast
+ * path (./fast.ts, issue 17), which falls back to the pipeline for anything it does not
+ * handle. Static imports stay light (no citty, no zod): `--version` and `-c` load only this.
  */
 import { existsSync } from "node:fs";
-import { defineCommand, renderUsage, runCommand, type CommandDef } from "citty";
+import type { CommandDef } from "citty";
 import { versionInfo, versionString } from "../version.ts";
 import { CliError, ExitCode } from "./_errors.ts";
 import { setGlobals } from "./_globals.ts";
+import { shellNameOf } from "./shell-name.ts";
 
 type Lazy = () => Promise<CommandDef<any>>;
 const lazy = (load: () => Promise<{ default: CommandDef<any> }>): Lazy => () => load().then((m) => m.default);
@@ -34,7 +37,8 @@ export const subCommands: Record<string, Lazy> = {
   world: lazy(() => import("./world.ts")),
 };
 
-export const rootCommand = defineCommand({
+// citty's defineCommand is the identity: a plain object keeps citty off the startup path
+export const rootCommand: CommandDef<any> = {
   meta: {
     name: "substrate",
     version: versionString(),
@@ -50,7 +54,7 @@ export const rootCommand = defineCommand({
     json: { type: "boolean", description: "Machine-readable output where the command prints data" },
   },
   subCommands,
-});
+};
 
 const say = (line: string) => process.stderr.write(`substrate: ${line}\n`);
 
@@ -139,6 +143,7 @@ BASH OPTIONS (as in bash; passed on unchanged)
 `;
 
 async function usage(cmd: CommandDef<any> = rootCommand, parent?: CommandDef<any>): Promise<string> {
+  const { renderUsage } = await import("citty");
   const text = await renderUsage(cmd, parent);
   if (cmd !== rootCommand) return text;
   // citty may colour its output: match on the text without ANSI escapes
@@ -151,8 +156,13 @@ async function usage(cmd: CommandDef<any> = rootCommand, parent?: CommandDef<any
 
 export async function main(argv: string[], argv0: string = process.argv0): Promise<number> {
   try {
+    // Issue 17: a plain `-c CMD …` (substrate's or the bash shim's) — the fast path, or null.
+    if (argv[0] === "-c") {
+      const { fastPath } = await import("./fast.ts");
+      const code = await fastPath(argv, argv0);
+      if (code !== null) return code;
+    }
     // Issue 16: invoked as `bash` / `sh` / `zsh` (the shim): bash's command line, nothing else.
-    const { shellNameOf } = await import("./bash.ts");
     const shell = shellNameOf(argv0);
     if (shell) {
       const { bashEntry } = await import("./bash.ts");
@@ -187,6 +197,7 @@ export async function main(argv: string[], argv0: string = process.argv0): Promi
       }
       const shell = subCommands.shell;
       if (!shell) throw new CliError(ExitCode.UNSUPPORTED, "the interactive shell is not available in this build", "use substrate -c 'cmd'");
+      const { runCommand } = await import("citty");
       await runCommand(await shell(), { rawArgs: rest });
       return Number(process.exitCode ?? 0);
     }
@@ -204,6 +215,7 @@ export async function main(argv: string[], argv0: string = process.argv0): Promi
       console.log(await usage(await resolveLeaf(sub, rest), rootCommand));
       return ExitCode.OK;
     }
+    const { runCommand } = await import("citty");
     await runCommand(sub, { rawArgs: rest });
     return Number(process.exitCode ?? 0);
   } catch (e) {

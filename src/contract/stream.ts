@@ -14,6 +14,7 @@ import { FsDiff } from "./world.ts";
 import { ErrorCode, SpanId, WorldId } from "./common.ts";
 import { Budget } from "./execute.ts";
 import { WorldSpecInput } from "./world.ts";
+import { ReplayContext } from "./span.ts";
 
 const AbsPath = z
   .string()
@@ -30,6 +31,26 @@ const Rows = z.number().int().min(1).max(1000);
 /** Signals a client may send (the rest have no business being forwarded). */
 export const StreamSignalName = z.enum(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGKILL", "SIGTSTP", "SIGCONT", "SIGWINCH", "SIGUSR1", "SIGUSR2"]);
 export type StreamSignalName = z.infer<typeof StreamSignalName>;
+
+/**
+ * ours (issue 17, the CLI's fast path, src/cli/fast.ts): the host did not gate this command and
+ * writes no span of it. The agent's gate is its only gate, and the agent writes the HOST's spans
+ * of it — the policy events, `command_start`, `command_complete` under `span_id` — into `trace`
+ * as the caller (agent/policyd.ts), as the host pipeline would have. Only a plain run qualifies:
+ * a command the policy denies, asks about or isolates, or whose project's policy selection has a
+ * notice to show, is refused before anything runs (the CLI then runs its own pipeline).
+ */
+export const HostSpan = z.strictObject({
+  span_id: SpanId,
+  session_id: z.string().min(1),
+  parent_span: SpanId.optional(),
+  component: z.literal("shell"),
+  /** the caller's trace file (SUBSTRATE_TRACE, else under its ~/.substrate) */
+  trace: AbsPath,
+  /** the replay context's parts only the host knows (its env hash, umask, PATH, locale, build) */
+  replay: ReplayContext.pick({ path: true, env_hash: true, umask: true, locale: true, world_image_version: true }),
+});
+export type HostSpan = z.infer<typeof HostSpan>;
 
 export const StreamStart = z
   .strictObject({
@@ -57,6 +78,8 @@ export const StreamStart = z
     isolated: z.boolean().default(false),
     /** ours (issue 14.2): leave what the command started in the background running when it ends (default: killed). */
     keep_background: z.boolean().default(false),
+    /** ours (issue 17): the host's span of this command, written by the agent (HostSpan above) */
+    host_span: HostSpan.optional(),
   })
   .refine((r) => (r.cmd === undefined) !== (r.argv === undefined), {
     message: "exactly one of cmd or argv is required",

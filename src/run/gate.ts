@@ -35,6 +35,8 @@ export interface GateInput {
   stdin?: NodeJS.ReadableStream;
   isTTY?: boolean;
   span: SpanContext;
+  /** write the policy events to the trace (default true); false: the caller writes `events` (agent-gate.ts, for the CLI's fast path) */
+  record?: boolean;
 }
 
 export interface GateResult {
@@ -68,7 +70,7 @@ export async function defaultApprovals(): Promise<ApiApprovals> {
 
 export async function gate(i: GateInput): Promise<GateResult> {
   const r = await decide(i);
-  await recordEvents(r.events, i.span, i.stderr);
+  if (i.record !== false) await recordEvents(r.events, i.span, i.stderr);
   return r;
 }
 
@@ -133,12 +135,15 @@ async function decide(i: GateInput): Promise<GateResult> {
   }
 }
 
-/** Policy events → spans of the command's context (one session id with its command span). */
-async function recordEvents(events: readonly PolicyEvent[], span: SpanContext, stderr: { write(s: string): unknown }): Promise<void> {
+/**
+ * Policy events → spans of the command's context (one session id with its command span); into
+ * `tracePath` (default the trace of this process: the fast path's host span names the caller's).
+ */
+export async function recordEvents(events: readonly PolicyEvent[], span: SpanContext, stderr: { write(s: string): unknown }, tracePath?: string): Promise<void> {
   if (events.length === 0) return;
   try {
     const [{ policyEventToSpan }, { appendSpanSync }] = await Promise.all([import("../broker/events.ts"), import("../trace/writer.ts")]);
-    for (const e of events) appendSpanSync(policyEventToSpan({ ...e, session_id: span.session_id }, span.ids()));
+    for (const e of events) appendSpanSync(policyEventToSpan({ ...e, session_id: span.session_id }, span.ids()), tracePath ? { path: tracePath } : {});
   } catch (e) {
     stderr.write(`substrate: could not write policy events to the trace: ${(e as Error).message.split("\n")[0]}\n`);
   }

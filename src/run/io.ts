@@ -17,7 +17,6 @@
  */
 import { blockedEgressLine } from "../contract/net.ts"; // issue 15 (EGRESS)
 import { wsUrl } from "../api/address.ts";
-import type { ErrorCode } from "../contract/common.ts";
 import type { StreamStartInput } from "../contract/stream.ts";
 import { CliError, ExitCode, signalExit } from "../errors.ts";
 
@@ -44,26 +43,9 @@ export interface StreamRunOptions {
   onStarted?: (m: { span_id: string; world_id: string }) => void;
 }
 
-/** Exit code of a CLI run refused by the agent (docs/EXIT_CODE_TAXONOMY.md). */
-export function exitForError(code: ErrorCode | string): number {
-  switch (code) {
-    case "bad_request":
-    case "not_found":
-    case "payload_too_large":
-    case "method_not_allowed":
-      return ExitCode.USAGE;
-    case "denied":
-    case "forbidden": // issue 13: e.g. a project the caller cannot write
-    case "approval_required":
-      return ExitCode.DENIED;
-    case "unsupported":
-      return ExitCode.UNSUPPORTED;
-    case "unavailable":
-      return ExitCode.UNAVAILABLE;
-    default:
-      return ExitCode.INTERNAL;
-  }
-}
+// The agent's error code → exit code: zod-free (exit-codes.ts), shared with the fast path.
+export { exitForError } from "./exit-codes.ts";
+import { exitForError } from "./exit-codes.ts";
 
 /** Nothing ran: the stream could not be opened (the agent is not there). */
 export class StreamConnectError extends Error {

@@ -42,17 +42,9 @@ export interface Plan {
   say: (line: string) => void;
 }
 
-/** Env passed into the world: the caller's, minus what only makes sense on the host. */
-export function worldEnv(env: Record<string, string | undefined>, cwd: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) {
-    if (v === undefined) continue;
-    if (k.startsWith("LISTEN_") || k === "SUBSTRATE_WORLD_SOCKET" || k === "OLDPWD") continue;
-    out[k] = v;
-  }
-  out.PWD = cwd;
-  return out;
-}
+// worldEnv: zod-free (world-env.ts), shared with the CLI's fast path (src/cli/fast.ts).
+export { worldEnv } from "./world-env.ts";
+import { worldEnv } from "./world-env.ts";
 
 /**
  * The world a command runs in. The policy decides the allowlist, limits and session reuse

@@ -13,6 +13,7 @@ export function mark(name: string): void {
 export function dumpTiming(): void {
   if (!on || marks.length === 0) return;
   mark("end");
-  process.stderr.write(`substrate-timing: ${marks.map(([n, t]) => `${n}=${t.toFixed(2)}`).join(" ")}\n`);
+  // fd 2 directly: process.stderr costs ~12 ms in a compiled Bun, which would land in the figure
+  (require("node:fs") as typeof import("node:fs")).writeSync(2, `substrate-timing: ${marks.map(([n, t]) => `${n}=${t.toFixed(2)}`).join(" ")}\n`);
   marks.length = 0;
 }

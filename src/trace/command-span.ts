@@ -8,6 +8,7 @@
 import type { ExecuteResponse } from "../contract/execute.ts";
 import type { SpanComponent } from "../contract/span.ts";
 import type { WorldBackendName } from "../contract/world.ts";
+import type { ReplayContext } from "../contract/span.ts";
 import { newSpanId } from "../contract/ids.ts";
 import { SpanContext } from "./span.ts";
 import { buildReplayContext } from "./context.ts";
@@ -46,6 +47,12 @@ export interface CommandSpanInput {
   pty?: boolean;
   /** default traceFilePath() */
   tracePath?: string;
+  /**
+   * The replay context's host parts, computed by the process that ran the command (the CLI's
+   * fast path: the agent writes its host span, agent/policyd.ts); default: from `env` and this
+   * process's umask.
+   */
+  replay?: Pick<ReplayContext, "path" | "env_hash" | "umask" | "locale" | "world_image_version">;
 }
 
 /** What a finished command reports: an ExecuteResponse, or just an exit code (host execution). */
@@ -183,7 +190,8 @@ export function recordExecuteSpan(
 }
 
 /** A command span's replay context, from what the span was started with. */
-function replayContextOf(i: Pick<CommandSpanInput, "cwd" | "env" | "policy_id" | "policy_commit" | "world_image_version">) {
+function replayContextOf(i: Pick<CommandSpanInput, "cwd" | "env" | "policy_id" | "policy_commit" | "world_image_version" | "replay">): ReplayContext {
+  if (i.replay) return { ...i.replay, cwd: i.cwd, policy_id: i.policy_id ?? null, policy_commit: i.policy_commit ?? null };
   return buildReplayContext({
     cwd: i.cwd,
     env: i.env,

@@ -5,34 +5,15 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
-import type { VersionInfo } from "../contract/common.ts";
 import type { ReplayContext } from "../contract/span.ts";
 import { isDirty, isWorkTree, lastCommitOf } from "../sys/git.ts";
 
 const sha256hex = (data: string | Uint8Array): string => createHash("sha256").update(data).digest("hex");
 
-/**
- * Variables that change on every shell hop without changing what a command does; leaving
- * them out keeps env_hash comparable between the original run and a replay.
- */
-const VOLATILE = new Set(["_", "SHLVL", "PWD", "OLDPWD", "SUBSTRATE_SPAN_ID", "SUBSTRATE_PARENT_SPAN"]);
-
-/** `sha256:<hex>` over the sorted `NAME=VALUE` pairs (NUL separated). Values never leave this function. */
-export function envHash(env: Record<string, string | undefined> = process.env): string {
-  const h = createHash("sha256");
-  for (const k of Object.keys(env).sort()) {
-    const v = env[k];
-    if (v === undefined || VOLATILE.has(k)) continue;
-    h.update(k).update("=").update(v).update("\0");
-  }
-  return `sha256:${h.digest("hex")}`;
-}
-
-/** The process umask as an octal string ("0022"). Reading it means setting it: restore at once. */
-export function currentUmask(): string {
-  const m = process.umask();
-  return `0${(m & 0o777).toString(8).padStart(3, "0")}`;
-}
+// envHash / currentUmask / worldImageVersion: zod- and git-free (replay-parts.ts), so the CLI's
+// fast path computes them too (the host span the agent writes for it, src/cli/fast.ts).
+export { envHash, currentUmask, worldImageVersion } from "./replay-parts.ts";
+import { envHash, currentUmask } from "./replay-parts.ts";
 
 /**
  * `policy_commit`: the git short hash of the last commit that touched the policy file when
@@ -61,15 +42,6 @@ export function policyCommit(policyFile: string | null | undefined): string | nu
   }
   return `sha256:${contentHash.slice(0, 16)}`;
 }
-
-/**
- * `world_image_version`: the world agent build's identity, as embedded at build time
- * (scripts/build.ts `--define`). Same text as src/version.ts `versionString`
- * (`0.1.0+abc1234.9f86d081884c`); duplicated here because the agent imports src/trace
- * and must not import host modules.
- */
-export const worldImageVersion = (v: Pick<VersionInfo, "version" | "commit" | "agent_hash">): string =>
-  `${v.version}+${v.commit}.${v.agent_hash}`;
 
 export interface ReplayContextInput {
   cwd: string;

@@ -71,3 +71,23 @@ test("scopes, budget status and audit line round-trip", () => {
     error: null,
   });
 });
+
+test("StreamStart.host_span (issue 17, the CLI's fast path): round trip; strict; absolute trace path", () => {
+  const host = {
+    span_id: SPN,
+    session_id: "ses_01a201cc-48ac-717a-bf2d-ef524a961add",
+    component: "shell" as const,
+    trace: "/home/u/.substrate/trace.jsonl",
+    replay: { path: "/usr/bin:/bin", env_hash: `sha256:${"a".repeat(64)}`, umask: "0022", locale: "C.UTF-8", world_image_version: "0.1.0+abc.def" },
+  };
+  const s = StreamStart.parse({ type: "start", argv: ["bash", "-c", "true"], agent_id: "a", pty: false, host_span: host });
+  expect(s.host_span).toEqual(host);
+  rt(StreamStart, s);
+  rt(StreamStart, StreamStart.parse({ type: "start", cmd: "x", agent_id: "a", host_span: { ...host, parent_span: SPN, replay: { ...host.replay, path: null, locale: null, world_image_version: null } } }));
+  const bad = (h: unknown) => StreamStart.safeParse({ type: "start", cmd: "x", agent_id: "a", host_span: h }).success;
+  expect(bad({ ...host, trace: "rel/trace.jsonl" })).toBe(false);
+  expect(bad({ ...host, component: "api" })).toBe(false);
+  expect(bad({ ...host, extra: 1 })).toBe(false);
+  expect(bad({ ...host, replay: { ...host.replay, umask: "22" } })).toBe(false);
+  expect(bad({ ...host, span_id: "spn_x" })).toBe(false);
+});
