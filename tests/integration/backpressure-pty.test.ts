@@ -12,7 +12,7 @@
  * command's. No wall-clock assertions: the pauses are the scenario.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { startAgent, tempProject, type TestAgent } from "../helpers/agent.ts";
 import { descendantsMatching, MiB, nonReadingClient, type NonReadingResult } from "./backpressure-helpers.ts";
 
@@ -22,6 +22,8 @@ const RSS_CAP = 64 * MiB;
 let agent: TestAgent;
 let proj: string;
 let spawner: number;
+let spawnerFds: number;
+const fdsOf = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 beforeAll(async () => {
   agent = await startAgent();
   proj = tempProject();
@@ -30,6 +32,7 @@ beforeAll(async () => {
   const s = descendantsMatching(agent.pid, "__world-serve");
   expect(s.length).toBe(1);
   spawner = s[0]!;
+  spawnerFds = fdsOf(spawner);
 });
 afterAll(async () => {
   await agent.stop();
@@ -62,3 +65,10 @@ test("PTY stream: a short pause on a `seq` stream loses nothing, resize and exit
   console.log(`PTY stream (seq, 5 s): agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB, spawner peak ${(r.spawnerPeak / MiB).toFixed(1)} MiB; ${r.stdout.bytes} bytes delivered`);
   expectComplete(r);
 }, 120_000);
+
+test("PTY stream: the spawner holds no terminal fd after the paused sessions ended", async () => {
+  // each session's master (and its dups) and the slave held while stopped are closed at its end
+  let n = 0;
+  for (let i = 0; i < 100 && (n = fdsOf(spawner)) !== spawnerFds; i++) await Bun.sleep(50);
+  expect(n).toBe(spawnerFds);
+});
