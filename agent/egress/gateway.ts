@@ -711,7 +711,20 @@ export class WorldGateway {
   }
 
   /** Splice a decided connection: byte counts per direction, the command's budget, one event at the end. */
+  /** Sockets this gateway relays itself are closed with it (world teardown). */
+  private track(sock: ConnSocket): void {
+    if (this.live.has(sock)) return;
+    this.live.add(sock);
+    const prev = sock.data.onClose;
+    sock.data.onClose = () => {
+      prev?.();
+      this.live.delete(sock);
+    };
+  }
+
   private spliceDecided(client: ConnSocket, d: Extract<Decided, { ok: true }>, pendingUp?: Uint8Array, preface?: Uint8Array): void {
+    this.track(client);
+    this.track(d.up);
     const early = d.up.data.early as Uint8Array[] | undefined;
     d.up.data.early = undefined;
     d.up.data.onData = undefined;
@@ -837,18 +850,6 @@ export class WorldGateway {
       d.up.terminate();
       return { ok: false, reason: "dial_failed", message: `cannot adopt the client socket: ${(e as Error).message}` };
     }
-    this.live.add(client);
-    const prev = client.data.onClose;
-    client.data.onClose = () => {
-      prev?.();
-      this.live.delete(client);
-    };
-    this.live.add(d.up);
-    const prevUp = d.up.data.onClose;
-    d.up.data.onClose = () => {
-      prevUp?.();
-      this.live.delete(d.up);
-    };
     this.spliceDecided(client, d, pendingUp, preface);
     return { ok: true, addr: d.addr, adopted: true };
   }

@@ -34,7 +34,7 @@ const L = dlopen("libc.so.6", {
   __errno_location: { args: [], returns: P },
 }).symbols;
 const errno = () => read.i32(L.__errno_location(), 0);
-const EAGAIN = 11, EINTR = 4, IN = 1, OUT = 4, ERR = 8, HUP = 16;
+const EAGAIN = 11, EINTR = 4, IN = 1, OUT = 4, ET = 0x80000000;
 const MOVE_NONBLOCK = 1 | 2; // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 self.onmessage = (e) => {
   const { ring, counters, efd, evSize, dataOff } = e.data;
@@ -63,10 +63,15 @@ self.onmessage = (e) => {
     L.epoll_ctl(ep, 2, c.a, null); L.epoll_ctl(ep, 2, c.b, null);
     for (const fd of [c.a, c.b, c.up.pr, c.up.pw, c.down.pr, c.down.pw]) L.close(fd);
     conns[c.slot] = undefined;
+    again.delete(c);
     postMessage({ slot: c.slot, up: c.up.bytes, down: c.down.bytes, err: c.err ?? 0 });
   };
+  // Edge-triggered: each pump goes on until neither direction can move (EAGAIN / pipe full /
+  // pipe empty), or 64 rounds, after which the connection is pumped again before the next wait.
+  const again = new Set();
   const pumpDir = (c, d) => {
-    for (let i = 0; i < 32; i++) {
+    for (let i = 0; ; i++) {
+      if (i === 64) { again.add(c); break; }
       let moved = false;
       if (!d.eof && d.inPipe < d.cap) {
         const r = Number(L.splice(d.src, null, d.pw, null, BigInt(d.cap - d.inPipe), MOVE_NONBLOCK));
@@ -83,17 +88,13 @@ self.onmessage = (e) => {
     }
     if (d.eof && d.inPipe === 0 && !d.shut) { L.shutdown(d.dst, 1); d.shut = true; }
   };
-  const pump = (c, events) => {
-    const before = c.up.bytes + c.down.bytes + c.up.inPipe + c.down.inPipe;
+  // A hang-up is not an error (data may still wait to be read); a broken socket shows as a
+  // splice error, which closes both sides.
+  const pump = (c) => {
+    again.delete(c);
     pumpDir(c, c.up);
     if (!c.err) pumpDir(c, c.down);
-    if (c.err || (c.up.shut && c.down.shut)) return finish(c);
-    // An error/hang-up report that moved nothing: the connection is broken.
-    if ((events & (ERR | HUP)) && before === c.up.bytes + c.down.bytes + c.up.inPipe + c.down.inPipe && !(c.up.eof && c.down.eof)) { c.err = c.err ?? 104; return finish(c); }
-    const ia = (!c.up.eof && c.up.inPipe < c.up.cap ? IN : 0) | (c.down.inPipe > 0 ? OUT : 0);
-    const ib = (!c.down.eof && c.down.inPipe < c.down.cap ? IN : 0) | (c.up.inPipe > 0 ? OUT : 0);
-    if (ia !== c.ia) { c.ia = ia; ctl(3, c.a, ia, c.slot * 2); }
-    if (ib !== c.ib) { c.ib = ib; ctl(3, c.b, ib, c.slot * 2 + 1); }
+    if (c.err || (c.up.shut && c.down.shut)) finish(c);
   };
   const drainRing = () => {
     let h = Atomics.load(R, 0);
@@ -104,11 +105,11 @@ self.onmessage = (e) => {
       h++;
       if (op === 1) {
         const up = mkdir(a, b, 0), down = mkdir(b, a, 1);
-        const c = { slot, a, b, up, down, ia: IN, ib: IN, done: false, err: undefined };
+        const c = { slot, a, b, up, down, done: false, err: undefined };
         if (!up || !down) { c.up = up ?? { pr: -1, pw: -1, bytes: 0 }; c.down = down ?? { pr: -1, pw: -1, bytes: 0 }; c.err = 24; conns[slot] = c; finish(c); continue; }
         conns[slot] = c;
-        ctl(1, a, IN, slot * 2); ctl(1, b, IN, slot * 2 + 1);
-        pump(c, 0);
+        ctl(1, a, IN | OUT | ET, slot * 2); ctl(1, b, IN | OUT | ET, slot * 2 + 1);
+        pump(c);
       } else if (op === 2) {
         const c = conns[slot];
         if (c) { c.err = 125; finish(c); }
@@ -117,15 +118,16 @@ self.onmessage = (e) => {
     Atomics.store(R, 0, h);
   };
   for (;;) {
-    const n = L.epoll_wait(ep, ptr(evs), MAXEV, -1);
+    const n = L.epoll_wait(ep, ptr(evs), MAXEV, again.size > 0 ? 0 : -1);
     if (n < 0) { if (errno() === EINTR) continue; break; }
     for (let i = 0; i < n; i++) {
       const events = evv.getUint32(i * evSize, true);
       const data = Number(evv.getBigUint64(i * evSize + dataOff, true));
       if (data === WAKE) { L.read(efd, ptr(eb), 8n); drainRing(); continue; }
       const c = conns[Math.floor(data / 2)];
-      if (c && !c.done) pump(c, events);
+      if (c && !c.done) pump(c);
     }
+    for (const c of [...again]) if (!c.done) pump(c);
   }
 };
 `;
