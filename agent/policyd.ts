@@ -16,6 +16,7 @@
 import type { Caller } from "../src/contract/world.ts";
 import type { AgentGate, HostSpanResult } from "./service.ts";
 import { ApiError } from "../src/api/service.ts";
+import { phases } from "./timing.ts";
 
 type GateInput = Parameters<AgentGate>[0];
 interface Answer {
@@ -58,6 +59,7 @@ export async function policydMain(): Promise<number> {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
       let id = 0;
+      const tm = phases("substrate-policyd-timing");
       try {
         const q = JSON.parse(line) as { id: number; req: GateInput } | { id: number; op: "host_start" | "host_complete" | "host_drop"; span_id: string; result?: import("../src/trace/command-span.ts").CommandResult };
         id = q.id;
@@ -75,10 +77,11 @@ export async function policydMain(): Promise<number> {
         let loaded;
         try {
           // the fast path's gate is the host's: a fresh load per command, as the CLI's (~1 ms warm)
-          loaded = r.host ? undefined : loadedFor(r.cwd);
+          loaded = r.host ? loadEffectivePolicySync(r.cwd, { ...(home ? { home } : {}) }) : loadedFor(r.cwd);
         } catch {
           loaded = undefined; // agentGate loads it again and answers with the error it gets
         }
+        tm.mark(r.host ? "loaded_fresh" : "loaded");
         const g = await agentGate(
           { ...(r.argv ? { argv: r.argv } : { cmd: r.cmd }), cwd: r.cwd, isolated: r.isolated, ...(r.world ? { world: r.world } : {}) },
           // record: the helper runs AS the caller, so it records the project's policy selection in
@@ -90,6 +93,8 @@ export async function policydMain(): Promise<number> {
           if (hostSpans.size >= 1024) hostSpans.delete(hostSpans.keys().next().value!); // an agent that never said start/drop
           hostSpans.set(r.host.span_id, { gate: g.host, req: r });
         }
+        tm.mark("gated");
+        tm.dump();
         out({ id, ok: true, ...(g.request.isolated ? { isolated: true } : {}), ...(r.world ? {} : { world: g.request.world as Record<string, unknown> }) });
       } catch (e) {
         const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
@@ -117,7 +122,7 @@ export function policyGate(selfArgv: string[], log?: (m: string) => void): Agent
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
-      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: c.home, USER: c.name, LOGNAME: c.name, BUN_GC_TIMER_DISABLE: "1" },
+      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: c.home, USER: c.name, LOGNAME: c.name, BUN_GC_TIMER_DISABLE: "1", ...(process.env.SUBSTRATE_TIMING === "1" ? { SUBSTRATE_TIMING: "1" } : {}) },
     });
     const h: Helper = { proc, pending: new Map() };
     helpers.set(c.uid, h);

@@ -20,6 +20,7 @@ import { ApiError, type AgentService, type OutputSink, type RequestContext, type
 import type { Caller } from "../src/contract/world.ts";
 import type { HostSpan } from "../src/contract/stream.ts";
 import { assertProjectWritable, resolveCaller, selfCaller } from "./caller.ts";
+import { phases, type Phases } from "./timing.ts";
 import type { ExecIO, World, WorldProcess } from "./world/session.ts";
 import type { CtlExit } from "./world/ctl.ts";
 
@@ -224,6 +225,7 @@ export class WorldAgentService implements AgentService {
     const { ctx } = input;
     let req = input.req;
     const caller = input.caller ?? this.callerOf(ctx);
+    const tm = phases("substrate-agent-timing"); // bench/hotpath.ts (SUBSTRATE_TIMING=1)
     let host: HostSpanWriter | undefined;
     // Issue 17: a host span only the gate's side can write (agent/policyd.ts): no gate, no fast path.
     if (req.host_span && !this.gate) throw new ApiError("unsupported", "this agent has no policy gate to write the host span with", "run it without host_span");
@@ -247,8 +249,9 @@ export class WorldAgentService implements AgentService {
       host = g ? g.host : undefined;
       if (req.host_span && !host) throw new ApiError("unsupported", "the policy gate did not take the host span", "run it without host_span");
     }
+    tm.mark("gate");
     try {
-      return await this.startGated(req, caller, input, io, host);
+      return await this.startGated(req, caller, input, io, host, tm);
     } catch (e) {
       host?.drop(); // nothing ran
       throw e;
@@ -256,8 +259,9 @@ export class WorldAgentService implements AgentService {
   }
 
   /** start(), after the gate: the world, the spawn, and the command's end (span, diff, budget). */
-  private async startGated(req: StartInput["req"], caller: Caller, input: StartInput, io: ExecIO, host: HostSpanWriter | undefined): Promise<StartedCommand> {
+  private async startGated(req: StartInput["req"], caller: Caller, input: StartInput, io: ExecIO, host: HostSpanWriter | undefined, tm: Phases): Promise<StartedCommand> {
     const { spec, cwd } = this.resolve(req, caller);
+    tm.mark("resolve");
     const owner = { caller, agentId: req.agent_id };
     const cmd = req.cmd ?? req.argv!.join(" ");
     // Issue 6: the budget is checked (and one exec taken) before anything starts.
@@ -281,6 +285,7 @@ export class WorldAgentService implements AgentService {
       if (e instanceof WorldStartError) throw new ApiError("unavailable", e.message, "run `substrate world doctor` to see which kernel feature is missing");
       throw e;
     }
+    tm.mark("world");
     const spanId = newSpanId();
     const token = this.scopes.tokenFor(req.agent_id, spanId, world.id, caller.uid);
     const env = this.env(req, spec, world.id, caller);
@@ -300,6 +305,8 @@ export class WorldAgentService implements AgentService {
       io,
     );
     // Issue 17 (fast path): the host span starts once the command does; nothing ran → forgotten.
+    tm.mark("spawned");
+    void proc.started.then(() => tm.mark("started"), () => {});
     const hostStarted = host ? proc.started.then(() => (host.start(), true), () => (host.drop(), false)) : Promise.resolve(false);
     const release = async () => {
       if (!overlay) return;
@@ -308,6 +315,7 @@ export class WorldAgentService implements AgentService {
     const done = (async (): Promise<FinishedCommand> => {
       try {
         const exit = await proc.exited;
+        tm.mark("exited");
         const ms = performance.now() - t0; // the command's time (trace), before the diff is read
         // Egress (span egress_bytes, budget max_egress_bytes): the world's bytes out while the
         // command ran. Concurrent commands in one session world share the counter.
@@ -334,9 +342,12 @@ export class WorldAgentService implements AgentService {
           ...(fs_diff ? { fs_diff } : {}),
           ...(egress_bytes !== undefined ? { egress_bytes } : {}),
         });
+        tm.mark("span");
         // The fast path's host span, on disk before the client hears `exit` (as the CLI's own would be).
         // (no egress_bytes: the pipeline's host span never had them — the agent's span has)
         if (host && (await hostStarted)) await host.complete({ exit: exit.exit, world_id: world.id, scopes_used: token.scopes });
+        tm.mark("host_span");
+        tm.dump();
         return { exit, fs_diff, egress_bytes, ...(egress ? { egress } : {}), scopes_used: token.scopes };
       } catch (e) {
         // the stream ends such a command with exit 1: so does its host span

@@ -108,10 +108,10 @@ try {
   report(figure("substrate --no-world -c true", ms(nw), { baseline: "hello world", ratio: percentile(ms(nw), 50) / helloF.median_ms }));
 
   /** Per-phase breakdown: median of each mark's delta from the previous one. */
-  const phases = (rs: Run[], total: number) => {
+  const phases = (rs: Run[], total: number, label = "substrate-timing", what = "phase (median ms since the previous mark; the first = since process start):") => {
     const by = new Map<string, number[]>();
     for (const r of rs) {
-      const m = /substrate-timing: (.*)/.exec(r.err);
+      const m = new RegExp(`${label}: (.*)`).exec(r.err);
       if (!m) continue;
       let prev = 0;
       for (const kv of m[1]!.split(" ")) {
@@ -122,8 +122,8 @@ try {
         prev = t;
       }
     }
-    if (!by.size) return console.log("  (no substrate-timing line: this binary predates src/run/timing.ts)");
-    console.log("  phase (median ms since the previous mark; the first = since process start):");
+    if (!by.size) return console.log(`  (no ${label} line: this binary predates it)`);
+    console.log(`  ${what}`);
     for (const [k, v] of by) {
       const med = percentile(v.sort((a, b) => a - b), 50);
       console.log(`    ${k.padEnd(10)} ${med.toFixed(2).padStart(7)} ms  ${((med / total) * 100).toFixed(0).padStart(3)}%`);
@@ -137,16 +137,24 @@ try {
   const realHome = readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[2] === uid)?.[5] ?? "/root";
   const record = selectionFileFor(realpathSync(proj), { home: realHome });
   const hadRecord = existsSync(record);
-  const agent = await startAgent();
+  const agent = await startAgent({ env: { SUBSTRATE_TIMING: "1" } });
+  /** The agent's (and its policy helper's) phase lines since `from` (agent/timing.ts), as Runs. */
+  const agentLines = (from: number, label: string): Run[] =>
+    agent.stderr().slice(from).split("\n").filter((l) => l.includes(`${label}: `)).map((l) => ({ ms: 0, err: l.slice(l.indexOf(label)) }));
   try {
     const base = bwrapF ?? helloF;
     const fenv = { ...env, HOME: realHome, SUBSTRATE_WORLD_SOCKET: agent.socket };
+    const from = agent.stderr().length;
     const cr = await sample([...cli, "-c", "true"], fenv);
+    const agentRuns = agentLines(from, "substrate-agent-timing");
+    const policydRuns = agentLines(from, "substrate-policyd-timing");
     const cf = figure("substrate -c true (warm world)", ms(cr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: 0, goal: "<= 2.0x bwrap; peak RSS <= 30 MB" });
     cf.ratio = cf.median_ms / base.median_ms;
     report(cf);
     console.log(`  peak RSS ${peakRss([...cli, "-c", "true"], fenv).toFixed(1)} MiB (goal <= 30 MB)`);
     phases(cr, cf.median_ms);
+    phases(agentRuns, cf.median_ms, "substrate-agent-timing", "agent side (agent/service.ts start(): ms since the previous mark; the first = the gate, via the caller's policy helper):");
+    phases(policydRuns, cf.median_ms, "substrate-policyd-timing", "the caller's policy helper (agent/policyd.ts: the fast path's gate; ms since the request line arrived):");
 
     const pr = await sample([...cli, "-c", "echo hi | cat"], fenv);
     report(figure("substrate -c 'echo hi | cat' (warm world)", ms(pr), { baseline: bwrapF ? "bwrap" : "hello world", ratio: percentile(ms(pr), 50) / base.median_ms }));

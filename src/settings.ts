@@ -45,7 +45,7 @@ export const ENV_SETTINGS: readonly EnvSetting[] = [
   S("SUBSTRATE_SCOPE_FD", "world", "int", null, "set inside a world: the fd of the command's sealed scope-token memfd"),
   S("SUBSTRATE_SHIM_DEPTH", "world", "int", "0", "shim recursion guard (set by the shims themselves)"),
   S("SUBSTRATE_DEBUG", "both", "bool", null, "print stack traces for internal errors and debug lines"),
-  S("SUBSTRATE_TIMING", "host", "bool", null, "`1`: the pipeline prints its hot-path phase marks to stderr (bench/hotpath.ts)"),
+  S("SUBSTRATE_TIMING", "both", "bool", null, "`1`: the pipeline (and the fast path) prints its hot-path phase marks to stderr; in the agent's env, the agent and its policy helpers print theirs (bench/hotpath.ts)"),
   S("SUBSTRATE_STATE_DIR", "agent", "path", "/run/substrate", "agent: where worlds keep runtime files"),
   S("SUBSTRATE_OVERLAY_DIR", "agent", "path", "/var/lib/substrate/overlay", "agent: isolated worlds' upper/work dirs (rootless: `~/.substrate/run/overlay`)"),
   S("SUBSTRATE_RESULT_TTL_SECS", "agent", "int", "604800", "agent: isolated results nobody applied or discarded are dropped after this"),

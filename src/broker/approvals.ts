@@ -79,10 +79,15 @@ export class ApprovalStore {
     const f = this.read();
     const prev = f.sessions[sessionId];
     if (prev && prev.policy_id === policyId && prev.policy_hash === policyHash) return false;
+    // (HOTPATH, issue 17) A session with no marker and no approvals has nothing to reset: no
+    // write (every `substrate -c` is a new session; writing each one's marker made this file —
+    // read and rewritten per command — grow without bound). record() sets the marker with the
+    // session's first approval, so a later policy change still resets it. An edited policy's
+    // old "always" entries are still dropped here (that is a change to write).
+    const stale = (e: ApprovalEntry) => (e.scope === "session" && e.session_id === sessionId) || (e.scope === "always" && e.policy_id === policyId && e.policy_hash !== policyHash);
+    if (!prev && !f.entries.some(stale)) return false;
     const before = f.entries.length;
-    f.entries = f.entries.filter(
-      (e) => !(e.scope === "session" && e.session_id === sessionId) && !(e.scope === "always" && e.policy_id === policyId && e.policy_hash !== policyHash),
-    );
+    f.entries = f.entries.filter((e) => !stale(e));
     f.sessions[sessionId] = marker;
     this.write(f);
     return prev !== undefined && before !== f.entries.length;
@@ -109,6 +114,8 @@ export class ApprovalStore {
     }
     const f = this.read();
     f.entries.push(scope === "session" ? { ...entry, session_id: sessionId! } : entry);
+    // the session's policy marker, with its first approval (noteSession writes no marker before)
+    if (scope === "session" && !f.sessions[sessionId!]) f.sessions[sessionId!] = { policy_id: key.policy_id, policy_hash: policyHash };
     this.write(f);
   }
 

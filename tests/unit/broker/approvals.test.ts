@@ -1,6 +1,6 @@
 /** The approval cache: scopes, cwd prefixes, policy binding, reset on profile switch, 0600. */
 import { afterEach, describe, expect, test } from "bun:test";
-import { statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ApprovalStore } from "../../../src/broker/approvals.ts";
 import { tempHome, type TempHome } from "./_helpers.ts";
@@ -53,6 +53,21 @@ describe("ApprovalStore", () => {
     s.record(key(), "h", "session", null);
     expect(s.noteSession(null, "strict", "x")).toBe(true);
     expect(s.lookup(key(), "h", null)).toBeNull();
+  });
+
+  test("a session with nothing to reset writes nothing (one per `substrate -c`: the file must not grow); its first approval still resets on a switch", () => {
+    t = tempHome();
+    const file = join(t.home, ".substrate", "approvals.json");
+    const s = new ApprovalStore(file);
+    for (let i = 0; i < 5; i++) expect(s.noteSession(`s${i}`, "dev", "h")).toBe(false);
+    expect(existsSync(file)).toBe(false);
+    // no noteSession marker before the approval: the record carries it
+    s.record(key(), "h", "session", "s9");
+    expect(s.noteSession("s9", "dev", "h")).toBe(false);
+    expect(s.lookup(key(), "h", "s9")).toBe("session");
+    expect(s.noteSession("s9", "strict", "x")).toBe(true);
+    expect(s.lookup(key(), "h", "s9")).toBeNull();
+    expect(Object.keys(JSON.parse(readFileSync(file, "utf8")).sessions)).toEqual(["s9"]);
   });
 
   test("an edited policy drops its old 'always' entries", () => {
