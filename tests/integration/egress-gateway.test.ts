@@ -244,3 +244,48 @@ describe.skipIf(!isRoot)("egress gateway + helper in a bare world", () => {
     writeFileSync(join(stateDir, "done"), "");
   });
 });
+
+describe.skipIf(!isRoot)("egress: the helper's relay fallback (no socket handoff)", () => {
+  let fx: EgressFixture;
+  let world: Awaited<ReturnType<typeof createBareWorld>>;
+  let eg: WorldEgress;
+  let stateDir: string;
+
+  beforeAll(async () => {
+    fx = await createEgressFixture();
+    await fx.setZone({ "allowed.test": { A: [fx.net(10)] }, "other.test": { A: [fx.net(20)] } });
+    stateDir = mkdtempSync(join(tmpdir(), "substrate-egress-relay-"));
+    chmodSync(stateDir, 0o711);
+    world = await createBareWorld(prepareResolvConf(join(stateDir, "run")));
+    eg = await setupWorldEgress({
+      worldId: "wld_egress-relay-test",
+      nsPid: world.pid,
+      stateDir,
+      selfArgv: [BUN, MAIN],
+      policy: { allowed: ["allowed.test", "allowed.test:7000", fx.cidr], egress: { policy_id: "test" } },
+      upstream: { host: fx.dnsIp, port: 53 },
+      log: () => {},
+      handoff: false,
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await eg?.close();
+    await world?.close();
+    await fx?.close();
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  test("transparent, CONNECT, plain proxy, SOCKS and a raw echo work through the helper's own relay; denials as before", async () => {
+    const sh = (cmd: string, env: Record<string, string> = {}) => world.inWorld(["sh", "-c", cmd], { env });
+    expect(eg.gateway.handoffAvailable).toBe(false);
+    expect((await sh("curl -sS --max-time 10 http://allowed.test/")).stdout).toBe("ok 80\n");
+    expect((await sh(`curl -sS --max-time 10 --cacert ${fx.caFile} https://allowed.test/`, PROXY)).stdout).toBe("ok 443 tls\n");
+    expect((await sh("curl -sS --max-time 10 http://allowed.test/", PROXY)).stdout).toBe("ok 80\n");
+    expect((await sh("curl -sS --max-time 10 --socks5-hostname 127.0.0.1:3128 http://allowed.test/")).stdout).toBe("ok 80\n");
+    const raw = await sh(`printf 'ping\\n' | timeout 20 ${BUN} -e 'const s=require("net").connect(7000,"allowed.test");process.stdin.pipe(s);s.on("data",d=>{process.stdout.write(d);s.end()})'`);
+    expect(raw.stdout).toBe("ping\n");
+    expect((await sh("curl -sS --max-time 10 -i http://other.test/", PROXY)).stdout).toContain("403");
+    expect(eg.gateway.totals.handoffs).toBe(0);
+    expect(eg.gateway.totals.connections).toBeGreaterThanOrEqual(5);
+  }, 60_000);
+});
