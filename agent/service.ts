@@ -332,6 +332,10 @@ export class WorldAgentService implements AgentService {
           this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir, owner_uid: caller.uid });
           fs_diff = await this.isolated.diff(spanId);
         }
+        // The fast path's host span, written by the caller's helper while we write ours below;
+        // on disk before the client hears `exit` (as the CLI's own would be). (No egress_bytes:
+        // the pipeline's host span never had them — the agent's span has.)
+        const hostDone = host && (await hostStarted) ? host.complete({ exit: exit.exit, world_id: world.id, scopes_used: token.scopes }) : undefined;
         // Trace (issue 5): one command_complete span per command under the returned span_id
         // (GET /v1/trace/:span_id finds it); the caller's SUBSTRATE_SPAN_ID becomes parent_span.
         recordExecuteSpan({
@@ -343,9 +347,7 @@ export class WorldAgentService implements AgentService {
           ...(egress_bytes !== undefined ? { egress_bytes } : {}),
         });
         tm.mark("span");
-        // The fast path's host span, on disk before the client hears `exit` (as the CLI's own would be).
-        // (no egress_bytes: the pipeline's host span never had them — the agent's span has)
-        if (host && (await hostStarted)) await host.complete({ exit: exit.exit, world_id: world.id, scopes_used: token.scopes });
+        await hostDone;
         tm.mark("host_span");
         tm.dump();
         return { exit, fs_diff, egress_bytes, ...(egress ? { egress } : {}), scopes_used: token.scopes };

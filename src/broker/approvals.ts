@@ -57,6 +57,10 @@ export class ApprovalStore {
     mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
     const now = Date.now();
     f.entries = f.entries.filter((e) => e.scope === "always" || now - Date.parse(e.created_at) < SESSION_TTL_MS);
+    // (HOTPATH, issue 17) a marker guards a session's approvals; one without any is dropped
+    // (noteSession treats a missing marker and no approvals alike), so the file stays small.
+    const guarded = new Set(f.entries.map((e) => (e.scope === "session" ? e.session_id : undefined)));
+    for (const id of Object.keys(f.sessions)) if (!guarded.has(id)) delete f.sessions[id];
     const tmp = `${this.file}.${process.pid}.tmp`;
     writeFileSync(tmp, `${JSON.stringify(f, null, 2)}\n`, { mode: 0o600 });
     chmodSync(tmp, 0o600); // mode above is masked by umask; approvals are private
