@@ -35,7 +35,16 @@ export class ApprovalStore {
       return { version: 1, entries: [], sessions: {} };
     }
     try {
-      return ApprovalsFile.parse(JSON.parse(text), { jitless: true });
+      const f = ApprovalsFile.parse(JSON.parse(text), { jitless: true });
+      // (HOTPATH, issue 17) a file from before markers were dropped (one per `substrate -c`
+      // ever run, read and parsed per command): rewritten once, without them (best effort)
+      const guarded = new Set(f.entries.map((e) => (e.scope === "session" ? e.session_id : undefined)));
+      if (Object.keys(f.sessions).filter((id) => !guarded.has(id)).length > 16) {
+        try {
+          this.writeOrThrow(structuredClone(f));
+        } catch {}
+      }
+      return f;
     } catch (e) {
       if (!this.warned) this.warn(`ignoring unreadable approval cache ${this.file} (${(e as Error).message.split("\n")[0]}); it will be rewritten`);
       this.warned = true;

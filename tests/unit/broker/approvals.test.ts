@@ -72,6 +72,17 @@ describe("ApprovalStore", () => {
     expect(Object.keys(JSON.parse(readFileSync(file, "utf8")).sessions)).toEqual(["s10"]);
   });
 
+  test("a file full of old session markers (one per -c ever run) is rewritten without them on read", () => {
+    t = tempHome();
+    const file = join(t.home, "approvals.json");
+    const sessions = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`old${i}`, { policy_id: "dev", policy_hash: "h" }]));
+    writeFileSync(file, JSON.stringify({ version: 1, entries: [{ ...key(), policy_hash: "h", scope: "session", session_id: "old7", created_at: new Date().toISOString() }], sessions }));
+    const s = new ApprovalStore(file);
+    expect(s.lookup(key(), "h", "old7")).toBe("session");
+    expect(Object.keys(JSON.parse(readFileSync(file, "utf8")).sessions)).toEqual(["old7"]);
+    expect(new ApprovalStore(file).lookup(key(), "h", "old7")).toBe("session");
+  });
+
   test("an edited policy drops its old 'always' entries", () => {
     t = tempHome();
     const file = join(t.home, ".substrate", "approvals.json");
