@@ -108,3 +108,70 @@ export function drainBelow(sock: { writableLength: number; destroyed: boolean; o
     s.once("close", done);
   });
 }
+
+interface Sink {
+  write(b: Uint8Array, cb: (err?: Error | null) => void): boolean;
+  once(ev: "drain" | "error", f: (e?: unknown) => void): unknown;
+}
+
+/**
+ * The client's half (the CLI, src/run/io.ts): writes to its stdout/stderr that hold the stream
+ * while a slow reader lags — `source` (the WebSocket) is paused while a write waits for
+ * `drain`, so the agent then holds the command — and `flushed()` before exiting, since
+ * process.exit drops what a pipe has not taken yet (Bun buffers it and reports writableLength
+ * 0). A reader that went away (EPIPE) calls `onBroken` once; later writes to it are dropped.
+ */
+export class WriteHold {
+  /** writes not yet taken, per sink */
+  private readonly pending = new Map<Sink, number>();
+  private readonly held = new Set<Sink>();
+  private readonly broken = new Set<Sink>();
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    private readonly source: Pausable,
+    private readonly onBroken: () => void = () => {},
+  ) {}
+
+  write(s: Sink, b: Uint8Array): void {
+    if (this.broken.has(s)) return;
+    if (!this.pending.has(s)) s.once("error", () => this.gone(s));
+    this.pending.set(s, (this.pending.get(s) ?? 0) + 1);
+    const ok = s.write(b, () => this.settle(s));
+    if (!ok && !this.held.has(s) && !this.broken.has(s)) {
+      this.held.add(s);
+      if (this.held.size === 1) this.source.pause();
+      s.once("drain", () => this.release(s));
+    }
+  }
+
+  /** Resolves once every write was taken by its reader (or the reader is gone). */
+  flushed(): Promise<void> {
+    return this.idle() ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+
+  private idle(): boolean {
+    for (const n of this.pending.values()) if (n > 0) return false;
+    return true;
+  }
+  private release(s: Sink): void {
+    if (!this.held.delete(s)) return;
+    if (this.held.size === 0) this.source.resume();
+  }
+  private gone(s: Sink): void {
+    if (this.broken.has(s)) return;
+    this.broken.add(s);
+    this.pending.set(s, 0);
+    this.release(s);
+    this.onBroken();
+    this.wake();
+  }
+  private settle(s: Sink): void {
+    if (this.broken.has(s)) return;
+    this.pending.set(s, Math.max(0, (this.pending.get(s) ?? 1) - 1));
+    this.wake();
+  }
+  private wake(): void {
+    if (this.idle()) for (const w of this.waiters.splice(0)) w();
+  }
+}

@@ -19,6 +19,7 @@ import { blockedEgressLine } from "../contract/net.ts"; // issue 15 (EGRESS)
 import { wsUrl } from "../api/address.ts";
 import type { StreamStartInput } from "../contract/stream.ts";
 import { CliError, ExitCode, signalExit } from "../errors.ts";
+import { WriteHold } from "../api/flow.ts"; // issue 18.4: back-pressure
 
 export interface StreamRunOptions {
   socketPath: string;
@@ -60,12 +61,20 @@ export async function runStream(o: StreamRunOptions): Promise<number> {
   const stderr = o.stderr ?? process.stderr;
   const pty = o.start.pty ?? true;
   const say = (l: string) => stderr.write(`substrate: ${l}\n`);
-  const writeOut = o.onStdout ?? ((b: Buffer) => stdout.write(b));
-  const writeErr = o.onStderr ?? ((b: Buffer) => stderr.write(b));
 
   return new Promise<number>((resolve, reject) => {
     // The Lima backend's last-resort transport (ssh-tcp) hands out "127.0.0.1:PORT", not a path.
     const ws = new WebSocket(wsUrl(o.socketPath, "/v1/stream"), { perMessageDeflate: false });
+    // Issue 18.4 (BACKPRESSURE, src/api/flow.ts WriteHold): a slow reader of our stdout/stderr
+    // holds the stream (and so the command in the world); the exit waits until what we wrote is
+    // out (process.exit drops it); a reader that went away ends the session (141, as SIGPIPE).
+    let brokenPipe = false;
+    const hold = new WriteHold(ws, () => {
+      brokenPipe = true;
+      ws.close();
+    });
+    const writeOut = o.onStdout ?? ((b: Buffer) => hold.write(stdout, b));
+    const writeErr = o.onStderr ?? ((b: Buffer) => hold.write(stderr, b));
     let opened = false;
     let settled = false;
     let exitCode: number | undefined;
@@ -178,11 +187,12 @@ export async function runStream(o: StreamRunOptions): Promise<number> {
     });
 
     ws.on("close", () => {
-      finish(() => {
+      void hold.flushed().then(() => finish(() => {
         if (exitCode !== undefined) resolve(exitCode);
+        else if (brokenPipe) resolve(128 + 13);
         else if (o.signal?.aborted) resolve(128 + 9);
         else reject(new CliError(ExitCode.UNAVAILABLE, "the world agent closed the stream before the command finished", "run `substrate world doctor`"));
-      });
+      }));
     });
     ws.on("error", (e: Error) => {
       if (opened) return; // `close` follows and decides

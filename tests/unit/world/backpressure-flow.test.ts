@@ -11,7 +11,7 @@
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { openFds, PtyFlow } from "../../../agent/world/ptyflow.ts";
-import { SendWindow } from "../../../src/api/flow.ts";
+import { SendWindow, WriteHold } from "../../../src/api/flow.ts";
 
 const state = (pid: number): string => /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "?";
 /** bash's child (the `seq` writing to the terminal). */
@@ -97,4 +97,43 @@ test("SendWindow: pause above high water, resume at low water; a reset forgets w
   expect(w.inFlight).toBe(0);
   c(); // a callback of the old client does not count
   expect(w.inFlight).toBe(0);
+});
+
+test("WriteHold: a full sink pauses the source until drain; flushed() waits for every write; a broken sink ends it once", async () => {
+  const { EventEmitter } = await import("node:events");
+  class FakeSink extends EventEmitter {
+    cbs: (() => void)[] = [];
+    full = false;
+    write(_b: Uint8Array, cb: () => void): boolean {
+      this.cbs.push(cb);
+      return !this.full;
+    }
+  }
+  const ev: string[] = [];
+  const hold = new WriteHold({ pause: () => ev.push("pause"), resume: () => ev.push("resume") }, () => ev.push("broken"));
+  const out = new FakeSink();
+  const err = new FakeSink();
+  hold.write(out, new Uint8Array(1));
+  out.full = true;
+  hold.write(out, new Uint8Array(1));
+  hold.write(out, new Uint8Array(1)); // still full: one pause, one drain listener
+  err.full = true;
+  hold.write(err, new Uint8Array(1));
+  expect(ev).toEqual(["pause"]);
+  expect(out.listenerCount("drain")).toBe(1);
+  out.emit("drain");
+  expect(ev).toEqual(["pause"]); // err still full
+  err.emit("drain");
+  expect(ev).toEqual(["pause", "resume"]);
+  let flushed = false;
+  const f = hold.flushed().then(() => (flushed = true));
+  for (const cb of out.cbs.splice(0)) cb();
+  await Bun.sleep(0);
+  expect(flushed).toBe(false); // err's write is not out yet
+  err.emit("error", new Error("EPIPE")); // its reader went away
+  await f;
+  expect(ev).toEqual(["pause", "resume", "broken"]);
+  hold.write(err, new Uint8Array(1)); // dropped
+  expect(err.cbs.length).toBe(1);
+  await hold.flushed();
 });
