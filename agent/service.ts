@@ -329,8 +329,10 @@ export class WorldAgentService implements AgentService {
           // The world's processes must be gone (nothing mounted, nothing writing) before the upper
           // dir is read; its network/cgroup teardown finishes in the background (manager.release).
           await release();
+          tm.mark("released");
           this.isolated.register(overlay.dir, { span_id: spanId, world_id: world.id, project_dir: spec.project_dir, owner_uid: caller.uid });
           fs_diff = await this.isolated.diff(spanId);
+          tm.mark("diff");
         }
         // The fast path's host span, written by the caller's helper while we write ours below;
         // on disk before the client hears `exit` (as the CLI's own would be). (No egress_bytes:
