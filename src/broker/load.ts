@@ -388,8 +388,26 @@ export function loadPolicyFile(file: string, ctx: { home: string; project: strin
   return { policy: compileText(text, file, ctx), text };
 }
 
+/**
+ * (HOTPATH, issue 17) Compiled policies by content: a long-lived process (the agent's policy
+ * helper, which loads the policy afresh for every fast-path command as the CLI would; the proxy)
+ * pays YAML + validation + compile once per distinct text, not per command. Keyed by the exact
+ * inputs (file, text, home, project, checkName), so a hit is what compiling would return.
+ */
+const compiled = new Map<string, CompiledPolicy>();
+
 /** `checkName`: the id must equal the file name (policies in ~/.substrate/policies; not drafts elsewhere). */
 export function compileText(text: string, file: string, ctx: { home: string; project: string }, checkName = true): CompiledPolicy {
+  const key = JSON.stringify([file, ctx.home, ctx.project, checkName, text]);
+  const hit = compiled.get(key);
+  if (hit) return hit;
+  const policy = compileTextUncached(text, file, ctx, checkName);
+  if (compiled.size >= 32) compiled.delete(compiled.keys().next().value!);
+  compiled.set(key, policy);
+  return policy;
+}
+
+function compileTextUncached(text: string, file: string, ctx: { home: string; project: string }, checkName: boolean): CompiledPolicy {
   const doc = validatePolicy(parsePolicyText(text, file), file);
   if (checkName && file !== BUILTIN_DEFAULT) {
     const stem = basename(file, extname(file));
