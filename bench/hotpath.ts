@@ -91,6 +91,10 @@ try {
   if (Bun.which("bwrap")) {
     bwrapF = figure("bwrap --unshare-all --ro-bind / / true", ms(await sample(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"])));
     report(bwrapF);
+    // what `substrate -c true` runs in the world is `bash -c true` (the bash entry): bash's own start, for scale
+    const bb = figure("bwrap --unshare-all --ro-bind / / bash -c true", ms(await sample(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/bash", "-c", "true"])), { baseline: "bwrap", ratio: 0 });
+    bb.ratio = bb.median_ms / bwrapF.median_ms;
+    report(bb);
   }
 
   if (!existsSync(HOST_BIN)) console.log(`(no ${HOST_BIN}: figures below run from source)`);

@@ -10,7 +10,7 @@
  * path; `pipeline=` once the pipeline took over) — never from how long anything took.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_POLICY_YAML } from "../../src/broker/default-policy.ts";
 import { hostArgv, startAgent, type TestAgent } from "../helpers/agent.ts";
@@ -157,6 +157,18 @@ describe("fast path: a plain -c", () => {
     expect(await p.exited).toBe(7);
     expect(out).toContain("got-term");
     expect(parse(7, out, await new Response(p.stderr).text()).fast).toBe(true);
+  });
+
+  test.skipIf(hostArgv().length > 1)("the bash shim (argv[0] `bash`): the same fast path, bash's $0", () => {
+    const shims = join(user.home, "shims");
+    mkdirSync(shims, { recursive: true });
+    symlinkSync(cli[0]!, join(shims, "bash"));
+    Bun.spawnSync(["chown", "-R", `${user.uid}:${user.gid}`, shims]);
+    const p = Bun.spawnSync(asUser([join(shims, "bash"), "-c", 'echo "$0 $SUBSTRATE_WORLD"'], { ...env, PATH: `${shims}:${env.PATH}` }), { cwd: proj, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const r = parse(p.exitCode, p.stdout.toString(), p.stderr.toString());
+    expect(r.fast).toBe(true);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe("bash enabled\n");
   });
 
   test("a command killed by a signal exits 128+N", () => {
