@@ -306,6 +306,9 @@ function runCommand(sock: Socket, req: CtlExecRequest): (type: number, payload: 
       if (await Promise.race([all, Bun.sleep(OUTPUT_GRACE_MS).then(() => false)])) break;
       if (stalls === seen && stalled === 0) break;
     }
+    // The PTY's EOF (above) says every byte was read; the 5 ms it used to wait instead stay, so
+    // EXIT keeps its old distance from the last output (a client that detaches right after it).
+    if (req.pty) await Bun.sleep(5);
     const sig = (proc.signalCode as string | null) ?? null;
     const exit: CtlExit = {
       exit: sig ? 128 + signalNumber(sig) : (code ?? 1),
