@@ -298,6 +298,8 @@ export async function nonReadingClient(o: {
   stderrSeq?: number;
   pauseMs: number;
   mark: string;
+  /** an isolated world (overlay project, the isolated hardening profile) */
+  isolated?: boolean;
 }): Promise<NonReadingResult> {
   const procs = [o.agentPid, o.spawnerPid ?? 0, o.proxyPid ?? 0].map((pid) => ({ pid, baseline: pid ? rssOf(pid) : 0 }));
   const stdout = new PatternCheck(o.yesBytes, o.seqN);
@@ -305,7 +307,7 @@ export async function nonReadingClient(o: {
   const r: Partial<NonReadingResult> = {};
   const body = `{ yes | head -c ${o.yesBytes}; seq 1 ${o.seqN}; }`;
   const bg = o.stderrSeq ? `seq 1 ${o.stderrSeq} >&2 & ` : "";
-  const common = { cwd: o.proj, agent_id: o.agentId, world: { project_dir: o.proj } };
+  const common = { cwd: o.proj, agent_id: o.agentId, world: { project_dir: o.proj }, ...(o.isolated ? { isolated: true } : {}) };
   let sock: Socket;
   let done: Promise<void>;
   if (o.mode === "ndjson") {

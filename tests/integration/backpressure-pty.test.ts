@@ -66,6 +66,17 @@ test("PTY stream: a short pause on a `seq` stream loses nothing, resize and exit
   expectComplete(r);
 }, 120_000);
 
+test("PTY stream in an isolated world (its own spawner, the isolated hardening profile): paused too, nothing lost", async () => {
+  const r = await nonReadingClient({ mode: "pty", socket: agent.socket, agentPid: agent.pid, proj, agentId: "bp-pty", yesBytes: 0, seqN: 5_000_000, pauseMs: 5_000, mark: "bp-pty-iso-7400", isolated: true });
+  console.log(`PTY stream, isolated world (seq, 5 s): agent peak ${(r.agentPeak / MiB).toFixed(1)} MiB; ${r.stdout.bytes} bytes delivered`);
+  expect(r.error).toBeUndefined();
+  expect(r.stillRunning).toBe(true);
+  expect(r.agentPeak).toBeLessThan(RSS_CAP);
+  expect(r.exit).toBe(3);
+  expect(r.stdout.extra).toEqual(["43 132"]);
+  expect(r.stdout.complete).toBe(true);
+}, 120_000);
+
 test("PTY stream: the spawner holds no terminal fd after the paused sessions ended", async () => {
   // each session's master (and its dups) and the slave held while stopped are closed at its end
   let n = 0;
