@@ -22,12 +22,16 @@ type GateInput = Parameters<AgentGate>[0];
 interface Answer {
   id: number;
   ok: boolean;
+  /** the same request may reuse this answer for so many ms (a quiet plain run on the cached policy) */
+  cache_ms?: number;
   isolated?: boolean;
   world?: Record<string, unknown>;
   error?: { code: "denied" | "approval_required" | "unavailable" | "unsupported" | "internal"; message: string; hint?: string; approval?: unknown };
 }
 
 const IDLE_MS = 60_000;
+/** the caller's loaded policy per cwd is reused this long (a burst pays one load) */
+const POLICY_CACHE_MS = 1000;
 
 /** Server side: `substrate-world-agent __policyd` (already running as the caller). */
 export async function policydMain(): Promise<number> {
@@ -42,7 +46,7 @@ export async function policydMain(): Promise<number> {
   const cache = new Map<string, { at: number; loaded: ReturnType<typeof loadEffectivePolicySync> }>();
   const loadedFor = (cwd: string) => {
     const hit = cache.get(cwd);
-    if (hit && Date.now() - hit.at < 1000) return hit.loaded;
+    if (hit && Date.now() - hit.at < POLICY_CACHE_MS) return hit.loaded;
     const loaded = loadEffectivePolicySync(cwd, { ...(home ? { home } : {}) });
     if (cache.size > 256) cache.clear();
     cache.set(cwd, { at: Date.now(), loaded });
@@ -95,7 +99,12 @@ export async function policydMain(): Promise<number> {
         }
         tm.mark("gated");
         tm.dump();
-        out({ id, ok: true, ...(g.request.isolated ? { isolated: true } : {}), ...(r.world ? {} : { world: g.request.world as Record<string, unknown> }) });
+        // A quiet plain run on the cached policy: the agent may reuse this answer for the same
+        // request until that policy would be loaded again (so a policy edit still applies within
+        // the second, as before).
+        const at = cache.get(r.cwd)?.at;
+        const cacheMs = !r.host && g.quiet && at !== undefined && loaded === cache.get(r.cwd)?.loaded ? POLICY_CACHE_MS - (Date.now() - at) : 0;
+        out({ id, ok: true, ...(g.request.isolated ? { isolated: true } : {}), ...(r.world ? {} : { world: g.request.world as Record<string, unknown> }), ...(cacheMs > 0 ? { cache_ms: cacheMs } : {}) });
       } catch (e) {
         const err = e instanceof ApiError ? e : new ApiError("internal", (e as Error).message);
         const code = (["denied", "approval_required", "unavailable", "unsupported"] as const).includes(err.code as "denied") ? (err.code as "denied") : "internal";
@@ -155,11 +164,21 @@ export function policyGate(selfArgv: string[], log?: (m: string) => void): Agent
       (h.proc.stdin as import("bun").FileSink).flush();
     });
   };
+  // Answers the helper marked reusable (a quiet plain run; never the fast path's, which writes
+  // spans): the same request from the same uid skips the helper round trip until they expire.
+  const answers = new Map<string, { until: number; answer: Answer }>();
   const gate = (async (i: GateInput) => {
+    const key = i.host ? null : JSON.stringify([i.caller.uid, i.cwd, i.projectDir, i.cmd, i.argv ?? null, i.isolated, i.world ?? null]);
+    const cached = key ? answers.get(key) : undefined;
+    if (cached && cached.until > Date.now()) return resultOf(cached.answer);
     let h = helpers.get(i.caller.uid);
     if (!h || h.proc.exitCode !== null) h = start(i.caller);
     const helper = h;
     const answer = await ask(helper, { req: { ...i, caller: undefined } });
+    if (key && answer.ok && answer.cache_ms) {
+      if (answers.size >= 512) answers.delete(answers.keys().next().value!);
+      answers.set(key, { until: Date.now() + answer.cache_ms, answer });
+    }
     if (!answer.ok) {
       const e = answer.error!;
       throw new ApiError(
@@ -179,8 +198,9 @@ export function policyGate(selfArgv: string[], log?: (m: string) => void): Agent
           drop: () => void op("host_drop"),
         }
       : undefined;
-    return { ...(answer.isolated ? { isolated: true } : {}), ...(answer.world ? { world: answer.world as GateInput["world"] } : {}), ...(host ? { host } : {}) };
+    return { ...resultOf(answer), ...(host ? { host } : {}) };
   }) as AgentGate & { close(): void };
+  const resultOf = (answer: Answer) => ({ ...(answer.isolated ? { isolated: true } : {}), ...(answer.world ? { world: answer.world as GateInput["world"] } : {}) });
   gate.close = () => {
     for (const h of helpers.values()) {
       try {

@@ -66,7 +66,7 @@ export interface HostGate {
   events: import("../contract/policy.ts").PolicyEvent[];
 }
 
-export async function agentGate<T extends AgentGateRequest>(req: T, o: AgentGateOptions = {}): Promise<{ request: T & { world: WorldSpecInput; isolated?: boolean }; decision: string; host?: HostGate }> {
+export async function agentGate<T extends AgentGateRequest>(req: T, o: AgentGateOptions = {}): Promise<{ request: T & { world: WorldSpecInput; isolated?: boolean }; decision: string; host?: HostGate; quiet?: boolean }> {
   const cwd = req.cwd ?? req.world?.project_dir ?? "/";
   const cmd = commandLine(req.cmd !== undefined ? { cmd: req.cmd } : { argv: req.argv ?? [] });
   const [{ loadEffectivePolicySync, PolicyError }, { effectiveConfig }] = await Promise.all([import("../broker/load.ts"), import("../config.ts")]);
@@ -102,7 +102,8 @@ export async function agentGate<T extends AgentGateRequest>(req: T, o: AgentGate
     ...(asked.isolate_network === true ? { isolate_network: true } : {}),
   };
   const world = await worldSpecFor({ policy: loaded.policy, cfg, projectDir: req.cwd ? await projectDirOf(req.cwd) : (asked.project_dir ?? "/"), override });
-  return { request: { ...req, world, ...(d.action === "run_isolated" || req.isolated ? { isolated: true } : {}) }, decision: d.action };
+  // quiet: a plain run that produced no policy event (the same line and policy give the same answer)
+  return { request: { ...req, world, ...(d.action === "run_isolated" || req.isolated ? { isolated: true } : {}) }, decision: d.action, ...(d.action === "run" && d.events.length === 0 ? { quiet: true } : {}) };
 }
 
 /**

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { DEFAULT_POLICY_YAML } from "../../src/broker/default-policy.ts";
 import { hostArgv, startAgent, type TestAgent } from "../helpers/agent.ts";
 import { runnable } from "../helpers/runnable.ts";
-import { createUser, openSocket, type TestUser } from "../security/_users.ts";
+import { apiAs, createUser, openSocket, type TestUser } from "../security/_users.ts";
 
 let agent!: TestAgent;
 let user!: TestUser;
@@ -234,5 +234,20 @@ describe("fast path: falls back to the pipeline, which behaves as always", () =>
     expect(r.fast).toBe(false);
     expect(r.code).toBe(0);
     expect(r.out).toBe("other-home\n");
+  });
+});
+
+describe("the agent's gate answers (API executes)", () => {
+  test("a reused answer never outlives the policy it came from: an edit applies once the helper's one-second policy cache is past", async () => {
+    const body = { cmd: "echo reuse-me", cwd: proj, agent_id: "fast" };
+    for (let i = 0; i < 3; i++) expect(apiAs(user, agent.socket, "POST", "/v1/execute", body).status).toBe(200);
+    const file = join(user.home, ".substrate", "policies", "default.yaml");
+    writeFileSync(file, POLICY.replace('    - "echo forbidden*"\n', '    - "echo forbidden*"\n    - "echo reuse-me*"\n'));
+    try {
+      await Bun.sleep(1200); // the documented window (agent/policyd.ts POLICY_CACHE_MS), not a timing assertion
+      expect(apiAs(user, agent.socket, "POST", "/v1/execute", body).status).toBe(403);
+    } finally {
+      writeFileSync(file, POLICY);
+    }
   });
 });
