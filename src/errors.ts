@@ -1,5 +1,3 @@
-import { constants as osConstants } from "node:os";
-
 /**
  * Errors a user can act on: one clear line, a hint, and an exit code
  * (docs/EXIT_CODE_TAXONOMY.md). Thrown by libraries (config, the pipeline, doctor) and
@@ -27,4 +25,5 @@ export class CliError extends Error {
 
 /** Shell convention: killed by signal N → 128 + N. */
 export const signalExit = (sig: string | null, code: number | null): number =>
-  sig ? 128 + ((osConstants.signals as Record<string, number>)[sig] ?? 0) : (code ?? 1);
+  // node:os only when a signal is to be named (its import is on every start otherwise)
+  sig ? 128 + (((require("node:os") as typeof import("node:os")).constants.signals as Record<string, number>)[sig] ?? 0) : (code ?? 1);
