@@ -60,6 +60,7 @@ export const ENV_SETTINGS: readonly EnvSetting[] = [
   S("SUBSTRATE_NET_STATE_DIR", "agent", "path", "/run/substrate-net", "agent: world network bookkeeping"),
   S("SUBSTRATE_NETNS_GC_INTERVAL_SECS", "agent", "int", "600", "agent: seconds between GC sweeps (gateway socket dirs of dead worlds; world TTL); `0` = no timer"),
   S("SUBSTRATE_NETNS_GC_TTL_SECS", "agent", "int", "0", "agent: maximum world age; `0` = off"),
+  S("SUBSTRATE_EGRESS_KERNEL_RELAY", "agent", "bool", null, "agent: `0` = relay every handed-over egress connection in Bun (splice.ts) instead of the kernel splice(2) relay"),
   S("SUBSTRATE_EGRESS_HELPER", "agent", "bool", null, "internal: marks the egress helper process"),
   S("SUBSTRATE_EGRESS_DECISION", "agent", "string", null, "internal: the egress helper's decision line prefix"),
   S("SUBSTRATE_BODY_DEADLINE_MS", "both", "int", "30000", "API servers: a request body must arrive within this"),
