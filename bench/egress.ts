@@ -46,29 +46,22 @@ chmodSync(state, 0o711);
 const resolv = prepareResolvConf(join(state, "run"));
 // Two worlds in the same run: the socket handoff (one relay: the gateway splices the world's
 // client socket itself) and the relay path it replaced (the helper relays too: two relays).
+const egressFor = (worldId: string, nsPid: number, handoff: boolean) =>
+  setupWorldEgress({
+    worldId,
+    nsPid,
+    stateDir: state,
+    selfArgv: SELF,
+    policy: { allowed: ["big.test", "big.test:7000", fx.cidr] },
+    upstream: { host: fx.dnsIp, port: 53 },
+    onEvent: () => {},
+    log: () => {},
+    ...(handoff ? {} : { handoff: false }),
+  });
 const world = await createBareWorld(resolv);
-const eg = await setupWorldEgress({
-  worldId: "wld_bench-egress",
-  nsPid: world.pid,
-  stateDir: state,
-  selfArgv: SELF,
-  policy: { allowed: ["big.test", "big.test:7000", fx.cidr] },
-  upstream: { host: fx.dnsIp, port: 53 },
-  onEvent: () => {},
-  log: () => {},
-});
+const eg = await egressFor("wld_bench-egress", world.pid, true);
 const worldR = await createBareWorld(resolv);
-const egR = await setupWorldEgress({
-  worldId: "wld_bench-egress-relay",
-  nsPid: worldR.pid,
-  stateDir: state,
-  selfArgv: SELF,
-  policy: { allowed: ["big.test", "big.test:7000", fx.cidr] },
-  upstream: { host: fx.dnsIp, port: 53 },
-  onEvent: () => {},
-  log: () => {},
-  handoff: false,
-});
+const egR = await egressFor("wld_bench-egress-relay", worldR.pid, false);
 
 const mbps = (bytes: number, ms: number) => bytes / MIB / (ms / 1000);
 type W = typeof world;
